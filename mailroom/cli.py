@@ -1,0 +1,49 @@
+"""The ``mailroom`` command: one entry point, one sub-command module per area.
+
+Each module listed in :data:`COMMAND_MODULES` has ``register(subparsers)``, which adds its
+sub-commands and sets ``func(settings, args) -> int`` on each. The list is explicit on purpose:
+a missing or misspelt module fails at start-up instead of silently dropping a command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mailroom import log, settings
+from mailroom.errors import MailroomError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "mailroom.commands.config",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailroom",
+        description="Turn incoming email from monitored mailboxes into CRM records.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        current = settings.load()
+        log.configure(current.log_level, stage=getattr(args, "stage", "") or "")
+        return int(args.func(current, args) or 0)
+    except MailroomError as exc:
+        print(f"mailroom: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The one typed settings object.
+
+Every setting has a type, a default that points at the embedded local stack, a documented
+meaning and an environment name ``MAILROOM_<FIELD>`` (upper case). Values come, in increasing
+precedence, from the defaults, an optional TOML file (``MAILROOM_CONFIG`` or ``mailroom.toml`` in
+the working directory; keys are the field names) and the environment. Nothing is read at import
+time: :func:`load` is called once by the CLI and the result is passed down explicitly.
+
+Pointing Mailroom at an external Kafka cluster, PostgreSQL or mail servers is only configuration:
+``kafka_bootstrap``, the ``kafka_security_*`` settings and ``database_url``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from mailroom.errors import ConfigError
+
+
+def _setting(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- the local embedded stack -------------------------------------------------------------
+    state_dir: str = _setting(".mailroom", "Folder for the local stack's state, logs and caches.")
+    kafka_port: int = _setting(19092, "Local stack: Kafka broker port on 127.0.0.1.")
+    kafka_controller_port: int = _setting(19093, "Local stack: KRaft controller port.")
+    postgres_port: int = _setting(15432, "Local stack: PostgreSQL port on 127.0.0.1.")
+    imap_port: int = _setting(10143, "Local stack: Dovecot IMAP port (plain, STARTTLS offered).")
+    imaps_port: int = _setting(10993, "Local stack: Dovecot IMAP implicit-TLS port.")
+    pop3_port: int = _setting(10110, "Local stack: Dovecot POP3 port (plain, STLS offered).")
+    pop3s_port: int = _setting(10995, "Local stack: Dovecot POP3 implicit-TLS port.")
+
+    # --- Kafka: one set of client settings for kafka-python and faust-streaming ---------------
+    kafka_bootstrap: str = _setting(
+        "", "Kafka bootstrap servers, comma separated. Empty: the local stack's broker."
+    )
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_ssl_cafile: str = _setting("", "CA bundle to verify the brokers' certificates.")
+    kafka_ssl_certfile: str = _setting("", "Client certificate for mutual TLS.")
+    kafka_ssl_keyfile: str = _setting("", "Client key for mutual TLS.")
+    kafka_sasl_mechanism: str = _setting("", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    kafka_sasl_username: str = _setting("", "SASL user name.")
+    kafka_sasl_password: str = _setting("", "SASL password.")
+    kafka_request_timeout_ms: int = _setting(30_000, "Client request timeout.")
+    kafka_session_timeout_ms: int = _setting(
+        10_000, "Consumer group session timeout: how fast a dead process's partitions move."
+    )
+    kafka_heartbeat_interval_ms: int = _setting(3_000, "Consumer group heartbeat interval.")
+    kafka_max_poll_interval_ms: int = _setting(
+        300_000, "Longest a stage may take between polls before the group evicts it."
+    )
+    topic_prefix: str = _setting("mailroom", "Topic names are '<prefix>.raw' and so on.")
+    topic_partitions: int = _setting(6, "Partitions per stream topic (chosen up front).")
+    topic_replication_factor: int = _setting(
+        1, "Replication factor; 3 on a real cluster (1 is not durable)."
+    )
+    raw_retention_days: int = _setting(30, "Retention of the raw topic: the replay source.")
+    stream_retention_days: int = _setting(7, "Retention of unwrapped, actions and trace topics.")
+    dlq_retention_days: int = _setting(180, "Retention of dead letters.")
+    max_record_bytes: int = _setting(
+        8 * 1024 * 1024, "Largest record a topic accepts; producers and consumers match it."
+    )
+    claim_check_bytes: int = _setting(
+        1024 * 1024, "A record larger than this carries a blob reference instead of the bytes."
+    )
+
+    # --- PostgreSQL ---------------------------------------------------------------------------
+    database_url: str = _setting(
+        "", "libpq connection string. Empty: the local stack's 'mailroom' database."
+    )
+
+    # --- behaviour ----------------------------------------------------------------------------
+    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
+    secret_key: str = _setting(
+        "", "Key that encrypts mailbox credentials at rest and signs web sessions. "
+        "Empty: a key generated once into the state folder (local stack only)."
+    )
+    fault_points: str = _setting(
+        "", "Comma-separated 'stage:point' names at which the process dies on purpose (tests)."
+    )
+    max_attempts: int = _setting(
+        3, "Crashes on the same offset before a message is dead-lettered unparsed."
+    )
+
+    # --- derived values -----------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).resolve()
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        if self.kafka_bootstrap:
+            return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+        return [f"127.0.0.1:{self.kafka_port}"]
+
+    @property
+    def dsn(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"host=127.0.0.1 port={self.postgres_port} dbname=mailroom user=mailroom"
+
+    def topic(self, name: str) -> str:
+        """Full topic name for one of the brief's topics ('raw', 'unwrapped', ...)."""
+        return f"{self.topic_prefix}.{name}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def env_name(field_name: str) -> str:
+    return f"MAILROOM_{field_name.upper()}"
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            return str(value).strip().lower() in {"1", "true", "yes", "on"}
+        if kind is int:
+            return int(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}") from exc
+
+
+def load(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> Settings:
+    """Read the settings: defaults < TOML file < ``MAILROOM_*`` environment variables."""
+    environ = os.environ if environ is None else environ
+    hints = get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    path = config_file or environ.get("MAILROOM_CONFIG") or "mailroom.toml"
+    if Path(path).is_file():
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        for key, value in data.items():
+            if key not in hints:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(key, hints[key], value)
+    elif config_file or environ.get("MAILROOM_CONFIG"):
+        raise ConfigError(f"configuration file {path} does not exist")
+    for f in dataclasses.fields(Settings):
+        name = env_name(f.name)
+        if name in environ:
+            values[f.name] = _coerce(name, hints[f.name], environ[name])
+    return Settings(**values)
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """(field, environment name, default, meaning) of every setting, for docs and --help."""
+    return [
+        (f.name, env_name(f.name), f.default, f.metadata.get("doc", ""))
+        for f in dataclasses.fields(Settings)
+    ]
