@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the local stack needs, only those that are missing.
+set -euo pipefail
+need=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
+command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-pop3d)
+[ -e /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
+[ -e /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
+command -v openssl >/dev/null || need+=(openssl)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
