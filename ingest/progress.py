@@ -1,0 +1,58 @@
+"""Which UID a folder's checkpoint may advance to — pure logic, no I/O.
+
+The checkpoint is a promise: every message with a UID up to it is durably on the raw topic.
+Acknowledgements come back from the broker in any order and some sends fail, so the checkpoint
+moves only to the highest UID below which *every* fetched message was acknowledged. A failed
+send holds it back; the message is fetched again on the next pass (a harmless repeat).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class UidProgress:
+    """Tracks one batch of a folder: UIDs sent, UIDs the broker acknowledged."""
+
+    start: int  # the checkpoint before this batch: everything <= start is already durable
+    sent: list[int] = field(default_factory=list)
+    acked: set[int] = field(default_factory=set)
+    failed: set[int] = field(default_factory=set)
+
+    def send(self, uid: int) -> None:
+        if uid <= self.start:
+            raise ValueError(f"UID {uid} is not above the checkpoint {self.start}")
+        self.sent.append(uid)
+
+    def ack(self, uid: int) -> None:
+        self.acked.add(uid)
+
+    def fail(self, uid: int) -> None:
+        self.failed.add(uid)
+
+    def checkpoint(self) -> int:
+        """The highest UID the checkpoint may move to: the acknowledged prefix of the batch.
+
+        UIDs between those sent (gaps from expunged mail) need no ack: nothing is there.
+        """
+        high = self.start
+        for uid in sorted(self.sent):
+            if uid not in self.acked:
+                break
+            high = uid
+        return high
+
+    def acked_up_to_checkpoint(self) -> list[int]:
+        """UIDs whose server-side action (flag, move, delete) may now be queued."""
+        cp = self.checkpoint()
+        return sorted(u for u in self.sent if u <= cp)
+
+
+def pop3_new(server_uidls: dict[int, str], published: set[str]) -> list[tuple[int, str]]:
+    """POP3: the (message number, UIDL) pairs not yet published, in server order.
+
+    The checkpoint is a set, not a high-water mark: POP3 numbers are per session and UIDLs are
+    opaque strings with no order.
+    """
+    return [(n, u) for n, u in sorted(server_uidls.items()) if u not in published]

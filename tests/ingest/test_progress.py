@@ -1,0 +1,42 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ingest.progress import UidProgress, pop3_new
+
+
+def test_checkpoint_stops_before_first_unacked_uid() -> None:
+    p = UidProgress(start=10)
+    for uid in (11, 12, 15, 16):
+        p.send(uid)
+    for uid in (11, 15, 16):
+        p.ack(uid)
+    assert p.checkpoint() == 11
+    p.ack(12)
+    assert p.checkpoint() == 16
+    assert p.acked_up_to_checkpoint() == [11, 12, 15, 16]
+
+
+def test_nothing_acked_keeps_the_old_checkpoint() -> None:
+    p = UidProgress(start=7)
+    p.send(9)
+    assert p.checkpoint() == 7
+    assert p.acked_up_to_checkpoint() == []
+
+
+@given(st.sets(st.integers(1, 500), min_size=1), st.data())
+def test_every_uid_up_to_checkpoint_was_acked(sent: set[int], data: st.DataObject) -> None:
+    acked = data.draw(st.sets(st.sampled_from(sorted(sent))))
+    p = UidProgress(start=0)
+    for uid in sorted(sent):
+        p.send(uid)
+    for uid in acked:
+        p.ack(uid)
+    cp = p.checkpoint()
+    assert all(uid in acked for uid in sent if uid <= cp)
+    # maximal: the next sent UID above the checkpoint is not acked
+    above = [u for u in sorted(sent) if u > cp]
+    assert not above or above[0] not in acked
+
+
+def test_pop3_new_is_a_set_difference_in_server_order() -> None:
+    assert pop3_new({1: "a", 2: "b", 3: "c"}, {"b"}) == [(1, "a"), (3, "c")]
