@@ -26,6 +26,14 @@ class PermanentError(MailroomError):
     """Retrying will not help: the input or the account is bad. Dead-letter or disable."""
 
 
+class MalformedRecordError(PermanentError):
+    """A topic value that is not a readable Avro single-object record: poison, dead-letter it.
+
+    Distinct from :class:`UnknownSchemaError`: here the bytes themselves are broken (no marker,
+    truncated, undecodable), so no newer process could read them either.
+    """
+
+
 class UnknownSchemaError(MailroomError):
     """A record's schema fingerprint is not in ``schemas/``: the stage is older than the writer.
 

@@ -75,6 +75,11 @@ class Settings:
         1024 * 1024, "A record larger than this carries a blob reference instead of the bytes."
     )
 
+    schemas_dir: str = _setting(
+        "", "Folder of the Avro schemas (<name>.v<N>.avsc). Empty: the schemas shipped with "
+        "Mailroom (the checkout's schemas/ folder, or share/mailroom/schemas when installed)."
+    )
+
     # --- PostgreSQL ---------------------------------------------------------------------------
     database_url: str = _setting(
         "", "libpq connection string. Empty: the local stack's 'mailroom' database."

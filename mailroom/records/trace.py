@@ -1,0 +1,55 @@
+"""TraceEvent: what one stage did with one message, and why (topic ``trace``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Self
+
+from mailroom.records.base import flat_dict, now_millis, set_field, utc_millis
+
+# The events stages emit today; a stage may add its own (the schema keeps a plain string).
+EVENTS: frozenset[str] = frozenset(
+    {
+        "fetched",
+        "unwrapped",
+        "routed",
+        "skipped",
+        "persisted",
+        "parked",
+        "dead_lettered",
+        "retried",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    SCHEMA: ClassVar[str] = "trace_event"
+
+    key: str  # the dedupe key, or the raw identity before unwrap: the Kafka key
+    stage: str
+    event: str
+    at: datetime = field(default_factory=now_millis)
+    message_id: str | None = None
+    dedupe_key: str | None = None
+    raw_identity: str | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    detail: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_field(self, "at", utc_millis(self.at))
+        # A copy, so a caller's later change to its dict cannot alter a frozen record.
+        set_field(self, "detail", {str(k): str(v) for k, v in self.detail.items()})
+
+    def to_avro(self) -> dict[str, Any]:
+        datum = flat_dict(self)
+        datum["detail"] = dict(self.detail)
+        return datum
+
+    @classmethod
+    def from_avro(cls, datum: dict[str, Any]) -> Self:
+        return cls(**datum)
