@@ -1,0 +1,116 @@
+"""Opening an authenticated IMAP or POP3 session as a mailbox's profile says.
+
+TLS is implicit, STARTTLS or (loopback only, checked by the profile) none. Certificates are
+always verified: ``trust_cafile`` adds an explicitly trusted certificate instead of switching
+verification off. Every failure leaves here as one of :mod:`ingest.errors`, with its cause.
+"""
+
+from __future__ import annotations
+
+import base64
+import poplib
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from imapclient import IMAPClient
+
+from ingest import credentials, oauth
+from ingest.errors import classify
+from ingest.model import Auth, Mailbox, Profile, Tls
+from mailroom.settings import Settings
+
+TIMEOUT_S = 30.0
+
+
+def tls_context(profile: Profile) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if profile.trust_cafile:
+        ctx.load_verify_locations(cafile=profile.trust_cafile)
+    return ctx
+
+
+def _secret(settings: Settings, profile: Profile, mailbox: Mailbox) -> str:
+    clear = credentials.decrypt(settings, mailbox.secret)
+    if profile.auth is Auth.XOAUTH2:
+        return oauth.access_token(profile, clear)  # the stored secret is the client secret
+    return clear
+
+
+def open_imap_unauthenticated(profile: Profile) -> IMAPClient:
+    """Connect and negotiate TLS, no login: the probe that may re-enable a mailbox."""
+    try:
+        client = IMAPClient(
+            profile.host, port=profile.port, ssl=profile.tls is Tls.IMPLICIT,
+            ssl_context=tls_context(profile), timeout=TIMEOUT_S,
+        )
+        if profile.tls is Tls.STARTTLS:
+            client.starttls(tls_context(profile))
+        client.capabilities()
+        return client
+    except Exception as exc:
+        raise classify(exc, profile.host, profile.port) from exc
+
+
+@contextmanager
+def imap(settings: Settings, profile: Profile, mailbox: Mailbox) -> Iterator[IMAPClient]:
+    client = open_imap_unauthenticated(profile)
+    try:
+        try:
+            secret = _secret(settings, profile, mailbox)
+            if profile.auth is Auth.XOAUTH2:
+                client.oauth2_login(mailbox.username, secret)
+            else:
+                client.login(mailbox.username, secret)
+        except Exception as exc:
+            raise classify(exc, profile.host, profile.port) from exc
+        yield client
+    finally:
+        # The session is over either way; a failing LOGOUT must not hide the real error.
+        with suppress(Exception):
+            client.logout()
+
+
+def open_pop3_unauthenticated(profile: Profile) -> poplib.POP3:
+    try:
+        if profile.tls is Tls.IMPLICIT:
+            conn: poplib.POP3 = poplib.POP3_SSL(
+                profile.host, profile.port, timeout=TIMEOUT_S, context=tls_context(profile)
+            )
+        else:
+            conn = poplib.POP3(profile.host, profile.port, timeout=TIMEOUT_S)
+            if profile.tls is Tls.STARTTLS:
+                conn.stls(tls_context(profile))
+        conn.capa()
+        return conn
+    except Exception as exc:
+        raise classify(exc, profile.host, profile.port) from exc
+
+
+@contextmanager
+def pop3(settings: Settings, profile: Profile, mailbox: Mailbox) -> Iterator[poplib.POP3]:
+    conn = open_pop3_unauthenticated(profile)
+    committed = False
+    try:
+        try:
+            secret = _secret(settings, profile, mailbox)
+            if profile.auth is Auth.XOAUTH2:
+                sasl = f"user={mailbox.username}\x01auth=Bearer {secret}\x01\x01".encode()
+                conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(sasl).decode())  # type: ignore[attr-defined]
+            else:
+                conn.user(mailbox.username)
+                conn.pass_(secret)
+        except Exception as exc:
+            raise classify(exc, profile.host, profile.port) from exc
+        yield conn
+        committed = True
+    finally:
+        # POP3 applies DELE only at QUIT. After a failure we drop the connection without QUIT
+        # so nothing marked for deletion is removed unless the whole session went well.
+        if committed:
+            try:
+                conn.quit()
+            except Exception as exc:
+                raise classify(exc, profile.host, profile.port) from exc
+        else:
+            conn.close()

@@ -1,0 +1,154 @@
+"""IMAP ingest of one mailbox: every configured folder, from its checkpoint on.
+
+Per folder: SELECT; a UIDVALIDITY other than the checkpoint's starts the folder over (a re-sync
+— the repeats are harmless downstream, a silent skip would not be); server actions owed from a
+crashed pass are finished first; then new UIDs are fetched in batches with ``BODY.PEEK[]`` (so
+nothing is marked read), published, and the checkpoint advanced to the acknowledged prefix
+together with the server actions now owed, in one transaction. Only then are the messages
+flagged, moved (UID MOVE) or deleted (UID EXPUNGE — a plain EXPUNGE would also remove other
+clients' deleted mail).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from imapclient import DELETED, IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from ingest import store
+from ingest.errors import FolderMissing
+from ingest.job import Job
+from ingest.model import AfterIngest, Folder
+from ingest.progress import UidProgress
+from ingest.publish import publish
+from mailroom import faults
+from mailroom.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+AFTER_PUBLISH = faults.register(
+    "ingest:after_publish", "the broker has the batch, the checkpoint has not moved"
+)
+AFTER_CHECKPOINT = faults.register(
+    "ingest:after_checkpoint", "the checkpoint moved, the server action (flag/move/delete) not done"
+)
+FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # imapclient gives INTERNALDATE as a naive local time unless told otherwise.
+    if value is None:
+        return None
+    return value if value.tzinfo else value.astimezone(UTC)
+
+
+def select(client: IMAPClient, folder: str) -> int:
+    """SELECT the folder and return its UIDVALIDITY; a missing folder is a permanent error."""
+    try:
+        info = client.select_folder(folder)
+    except IMAPClientError as exc:
+        if not client.folder_exists(folder):
+            raise FolderMissing(f"folder missing: {folder!r} does not exist") from exc
+        raise
+    return int(info[b"UIDVALIDITY"])
+
+
+def apply_actions(job: Job, client: IMAPClient, folder: str, uidvalidity: int,
+                  uids: list[int]) -> None:
+    """Flag, move or delete messages the broker has; then forget that they were owed."""
+    if not uids:
+        return
+    m = job.mailbox
+    if m.after_ingest is AfterIngest.FLAG:
+        client.add_flags(uids, [m.keyword.encode()], silent=True)
+    elif m.after_ingest is AfterIngest.MOVE:
+        if client.has_capability("MOVE"):
+            client.move(uids, m.move_to)
+        else:
+            client.copy(uids, m.move_to)
+            client.add_flags(uids, [DELETED], silent=True)
+            client.uid_expunge(uids)
+    else:
+        client.add_flags(uids, [DELETED], silent=True)
+        client.uid_expunge(uids)
+    store.done(job.conn, job.mailbox_id, folder, uidvalidity, uids)
+    job.conn.commit()
+
+
+def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -> int:
+    """Ingest what is new in one folder; returns how many messages were published."""
+    uidvalidity = select(client, folder.name)
+    cp = store.checkpoint(job.conn, job.mailbox_id, folder.name)
+    if cp is None or cp.uidvalidity != uidvalidity:
+        if cp is not None:
+            log.warning(
+                "mailbox=%s folder=%s UIDVALIDITY changed %s -> %s: re-syncing the folder "
+                "(repeats are expected)", job.mailbox.address, folder.name, cp.uidvalidity,
+                uidvalidity,
+            )
+        store.reset_checkpoint(job.conn, job.mailbox_id, folder.name, uidvalidity, job.generation)
+        job.conn.commit()
+        cp = store.Checkpoint(uidvalidity, 0)
+    # Finish what a crashed pass owed the server before anything new.
+    apply_actions(job, client, folder.name, uidvalidity,
+                  store.owed(job.conn, job.mailbox_id, folder.name, uidvalidity))
+
+    criteria: list[object] = ["UID", f"{cp.last_uid + 1}:*"]
+    if job.profile.received_after:
+        criteria += ["SINCE", job.profile.received_after.date()]
+    # "n:*" always matches the highest UID, even below n: filter.
+    uids = sorted(u for u in client.search(criteria) if u > cp.last_uid)
+    store.set_backlog(job.conn, job.mailbox_id, folder.name, len(uids), None)
+    job.conn.commit()
+    published = 0
+    last = cp.last_uid
+    for i in range(0, len(uids), batch_size):
+        batch = uids[i : i + batch_size]
+        fetched = client.fetch(batch, FETCH_ITEMS)
+        progress = UidProgress(start=last)
+        raws = []
+        for uid in sorted(fetched):
+            data = fetched[uid]
+            content = data.get(b"BODY[]")
+            if content is None:  # expunged meanwhile by another client: nothing to keep
+                continue
+            progress.send(uid)
+            raws.append(job.raw(folder, bytes(content), uidvalidity=uidvalidity, uid=uid,
+                                server_date=_aware(data.get(b"INTERNALDATE"))))
+        for sent in publish(job.settings, job.codec, job.producer, raws, job.put_blob):
+            (progress.ack if sent.ok else progress.fail)(sent.raw.uid or 0)
+        faults.point(job.settings, AFTER_PUBLISH)
+        new = progress.checkpoint()
+        owed = progress.acked_up_to_checkpoint()
+        if new > last:
+            store.advance(job.conn, job.mailbox_id, folder.name, uidvalidity, new,
+                          job.generation, owed, job.mailbox.after_ingest)
+            job.conn.commit()
+        faults.point(job.settings, AFTER_CHECKPOINT)
+        apply_actions(job, client, folder.name, uidvalidity, owed)
+        published += len(owed)
+        if progress.failed or new < (max(progress.sent) if progress.sent else last):
+            raise TransientError(
+                f"the broker did not acknowledge {len(progress.failed)} message(s) of "
+                f"{job.mailbox.address}/{folder.name}; they are fetched again next pass"
+            )
+        last = new
+    store.set_backlog(job.conn, job.mailbox_id, folder.name, 0, None)
+    job.conn.commit()
+    return published
+
+
+def backlog(client: IMAPClient, folder: str, last_uid: int) -> tuple[int, datetime | None]:
+    """How many messages above the checkpoint, and the oldest one's arrival (ingest lag)."""
+    client.select_folder(folder, readonly=True)
+    uids = [u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
+    if not uids:
+        return 0, None
+    first = client.fetch([min(uids)], [b"INTERNALDATE"]).get(min(uids), {})
+    return len(uids), _aware(first.get(b"INTERNALDATE"))
+
+
+def ingest(job: Job, client: IMAPClient, batch_size: int) -> int:
+    return sum(sync_folder(job, client, f, batch_size) for f in job.mailbox.folders)

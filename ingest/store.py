@@ -1,0 +1,327 @@
+"""Ingest's tables in PostgreSQL: profiles, mailboxes, checkpoints, owed server actions.
+
+Every function takes an open connection and leaves the transaction to the caller, except where
+a docstring says it commits. Checkpoint and POP3 writes are fenced: they succeed only while the
+caller's generation is the mailbox's ``owner_generation`` (see :func:`claim`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ingest.model import (
+    AfterIngest,
+    Auth,
+    Direction,
+    Folder,
+    Mailbox,
+    OwnerKind,
+    Profile,
+    Protocol,
+    Tls,
+)
+from mailroom.errors import ConfigError, MailroomError
+
+
+class Fenced(MailroomError):  # noqa: N818 - the name says what happened
+    """This process no longer owns the mailbox: another one claimed it with a newer generation."""
+
+
+_PROFILE_COLS = (
+    "name, protocol, host, port, tls, trust_cafile, auth, oauth_token_url, oauth_client_id, "
+    "oauth_scope, max_connections, poll_interval_s, received_after"
+)
+
+
+def _profile(row: dict[str, Any]) -> Profile:
+    return Profile(
+        id=row["id"], name=row["name"], protocol=Protocol(row["protocol"]), host=row["host"],
+        port=row["port"], tls=Tls(row["tls"]), trust_cafile=row["trust_cafile"],
+        auth=Auth(row["auth"]), oauth_token_url=row["oauth_token_url"],
+        oauth_client_id=row["oauth_client_id"], oauth_scope=row["oauth_scope"],
+        max_connections=row["max_connections"], poll_interval_s=row["poll_interval_s"],
+        received_after=row["received_after"],
+    )
+
+
+def add_profile(conn: psycopg.Connection, p: Profile) -> int:
+    p.validate()
+    try:
+        row = conn.execute(
+            f"INSERT INTO ingest_profiles ({_PROFILE_COLS}) VALUES "
+            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            (p.name, p.protocol.value, p.host, p.port, p.tls.value, p.trust_cafile,
+             p.auth.value, p.oauth_token_url, p.oauth_client_id, p.oauth_scope,
+             p.max_connections, p.poll_interval_s, p.received_after),
+        ).fetchone()
+    except psycopg.errors.UniqueViolation as exc:
+        raise ConfigError(f"a profile named {p.name!r} exists already") from exc
+    assert row is not None
+    return int(row[0])
+
+
+def profiles(conn: psycopg.Connection) -> list[Profile]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [_profile(r) for r in cur.execute("SELECT * FROM ingest_profiles ORDER BY name")]
+
+
+def profile(conn: psycopg.Connection, key: int | str) -> Profile:
+    column = "id" if isinstance(key, int) else "name"
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(f"SELECT * FROM ingest_profiles WHERE {column} = %s", (key,)).fetchone()
+    if row is None:
+        raise ConfigError(f"no email server profile {key!r}")
+    return _profile(row)
+
+
+def _mailbox(row: dict[str, Any], folders: list[Folder]) -> Mailbox:
+    return Mailbox(
+        id=row["id"], address=row["address"], owner_kind=OwnerKind(row["owner_kind"]),
+        owner_id=row["owner_id"], profile_id=row["profile_id"], username=row["username"],
+        secret=bytes(row["secret"]), via_mailbox_id=row["via_mailbox_id"],
+        folders=tuple(folders), after_ingest=AfterIngest(row["after_ingest"]),
+        keyword=row["keyword"], move_to=row["move_to"], enabled=row["enabled"],
+        approved=row["approved"], status=row["status"], status_detail=row["status_detail"],
+        last_test_ok=row["last_test_ok"], last_test_detail=row["last_test_detail"],
+        last_test_at=row["last_test_at"],
+    )
+
+
+def add_mailbox(conn: psycopg.Connection, m: Mailbox) -> int:
+    m.validate(profile(conn, m.profile_id))
+    try:
+        row = conn.execute(
+            "INSERT INTO ingest_mailboxes (address, owner_kind, owner_id, profile_id, username, "
+            "secret, via_mailbox_id, after_ingest, keyword, move_to, enabled, approved) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            (m.address, m.owner_kind.value, m.owner_id, m.profile_id, m.username, m.secret,
+             m.via_mailbox_id, m.after_ingest.value, m.keyword, m.move_to, m.enabled,
+             m.approved),
+        ).fetchone()
+    except psycopg.errors.UniqueViolation as exc:
+        raise ConfigError(f"a mailbox {m.address!r} exists already") from exc
+    assert row is not None
+    mailbox_id = int(row[0])
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ingest_folders (mailbox_id, name, direction, position) "
+            "VALUES (%s,%s,%s,%s)",
+            [(mailbox_id, f.name, f.direction.value, i) for i, f in enumerate(m.folders)],
+        )
+    return mailbox_id
+
+
+def mailboxes(conn: psycopg.Connection, *, runnable_only: bool = False) -> list[Mailbox]:
+    where = "WHERE enabled AND approved" if runnable_only else ""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(f"SELECT * FROM ingest_mailboxes {where} ORDER BY id").fetchall()
+        folders: dict[int, list[Folder]] = {}
+        for f in cur.execute("SELECT * FROM ingest_folders ORDER BY mailbox_id, position"):
+            folders.setdefault(f["mailbox_id"], []).append(
+                Folder(f["name"], Direction(f["direction"]))
+            )
+    return [_mailbox(r, folders.get(r["id"], [])) for r in rows]
+
+
+def mailbox(conn: psycopg.Connection, key: int | str) -> Mailbox:
+    if isinstance(key, str) and key.isdigit():
+        key = int(key)
+    for m in mailboxes(conn):
+        if m.id == key or m.address == key:
+            return m
+    raise ConfigError(f"no mailbox {key!r}")
+
+
+def set_enabled(conn: psycopg.Connection, mailbox_id: int, enabled: bool) -> None:
+    """Enabling by hand clears a permanent disable: the admin says the cause is fixed."""
+    conn.execute(
+        "UPDATE ingest_mailboxes SET enabled = %s, disabled_kind = '', failures = 0, "
+        "next_attempt_at = NULL, status = CASE WHEN %s THEN 'new' ELSE 'disabled' END, "
+        "status_detail = CASE WHEN %s THEN '' ELSE 'disabled by an administrator' END, "
+        "status_at = now(), updated_at = now() WHERE id = %s",
+        (enabled, enabled, enabled, mailbox_id),
+    )
+
+
+def record_test(conn: psycopg.Connection, mailbox_id: int, ok: bool, detail: str) -> None:
+    conn.execute(
+        "UPDATE ingest_mailboxes SET last_test_at = now(), last_test_ok = %s, "
+        "last_test_detail = %s WHERE id = %s",
+        (ok, detail, mailbox_id),
+    )
+
+
+def set_status(
+    conn: psycopg.Connection, mailbox_id: int, status: str, detail: str = "",
+    *, next_attempt_at: datetime | None = None, disabled_kind: str | None = None,
+) -> None:
+    """ok resets the failure count; retrying counts one more; disabled also clears enabled."""
+    conn.execute(
+        "UPDATE ingest_mailboxes SET status = %(s)s, status_detail = %(d)s, status_at = now(), "
+        "failures = CASE %(s)s WHEN 'ok' THEN 0 WHEN 'retrying' THEN failures + 1 "
+        "  ELSE failures END, "
+        "next_attempt_at = %(n)s, "
+        "enabled = CASE WHEN %(s)s = 'disabled' THEN false ELSE enabled END, "
+        "disabled_kind = COALESCE(%(k)s, disabled_kind), updated_at = now() WHERE id = %(id)s",
+        {"s": status, "d": detail, "n": next_attempt_at, "k": disabled_kind, "id": mailbox_id},
+    )
+
+
+def failures(conn: psycopg.Connection, mailbox_id: int) -> int:
+    row = conn.execute(
+        "SELECT failures FROM ingest_mailboxes WHERE id = %s", (mailbox_id,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+# --- fencing ----------------------------------------------------------------------------------
+
+
+def new_generation(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT nextval('ingest_generation_seq')").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def claim(conn: psycopg.Connection, mailbox_id: int, generation: int) -> bool:
+    """Take the mailbox for ``generation``; False when a newer generation holds it already."""
+    cur = conn.execute(
+        "UPDATE ingest_mailboxes SET owner_generation = %s "
+        "WHERE id = %s AND owner_generation <= %s",
+        (generation, mailbox_id, generation),
+    )
+    return cur.rowcount == 1
+
+
+def _fence(conn: psycopg.Connection, mailbox_id: int, generation: int) -> None:
+    # FOR SHARE: a concurrent claim (an UPDATE of the row) waits until our transaction ends,
+    # so the check and the write it guards are atomic with respect to ownership changes.
+    row = conn.execute(
+        "SELECT owner_generation FROM ingest_mailboxes WHERE id = %s FOR SHARE", (mailbox_id,)
+    ).fetchone()
+    if row is None or int(row[0]) != generation:
+        raise Fenced(
+            f"mailbox {mailbox_id} is owned by generation {row[0] if row else '?'}, "
+            f"not {generation}: this process lost it and must not move its checkpoints"
+        )
+
+
+# --- IMAP checkpoints and owed server actions -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    uidvalidity: int
+    last_uid: int
+
+
+def checkpoint(conn: psycopg.Connection, mailbox_id: int, folder: str) -> Checkpoint | None:
+    row = conn.execute(
+        "SELECT uidvalidity, last_uid FROM ingest_checkpoints "
+        "WHERE mailbox_id = %s AND folder = %s",
+        (mailbox_id, folder),
+    ).fetchone()
+    return Checkpoint(int(row[0]), int(row[1])) if row else None
+
+
+def reset_checkpoint(
+    conn: psycopg.Connection, mailbox_id: int, folder: str, uidvalidity: int, generation: int
+) -> None:
+    """A new UIDVALIDITY: start the folder over (a re-sync). Owed actions refer to old UIDs
+    that no longer name the same messages, so they are dropped, never applied."""
+    _fence(conn, mailbox_id, generation)
+    conn.execute(
+        "DELETE FROM ingest_pending_actions WHERE mailbox_id = %s AND folder = %s",
+        (mailbox_id, folder),
+    )
+    conn.execute(
+        "INSERT INTO ingest_checkpoints (mailbox_id, folder, uidvalidity, last_uid) "
+        "VALUES (%s,%s,%s,0) ON CONFLICT (mailbox_id, folder) DO UPDATE SET "
+        "uidvalidity = EXCLUDED.uidvalidity, last_uid = 0, "
+        "resyncs = ingest_checkpoints.resyncs + 1, updated_at = now()",
+        (mailbox_id, folder, uidvalidity),
+    )
+
+
+def advance(
+    conn: psycopg.Connection, mailbox_id: int, folder: str, uidvalidity: int, last_uid: int,
+    generation: int, owed: Iterable[int], action: AfterIngest | None,
+) -> None:
+    """Move the checkpoint and remember the server actions owed, in one fenced transaction."""
+    _fence(conn, mailbox_id, generation)
+    conn.execute(
+        "UPDATE ingest_checkpoints SET last_uid = %s, updated_at = now() "
+        "WHERE mailbox_id = %s AND folder = %s AND uidvalidity = %s",
+        (last_uid, mailbox_id, folder, uidvalidity),
+    )
+    if action is not None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO ingest_pending_actions (mailbox_id, folder, uidvalidity, uid, action)"
+                " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                [(mailbox_id, folder, uidvalidity, uid, action.value) for uid in owed],
+            )
+
+
+def owed(conn: psycopg.Connection, mailbox_id: int, folder: str, uidvalidity: int) -> list[int]:
+    return [
+        int(r[0]) for r in conn.execute(
+            "SELECT uid FROM ingest_pending_actions WHERE mailbox_id = %s AND folder = %s "
+            "AND uidvalidity = %s ORDER BY uid",
+            (mailbox_id, folder, uidvalidity),
+        )
+    ]
+
+
+def done(conn: psycopg.Connection, mailbox_id: int, folder: str, uidvalidity: int,
+         uids: Iterable[int]) -> None:
+    conn.execute(
+        "DELETE FROM ingest_pending_actions WHERE mailbox_id = %s AND folder = %s "
+        "AND uidvalidity = %s AND uid = ANY(%s)",
+        (mailbox_id, folder, uidvalidity, list(uids)),
+    )
+
+
+def set_backlog(conn: psycopg.Connection, mailbox_id: int, folder: str, count: int,
+                oldest: datetime | None) -> None:
+    conn.execute(
+        "UPDATE ingest_checkpoints SET backlog = %s, backlog_oldest = %s "
+        "WHERE mailbox_id = %s AND folder = %s",
+        (count, oldest, mailbox_id, folder),
+    )
+
+
+# --- POP3 -------------------------------------------------------------------------------------
+
+
+def published_uidls(conn: psycopg.Connection, mailbox_id: int) -> set[str]:
+    return {
+        r[0] for r in conn.execute(
+            "SELECT uidl FROM ingest_pop3_uidls WHERE mailbox_id = %s", (mailbox_id,)
+        )
+    }
+
+
+def add_uidls(conn: psycopg.Connection, mailbox_id: int, uidls: Iterable[str],
+              generation: int) -> None:
+    _fence(conn, mailbox_id, generation)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ingest_pop3_uidls (mailbox_id, uidl) VALUES (%s,%s) "
+            "ON CONFLICT DO NOTHING",
+            [(mailbox_id, u) for u in uidls],
+        )
+
+
+def forget_uidls(conn: psycopg.Connection, mailbox_id: int, keep: set[str]) -> None:
+    """Drop UIDLs no longer on the server (deleted there): the set stays the server's size."""
+    conn.execute(
+        "DELETE FROM ingest_pop3_uidls WHERE mailbox_id = %s AND NOT (uidl = ANY(%s))",
+        (mailbox_id, list(keep)),
+    )
