@@ -17,6 +17,7 @@ from mailroom.errors import MailroomError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.config",
+    "mailroom.commands.schemas",
 )
 
 

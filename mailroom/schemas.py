@@ -129,13 +129,15 @@ def load_dir(directory: Path | str) -> dict[str, list[SchemaVersion]]:
 class Incompatibility:
     reader: SchemaVersion
     writer: SchemaVersion
+    kinds: tuple[str, ...]  # e.g. reader_field_missing_default_value, type_mismatch
     messages: tuple[str, ...]
     locations: tuple[str, ...]
 
     def __str__(self) -> str:
-        why = "; ".join(self.messages) or "incompatible"
+        kinds = ", ".join(self.kinds) or "incompatible"
+        why = "; ".join(self.messages)
         where = ", ".join(self.locations)
-        return f"{self.reader.label} cannot read {self.writer.label}: {why} (at {where})"
+        return f"{self.reader.label} cannot read {self.writer.label}: {kinds}: {why} (at {where})"
 
 
 def can_read(reader: SchemaVersion, writer: SchemaVersion) -> Incompatibility | None:
@@ -145,7 +147,11 @@ def can_read(reader: SchemaVersion, writer: SchemaVersion) -> Incompatibility | 
     if result.compatibility is SchemaCompatibilityType.compatible:
         return None
     return Incompatibility(
-        reader, writer, tuple(sorted(result.messages)), tuple(sorted(result.locations))
+        reader,
+        writer,
+        tuple(sorted({kind.value for kind in result.incompatibilities})),
+        tuple(sorted(result.messages)),
+        tuple(sorted(result.locations)),
     )
 
 
