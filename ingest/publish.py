@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from mailroom.codec import Codec
 from mailroom.records.raw import RawMail
-from mailroom.records.trace import TraceEvent
 from mailroom.settings import Settings
+from mailroom.tracing import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def publish(
     *, timeout_s: float = 60.0,
 ) -> list[Sent]:
     """Send every record, wait for the broker, and say which were acknowledged."""
-    raw_topic, trace_topic = settings.topic("raw"), settings.topic("trace")
+    raw_topic = settings.topic("raw")
+    tracer = Tracer(producer, codec, settings, STAGE)
     pending = []
     for raw in raws:
         record = claim_check(settings, codec, raw, put)
@@ -83,9 +84,6 @@ def publish(
         }
         if not sent.ok:
             detail["error"] = sent.error
-        event = TraceEvent(
-            key=raw.identity, stage=STAGE, event="fetched" if sent.ok else "retried",
-            raw_identity=raw.identity, detail=detail,
-        )
-        producer.send(trace_topic, key=raw.identity.encode(), value=codec.encode_record(event))
+        tracer.emit(raw.identity, "fetched" if sent.ok else "retried", detail,
+                    raw_identity=raw.identity)
     return results

@@ -1,0 +1,199 @@
+"""``mailroom profile add|list`` and ``mailroom mailbox add|list|show|test|enable|disable``.
+
+Passwords never go on the command line (it is visible to every user in ``ps``): they come from
+an environment variable named with ``--password-env``, or from standard input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime
+
+from ingest import credentials, probe, store
+from ingest.model import (
+    DEFAULT_KEYWORD,
+    DEFAULT_PORTS,
+    AfterIngest,
+    Auth,
+    Mailbox,
+    OwnerKind,
+    Profile,
+    Protocol,
+    Tls,
+    parse_folders,
+)
+from mailroom.db import connect
+from mailroom.errors import ConfigError
+from mailroom.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    prof = sub.add_parser("profile", help="email server profiles").add_subparsers(
+        dest="action", required=True)
+    p = prof.add_parser("add", help="add an email server profile")
+    p.add_argument("name")
+    p.add_argument("--protocol", choices=[x.value for x in Protocol], default="imap")
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, help="default: the protocol's port for the TLS mode")
+    p.add_argument("--tls", choices=[x.value for x in Tls], default="implicit")
+    p.add_argument("--trust-cafile", default="",
+                   help="certificate (or CA) trusted explicitly, e.g. a self-signed one")
+    p.add_argument("--auth", choices=[x.value for x in Auth], default="password")
+    p.add_argument("--oauth-token-url", default="")
+    p.add_argument("--oauth-client-id", default="")
+    p.add_argument("--oauth-scope", default="")
+    p.add_argument("--max-connections", type=int, default=4)
+    p.add_argument("--poll-interval", type=int, default=60, help="seconds")
+    p.add_argument("--received-after", type=datetime.fromisoformat,
+                   help="ISO date-time: only mail received after it is processed")
+    p.set_defaults(func=profile_add)
+    prof.add_parser("list", help="list profiles").set_defaults(func=profile_list)
+
+    mb = sub.add_parser("mailbox", help="monitored mailboxes").add_subparsers(
+        dest="action", required=True)
+    a = mb.add_parser("add", help="add a mailbox")
+    a.add_argument("address")
+    a.add_argument("--profile", required=True)
+    a.add_argument("--owner", choices=[x.value for x in OwnerKind], default="user")
+    a.add_argument("--owner-id", default="")
+    a.add_argument("--username", help="login name (default: the address)")
+    a.add_argument("--password-env", help="environment variable holding the password "
+                   "(or OAuth2 client secret); default: read it from standard input")
+    a.add_argument("--via", help="address of the forward mailbox this one's mail arrives through")
+    a.add_argument("--folder", action="append", metavar="NAME[:outgoing]",
+                   help="folder to monitor (repeatable; default INBOX); ':outgoing' marks sent "
+                   "mail")
+    a.add_argument("--after", choices=[x.value for x in AfterIngest], default="flag",
+                   help="what to do on the server once the message is safely in Kafka")
+    a.add_argument("--keyword", default=DEFAULT_KEYWORD)
+    a.add_argument("--move-to", default="")
+    a.add_argument("--disabled", action="store_true", help="add it disabled")
+    a.set_defaults(func=mailbox_add)
+    mb.add_parser("list", help="list mailboxes and their status").set_defaults(func=mailbox_list)
+    for name, func, text in (
+        ("show", mailbox_show, "everything about one mailbox (never its credentials)"),
+        ("test", mailbox_test, "log in, list folders and counts, record the result"),
+        ("enable", mailbox_enable, "enable (also after a permanent failure was fixed)"),
+        ("disable", mailbox_disable, "stop polling it"),
+    ):
+        s = mb.add_parser(name, help=text)
+        s.add_argument("mailbox", help="address or id")
+        s.set_defaults(func=func)
+
+
+def profile_add(settings: Settings, args: argparse.Namespace) -> int:
+    protocol, tls = Protocol(args.protocol), Tls(args.tls)
+    p = Profile(
+        name=args.name, protocol=protocol, host=args.host,
+        port=args.port or DEFAULT_PORTS[(protocol, tls)], tls=tls, trust_cafile=args.trust_cafile,
+        auth=Auth(args.auth), oauth_token_url=args.oauth_token_url,
+        oauth_client_id=args.oauth_client_id, oauth_scope=args.oauth_scope,
+        max_connections=args.max_connections, poll_interval_s=args.poll_interval,
+        received_after=args.received_after,
+    )
+    with connect(settings) as conn:
+        pid = store.add_profile(conn, p)
+    print(f"profile {p.name} added (id {pid})")
+    return 0
+
+
+def profile_list(settings: Settings, args: argparse.Namespace) -> int:
+    with connect(settings) as conn:
+        for p in store.profiles(conn):
+            print(f"{p.id}\t{p.name}\t{p.protocol}\t{p.host}:{p.port}\ttls={p.tls}\t"
+                  f"auth={p.auth}\tpoll={p.poll_interval_s}s")
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if value is None:
+            raise ConfigError(f"environment variable {args.password_env} is not set")
+        return value
+    value = sys.stdin.readline().rstrip("\n")
+    if not value:
+        raise ConfigError("no password given (use --password-env or standard input)")
+    return value
+
+
+def mailbox_add(settings: Settings, args: argparse.Namespace) -> int:
+    with connect(settings) as conn:
+        profile = store.profile(conn, args.profile)
+        via = store.mailbox(conn, args.via).id if args.via else None
+        assert profile.id is not None
+        m = Mailbox(
+            address=args.address, owner_kind=OwnerKind(args.owner), owner_id=args.owner_id,
+            profile_id=profile.id, username=args.username or args.address,
+            secret=credentials.encrypt(settings, _password(args)), via_mailbox_id=via,
+            folders=parse_folders(args.folder), after_ingest=AfterIngest(args.after),
+            keyword=args.keyword, move_to=args.move_to, enabled=not args.disabled,
+        )
+        mid = store.add_mailbox(conn, m)
+    print(f"mailbox {m.address} added (id {mid})")
+    return 0
+
+
+def mailbox_list(settings: Settings, args: argparse.Namespace) -> int:
+    with connect(settings) as conn:
+        for m in store.mailboxes(conn):
+            state = "enabled" if m.enabled else "disabled"
+            print(f"{m.id}\t{m.address}\t{m.owner_kind}\t{state}\t{m.status}\t{m.status_detail}")
+    return 0
+
+
+def mailbox_show(settings: Settings, args: argparse.Namespace) -> int:
+    with connect(settings) as conn:
+        m = store.mailbox(conn, args.mailbox)
+        p = store.profile(conn, m.profile_id)
+        cps = conn.execute(
+            "SELECT folder, uidvalidity, last_uid, backlog, updated_at FROM ingest_checkpoints "
+            "WHERE mailbox_id = %s ORDER BY folder", (m.id,)).fetchall()
+    print(f"mailbox {m.address} (id {m.id})\n  owner: {m.owner_kind} {m.owner_id}")
+    print(f"  profile: {p.name} ({p.protocol} {p.host}:{p.port} tls={p.tls} auth={p.auth})")
+    print(f"  username: {m.username}\n  credentials: (encrypted, never shown)")
+    print(f"  incoming: {'via mailbox ' + str(m.via_mailbox_id) if m.via_mailbox_id else 'direct'}")
+    print("  folders: " + ", ".join(f"{f.name} ({f.direction})" for f in m.folders))
+    target = f" -> {m.move_to}" if m.move_to else ""
+    if m.after_ingest is AfterIngest.FLAG:
+        target = f" {m.keyword}"
+    print(f"  after ingest: {m.after_ingest}{target}")
+    print(f"  enabled: {m.enabled}  approved: {m.approved}")
+    print(f"  status: {m.status} {m.status_detail}")
+    if m.last_test_at:
+        print(f"  last test: {'Success' if m.last_test_ok else 'Failure'} at "
+              f"{m.last_test_at:%Y-%m-%d %H:%M:%S%z}: {m.last_test_detail}")
+    for folder, uidvalidity, last_uid, backlog, at in cps:
+        print(f"  checkpoint {folder}: uidvalidity={uidvalidity} last_uid={last_uid} "
+              f"backlog={backlog} at {at:%Y-%m-%d %H:%M:%S%z}")
+    return 0
+
+
+def mailbox_test(settings: Settings, args: argparse.Namespace) -> int:
+    with connect(settings) as conn:
+        m = store.mailbox(conn, args.mailbox)
+        p = store.profile(conn, m.profile_id)
+        result = probe.test(settings, p, m)
+        assert m.id is not None
+        store.record_test(conn, m.id, result.ok, result.detail)
+    print(f"{'Success' if result.ok else 'Failure'}: {result.detail}")
+    return 0 if result.ok else 1
+
+
+def _set_enabled(settings: Settings, key: str, enabled: bool) -> int:
+    with connect(settings) as conn:
+        m = store.mailbox(conn, key)
+        assert m.id is not None
+        store.set_enabled(conn, m.id, enabled)
+    print(f"mailbox {m.address} {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
+def mailbox_enable(settings: Settings, args: argparse.Namespace) -> int:
+    return _set_enabled(settings, args.mailbox, True)
+
+
+def mailbox_disable(settings: Settings, args: argparse.Namespace) -> int:
+    return _set_enabled(settings, args.mailbox, False)

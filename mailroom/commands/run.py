@@ -1,0 +1,48 @@
+"""``mailroom run STAGE``: start one stage's process (or ``all`` of them).
+
+Each stage adds one line to :data:`STAGES`: its name and the ``package.module:function`` that
+runs it, called as ``function(settings, args) -> int``. Importing lazily keeps one stage's
+heavy dependencies out of the others' processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import multiprocessing
+from collections.abc import Callable
+
+from mailroom.errors import ConfigError
+from mailroom.settings import Settings
+
+STAGES: dict[str, str] = {
+    "ingest": "ingest.runner:main",
+}
+
+
+def resolve(stage: str) -> Callable[[Settings, argparse.Namespace], int]:
+    module, _, function = STAGES[stage].partition(":")
+    return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("run", help="run a stage of the pipeline (or all of them)")
+    parser.add_argument("stage", choices=[*STAGES, "all"])
+    parser.set_defaults(func=run)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.stage != "all":
+        return int(resolve(args.stage)(settings, args) or 0)
+    # One process per stage, so a crash or a CPU-heavy stage cannot stall the others.
+    procs = [
+        multiprocessing.Process(target=resolve(name), args=(settings, args), name=name)
+        for name in STAGES
+    ]
+    if not procs:
+        raise ConfigError("no stages registered")
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)
