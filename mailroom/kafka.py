@@ -1,0 +1,188 @@
+"""The one place that turns :class:`~mailroom.settings.Settings` into Kafka client settings.
+
+kafka-python (producers, plain consumers, admin) and faust-streaming (agents, tables) must agree
+on everything that decides correctness: where the brokers are and how to authenticate, acks=all
+so "acknowledged" means replicated, record size limits that match the topics'
+``max.message.bytes`` (a record the broker refuses would block its mailbox), and group timeouts
+(how fast a dead process's partitions move). Both come from the same settings here, and a test
+compares them value by value.
+
+Nothing here connects at import; the ``make_*`` factories connect when called, and the caller
+owns (and closes) what they return.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+
+from mailroom.errors import ConfigError
+from mailroom.settings import Settings
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+# The clients' own defaults for fetch sizes; we only ever raise them to fit max_record_bytes.
+DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
+DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024
+
+
+def check(settings: Settings) -> None:
+    """Refuse combinations the clients would reject later, or that break group membership."""
+    if settings.kafka_security_protocol not in SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"kafka_security_protocol must be one of {SECURITY_PROTOCOLS}, "
+            f"got {settings.kafka_security_protocol!r}"
+        )
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        if settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"kafka_sasl_mechanism must be one of {SASL_MECHANISMS}")
+        if not settings.kafka_sasl_username:
+            raise ConfigError("SASL needs kafka_sasl_username and kafka_sasl_password")
+    if settings.kafka_heartbeat_interval_ms * 3 > settings.kafka_session_timeout_ms:
+        raise ConfigError(
+            "kafka_heartbeat_interval_ms must be at most a third of kafka_session_timeout_ms, "
+            "or a slow heartbeat alone gets a live process evicted"
+        )
+    # faust refuses a session timeout above the request timeout (its join would time out first).
+    if settings.kafka_session_timeout_ms > settings.kafka_request_timeout_ms:
+        raise ConfigError("kafka_session_timeout_ms must not exceed kafka_request_timeout_ms")
+    if settings.max_record_bytes < settings.claim_check_bytes:
+        raise ConfigError("max_record_bytes must be at least claim_check_bytes")
+
+
+def partition_fetch_bytes(settings: Settings) -> int:
+    """Per-partition fetch size: at least one whole record of the largest allowed size."""
+    return max(DEFAULT_PARTITION_FETCH_BYTES, settings.max_record_bytes)
+
+
+def fetch_max_bytes(settings: Settings) -> int:
+    return max(DEFAULT_FETCH_MAX_BYTES, settings.max_record_bytes)
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    check(settings)
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+        "request_timeout_ms": settings.kafka_request_timeout_ms,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(settings, f"kafka_{name}")
+            if value:
+                config[name] = value
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        config["sasl_plain_password"] = settings.kafka_sasl_password
+    return config
+
+
+def producer_config(settings: Settings, client_id: str = "mailroom") -> dict[str, Any]:
+    return {
+        **_common(settings),
+        "client_id": client_id,
+        # A message counts as sent only once every in-sync replica has it: ingest deletes mail
+        # on the server after this acknowledgement.
+        "acks": "all",
+        # No duplicates from the producer's own retries.
+        "enable_idempotence": True,
+        # kafka-python measures the whole batch (headers included), so what it accepts fits the
+        # topics' max.message.bytes.
+        "max_request_size": settings.max_record_bytes,
+    }
+
+
+def consumer_config(
+    settings: Settings, group_id: str, client_id: str = "mailroom"
+) -> dict[str, Any]:
+    return {
+        **_common(settings),
+        "client_id": client_id,
+        "group_id": group_id,
+        # Offsets are committed by the stage after its output is durable, never on a timer.
+        "enable_auto_commit": False,
+        # A new group starts from the oldest record: nothing already in a topic is skipped.
+        "auto_offset_reset": "earliest",
+        # Records of aborted transactions (should any producer use them) are never processed.
+        "isolation_level": "read_committed",
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
+        "max_partition_fetch_bytes": partition_fetch_bytes(settings),
+        "fetch_max_bytes": fetch_max_bytes(settings),
+    }
+
+
+def admin_config(settings: Settings, client_id: str = "mailroom-admin") -> dict[str, Any]:
+    return {**_common(settings), "client_id": client_id}
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context faust/aiokafka need (kafka-python takes the file names instead)."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    if settings.kafka_ssl_certfile:
+        context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
+    return context
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``faust.App(id, **faust_settings(settings))``.
+
+    faust takes seconds where kafka-python takes milliseconds; the values are the same.
+    """
+    import faust  # deferred: faust is heavy and only the streaming stages need it
+
+    check(settings)
+    credentials: Any = None
+    context = ssl_context(settings)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        credentials = faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,  # present: SASL_SSL; None: SASL_PLAINTEXT
+        )
+    elif context is not None:
+        credentials = faust.SSLCredentials(context)
+    return {
+        "broker": [f"kafka://{server}" for server in settings.bootstrap_servers],
+        "broker_credentials": credentials,
+        "broker_request_timeout": settings.kafka_request_timeout_ms / 1000,
+        "broker_session_timeout": settings.kafka_session_timeout_ms / 1000,
+        "broker_heartbeat_interval": settings.kafka_heartbeat_interval_ms / 1000,
+        "broker_max_poll_interval": settings.kafka_max_poll_interval_ms / 1000,
+        "producer_acks": -1,  # "all"
+        "producer_max_request_size": settings.max_record_bytes,
+        "producer_request_timeout": settings.kafka_request_timeout_ms / 1000,
+        "consumer_max_fetch_size": partition_fetch_bytes(settings),
+        "consumer_auto_offset_reset": "earliest",
+        "topic_replication_factor": settings.topic_replication_factor,
+        "topic_partitions": settings.topic_partitions,
+    }
+
+
+def make_producer(settings: Settings, client_id: str = "mailroom") -> KafkaProducer:
+    return KafkaProducer(**producer_config(settings, client_id))
+
+
+def make_consumer(
+    settings: Settings, group_id: str, topics: Iterable[str] = (), client_id: str = "mailroom"
+) -> KafkaConsumer:
+    """A consumer in ``group_id``, subscribed to ``topics`` (none: the caller assigns)."""
+    consumer = KafkaConsumer(**consumer_config(settings, group_id, client_id))
+    topics = list(topics)
+    if topics:
+        consumer.subscribe(topics)
+    return consumer
+
+
+def make_admin(settings: Settings, client_id: str = "mailroom-admin") -> KafkaAdminClient:
+    return KafkaAdminClient(**admin_config(settings, client_id))
