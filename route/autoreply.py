@@ -1,0 +1,101 @@
+"""Loop, auto-reply and bounce protection: one question per rule, asked in table order.
+
+Each rule answers "is this email automated?" for one reason. An automated email is still
+tracked when a filter accepts it, but never opens a new case or creates a contact — that is
+what breaks mail loops between two auto-responders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailroom.records.email import Email
+from route.mail import norm
+from route.reference import ReferenceData
+
+MAILER_DAEMONS = frozenset({"mailer-daemon", "mailer_daemon", "mailerdaemon"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    detail: str
+
+
+def auto_submitted(email: Email, reference: ReferenceData) -> Finding | None:
+    value = (email.markers.auto_submitted or "").split(";")[0].strip().lower()
+    if value and value != "no":
+        return Finding("autoreply.auto_submitted", f"Auto-Submitted: {value}")
+    return None
+
+
+def precedence(email: Email, reference: ReferenceData) -> Finding | None:
+    value = (email.markers.precedence or "").strip().lower()
+    if value in ("bulk", "junk", "list"):
+        return Finding("autoreply.precedence", f"Precedence: {value}")
+    return None
+
+
+def auto_response_suppress(email: Email, reference: ReferenceData) -> Finding | None:
+    value = (email.markers.x_auto_response_suppress or "").strip()
+    if value:
+        return Finding("autoreply.x_auto_response_suppress", f"X-Auto-Response-Suppress: {value}")
+    return None
+
+
+def x_autoreply(email: Email, reference: ReferenceData) -> Finding | None:
+    value = (email.markers.x_autoreply or "").strip()
+    if value and value.lower() != "no":
+        return Finding("autoreply.x_autoreply", f"X-Autoreply: {value}")
+    return None
+
+
+def mailer_daemon(email: Email, reference: ReferenceData) -> Finding | None:
+    local = norm(email.from_address).partition("@")[0]
+    if local in MAILER_DAEMONS or (email.from_address is None and email.report.kind != "none"):
+        return Finding("autoreply.mailer_daemon", f"sent by {norm(email.from_address) or '<>'}")
+    return None
+
+
+def report(email: Email, reference: ReferenceData) -> Finding | None:
+    if email.report.kind != "none":
+        return Finding("autoreply.report", f"a {email.report.kind.replace('_', ' ')}")
+    return None
+
+
+def own_queue(email: Email, reference: ReferenceData) -> Finding | None:
+    # Mail sent by one of our own queues (an acknowledgement, say) landing in a monitored
+    # mailbox would otherwise bounce between queues for ever.
+    sender = norm(email.from_address)
+    if email.direction == "incoming" and any(
+        m.record.kind == "queue" for m in reference.matches(sender)
+    ):
+        return Finding("autoreply.loop", f"sent by our own queue address {sender}")
+    return None
+
+
+RULES: tuple[Callable[[Email, ReferenceData], Finding | None], ...] = (
+    auto_submitted, precedence, auto_response_suppress, x_autoreply, mailer_daemon, report,
+    own_queue,
+)
+
+
+def automated(email: Email, reference: ReferenceData) -> Finding | None:
+    """The first rule that finds the email automated, or None for mail a person wrote."""
+    for rule in RULES:
+        finding = rule(email, reference)
+        if finding is not None:
+            return finding
+    return None
+
+
+def bounced_original(email: Email) -> str | None:
+    """The Message-ID of the email a failed-delivery bounce reports on, when known.
+
+    The Email record has no field for the Message-ID inside the report's returned headers
+    yet, so this uses the bounce's own In-Reply-To / last Reference, which most MTAs set.
+    """
+    if email.report.kind != "bounce":
+        return None
+    return email.in_reply_to or (email.references[-1] if email.references else None)

@@ -1,0 +1,83 @@
+"""The correlation chain, one method per test, and its order."""
+
+from __future__ import annotations
+
+from routebuild import config, email, reference, thread_index
+
+from route.correlation import thread_root
+from route.plan import plan
+
+ALL = {"owners": {"queue:support": "all"}}
+
+
+def _methods(cfg=None, **kw: object) -> list[tuple[str, str]]:
+    p = plan(email(**kw), reference(), cfg or config())
+    return [(c.method, c.value) for c in p.correlation]
+
+
+def test_in_reply_to():
+    assert _methods(in_reply_to="parent@acme.example") == [("in_reply_to", "parent@acme.example")]
+
+
+def test_token_in_subject():
+    assert _methods(subject="Re: Printer [CRM:0001234]") == [("token", "1234")]
+
+
+def test_token_with_a_former_prefix_still_correlates():
+    cfg = config(token={"prefix": "ACME", "former_prefixes": ["CRM"]})
+    assert _methods(cfg, subject="RE: old thread CRM:0000042") == [("token", "42")]
+    assert _methods(cfg, subject="RE: new thread ACME:0000043") == [("token", "43")]
+    assert _methods(cfg, subject="XCRM:0000042 is not a token") == []
+
+
+def test_references_newest_first_without_repeating_in_reply_to():
+    got = _methods(in_reply_to="c@x", references=("a@x", "b@x", "c@x"))
+    assert got == [("in_reply_to", "c@x"), ("references", "b@x"), ("references", "a@x")]
+
+
+def test_thread_index_root_only_for_replies():
+    root, is_reply = thread_root(thread_index(1))
+    assert is_reply and len(root) == 32
+    assert _methods(thread_index=thread_index(2)) == [("thread_index", root)]
+    assert _methods(thread_index=thread_index(0)) == []  # a new conversation has no parent
+    assert _methods(thread_index="not base64!") == []
+
+
+def test_chain_order():
+    got = _methods(in_reply_to="p@x", references=("r@x", "p@x"), subject="Re: CRM:0001234",
+                   thread_index=thread_index(1))
+    assert [m for m, _ in got] == ["in_reply_to", "token", "references", "thread_index"]
+
+
+def test_smart_match_off_by_default_and_guarded_on_customer():
+    assert _methods(subject="Re: Printer broken") == []
+    cfg = config(correlation={"smart": True})
+    (smart,) = plan(email(subject="RE: Fwd: Printer  BROKEN", cc=("bob@acme.example",)),
+                    reference(), cfg).correlation
+    assert smart.method == "smart"
+    assert smart.params["customer"] == "account:a-customer"
+    assert smart.params["min_shared"] == "2"
+    assert smart.params["participants"] == (
+        "ann@customer.example,bob@acme.example,support@acme.example")
+    assert smart.params["before"] == "2026-11-02T09:30:00.000Z"
+    assert smart.params["since"] == "2026-10-03T09:30:00.000Z"
+    # an unknown sender has no customer: smart matching never joins threads across customers
+    p = plan(email(sender="stranger@nowhere.example"), reference(), cfg)
+    assert p.correlation == ()
+    assert "customer is not resolved" in p.decisions[0].detail
+
+
+def test_methods_switch_per_mailbox_and_per_queue():
+    cfg = config(correlation={"scopes": {"queue:support": {"in_reply_to": False},
+                                         "mailbox:11": {"token": False}}})
+    assert _methods(cfg, in_reply_to="p@x", subject="CRM:0001234") == [("token", "1234")]
+    got = _methods(cfg, mailbox="11", owner="user:alice", in_reply_to="p@x",
+                   subject="CRM:0001234")
+    assert got == [("in_reply_to", "p@x")]
+
+
+def test_set_regarding_is_conditional_on_the_candidates():
+    p = plan(email(in_reply_to="p@x"), reference(), config())
+    (step,) = p.steps_of("set_regarding")
+    assert step.condition.kind == "correlates"
+    assert not plan(email(), reference(), config()).steps_of("set_regarding")
