@@ -98,6 +98,27 @@ class Settings:
         3, "Crashes on the same offset before a message is dead-lettered unparsed."
     )
 
+    # --- stream stages (mailroom.stage: the runner every stream stage uses) -------------------
+    stage_isolation: str = _setting(
+        "process", "How a stream stage runs its handler: 'process' (a worker subprocess the "
+        "runner can kill when a message overruns its budget; heartbeats never starve) or "
+        "'inline' (in the consumer's process: faster, for tests and trivial stages)."
+    )
+    stage_budget_ms: int = _setting(
+        30_000, "Time one message may take in a stage's handler; past it the message is "
+        "dead-lettered 'timeout' and the partition moves on."
+    )
+    stage_retry_deadline_ms: int = _setting(
+        60_000, "How long a stage retries a message whose handler raised TransientError "
+        "before dead-lettering it 'retry_exhausted'."
+    )
+    stage_retry_backoff_ms: int = _setting(
+        500, "First retry delay after a TransientError; doubles per attempt (capped at 10 s)."
+    )
+    stage_max_poll_records: int = _setting(
+        500, "Records a stream stage takes per poll: one batch, one flush, one commit."
+    )
+
     # --- derived values -----------------------------------------------------------------------
     @property
     def state_path(self) -> Path:

@@ -1,0 +1,144 @@
+"""The durable attempt counter: a message that keeps killing a stage is dead-lettered unparsed.
+
+A handler exception is caught and dead-lettered by the runner, but some failures take the whole
+process with them: a segfault in a C extension, the OOM killer, a hang that the hard watchdog
+ends with ``_exit``, a bug in the runner. Kafka then redelivers from the last committed offset,
+and without a memory of earlier attempts the stage would crash on the same record forever. This
+module is that memory, in PostgreSQL (table ``stage_attempts``, migration 0010).
+
+Design — batch level, one round trip per poll, not per message
+---------------------------------------------------------------
+One row per (consumer group, topic, partition) says which range a process last *started*:
+``first_offset`` (the committed position it started from), ``last_offset`` (the end of the batch
+it took) and ``attempts``. Before a batch is processed the runner calls :meth:`AttemptLog.begin`
+for every partition of the batch in ONE statement, committed on its own (autocommit) before any
+processing, so a crash cannot roll it back:
+
+- a start at a *new* first offset (the previous batch was committed) resets ``attempts`` to 1 —
+  this is also how the counter is "cleared": committing moves the next start forward, so no
+  delete and no pruning is ever needed (the table holds groups × partitions rows);
+- a start at the *same* first offset as the previous one means no commit happened in between:
+  a process died (or hung and was evicted) somewhere in ``first..last``. ``attempts`` goes up and
+  ``suspect_end`` becomes the end of that range.
+
+While an offset is ``<= suspect_end`` the runner handles that partition *one record at a time*
+(begin one offset, handle it, flush, commit), so the crashing record is isolated — the next
+start lands exactly on it and its count grows — while the innocent records before it go through
+and are committed. When a record's count exceeds ``settings.max_attempts`` the runner
+dead-letters it with reason ``crash_loop`` without decoding it, commits past it and goes on.
+Past ``suspect_end`` the partition is back to whole batches.
+
+A record that kills the process is therefore dead-lettered after ``max_attempts`` crashes on
+it alone, plus at most one crash in the batch it first came in. The happy path costs one
+statement per poll() — never one per message; the careful path costs a statement and a commit
+per suspect record, only after a crash.
+
+Rebalances: the row belongs to the group, not the member, so a second process that takes over
+the partition of a dead one sees the same first offset and counts on. A clean hand-over commits
+first, so the new owner starts at a new offset and the count resets. A member that loses its
+partition before committing anything (rare: the runner finishes a batch before polling again)
+adds one false attempt, which ``max_attempts`` absorbs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import psycopg
+
+Step = Literal["batch", "one", "crash_loop"]
+
+
+@dataclass(frozen=True)
+class Start:
+    """A range a process is about to process on one partition."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the counter says about a range just begun."""
+
+    attempts: int  # how many times in a row a process started at this first offset (>= 1)
+    suspect_end: int  # records up to here were in flight when a process died; -1: none
+
+    def step(self, offset: int, max_attempts: int) -> Step:
+        """How to handle the record at ``offset`` (the first of the range just begun)."""
+        return next_step(offset, self, max_attempts)
+
+
+def next_step(offset: int, standing: Standing, max_attempts: int) -> Step:
+    """Pure decision: dead-letter unparsed, handle alone, or handle the whole batch."""
+    if standing.attempts > max_attempts:
+        return "crash_loop"
+    if offset <= standing.suspect_end:
+        return "one"
+    return "batch"
+
+
+_BEGIN = """
+INSERT INTO stage_attempts AS a (group_id, topic, partition, first_offset, last_offset, attempts)
+SELECT %(group)s, s.topic, s.partition, s.first_offset, s.last_offset, 1
+  FROM unnest(%(topics)s::text[], %(partitions)s::int[], %(firsts)s::bigint[],
+              %(lasts)s::bigint[]) AS s(topic, partition, first_offset, last_offset)
+ON CONFLICT (group_id, topic, partition) DO UPDATE SET
+    attempts = CASE WHEN a.first_offset = EXCLUDED.first_offset THEN a.attempts + 1 ELSE 1 END,
+    suspect_end = CASE
+        WHEN a.first_offset = EXCLUDED.first_offset THEN GREATEST(a.suspect_end, a.last_offset)
+        WHEN EXCLUDED.first_offset <= a.suspect_end THEN a.suspect_end
+        ELSE -1 END,
+    first_offset = EXCLUDED.first_offset,
+    last_offset = EXCLUDED.last_offset,
+    started_at = now()
+RETURNING topic, partition, attempts, suspect_end
+"""
+
+
+class AttemptLog:
+    """The counter of one consumer group. ``conn`` must be in autocommit mode: every begin is
+    durable before the records it covers are touched."""
+
+    def __init__(self, conn: psycopg.Connection, group_id: str) -> None:
+        if not conn.autocommit:
+            raise ValueError("AttemptLog needs an autocommit connection (each begin is durable)")
+        self.conn = conn
+        self.group_id = group_id
+
+    def begin(self, starts: Sequence[Start]) -> dict[tuple[str, int], Standing]:
+        """Record that processing of these ranges starts now; one statement for all of them."""
+        if not starts:
+            return {}
+        params = {
+            "group": self.group_id,
+            "topics": [s.topic for s in starts],
+            "partitions": [s.partition for s in starts],
+            "firsts": [s.first_offset for s in starts],
+            "lasts": [s.last_offset for s in starts],
+        }
+        rows = self.conn.execute(_BEGIN, params).fetchall()
+        return {(topic, part): Standing(att, end) for topic, part, att, end in rows}
+
+    def release(self, topic: str, partition: int, first_offset: int) -> None:
+        """Take back the begin at ``first_offset``: the stop there was not a crash (the stage
+        paused before an unreadable record, or the broker failed), so it must not count."""
+        self.conn.execute(
+            "UPDATE stage_attempts SET attempts = attempts - 1"
+            " WHERE group_id = %s AND topic = %s AND partition = %s AND first_offset = %s"
+            " AND attempts > 0",
+            (self.group_id, topic, partition, first_offset),
+        )
+
+    def standing(self, topic: str, partition: int) -> Standing | None:
+        """The current row (for tests and ``mailroom doctor``); None when never begun."""
+        row = self.conn.execute(
+            "SELECT attempts, suspect_end FROM stage_attempts"
+            " WHERE group_id = %s AND topic = %s AND partition = %s",
+            (self.group_id, topic, partition),
+        ).fetchone()
+        return None if row is None else Standing(row[0], row[1])

@@ -1,0 +1,105 @@
+"""One message through a handler: decode, call, classify, encode — no I/O, no Kafka.
+
+:func:`execute` is what runs in the worker subprocess (or inline): it turns whatever the
+handler does — return an Outcome or a Rejection, raise any error — into a :class:`Verdict` the
+runner acts on. Decoding and encoding happen here too, so with process isolation the CPU work of
+Avro stays off the consumer's process and only bytes cross the pipe.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from mailroom.codec import Codec
+from mailroom.errors import (
+    MalformedRecordError,
+    PermanentError,
+    TransientError,
+    UnknownSchemaError,
+)
+from mailroom.stage.types import (
+    CRASH,
+    REJECTED,
+    UNDECODABLE,
+    Context,
+    EncodedOutput,
+    Handler,
+    Outcome,
+    Rejection,
+    Verdict,
+)
+
+#: Longest traceback summary a crash dead letter carries (the log has the whole one).
+TRACEBACK_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a stream stage is: its name, what it reads, and its pure handler.
+
+    ``handler`` must be a module-level function (with process isolation it is imported by
+    reference in the worker). ``input_type`` is the record class of the input topic
+    (``RawMail`` for unwrap); ``None`` hands the handler the raw ``(schema name, datum)``.
+    """
+
+    name: str
+    input_topic: str  # the brief's short name: 'raw', 'unwrapped', ...
+    handler: Handler
+    input_type: Any = None
+
+    @property
+    def group_id(self) -> str:
+        return f"mailroom.{self.name}"
+
+
+def execute(spec: StageSpec, codec: Codec, context: Context) -> Verdict:
+    """Run the handler on the record ``context.source`` holds and classify what happened."""
+    value = context.source.value
+    try:
+        if value is None:
+            raise MalformedRecordError("the record has no value (a tombstone)")
+        if spec.input_type is None:
+            record: Any = codec.decode(value)
+        else:
+            record = codec.decode_record(value, spec.input_type)
+    except UnknownSchemaError as exc:
+        return Verdict("pause", reason_code="unknown_schema", reason=str(exc))
+    except MalformedRecordError as exc:
+        return Verdict("dead", reason_code=UNDECODABLE, reason=str(exc))
+
+    try:
+        answer = spec.handler(record, context)
+        if isinstance(answer, Rejection):
+            return Verdict(
+                "dead", traces=tuple(answer.traces), reason_code=answer.reason_code,
+                reason=answer.reason,
+            )
+        if not isinstance(answer, Outcome):
+            raise TypeError(f"handler returned {type(answer).__name__}, not Outcome/Rejection")
+        outputs = tuple(
+            EncodedOutput(o.topic, o.key.encode("utf-8"), codec.encode_record(o.record))
+            for o in answer.outputs
+        )
+        return Verdict("ok", outputs=outputs, traces=tuple(answer.traces))
+    except TransientError as exc:
+        return Verdict("retry", reason_code="transient", reason=_describe(exc))
+    except UnknownSchemaError as exc:  # e.g. a nested record of a newer writer
+        return Verdict("pause", reason_code="unknown_schema", reason=str(exc))
+    except PermanentError as exc:  # MalformedRecordError from encoding included
+        return Verdict("dead", reason_code=REJECTED, reason=_describe(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug must not block the partition
+        return Verdict("dead", reason_code=CRASH, reason=crash_summary(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def crash_summary(exc: BaseException) -> str:
+    """The exception and the innermost frames: enough to find the bug from a dead letter."""
+    text = "".join(traceback.format_exception(exc, limit=-8)).strip()
+    if len(text) > TRACEBACK_CHARS:
+        text = "..." + text[-TRACEBACK_CHARS:]
+    return text

@@ -1,0 +1,314 @@
+"""The stage runner: the one consume → handle → produce → commit loop every stream stage uses.
+
+Delivery: at least once
+-----------------------
+Per ``poll()`` batch: (1) the durable attempt counter records the ranges about to be processed
+(one statement, :mod:`mailroom.attempts`); (2) each record goes through the handler in its
+budget (:mod:`mailroom.stage.budget`); outputs, trace events and dead letters are sent with the
+idempotent producer (acks=all); (3) the producer is flushed and every dead-letter future waited
+on — the broker has acknowledged everything; (4) only then are the offsets committed. A crash
+anywhere before (4) redelivers the batch, so outputs may be written twice but never lost; the
+next stages dedupe by natural keys (persist's unique keys are the authority).
+
+Why not Kafka transactions (exactly-once read-process-write)? kafka-python 3.0 does implement
+them — ``init_transactions``/``begin_transaction``/``send_offsets_to_transaction`` with
+``KafkaConsumer.group_metadata()`` for KIP-447 fencing — but the support is young (the
+transactional producer landed in 2025, offsets support after it, KIP-654 abort fixes in
+2026, and a report of ``commit()`` ignoring its timeout after a broker blip, dpkp/kafka-python
+#3121), and it would buy little here: the pipeline's end effect is already exactly once through
+persist's natural keys, while transactions would cost a round trip per batch to the transaction
+coordinator, force every downstream reader (persist, ``mailroom trace``, ``lag``) to
+``read_committed``, and a process killed mid-transaction would hold back the last stable offset
+of every output partition until ``transaction.timeout.ms``. The runner keeps the commit in one
+place (:meth:`StageRunner._commit`) so a transactional variant can be added there when it has
+earned trust.
+
+Failure paths (named, never silent)
+-----------------------------------
+- not readable Avro → dead letter ``undecodable``; unknown schema fingerprint → the partition is
+  paused at that record (error log, status ``paused``), nothing past it is committed;
+- handler Rejection / PermanentError → dead letter; TransientError → retry with backoff until
+  ``stage_retry_deadline_ms``, then ``retry_exhausted``; any other exception → ``crash`` with a
+  traceback summary; over budget → ``timeout``; killed the process repeatedly → ``crash_loop``.
+Every dead letter also gets a ``dead_lettered`` trace event keyed by the source key.
+
+Liveness: a batch stops early (commits what is done, seeks back for the rest) when half of
+``kafka_max_poll_interval_ms`` has passed, so a slow batch never gets the member evicted.
+
+SIGTERM/SIGINT: the batch in hand is finished, flushed and committed, the consumer closed
+(leaving the group, so its partitions move at once) and ``run`` returns 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from mailroom import faults
+from mailroom.attempts import AttemptLog, Standing, Start
+from mailroom.codec import Codec
+from mailroom.deadletters import DeadLetterWriter
+from mailroom.settings import Settings
+from mailroom.stage.budget import Executor
+from mailroom.stage.execute import StageSpec
+from mailroom.stage.types import CRASH_LOOP, RETRY_EXHAUSTED, Context, Source, Verdict
+from mailroom.tracing import Tracer
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass
+class StageStatus:
+    """What the runner tells the outside world (the metrics/health server of issue 7 reads it).
+
+    ``ready``: joined and consuming; ``alive``: the loop turned recently (``last_loop``);
+    ``paused``: partitions stopped at an unreadable record, with the reason.
+    """
+
+    ready: bool = False
+    stopping: bool = False
+    last_loop: float = field(default_factory=time.monotonic)
+    paused: dict[tuple[str, int], str] = field(default_factory=dict)
+    records_in: int = 0
+    records_out: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    batches: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return not self.paused
+
+
+def fault_names(stage: str) -> tuple[str, str]:
+    """The stage's fault points (registered when a runner is made)."""
+    return f"{stage}:after_begin", f"{stage}:after_produce"
+
+
+class StageRunner:
+    def __init__(
+        self,
+        spec: StageSpec,
+        settings: Settings,
+        *,
+        consumer: Any,
+        producer: Any,
+        codec: Codec,
+        attempts: AttemptLog,
+        executor: Executor,
+        blobs: Any = None,
+        status: StageStatus | None = None,
+        on_batch: Callable[[StageStatus], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.consumer = consumer
+        self.producer = producer
+        self.attempts = attempts
+        self.executor = executor
+        self.status = status or StageStatus()
+        self.on_batch = on_batch  # hook for metrics; called after every committed batch
+        self.dead = DeadLetterWriter(producer, codec, settings, blobs)
+        self.tracer = Tracer(producer, codec, settings, spec.name)
+        self.fault_after_begin, self.fault_after_produce = fault_names(spec.name)
+        faults.register(self.fault_after_begin, "attempts recorded, batch not yet handled")
+        faults.register(self.fault_after_produce, "outputs flushed, offsets not yet committed")
+        self._dead_futures: list[Any] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def stop(self, *_: Any) -> None:
+        """Finish the batch in hand, commit, leave. Safe to call from a signal handler."""
+        self.status.stopping = True
+
+    def run(self) -> int:
+        old = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        topic = self.settings.topic(self.spec.input_topic)
+        self.consumer.subscribe([topic])
+        log.info("stage %s consuming %s as group %s", self.spec.name, topic, self.spec.group_id)
+        try:
+            while not self.status.stopping:
+                self.status.last_loop = time.monotonic()
+                batch = self.consumer.poll(
+                    timeout_ms=500, max_records=self.settings.stage_max_poll_records
+                )
+                self.status.ready = bool(self.consumer.assignment())
+                if batch:
+                    self.process(batch)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            self.status.ready = False
+            self.executor.close()
+        # Leave the group now (no commit here: every batch is committed when it ends).
+        self.consumer.close(autocommit=False)
+        self.producer.flush()
+        log.info("stage %s stopped cleanly", self.spec.name)
+        return 0
+
+    # --- one batch -----------------------------------------------------------------------------
+    def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        started = time.monotonic()
+        # Stop early at half the poll interval: the member must poll again before eviction.
+        deadline = started + self.settings.kafka_max_poll_interval_ms / 2000
+        parts = {tp: recs for tp, recs in batch.items() if recs}
+        starts = [
+            Start(tp.topic, tp.partition, r[0].offset, r[-1].offset) for tp, r in parts.items()
+        ]
+        standings = self.attempts.begin(starts)
+        try:
+            faults.point(self.settings, self.fault_after_begin)
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+            for tp, records in parts.items():
+                standing = standings[(tp.topic, tp.partition)]
+                next_offset = self._partition(tp, records, standing, deadline)
+                offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
+                if next_offset <= records[-1].offset:
+                    # Stopped early (pause or deadline): the rest must come again, not be skipped.
+                    self.consumer.seek(tp, next_offset)
+            self._commit(offsets)
+        except KafkaError:
+            # The broker failed us, not the records: these starts must not count as attempts
+            # that a record killed the process (or an outage would dead-letter good mail).
+            for start in starts:
+                self.attempts.release(start.topic, start.partition, start.first_offset)
+            raise
+        self.status.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(self.status)
+
+    def _partition(
+        self, tp: TopicPartition, records: list[Any], standing: Standing, deadline: float
+    ) -> int:
+        """Handle one partition's records; returns the offset of the first record not handled.
+
+        Whole batch in the happy path; one record at a time (each committed on its own) while
+        the attempt counter says these offsets were in flight when a process died.
+        """
+        i = 0
+        while i < len(records):
+            record = records[i]
+            step = standing.step(record.offset, self.settings.max_attempts)
+            if step == "batch":
+                for record in records[i:]:
+                    if time.monotonic() > deadline:
+                        log.warning("batch over half the poll interval: committing early")
+                        return record.offset
+                    if not self._handle(record, standing.attempts):
+                        return record.offset  # paused at this record
+                return records[-1].offset + 1
+            if step == "crash_loop":
+                log.error(
+                    "%s/%d@%d killed this stage %d times: dead-lettering it unparsed",
+                    tp.topic, tp.partition, record.offset, standing.attempts - 1,
+                )
+                self._dead_letter(
+                    _source(record), CRASH_LOOP,
+                    f"the process died {standing.attempts - 1} times while this record was in "
+                    f"flight (max_attempts={self.settings.max_attempts}); sent unparsed",
+                    standing.attempts - 1,
+                )
+            elif not self._handle(record, standing.attempts):
+                return record.offset
+            # Suspect records are committed one by one, so the next crash pins the culprit.
+            self._commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+            i += 1
+            if i < len(records):
+                nxt = records[i].offset
+                last = nxt if nxt <= standing.suspect_end else records[-1].offset
+                key = (tp.topic, tp.partition)
+                standing = self.attempts.begin([Start(tp.topic, tp.partition, nxt, last)])[key]
+        return records[-1].offset + 1
+
+    def _handle(self, record: Any, attempts: int) -> bool:
+        """One record through the handler; False when the partition must pause before it."""
+        source = _source(record)
+        self.status.records_in += 1
+        verdict = self._run_with_retries(source, attempts)
+        if verdict.kind == "pause":
+            tp = TopicPartition(record.topic, record.partition)
+            self.status.paused[(record.topic, record.partition)] = verdict.reason
+            log.error(
+                "PAUSED partition %s/%d at offset %d: %s", record.topic, record.partition,
+                record.offset, verdict.reason,
+            )
+            self.consumer.pause(tp)
+            self.attempts.release(record.topic, record.partition, record.offset)
+            return False
+        for trace in verdict.traces:
+            self.tracer.emit(
+                trace.key, trace.event, trace.detail, source=source,
+                message_id=trace.message_id, dedupe_key=trace.dedupe_key,
+                raw_identity=trace.raw_identity,
+            )
+        if verdict.kind == "ok":
+            for out in verdict.outputs:
+                self.producer.send(self.settings.topic(out.topic), key=out.key, value=out.value)
+            self.status.records_out += len(verdict.outputs)
+        else:  # dead
+            self._dead_letter(source, verdict.reason_code, verdict.reason, attempts)
+        return True
+
+    def _run_with_retries(self, source: Source, attempts: int) -> Verdict:
+        give_up = time.monotonic() + self.settings.stage_retry_deadline_ms / 1000
+        backoff = self.settings.stage_retry_backoff_ms / 1000
+        tries = 1
+        while True:
+            verdict = self.executor.run(Context(self.spec.name, source, tries))
+            if verdict.kind != "retry":
+                return verdict
+            self.status.retried += 1
+            if time.monotonic() + backoff > give_up:
+                return Verdict(
+                    "dead", reason_code=RETRY_EXHAUSTED,
+                    reason=f"still failing after {tries} tries over "
+                    f"{self.settings.stage_retry_deadline_ms} ms: {verdict.reason}",
+                )
+            log.warning("transient failure on %s (try %d): %s; retrying in %.1f s",
+                        source.coordinates(), tries, verdict.reason, backoff)
+            time.sleep(backoff)  # the main thread sleeps: heartbeats continue
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            tries += 1
+
+    def _dead_letter(self, source: Source, code: str, reason: str, attempts: int) -> None:
+        self._dead_futures.append(
+            self.dead.send(self.spec.name, code, reason, source, max(attempts, 1))
+        )
+        self.tracer.emit(
+            source.key_text, "dead_lettered", {"reason_code": code, "reason": reason[:1000]},
+            source=source,
+        )
+        self.status.dead_lettered += 1
+
+    # --- the commit: the one place that decides delivery semantics ----------------------------
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        timeout = self.settings.kafka_request_timeout_ms / 1000
+        # A dead letter must be acknowledged (acks=all) before the offset past it is committed.
+        for future in self._dead_futures:
+            future.get(timeout=timeout)
+        self._dead_futures.clear()
+        self.producer.flush(timeout=timeout)
+        faults.point(self.settings, self.fault_after_produce)
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced under us (evicted): the new owner redelivers; not fatal.
+            log.warning("offset commit refused (%s): the batch will be redelivered", exc)
+
+
+def _source(record: Any) -> Source:
+    return Source(
+        record.topic, record.partition, record.offset, record.key, record.value,
+        record.timestamp,
+    )

@@ -1,0 +1,123 @@
+"""Unit tests of the runner's pure pieces: attempt decisions, verdicts, budgets (no broker)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from stage_toy import SPEC, raw
+
+from mailroom.attempts import Standing, next_step
+from mailroom.codec import Codec
+from mailroom.settings import Settings
+from mailroom.stage import CRASH, CRASH_LOOP, REJECTED, TIMEOUT, UNDECODABLE, Context, Source
+from mailroom.stage.budget import InlineExecutor, ProcessExecutor
+from mailroom.stage.execute import execute
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    return Codec.from_settings(Settings())
+
+
+def context(codec: Codec, content: bytes | None, value: bytes | None = None) -> Context:
+    if value is None and content is not None:
+        value = codec.encode_record(raw(7, content))
+    return Context("toy", Source("t.in", 0, 5, b"k", value, 1_700_000_000_000))
+
+
+# --- attempt decisions ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("offset", "standing", "expected"),
+    [
+        (10, Standing(1, -1), "batch"),  # first start at this offset: the happy path
+        (10, Standing(2, 40), "one"),  # restarted inside a range that was in flight
+        (41, Standing(1, 40), "batch"),  # past the suspect range: whole batches again
+        (40, Standing(1, 40), "one"),  # the last suspect record is still handled alone
+        (10, Standing(3, 40), "one"),  # at the limit (3 = max): still tried
+        (10, Standing(4, 40), "crash_loop"),  # over the limit: dead-letter unparsed
+    ],
+)
+def test_next_step(offset: int, standing: Standing, expected: str) -> None:
+    assert next_step(offset, standing, max_attempts=3) == expected
+
+
+# --- verdicts ---------------------------------------------------------------------------------
+def test_good_record_gives_encoded_outputs_and_traces(codec: Codec) -> None:
+    verdict = execute(SPEC, codec, context(codec, b"hello"))
+    assert verdict.kind == "ok"
+    [out] = verdict.outputs
+    assert out.topic == "out" and out.key == b"mbx-1/INBOX/1/7"
+    name, datum = codec.decode(out.value)
+    assert name == "trace_event" and datum["detail"] == {"content": "HELLO"}
+    assert [t.event for t in verdict.traces] == ["toyed"]
+
+
+@pytest.mark.parametrize(
+    ("content", "kind", "code", "reason_part"),
+    [
+        (b"REJECT", "dead", "toy_reject", "refuses"),
+        (b"PERMANENT", "dead", REJECTED, "permanently bad"),
+        (b"BUG", "dead", CRASH, "ZeroDivisionError"),
+        (b"TRANSIENT", "retry", "transient", "busy"),
+    ],
+)
+def test_handler_answers_are_classified(
+    codec: Codec, content: bytes, kind: str, code: str, reason_part: str
+) -> None:
+    verdict = execute(SPEC, codec, context(codec, content))
+    assert (verdict.kind, verdict.reason_code) == (kind, code)
+    assert reason_part in verdict.reason
+
+
+def test_crash_reason_names_the_failing_line(codec: Codec) -> None:
+    verdict = execute(SPEC, codec, context(codec, b"BUG"))
+    assert "stage_toy.py" in verdict.reason and "1 / 0" in verdict.reason
+
+
+@pytest.mark.parametrize("value", [b"not avro at all", b"\xc3\x01" + b"\x00" * 3, None])
+def test_unreadable_value_is_undecodable(codec: Codec, value: bytes | None) -> None:
+    verdict = execute(SPEC, codec, context(codec, None, value))
+    assert (verdict.kind, verdict.reason_code) == ("dead", UNDECODABLE)
+
+
+def test_unknown_fingerprint_pauses(codec: Codec) -> None:
+    value = b"\xc3\x01" + b"\xee" * 8 + b"\x00"
+    verdict = execute(SPEC, codec, context(codec, None, value))
+    assert verdict.kind == "pause" and "eeeeeeeeeeeeeeee" in verdict.reason
+
+
+def test_record_of_another_schema_is_undecodable(codec: Codec) -> None:
+    from stage_toy import AT
+
+    from mailroom.records import TraceEvent
+
+    value = codec.encode_record(TraceEvent(key="k", stage="s", event="e", at=AT))
+    verdict = execute(SPEC, codec, context(codec, None, value))
+    assert (verdict.kind, verdict.reason_code) == ("dead", UNDECODABLE)
+
+
+# --- budgets ----------------------------------------------------------------------------------
+def test_inline_budget_stops_a_hang(codec: Codec) -> None:
+    executor = InlineExecutor(SPEC, codec, Settings(stage_budget_ms=300))
+    began = time.monotonic()
+    verdict = executor.run(context(codec, b"HANG"))
+    assert (verdict.kind, verdict.reason_code) == ("dead", TIMEOUT)
+    assert time.monotonic() - began < 2
+    assert executor.run(context(codec, b"fine")).kind == "ok"  # and it goes on
+
+
+def test_process_executor_kills_a_hang_and_survives_deaths(codec: Codec) -> None:
+    executor = ProcessExecutor(SPEC, Settings(stage_budget_ms=1000, max_attempts=2))
+    try:
+        assert executor.run(context(codec, b"fine")).kind == "ok"
+        began = time.monotonic()
+        verdict = executor.run(context(codec, b"HANG"))
+        assert (verdict.kind, verdict.reason_code) == ("dead", TIMEOUT)
+        assert time.monotonic() - began < 3
+        verdict = executor.run(context(codec, b"DIE"))
+        assert (verdict.kind, verdict.reason_code) == ("dead", CRASH_LOOP)
+        assert "2 times" in verdict.reason and "exit codes 3, 3" in verdict.reason
+        assert executor.run(context(codec, b"fine again")).kind == "ok"
+    finally:
+        executor.close()
