@@ -119,6 +119,49 @@ class Settings:
         500, "Records a stream stage takes per poll: one batch, one flush, one commit."
     )
 
+    # --- unwrap stage -------------------------------------------------------------------------
+    unwrap_max_message_bytes: int = _setting(
+        64 * 1024 * 1024, "Unwrap: a raw message larger than this is dead-lettered unparsed."
+    )
+    unwrap_max_attachment_bytes: int = _setting(
+        5 * 1024 * 1024, "Unwrap: an attachment larger than this (up to 128 MB) is stored without "
+        "its content (name, type, size and sha256 kept; the email says so)."
+    )
+    unwrap_blob_threshold_bytes: int = _setting(
+        256 * 1024, "Unwrap: attachments larger than this travel as a blob reference (claim "
+        "check) instead of inside the email record."
+    )
+    unwrap_max_depth: int = _setting(
+        3, "Unwrap: how many forward wrappers deep originals are followed (forward of a forward)."
+    )
+    unwrap_max_parts: int = _setting(
+        500, "Unwrap: MIME parts looked at per message; parts past this are ignored and said so."
+    )
+    unwrap_max_body_chars: int = _setting(
+        1_000_000, "Unwrap: characters kept of each text and HTML body; longer ones are cut, "
+        "and the email says so."
+    )
+    unwrap_over_limit: str = _setting(
+        "omit", "Unwrap, past the attachment-size or part-count limit: 'omit' (store the email "
+        "without what is over, saying so) or 'reject' (dead letter)."
+    )
+    unwrap_authserv_id: str = _setting(
+        "", "Unwrap: authserv-id of our own receiving server. Only Authentication-Results headers "
+        "with this id are trusted; empty: none is trusted (all are ignored)."
+    )
+    unwrap_require_auth_pass: bool = _setting(
+        True, "Unwrap: a trusted Authentication-Results header on a forward must show a pass "
+        "(dmarc, else dkim or spf); a fail dead-letters the forward."
+    )
+    unwrap_non_forwarded: str = _setting(
+        "reject", "Unwrap: mail in a forward mailbox that carries no forwarded original: "
+        "'reject' (dead letter) or 'accept' (kept as a direct email of the forward mailbox)."
+    )
+    unwrap_inline_forwards: bool = _setting(
+        True, "Unwrap: accept originals forwarded inline (quoted in the body), best effort and "
+        "flagged, when a forward carries no attached original."
+    )
+
     # --- derived values -----------------------------------------------------------------------
     @property
     def state_path(self) -> Path:

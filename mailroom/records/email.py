@@ -1,0 +1,208 @@
+"""Email: one original email, parsed and normalised by unwrap (topic ``unwrapped``).
+
+Keyed by :attr:`Email.dedupe_key`; the ARCHITECTURE brief defines the dedupe key and content
+hash (``unwrap.normalise`` computes both). Choices are strings, not Avro enums, as in the other
+records: an enum cannot gain a symbol and stay readable by older readers.
+
+Large attachment bytes never travel inside the record: the attachment carries ``blob_ref`` (the
+sha256 hex in the blob store) and the bytes ride along in :attr:`Email.blobs`, which is *not*
+serialised — the stage writes them to the blob store before it produces the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Self
+
+from mailroom.records.base import check_choice, optional_utc_millis, set_field
+
+#: How the copy reached us, richest first (the brief's copy precedence).
+COPY_KINDS: tuple[str, ...] = (
+    "direct", "forwarded_rfc822", "forwarded_eml", "msg", "tnef", "inline",
+)
+#: What kind of report the email is, if any (``none`` for ordinary mail).
+REPORT_KINDS: frozenset[str] = frozenset({
+    "none", "bounce", "delayed", "delivery_status", "read_receipt", "feedback_report", "other",
+})
+DIRECTIONS: frozenset[str] = frozenset({"incoming", "outgoing"})
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    name: str
+    address: str  # addr-spec, domain lower-cased; compare case-insensitively
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    content: bytes | None = None
+    blob_ref: str | None = None  # sha256 hex in the blob store
+    content_id: str | None = None
+    inline: bool = False
+    omitted: str | None = None  # why neither content nor blob_ref is set (e.g. over the limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Markers:
+    """Headers route uses for loop and auto-reply protection, verbatim (decoded)."""
+
+    auto_submitted: str | None = None
+    precedence: str | None = None
+    list_id: str | None = None
+    x_auto_response_suppress: str | None = None
+    x_autoreply: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    kind: str = "none"
+    detail: str | None = None  # report-type, feedback-type or disposition
+    failed_recipients: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_choice("report kind", self.kind, REPORT_KINDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where this copy was received and how it reached us."""
+
+    mailbox_id: str
+    mailbox_address: str
+    owner_kind: str
+    owner_id: str | None
+    folder: str
+    copy_kind: str
+    raw_identity: str = ""
+    path: tuple[str, ...] = ()  # e.g. ("part 2: message/rfc822", "attachment a.eml")
+    forwarded_by_user: str | None = None
+    forwarder_address: str | None = None
+    forward_mailbox_id: str | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("copy_kind", self.copy_kind, COPY_KINDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """Bytes for the blob store, keyed by their sha256 hex."""
+
+    ref: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Email:
+    SCHEMA: ClassVar[str] = "email"
+
+    dedupe_key: str
+    content_hash: str
+    subject: str
+    direction: str
+    delivery: Delivery
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    thread_index: str | None = None
+    thread_topic: str | None = None
+    from_address: Address | None = None
+    sender: Address | None = None
+    reply_to: tuple[Address, ...] = ()
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    bcc: tuple[Address, ...] = ()
+    date: datetime | None = None
+    markers: Markers = Markers()
+    report: Report = Report()
+    text_body: str | None = None
+    html_body: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    warnings: tuple[str, ...] = ()  # what was cut, omitted or guessed, in words
+    blobs: tuple[Blob, ...] = field(default=(), compare=False, repr=False)  # not serialised
+
+    def __post_init__(self) -> None:
+        check_choice("direction", self.direction, DIRECTIONS)
+        set_field(self, "date", optional_utc_millis(self.date))
+
+    def to_avro(self) -> dict[str, Any]:
+        def addr(a: Address | None) -> dict[str, str] | None:
+            return None if a is None else {"name": a.name, "address": a.address}
+
+        def addrs(items: tuple[Address, ...]) -> list[dict[str, str]]:
+            return [{"name": a.name, "address": a.address} for a in items]
+
+        d = self.delivery
+        return {
+            "dedupe_key": self.dedupe_key,
+            "content_hash": self.content_hash,
+            "message_id": self.message_id,
+            "in_reply_to": self.in_reply_to,
+            "references": list(self.references),
+            "thread_index": self.thread_index,
+            "thread_topic": self.thread_topic,
+            "subject": self.subject,
+            "from_address": addr(self.from_address),
+            "sender": addr(self.sender),
+            "reply_to": addrs(self.reply_to),
+            "to": addrs(self.to),
+            "cc": addrs(self.cc),
+            "bcc": addrs(self.bcc),
+            "date": self.date,
+            "direction": self.direction,
+            "markers": {k: getattr(self.markers, k) for k in Markers.__slots__},
+            "report": {"kind": self.report.kind, "detail": self.report.detail,
+                       "failed_recipients": list(self.report.failed_recipients)},
+            "text_body": self.text_body,
+            "html_body": self.html_body,
+            "attachments": [{k: getattr(a, k) for k in Attachment.__slots__}
+                            for a in self.attachments],
+            "delivery": {k: (list(getattr(d, k)) if k == "path" else getattr(d, k))
+                         for k in Delivery.__slots__},
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_avro(cls, datum: dict[str, Any]) -> Self:
+        def addr(v: dict[str, str] | None) -> Address | None:
+            return None if v is None else Address(**v)
+
+        def addrs(v: list[dict[str, str]]) -> tuple[Address, ...]:
+            return tuple(Address(**a) for a in v)
+
+        delivery = dict(datum["delivery"])
+        delivery["path"] = tuple(delivery["path"])
+        report = dict(datum["report"])
+        report["failed_recipients"] = tuple(report["failed_recipients"])
+        return cls(
+            dedupe_key=datum["dedupe_key"],
+            content_hash=datum["content_hash"],
+            message_id=datum["message_id"],
+            in_reply_to=datum["in_reply_to"],
+            references=tuple(datum["references"]),
+            thread_index=datum["thread_index"],
+            thread_topic=datum["thread_topic"],
+            subject=datum["subject"],
+            from_address=addr(datum["from_address"]),
+            sender=addr(datum["sender"]),
+            reply_to=addrs(datum["reply_to"]),
+            to=addrs(datum["to"]),
+            cc=addrs(datum["cc"]),
+            bcc=addrs(datum["bcc"]),
+            date=datum["date"],
+            direction=datum["direction"],
+            markers=Markers(**datum["markers"]),
+            report=Report(**report),
+            text_body=datum["text_body"],
+            html_body=datum["html_body"],
+            attachments=tuple(Attachment(**a) for a in datum["attachments"]),
+            delivery=Delivery(**delivery),
+            warnings=tuple(datum["warnings"]),
+        )

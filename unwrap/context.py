@@ -1,0 +1,93 @@
+"""What the pure unwrap function needs besides the message: configuration as plain data.
+
+``UnwrapContext`` is built once per process (and again when the forwarders change) from the
+settings and the forwarders read from configuration; it is never looked up from a global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from mailroom.errors import ConfigError
+from mailroom.settings import Settings
+from unwrap.limits import Limits
+
+#: forward mailbox id -> {forwarding user's address (lower case) -> user id}
+Forwarders = Mapping[str, Mapping[str, str]]
+
+NON_FORWARDED_CHOICES = ("reject", "accept")
+
+
+class RawInput(Protocol):
+    """What unwrap reads of a raw message; :class:`mailroom.records.RawMail` satisfies it."""
+
+    @property
+    def mailbox_id(self) -> str: ...
+    @property
+    def mailbox_address(self) -> str: ...
+    @property
+    def owner_kind(self) -> str: ...
+    @property
+    def owner_id(self) -> str | None: ...
+    @property
+    def folder(self) -> str: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def content(self) -> bytes | None: ...
+    @property
+    def server_date(self) -> datetime | None: ...
+    @property
+    def identity(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """Where the raw record was read: copied into every Email for tracing and replay."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """The message cannot become an email: it goes to the dead-letter topic with this reason."""
+
+    reason_code: str  # stable, machine-readable: not_a_forwarder, auth_failed, too_large, ...
+    reason: str  # for humans: what was wrong and what to do about it
+
+
+@dataclass(frozen=True)
+class UnwrapContext:
+    forwarders: Forwarders = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    authserv_id: str = ""
+    require_auth_pass: bool = True
+    non_forwarded: str = "reject"
+    inline_forwards: bool = True
+
+    def __post_init__(self) -> None:
+        if self.non_forwarded not in NON_FORWARDED_CHOICES:
+            raise ConfigError(f"unwrap_non_forwarded must be one of {NON_FORWARDED_CHOICES}, "
+                              f"got {self.non_forwarded!r}")
+        # Addresses compare case-insensitively: store the table lower-cased once.
+        object.__setattr__(self, "forwarders", {
+            box: {addr.strip().lower(): user for addr, user in table.items()}
+            for box, table in self.forwarders.items()
+        })
+
+    @classmethod
+    def from_settings(cls, settings: Settings, forwarders: Forwarders | None = None
+                      ) -> UnwrapContext:
+        return cls(
+            forwarders=forwarders or {},
+            limits=Limits.from_settings(settings),
+            authserv_id=settings.unwrap_authserv_id,
+            require_auth_pass=settings.unwrap_require_auth_pass,
+            non_forwarded=settings.unwrap_non_forwarded,
+            inline_forwards=settings.unwrap_inline_forwards,
+        )

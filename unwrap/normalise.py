@@ -1,0 +1,186 @@
+"""One parsed original to one Email record: identifiers, parties, dates, markers, content.
+
+The dedupe key and content hash are exactly the ARCHITECTURE brief's definitions:
+
+* dedupe key: the normalised Message-ID; without one, ``sha256:`` + the sha256 hex of From, To,
+  Cc, Date, Subject and the text body (each normalised, so a redelivered copy gives the same);
+* content hash: sha256 hex of the normalised From address, the Date as a UTC instant and the
+  whitespace-collapsed Subject — the same for every copy, whichever path it came through.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+
+from mailroom.records.email import Address, Delivery, Email, Markers
+from unwrap.addresses import parse_address_list
+from unwrap.content import collect
+from unwrap.context import RawInput, SourcePosition
+from unwrap.limits import Limits
+from unwrap.parse import header, raw_header
+from unwrap.reports import classify
+
+_MSGID = re.compile(r"<([^<>]*)>")
+_MAX_REFERENCES = 100  # a thread deeper than this gains nothing from more; bounds the record
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How an original reached us: the Delivery fields unwrap knows besides the raw record."""
+
+    copy_kind: str = "direct"
+    path: tuple[str, ...] = ()
+    forwarded_by_user: str | None = None
+    forwarder_address: str | None = None
+    forward_mailbox_id: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def normalise_message_id(value: str) -> str | None:
+    """The addr-spec between the angle brackets, whitespace removed, domain lower-cased."""
+    match = _MSGID.search(value)
+    inner = match.group(1) if match else value
+    inner = "".join(inner.split())
+    if not inner:
+        return None
+    local, at, domain = inner.rpartition("@")
+    return f"{local}@{domain.lower()}" if at else inner
+
+
+def message_ids(value: str) -> list[str]:
+    found = [normalise_message_id(m) for m in _MSGID.findall(value)]
+    return [m for m in found if m]
+
+
+def parse_date(value: str) -> datetime | None:
+    """The Date header as an aware UTC datetime; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        parts = email.utils.parsedate_tz(value)
+        if parts is None:
+            return None
+        offset = parts[9] or 0  # no zone given: read as UTC, never as this machine's zone
+        naive = datetime(*parts[:6])  # type: ignore[misc]
+        return datetime.fromtimestamp(naive.replace(tzinfo=UTC).timestamp() - offset, UTC)
+    except (ValueError, OverflowError, OSError, TypeError, IndexError):
+        return None
+
+
+def collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _body_for_key(text: str | None) -> str:
+    if not text:
+        return ""
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip()
+
+
+def _sha(*fields: str) -> str:
+    return hashlib.sha256("\x1f".join(fields).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def dedupe_key(message_id: str | None, from_addr: str, to: list[Address], cc: list[Address],
+               date: datetime | None, date_header: str, subject: str, text: str | None) -> str:
+    if message_id:
+        return message_id
+    when = date.isoformat() if date is not None else collapse(date_header)
+    return "sha256:" + _sha(from_addr.lower(), ",".join(a.address.lower() for a in to),
+                            ",".join(a.address.lower() for a in cc), when, collapse(subject),
+                            _body_for_key(text))
+
+
+def content_hash(from_addr: str, date: datetime | None, subject: str) -> str:
+    when = date.isoformat() if date is not None else ""
+    return _sha(from_addr.lower(), when, collapse(subject))
+
+
+def _addresses(msg: Message, name: str, warnings: list[str]) -> list[Address]:
+    value = raw_header(msg, name)
+    if not value:
+        return []
+    found, problems = parse_address_list(value)
+    warnings.extend(f"{name}: {p}" for p in problems)
+    return found
+
+
+def _marker(msg: Message, name: str) -> str | None:
+    return header(msg, name) or None
+
+
+def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
+              source: SourcePosition | None = None) -> Email:
+    warnings = list(origin.warnings)
+    from_list = _addresses(msg, "from", warnings)
+    sender = _addresses(msg, "sender", warnings)
+    to = _addresses(msg, "to", warnings)
+    cc = _addresses(msg, "cc", warnings)
+    date_header = header(msg, "date")
+    date = parse_date(date_header)
+    if date_header and date is None:
+        warnings.append(f"unreadable Date header: {date_header[:100]!r}")
+    subject = header(msg, "subject")
+    message_id = normalise_message_id(raw_header(msg, "message-id"))
+    content = collect(msg, limits)
+    warnings.extend(content.warnings)
+    from_address = from_list[0] if from_list else None
+    from_addr = from_address.address if from_address else ""
+    references = message_ids(raw_header(msg, "references"))[-_MAX_REFERENCES:]
+    in_reply_to = message_ids(raw_header(msg, "in-reply-to"))
+    delivery = Delivery(
+        mailbox_id=raw.mailbox_id, mailbox_address=raw.mailbox_address,
+        owner_kind=raw.owner_kind, owner_id=raw.owner_id, folder=raw.folder,
+        copy_kind=origin.copy_kind, raw_identity=_identity(raw), path=origin.path,
+        forwarded_by_user=origin.forwarded_by_user,
+        forwarder_address=origin.forwarder_address,
+        forward_mailbox_id=origin.forward_mailbox_id,
+        source_topic=source.topic if source else None,
+        source_partition=source.partition if source else None,
+        source_offset=source.offset if source else None,
+    )
+    return Email(
+        dedupe_key=dedupe_key(message_id, from_addr, to, cc, date, date_header, subject,
+                              content.text),
+        content_hash=content_hash(from_addr, date, subject),
+        subject=subject,
+        direction=raw.direction,
+        delivery=delivery,
+        message_id=message_id,
+        in_reply_to=in_reply_to[0] if in_reply_to else None,
+        references=tuple(references),
+        thread_index=raw_header(msg, "thread-index") or None,
+        thread_topic=_marker(msg, "thread-topic"),
+        from_address=from_address,
+        sender=sender[0] if sender else None,
+        reply_to=tuple(_addresses(msg, "reply-to", warnings)),
+        to=tuple(to),
+        cc=tuple(cc),
+        bcc=tuple(_addresses(msg, "bcc", warnings)),
+        date=date,
+        markers=Markers(
+            auto_submitted=_marker(msg, "auto-submitted"),
+            precedence=_marker(msg, "precedence"),
+            list_id=_marker(msg, "list-id"),
+            x_auto_response_suppress=_marker(msg, "x-auto-response-suppress"),
+            x_autoreply=_marker(msg, "x-autoreply"),
+        ),
+        report=classify(msg),
+        text_body=content.text,
+        html_body=content.html,
+        attachments=tuple(content.attachments),
+        warnings=tuple(warnings),
+        blobs=tuple(content.blobs),
+    )
+
+
+def _identity(raw: RawInput) -> str:
+    try:
+        return raw.identity
+    except (AttributeError, ValueError):
+        return ""

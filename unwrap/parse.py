@@ -1,0 +1,215 @@
+"""Bytes to a message, and the robust decoding of what we read out of it.
+
+Parsing uses ``policy.compat32``: on these machines it parses a forwarded message ~4-5x faster
+than ``policy.default`` (FACTS.md), and it never raises on broken structure — it records defects
+and carries on, which is what "a mail client would display it" needs. The price is that compat32
+hands back raw header strings (8-bit bytes smuggled in as surrogates, RFC 2047 words left
+encoded), so every header and body we keep goes through :func:`header_text` or
+:func:`decode_bytes` here, once, and only for the fields we actually use.
+
+Every string leaving this module is safe for PostgreSQL ``text``: NUL bytes are dropped and lone
+surrogates replaced.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import email.parser
+import email.utils
+import quopri
+import re
+from email import policy
+from email.message import Message
+
+_PARSER = email.parser.BytesParser(policy=policy.compat32)
+
+# Declared charsets that are very often lies: real-world mail labelled as one of these is
+# frequently UTF-8 (or Windows-1252 labelled Latin-1). Valid UTF-8 with non-ASCII bytes is almost
+# never intended Latin-1, so for these we try UTF-8 first.
+_WEAK_CHARSETS = {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso8859-1", "cp1252",
+                  "windows-1252", "unknown-8bit", "x-unknown", "unknown", "default", ""}
+
+# Aliases mail software writes that Python's codec registry does not know.
+_CHARSET_ALIASES = {
+    "ks_c_5601-1987": "cp949", "ks_c_5601": "cp949", "x-sjis": "shift_jis",
+    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "iso-8859-8-i": "iso-8859-8",
+    "windows-874": "cp874", "x-mac-roman": "mac_roman", "macintosh": "mac_roman",
+    "utf8": "utf-8", "unicode-1-1-utf-7": "utf-7", "ansi_x3.4-1968": "ascii",
+    "x-user-defined": "cp1252", "iso-8859-1'": "iso-8859-1",
+}
+
+_ENCODED_WORD = re.compile(
+    r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<enc>[bBqQ])\?(?P<text>[^?]*?)\?="
+)
+_BETWEEN_WORDS = re.compile(r"(\?=)[ \t\r\n]+(=\?)")
+_FOLD = re.compile(r"\r?\n[ \t]*")
+
+
+def parse_message(data: bytes) -> Message:
+    """Parse message bytes; never raises on malformed mail (defects are recorded on the parts)."""
+    return _PARSER.parsebytes(data)
+
+
+def clean(text: str) -> str:
+    """Make a string storable as PostgreSQL text: drop NULs, replace lone surrogates."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def codec_for(charset: str | None) -> str | None:
+    """A Python codec name for a declared charset, or None when it is unknown."""
+    if not charset:
+        return None
+    name = charset.strip().strip('"').strip("'").lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, ValueError):
+        return None
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
+    """Decode text bytes whatever the label says: declared charset, lying labels, no label."""
+    declared = (charset or "").strip().strip('"').lower()
+    if declared in _WEAK_CHARSETS or declared.startswith("unknown"):
+        try:
+            return clean(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            return clean(data.decode("cp1252", "replace"))
+    codec = codec_for(declared)
+    if codec is not None:
+        try:
+            return clean(data.decode(codec))
+        except (UnicodeDecodeError, LookupError, ValueError):
+            pass
+    try:
+        return clean(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        if codec is not None:
+            try:
+                return clean(data.decode(codec, "replace"))
+            except (LookupError, ValueError):
+                pass
+        return clean(data.decode("cp1252", "replace"))
+
+
+def _decode_word(charset: str, enc: str, text: str) -> bytes:
+    if enc in "bB":
+        text = re.sub(r"[^A-Za-z0-9+/]", "", text)
+        text += "=" * (-len(text) % 4)
+        try:
+            return base64.b64decode(text)
+        except (binascii.Error, ValueError):
+            return base64.b64decode(text[: len(text) // 4 * 4] or b"")
+    return quopri.decodestring(text.replace("_", " ").encode("ascii", "replace"), header=False)
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded-words, also where senders put them illegally (inside quotes,
+    mid-word) since clients display those too. Adjacent words in one charset are joined
+    before decoding so multi-byte characters split across words survive."""
+    if "=?" not in value:
+        return value
+    value = _BETWEEN_WORDS.sub(r"\1\2", value)
+    out: list[str] = []
+    pos = 0
+    pending: list[bytes] = []
+    pending_charset = ""
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[pos:match.start()]
+        charset = match.group("charset")
+        if (gap or charset.lower() != pending_charset) and pending:
+            out.append(decode_bytes(b"".join(pending), pending_charset))
+            pending = []
+        out.append(gap)
+        pending.append(_decode_word(charset, match.group("enc"), match.group("text")))
+        pending_charset = charset.lower()
+        pos = match.end()
+    if pending:
+        out.append(decode_bytes(b"".join(pending), pending_charset))
+    out.append(value[pos:])
+    return "".join(out)
+
+
+def header_text(raw: object) -> str:
+    """One header's display text: unfolded, 8-bit bytes and RFC 2047 words decoded, clean."""
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):  # compat32 may hand back a Header object for odd input
+        raw = str(raw)
+    value = _FOLD.sub(" ", raw)
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        # compat32 keeps undecodable 8-bit header bytes as surrogate escapes: recover the bytes
+        value = decode_bytes(value.encode("utf-8", "surrogateescape"), None)
+    return clean(decode_words(value).strip())
+
+
+def header(msg: Message, name: str) -> str:
+    """The first ``name`` header's display text, or '' (never raises)."""
+    return header_text(msg.get(name))
+
+
+def raw_header(msg: Message, name: str) -> str:
+    """The first ``name`` header unfolded but not RFC 2047 decoded (addresses, ids)."""
+    raw = msg.get(name)
+    if raw is None:
+        return ""
+    value = _FOLD.sub(" ", str(raw)).strip()
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        value = decode_bytes(value.encode("utf-8", "surrogateescape"), None)
+    return clean(value)
+
+
+def content_type(part: Message) -> str:
+    """The lower-cased maintype/subtype; text/plain when missing or malformed (RFC 2045)."""
+    try:
+        ctype = part.get_content_type()
+    except Exception:  # noqa: BLE001 - a broken header means the default, as for clients
+        return "text/plain"
+    return ctype if "/" in ctype else "text/plain"
+
+
+def param(part: Message, name: str, header_name: str = "content-type") -> str:
+    """A header parameter (RFC 2231 continuations and charsets, RFC 2047 in quotes), or ''."""
+    try:
+        value = part.get_param(name, header=header_name)
+    except Exception:  # noqa: BLE001 - malformed parameters read as absent
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        charset, _lang, text = value
+        raw = text.encode("raw-unicode-escape") if isinstance(text, str) else b""
+        return header_text(decode_bytes(raw, charset or "utf-8"))
+    return header_text(email.utils.unquote(str(value)))
+
+
+def filename(part: Message) -> str:
+    """The attachment's file name from Content-Disposition or Content-Type, or ''."""
+    return param(part, "filename", "content-disposition") or param(part, "name")
+
+
+def payload_bytes(part: Message) -> bytes:
+    """A leaf part's decoded body bytes (base64, quoted-printable, uuencode), never raising."""
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - a broken transfer encoding yields the raw text
+        data = None
+    if isinstance(data, bytes):
+        return data
+    raw = part.get_payload()
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogateescape")
+    return b""
+
+
+def part_text(part: Message) -> str:
+    """A text part's decoded body as str."""
+    return decode_bytes(payload_bytes(part), param(part, "charset") or None)

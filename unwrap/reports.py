@@ -1,0 +1,89 @@
+"""Which report, if any, an email is — each kind kept apart, as route must treat them apart.
+
+* a **bounce** is only ``multipart/report; report-type=delivery-status`` with at least one
+  recipient whose ``Action:`` is ``failed`` (RFC 3464);
+* ``delayed`` is a delivery-status report whose worst action is ``delayed`` — not a bounce, the
+  server is still trying;
+* ``delivery_status`` is a report of success (delivered, relayed, expanded);
+* ``read_receipt`` is a ``disposition-notification`` (RFC 8098), whatever the disposition says
+  (``displayed``, ``deleted``): ``detail`` carries it;
+* ``feedback_report`` is an abuse/feedback report (ARF, RFC 5965): ``detail`` is its
+  Feedback-Type;
+* ``other`` is any other multipart/report, ``none`` ordinary mail (also the free-text "your mail
+  could not be delivered" notes some servers send: without the machine-readable report they are
+  not classified, so a human-written message quoting such text is never taken for a bounce).
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+
+from mailroom.records.email import Report
+from unwrap.parse import content_type, header_text, param, payload_bytes
+
+_FIELD = re.compile(r"^([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*)$")
+
+
+def _blocks(part: Message) -> list[dict[str, str]]:
+    """The field blocks of a delivery-status or disposition part, names lower-cased."""
+    payload = part.get_payload()
+    if isinstance(payload, list):  # compat32 parses message/delivery-status into blocks
+        return [{k.lower(): header_text(v) for k, v in block.items()}
+                for block in payload if isinstance(block, Message)]
+    text = payload_bytes(part).decode("utf-8", "replace")
+    blocks: list[dict[str, str]] = [{}]
+    for line in text.splitlines():
+        if not line.strip():
+            if blocks[-1]:
+                blocks.append({})
+            continue
+        match = _FIELD.match(line)
+        if match:
+            blocks[-1].setdefault(match.group(1).lower(), match.group(2).strip())
+    return [b for b in blocks if b]
+
+
+def _recipient(block: dict[str, str]) -> str:
+    value = block.get("final-recipient") or block.get("original-recipient") or ""
+    return value.split(";", 1)[-1].strip().strip("<>")
+
+
+def _part(msg: Message, *types: str) -> Message | None:
+    payload = msg.get_payload()
+    if not isinstance(payload, list):
+        return None
+    for part in payload:
+        if isinstance(part, Message) and content_type(part) in types:
+            return part
+    return None
+
+
+def classify(msg: Message) -> Report:
+    if content_type(msg) != "multipart/report":
+        return Report()
+    report_type = param(msg, "report-type").lower()
+    if report_type == "delivery-status":
+        part = _part(msg, "message/delivery-status", "message/global-delivery-status",
+                     "text/plain")
+        blocks = _blocks(part) if part is not None else []
+        recipients = [b for b in blocks if "action" in b]
+        actions = {b["action"].split()[0].lower() for b in recipients if b["action"].strip()}
+        failed = tuple(r for r in (_recipient(b) for b in recipients
+                                   if b["action"].lower().startswith("failed")) if r)
+        detail = ",".join(sorted(actions)) or None
+        if "failed" in actions:
+            return Report("bounce", detail, failed)
+        if "delayed" in actions:
+            return Report("delayed", detail)
+        return Report("delivery_status", detail)
+    if report_type == "disposition-notification":
+        part = _part(msg, "message/disposition-notification",
+                     "message/global-disposition-notification")
+        fields = {k: v for b in (_blocks(part) if part is not None else []) for k, v in b.items()}
+        return Report("read_receipt", fields.get("disposition") or None)
+    if report_type == "feedback-report":
+        part = _part(msg, "message/feedback-report")
+        fields = {k: v for b in (_blocks(part) if part is not None else []) for k, v in b.items()}
+        return Report("feedback_report", fields.get("feedback-type") or None)
+    return Report("other", report_type or None)

@@ -1,0 +1,88 @@
+"""The unwrap stage's pure function: one raw message in, its Emails or a Rejection out.
+
+No broker, no database, no clock: the same input and context always give the same output, so a
+replay re-derives the same records. The stage runner (``stage.py``) does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mailroom.records.email import Email
+from unwrap import forwarded, inline
+from unwrap.attribution import Attribution, attribute
+from unwrap.content import LimitExceeded, collect
+from unwrap.context import RawInput, Rejection, SourcePosition, UnwrapContext
+from unwrap.normalise import Origin, normalise
+from unwrap.parse import parse_message
+
+log = logging.getLogger(__name__)
+
+
+def unwrap(raw: RawInput, context: UnwrapContext,
+           source: SourcePosition | None = None) -> list[Email] | Rejection:
+    """The Emails in ``raw`` — one for user and queue mail, one per original for a forward —
+    or why the message becomes a dead letter. Never raises for any input bytes."""
+    try:
+        return _unwrap(raw, context, source)
+    except LimitExceeded as exc:
+        return Rejection(exc.code, exc.reason)
+    except RecursionError:
+        return Rejection("too_deep", "the MIME structure is nested too deeply to read")
+    except Exception as exc:  # noqa: BLE001 - a bug must dead-letter one message, not the stage
+        log.exception("unwrap failed on %s", getattr(raw, "mailbox_id", "?"))
+        return Rejection("internal_error",
+                         f"unwrap failed ({type(exc).__name__}: {exc}); this is a bug in "
+                         "Mailroom — retry the dead letter after upgrading")
+
+
+def _unwrap(raw: RawInput, context: UnwrapContext,
+            source: SourcePosition | None) -> list[Email] | Rejection:
+    content = raw.content
+    if content is None:
+        return Rejection("no_content", "the raw message's bytes were not resolved from the "
+                         "blob store before unwrap")
+    limits = context.limits
+    if len(content) > limits.max_message_bytes:
+        return Rejection("too_large", f"the message is {len(content)} bytes, over the "
+                         f"{limits.max_message_bytes}-byte limit (unwrap_max_message_bytes)")
+    msg = parse_message(content)
+    if raw.owner_kind != "forward":
+        return [normalise(msg, raw, Origin(), limits, source)]
+
+    table = context.forwarders.get(raw.mailbox_id, {})
+    originals, warnings = forwarded.expand(msg, table.keys(), limits)
+    if not originals and context.inline_forwards:
+        found = inline.find_inline(collect(msg, limits).text)
+        if found is not None:
+            message, notes = found
+            originals = [forwarded.Original(message, "inline", ("inline text body",),
+                                            tuple(notes))]
+    if not originals:
+        if context.non_forwarded == "accept":
+            origin = Origin(warnings=("no forwarded original: kept as mail of the forward "
+                                      "mailbox itself, attributed to no user",
+                                      *warnings))
+            return [normalise(msg, raw, origin, limits, source)]
+        detail = f" ({'; '.join(warnings)})" if warnings else ""
+        return Rejection("not_forwarded",
+                         f"no forwarded original in this message to forward mailbox "
+                         f"{raw.mailbox_id}{detail}; set unwrap_non_forwarded=accept to keep "
+                         "such mail")
+
+    who = attribute(msg, raw.mailbox_id, context)
+    if isinstance(who, Rejection):
+        return who
+    return [normalise(o.message, raw, _origin(o, who, warnings), limits, source)
+            for o in originals]
+
+
+def _origin(original: forwarded.Original, who: Attribution, warnings: list[str]) -> Origin:
+    return Origin(
+        copy_kind=original.copy_kind,
+        path=original.path,
+        forwarded_by_user=who.user_id,
+        forwarder_address=who.address,
+        forward_mailbox_id=who.forward_mailbox_id,
+        warnings=original.warnings + tuple(warnings),
+    )
