@@ -18,6 +18,7 @@ from mailroom.errors import MailroomError
 COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.config",
     "mailroom.commands.schemas",
+    "mailroom.commands.topics",
     "mailroom.commands.run",
     "ingest.commands",
 )
