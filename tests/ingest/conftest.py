@@ -60,3 +60,20 @@ def mail_user(base_settings: Settings) -> tuple[str, str]:
     password = "pw-" + uuid.uuid4().hex[:8]
     dovecot.add_user(base_settings, name, password)
     return name, password
+
+
+@pytest.fixture
+def topics(isolated_settings: Settings) -> Settings:
+    """Create this test's raw and trace topics (the broker does not auto-create)."""
+    from kafka.admin import NewTopic
+
+    from mailroom.kafka import make_admin
+
+    admin = make_admin(isolated_settings)
+    try:
+        admin.create_topics([
+            NewTopic(isolated_settings.topic(name), 3, 1) for name in ("raw", "trace")
+        ])
+    finally:
+        admin.close()
+    return isolated_settings
