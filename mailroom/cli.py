@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.topics",
     "mailroom.commands.run",
     "ingest.commands",
+    "route.commands",
+    "unwrap.commands",
 )
 
 

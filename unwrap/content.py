@@ -125,7 +125,10 @@ def collect(msg: Message, limits: Limits) -> Content:
             inner = payload[0] if payload and isinstance(payload[0], Message) else None
             data = message_bytes(inner) if inner is not None else b""
             subject = header(inner, "subject") if inner is not None else ""
-            name = filename(part) or f"{(subject or 'message')[:100]}.eml"
+            if ctype in ("message/rfc822", "message/global"):
+                name = filename(part) or f"{(subject or 'message')[:100]}.eml"
+            else:  # delivery-status, disposition-notification, feedback-report: field blocks
+                name = filename(part) or f"{ctype.partition('/')[2][:40]}.txt"
             add_attachment(content, limits, clean(name), ctype, data)
             continue
         _leaf(content, limits, part, ctype, parent)

@@ -21,7 +21,7 @@ import email.utils
 import quopri
 import re
 from email import policy
-from email.message import Message
+from email.message import Message, _parseparam
 
 _PARSER = email.parser.BytesParser(policy=policy.compat32)
 
@@ -151,17 +151,27 @@ def header_text(raw: object) -> str:
     return clean(decode_words(value).strip())
 
 
+def raw_value(msg: Message, name: str) -> str | None:
+    """The first ``name`` header exactly as parsed. ``msg.get`` would not do: compat32 turns a
+    value with 8-bit bytes into a Header whose str() has lost them to replacement characters."""
+    name = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == name:
+            return value if isinstance(value, str) else str(value)
+    return None
+
+
 def header(msg: Message, name: str) -> str:
     """The first ``name`` header's display text, or '' (never raises)."""
-    return header_text(msg.get(name))
+    return header_text(raw_value(msg, name))
 
 
 def raw_header(msg: Message, name: str) -> str:
     """The first ``name`` header unfolded but not RFC 2047 decoded (addresses, ids)."""
-    raw = msg.get(name)
+    raw = raw_value(msg, name)
     if raw is None:
         return ""
-    value = _FOLD.sub(" ", str(raw)).strip()
+    value = _FOLD.sub(" ", raw).strip()
     if any("\udc80" <= ch <= "\udcff" for ch in value):
         value = decode_bytes(value.encode("utf-8", "surrogateescape"), None)
     return clean(value)
@@ -178,17 +188,30 @@ def content_type(part: Message) -> str:
 
 def param(part: Message, name: str, header_name: str = "content-type") -> str:
     """A header parameter (RFC 2231 continuations and charsets, RFC 2047 in quotes), or ''."""
+    raw = raw_value(part, header_name)
+    if not raw or "=" not in raw:
+        return ""
     try:
-        value = part.get_param(name, header=header_name)
+        # the stdlib's own parameter splitting, applied to the raw value (see raw_value)
+        pairs = []
+        for item in _parseparam(";" + _FOLD.sub(" ", raw).split(";", 1)[1]):
+            key, sep, val = item.partition("=")
+            if sep:
+                pairs.append((key.strip().lower(), val.strip()))
+        params = email.utils.decode_params([("", "")] + pairs)[1:]
     except Exception:  # noqa: BLE001 - malformed parameters read as absent
         return ""
-    if value is None:
-        return ""
-    if isinstance(value, tuple):
-        charset, _lang, text = value
-        raw = text.encode("raw-unicode-escape") if isinstance(text, str) else b""
-        return header_text(decode_bytes(raw, charset or "utf-8"))
-    return header_text(email.utils.unquote(str(value)))
+    name = name.lower()
+    for key, value in params:
+        if key != name:
+            continue
+        if isinstance(value, tuple):
+            charset, _lang, text = value
+            text = email.utils.unquote(text) if isinstance(text, str) else ""
+            data = text.encode("raw-unicode-escape", "replace")
+            return header_text(decode_bytes(data, charset or "utf-8"))
+        return header_text(email.utils.unquote(str(value)))
+    return ""
 
 
 def filename(part: Message) -> str:

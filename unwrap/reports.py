@@ -22,6 +22,7 @@ from email.message import Message
 from mailroom.records.email import Report
 from unwrap.parse import content_type, header_text, param, payload_bytes
 
+_STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
 _FIELD = re.compile(r"^([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*)$")
 
 
@@ -53,9 +54,11 @@ def _part(msg: Message, *types: str) -> Message | None:
     payload = msg.get_payload()
     if not isinstance(payload, list):
         return None
-    for part in payload:
-        if isinstance(part, Message) and content_type(part) in types:
-            return part
+    parts = [p for p in payload if isinstance(p, Message)]
+    for wanted in types:  # in order of preference, not of appearance
+        for part in parts:
+            if content_type(part) == wanted:
+                return part
     return None
 
 
@@ -64,9 +67,11 @@ def classify(msg: Message) -> Report:
         return Report()
     report_type = param(msg, "report-type").lower()
     if report_type == "delivery-status":
-        part = _part(msg, "message/delivery-status", "message/global-delivery-status",
-                     "text/plain")
-        blocks = _blocks(part) if part is not None else []
+        parts = [p for p in msg.get_payload() if isinstance(p, Message)]
+        status = [p for p in parts if content_type(p) in _STATUS_TYPES]
+        if not status and len(parts) > 1:
+            status = [parts[1]]  # mislabelled: the status is the second part (RFC 6522)
+        blocks = [b for part in status for b in _blocks(part)]
         recipients = [b for b in blocks if "action" in b]
         actions = {b["action"].split()[0].lower() for b in recipients if b["action"].strip()}
         failed = tuple(r for r in (_recipient(b) for b in recipients
