@@ -21,7 +21,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.topics",
     "mailroom.commands.run",
     "ingest.commands",
-    "route.commands",
     "unwrap.commands",
 )
 
