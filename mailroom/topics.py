@@ -11,13 +11,14 @@ partitions, and replicas move by reassignment, an operator's decision.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
-from mailroom.errors import ConfigError
+from mailroom.errors import ConfigError, TransientError
 from mailroom.settings import Settings
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -116,7 +117,7 @@ class TopicReport:
 
     def lines(self) -> list[str]:
         out = [f"{self.status.upper():<8} {self.spec.name}"]
-        out += [f"         fixed {d}" for d in self.fixed]
+        out += [f"         fixed {d.what}: was {d.actual}, now {d.expected}" for d in self.fixed]
         for d in self.remaining:
             if d.fixable:
                 hint = "would lose data: rerun with --apply-unsafe to change it"
@@ -197,7 +198,24 @@ def ensure_topics(
             outcome = result.get("topic", {}).get(spec.name)
             if outcome != "OK":
                 raise ConfigError(f"cannot change the configs of {spec.name}: {outcome}")
+            _await_configs(admin, spec, to_fix)
         remaining = [d for d in diffs if d not in to_fix]
         status = "differs" if remaining else ("fixed" if to_fix else "ok")
         reports[spec.name] = TopicReport(spec, status, to_fix, remaining)
     return [reports[s.name] for s in specs]
+
+
+def _await_configs(
+    admin: KafkaAdminClient, spec: TopicSpec, changed: list[Difference], timeout_s: float = 15.0
+) -> None:
+    # The controller accepts the change before every broker serves it; wait until it is visible,
+    # so a "fixed" report (and a doctor run right after) sees the new values.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        configs = read_state(admin, [spec.name])[spec.name].configs
+        if all(configs.get(d.what) == d.expected for d in changed):
+            return
+        if time.monotonic() > deadline:
+            raise TransientError(f"{spec.name}: config change accepted but not visible after "
+                                 f"{timeout_s:.0f} s")
+        time.sleep(0.2)
