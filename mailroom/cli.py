@@ -21,7 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.topics",
     "mailroom.commands.run",
     "ingest.commands",
-    "unwrap.commands",
+    "route.commands",
 )
 
 
