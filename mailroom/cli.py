@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.run",
     "ingest.commands",
     "route.commands",
+    "unwrap.commands",
 )
 
 
