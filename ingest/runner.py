@@ -148,16 +148,17 @@ class Ingestor:
 
 def main(settings: Settings, args: object) -> int:
     """Entry of ``mailroom run ingest``: SIGTERM finishes the mailbox in hand and stops."""
-    from mailroom import blobs, kafka  # the kernel's clients (imported late: heavy)
+    from mailroom import kafka  # the kernel's clients (imported late: heavy)
     from mailroom.db import connect as db_connect
 
     conn = db_connect(settings)
     producer = kafka.make_producer(settings)
     blob_conn = db_connect(settings, autocommit=True)
-    store_ = blobs.BlobStore(blob_conn)
 
     def put(data: bytes) -> str:
-        return str(store_.put(data))
+        from mailroom import blobs
+
+        return str(blobs.BlobStore(blob_conn).put(data))
 
     ingestor = Ingestor(settings, conn, producer, put)
     signal.signal(signal.SIGTERM, lambda *_: ingestor.stop.set())

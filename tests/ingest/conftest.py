@@ -64,16 +64,13 @@ def mail_user(base_settings: Settings) -> tuple[str, str]:
 
 @pytest.fixture
 def topics(isolated_settings: Settings) -> Settings:
-    """Create this test's raw and trace topics (the broker does not auto-create)."""
-    from kafka.admin import NewTopic
-
+    """Create this test's topics as ``mailroom topics create`` would (no auto-create)."""
     from mailroom.kafka import make_admin
+    from mailroom.topics import ensure_topics, topic_specs
 
     admin = make_admin(isolated_settings)
     try:
-        admin.create_topics([
-            NewTopic(isolated_settings.topic(name), 3, 1) for name in ("raw", "trace")
-        ])
+        ensure_topics(admin, topic_specs(isolated_settings))
     finally:
         admin.close()
     return isolated_settings
