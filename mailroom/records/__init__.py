@@ -10,17 +10,19 @@ from __future__ import annotations
 from mailroom.records.action import Plan, Step
 from mailroom.records.base import AvroRecord, utc_millis
 from mailroom.records.deadletter import DeadLetter
+from mailroom.records.email import Email
 from mailroom.records.raw import RawMail, raw_identity
 from mailroom.records.trace import TraceEvent
 
 RECORD_TYPES: dict[str, type[AvroRecord]] = {
-    cls.SCHEMA: cls for cls in (RawMail, TraceEvent, DeadLetter, Plan)
+    cls.SCHEMA: cls for cls in (RawMail, Email, Plan, TraceEvent, DeadLetter)
 }
 
 __all__ = [
     "RECORD_TYPES",
     "AvroRecord",
     "DeadLetter",
+    "Email",
     "Plan",
     "RawMail",
     "Step",
