@@ -17,6 +17,7 @@ from mailroom.settings import Settings
 
 STAGES: dict[str, str] = {
     "ingest": "ingest.runner:main",
+    "route": "route.stage:main",
 }
 
 
