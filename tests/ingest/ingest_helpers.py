@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from email.message import EmailMessage
 from email.utils import make_msgid
+from pathlib import Path
 
 import psycopg
 from imapclient import IMAPClient
@@ -18,6 +22,27 @@ from mailroom.codec import Codec
 from mailroom.kafka import make_consumer, make_producer
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(settings: Settings, fault: str = "") -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "MAILROOM_TOPIC_PREFIX": settings.topic_prefix,
+        "MAILROOM_DATABASE_URL": settings.database_url,
+        "MAILROOM_STATE_DIR": str(settings.state_path),
+        "MAILROOM_FAULT_POINTS": fault,
+    })
+    return env
+
+
+def run_ingest(settings: Settings, fault: str = "") -> subprocess.Popen[bytes]:
+    """``mailroom run ingest`` as a subprocess with this test's topics, schema and faults."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailroom.cli", "run", "ingest"], cwd=REPO,
+        env=_env(settings, fault), stderr=subprocess.PIPE,
+    )
 
 
 def message(i: int, subject: str = "hello", body: str = "", size: int = 0) -> bytes:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import psycopg
 import pytest
-from ingest_helpers import add_mailbox, append, imap_login, message, read_raw
+from ingest_helpers import add_mailbox, append, imap_login, message, read_raw, run_ingest
 
 from ingest import store
 from ingest.model import AfterIngest, OwnerKind
@@ -21,24 +18,6 @@ from mailroom.settings import Settings
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 N = 300  # three batches of 100
-
-
-def _env(settings: Settings, fault: str = "") -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "MAILROOM_TOPIC_PREFIX": settings.topic_prefix,
-        "MAILROOM_DATABASE_URL": settings.database_url,
-        "MAILROOM_STATE_DIR": str(settings.state_path),
-        "MAILROOM_FAULT_POINTS": fault,
-    })
-    return env
-
-
-def _ingest(settings: Settings, fault: str = "") -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mailroom.cli", "run", "ingest"], cwd=REPO,
-        env=_env(settings, fault), stderr=subprocess.PIPE,
-    )
 
 
 def _wait_checkpoint(db: psycopg.Connection, mailbox_id: int, last_uid: int,
@@ -56,10 +35,10 @@ def _wait_checkpoint(db: psycopg.Connection, mailbox_id: int, last_uid: int,
 
 def _crash_then_recover(settings: Settings, db: psycopg.Connection, mailbox_id: int,
                         fault: str) -> None:
-    crashed = _ingest(settings, fault)
+    crashed = run_ingest(settings, fault)
     _, err = crashed.communicate(timeout=120)
     assert crashed.returncode == -signal.SIGKILL, err.decode()[-2000:]
-    again = _ingest(settings)
+    again = run_ingest(settings)
     try:
         _wait_checkpoint(db, mailbox_id, N)
     finally:
