@@ -18,18 +18,20 @@ processing, so a crash cannot roll it back:
   this is also how the counter is "cleared": committing moves the next start forward, so no
   delete and no pruning is ever needed (the table holds groups × partitions rows);
 - a start at the *same* first offset as the previous one means no commit happened in between:
-  a process died (or hung and was evicted) somewhere in ``first..last``. ``attempts`` goes up and
-  ``suspect_end`` becomes the end of that range.
+  a process died (or hung and was evicted) somewhere in ``first..last``. ``suspect_end``
+  becomes the end of that range. ``attempts`` goes up only when that range was the one record
+  alone — a death inside a whole batch does not say which record did it.
 
 While an offset is ``<= suspect_end`` the runner handles that partition *one record at a time*
-(begin one offset, handle it, flush, commit), so the crashing record is isolated — the next
-start lands exactly on it and its count grows — while the innocent records before it go through
-and are committed. When a record's count exceeds ``settings.max_attempts`` the runner
-dead-letters it with reason ``crash_loop`` without decoding it, commits past it and goes on.
-Past ``suspect_end`` the partition is back to whole batches.
+(begin one offset, handle it, flush, commit; the row then holds exactly that one offset), so
+the killer is isolated — the next start lands exactly on it, alone, and its count grows — while
+the innocent records before it go through and are committed. When a record's count exceeds
+``settings.max_attempts`` the runner dead-letters it with reason ``crash_loop`` without
+decoding it, commits past it and goes on. Past ``suspect_end`` the partition is back to whole
+batches.
 
-A record that kills the process is therefore dead-lettered after ``max_attempts`` crashes on
-it alone, plus at most one crash in the batch it first came in. The happy path costs one
+A record that kills the process is therefore dead-lettered after ``max_attempts`` deaths with
+it alone in flight, plus the one death in the batch it first came in. The happy path costs one
 statement per poll() — never one per message; the careful path costs a statement and a commit
 per suspect record, only after a crash.
 
@@ -82,19 +84,27 @@ def next_step(offset: int, standing: Standing, max_attempts: int) -> Step:
     return "batch"
 
 
-_BEGIN = """
+_SUSPECT_END = """CASE
+        WHEN a.first_offset = EXCLUDED.first_offset THEN GREATEST(a.suspect_end, a.last_offset)
+        WHEN EXCLUDED.first_offset <= a.suspect_end THEN a.suspect_end
+        ELSE -1 END"""
+
+# ON CONFLICT's SET sees the old row as ``a``; every expression is computed from it.
+_BEGIN = f"""
 INSERT INTO stage_attempts AS a (group_id, topic, partition, first_offset, last_offset, attempts)
 SELECT %(group)s, s.topic, s.partition, s.first_offset, s.last_offset, 1
   FROM unnest(%(topics)s::text[], %(partitions)s::int[], %(firsts)s::bigint[],
               %(lasts)s::bigint[]) AS s(topic, partition, first_offset, last_offset)
 ON CONFLICT (group_id, topic, partition) DO UPDATE SET
-    attempts = CASE WHEN a.first_offset = EXCLUDED.first_offset THEN a.attempts + 1 ELSE 1 END,
-    suspect_end = CASE
-        WHEN a.first_offset = EXCLUDED.first_offset THEN GREATEST(a.suspect_end, a.last_offset)
-        WHEN EXCLUDED.first_offset <= a.suspect_end THEN a.suspect_end
-        ELSE -1 END,
+    -- Only a death with this record ALONE in flight counts against it; a death somewhere in a
+    -- whole batch only makes the batch suspect.
+    attempts = CASE WHEN a.first_offset = EXCLUDED.first_offset
+                     AND a.last_offset = a.first_offset THEN a.attempts + 1 ELSE 1 END,
+    suspect_end = {_SUSPECT_END},
     first_offset = EXCLUDED.first_offset,
-    last_offset = EXCLUDED.last_offset,
+    -- A suspect record is handled alone: record exactly that, so its next death counts.
+    last_offset = CASE WHEN EXCLUDED.first_offset <= {_SUSPECT_END}
+                       THEN EXCLUDED.first_offset ELSE EXCLUDED.last_offset END,
     started_at = now()
 RETURNING topic, partition, attempts, suspect_end
 """

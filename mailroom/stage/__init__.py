@@ -6,7 +6,7 @@ attempt counting, budgets, retries, dead letters, trace events, flush-then-commi
 ``docs/stream-runner.md`` describes the semantics.
 """
 
-from mailroom.stage.execute import StageSpec, execute
+from mailroom.stage.execute import StageSpec, execute, group_id
 from mailroom.stage.types import (
     CRASH,
     CRASH_LOOP,
@@ -41,4 +41,5 @@ __all__ = [
     "Trace",
     "Verdict",
     "execute",
+    "group_id",
 ]

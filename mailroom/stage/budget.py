@@ -85,24 +85,24 @@ class InlineExecutor:
         self.spec = spec
         self.codec = codec
         self.budget_ms = settings.stage_budget_ms
-        # SIGALRM can only be handled in the main thread; elsewhere only the hard watchdog works.
-        self._alarm = threading.current_thread() is threading.main_thread()
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         raise BudgetExceeded
 
     def run(self, context: Context) -> Verdict:
         budget_s = self.budget_ms / 1000
-        faulthandler.dump_traceback_later(2 * budget_s, exit=True)
-        previous = signal.signal(signal.SIGALRM, self._on_alarm) if self._alarm else None
+        # SIGALRM can only be handled in the main thread; elsewhere only the hard watchdog works.
+        alarm = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGALRM, self._on_alarm) if alarm else None
         try:
-            if self._alarm:
+            faulthandler.dump_traceback_later(2 * budget_s, exit=True)
+            if alarm:
                 signal.setitimer(signal.ITIMER_REAL, budget_s)
             return execute(self.spec, self.codec, context)
         except BudgetExceeded:
             return _timeout_verdict(self.budget_ms)
         finally:
-            if self._alarm:
+            if alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
             faulthandler.cancel_dump_traceback_later()

@@ -19,6 +19,7 @@ from mailroom.errors import (
     TransientError,
     UnknownSchemaError,
 )
+from mailroom.settings import Settings
 from mailroom.stage.types import (
     CRASH,
     REJECTED,
@@ -49,9 +50,17 @@ class StageSpec:
     handler: Handler
     input_type: Any = None
 
-    @property
-    def group_id(self) -> str:
-        return f"mailroom.{self.name}"
+    def group_id(self, settings: Settings) -> str:
+        return group_id(settings, self.name)
+
+
+def group_id(settings: Settings, stage: str) -> str:
+    """The stage's consumer group: ``mailroom.<stage>`` with the default topic prefix.
+
+    Namespaced like the topics, so a test's (or a second deployment's) prefix gets its own
+    groups too and never joins — or rebalances — the real ones.
+    """
+    return f"{settings.topic_prefix}.{stage}"
 
 
 def execute(spec: StageSpec, codec: Codec, context: Context) -> Verdict:

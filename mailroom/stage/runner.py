@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,10 +132,18 @@ class StageRunner:
         self.status.stopping = True
 
     def run(self) -> int:
-        old = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        # Signal handlers can only be installed from the main thread (tests run runners in
+        # threads and call stop() themselves).
+        old = (
+            {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+            if threading.current_thread() is threading.main_thread() else {}
+        )
         topic = self.settings.topic(self.spec.input_topic)
         self.consumer.subscribe([topic])
-        log.info("stage %s consuming %s as group %s", self.spec.name, topic, self.spec.group_id)
+        log.info(
+            "stage %s consuming %s as group %s",
+            self.spec.name, topic, self.spec.group_id(self.settings),
+        )
         try:
             while not self.status.stopping:
                 self.status.last_loop = time.monotonic()

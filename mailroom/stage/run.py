@@ -1,0 +1,85 @@
+"""Wire a stream stage to the real clients and run it: what ``mailroom run unwrap`` calls.
+
+A stage's entry point is one line::
+
+    def main(settings: Settings, args: argparse.Namespace) -> int:
+        return run_stage(SPEC, settings)
+
+Everything is built here from the one Settings object and passed in explicitly (no globals):
+the consumer and producer from :mod:`mailroom.kafka`, the codec, an autocommit PostgreSQL
+connection for the attempt counter, the blob store for oversized dead letters, the executor.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mailroom import kafka
+from mailroom.attempts import AttemptLog
+from mailroom.codec import Codec
+from mailroom.db import connect
+from mailroom.settings import Settings
+from mailroom.stage.budget import make_executor
+from mailroom.stage.execute import StageSpec
+from mailroom.stage.runner import StageRunner, StageStatus
+
+log = logging.getLogger(__name__)
+
+
+def _blob_store(settings: Settings, schema: str | None) -> Any:
+    try:
+        from mailroom.blobs import BlobStore  # the foundation's claim-check store
+    except ImportError:  # not there yet: oversized dead letters then fail loudly, never drop
+        return None
+    return BlobStore(settings, schema=schema) if _takes_settings(BlobStore) else None
+
+
+def _takes_settings(cls: Any) -> bool:
+    import inspect
+
+    params = list(inspect.signature(cls).parameters)
+    return bool(params) and params[0] == "settings" and "schema" in params
+
+
+def build_runner(
+    spec: StageSpec,
+    settings: Settings,
+    *,
+    schema: str | None = None,
+    status: StageStatus | None = None,
+) -> StageRunner:
+    """A ready runner (clients connected). ``schema``: the database schema (tests use their
+    own); ``None`` uses the connection's default search_path."""
+    codec = Codec.from_settings(settings)
+    conn = connect(settings, schema=schema, autocommit=True)
+    client_id = f"mailroom-{spec.name}"
+    consumer = kafka.make_consumer(settings, spec.group_id(settings), client_id=client_id)
+    producer = kafka.make_producer(settings, client_id=client_id)
+    return StageRunner(
+        spec,
+        settings,
+        consumer=consumer,
+        producer=producer,
+        codec=codec,
+        attempts=AttemptLog(conn, spec.group_id(settings)),
+        executor=make_executor(spec, codec, settings),
+        blobs=_blob_store(settings, schema),
+        status=status,
+    )
+
+
+def run_stage(
+    spec: StageSpec,
+    settings: Settings,
+    *,
+    schema: str | None = None,
+    status: StageStatus | None = None,
+) -> int:
+    """Run ``spec`` until SIGTERM/SIGINT; returns the process exit code (0 on a clean stop)."""
+    runner = build_runner(spec, settings, schema=schema, status=status)
+    try:
+        return runner.run()
+    finally:
+        runner.producer.close()
+        runner.attempts.conn.close()
