@@ -36,6 +36,7 @@ class AddressError(ValueError):
 class _Tok:
     kind: str  # 'atom', 'qs' (quoted string), 'lit' (domain literal), or the special char
     text: str
+    spaced: bool = False  # whitespace or a comment came before it (display names keep it)
 
 
 def _is_atext(ch: str) -> bool:
@@ -45,10 +46,18 @@ def _is_atext(ch: str) -> bool:
 def _tokenise(value: str) -> list[_Tok]:
     toks: list[_Tok] = []
     i, n = 0, len(value)
+    space = False  # whitespace or a comment since the last token
+
+    def add(kind: str, text: str) -> None:
+        nonlocal space
+        toks.append(_Tok(kind, text, space))
+        space = False
+
     while i < n:
         ch = value[i]
         if ch in " \t\r\n":
             i += 1
+            space = True
         elif ch == "(":
             depth = 1
             i += 1
@@ -62,6 +71,7 @@ def _tokenise(value: str) -> list[_Tok]:
                 i += 1
             if depth:
                 raise AddressError("unterminated comment")
+            space = True
         elif ch == '"':
             i += 1
             buf: list[str] = []
@@ -73,23 +83,23 @@ def _tokenise(value: str) -> list[_Tok]:
             if i >= n:
                 raise AddressError("unterminated quoted string")
             i += 1
-            toks.append(_Tok("qs", "".join(buf)))
+            add("qs", "".join(buf))
         elif ch == "[":
             end = value.find("]", i)
             if end < 0 or "[" in value[i + 1:end]:
                 raise AddressError("unterminated domain literal")
-            toks.append(_Tok("lit", value[i:end + 1]))
+            add("lit", value[i:end + 1])
             i = end + 1
         elif ch in _SPECIALS:
             if ch in ")]\\":
                 raise AddressError(f"stray {ch!r}")
-            toks.append(_Tok(ch, ch))
+            add(ch, ch)
             i += 1
         elif _is_atext(ch):
             start = i
             while i < n and _is_atext(value[i]):
                 i += 1
-            toks.append(_Tok("atom", value[start:i]))
+            add("atom", value[start:i])
         else:
             raise AddressError(f"character {ch!r} not allowed")
     return toks
@@ -137,14 +147,11 @@ def _phrase(toks: list[_Tok], relaxed: bool) -> str:
     allowed = {"atom", "qs", "."} | ({"@", ":", ";", "lit"} if relaxed else set())
     if any(t.kind not in allowed for t in toks):
         raise AddressError("display name needs quoting")
-    words: list[str] = []
+    out = ""
     for tok in toks:
-        text = tok.text if tok.kind == "qs" else decode_words(tok.text)
-        if tok.kind == "." and words:
-            words[-1] += "."
-        else:
-            words.append(text)
-    return " ".join(words).strip()
+        out += (" " if tok.spaced and out else "") + tok.text
+    # decoded only now, after the structure is settled: a decoded '<' or ',' changes nothing
+    return decode_words(out).strip()
 
 
 def _mailbox(toks: list[_Tok], relaxed: bool) -> Address:

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="treat the files as mail to this forward mailbox")
     parser.add_argument("--forwarder", action="append", default=[], metavar="ADDRESS=USER",
                         help="a user forwarding via the forward mailbox (repeatable)")
+    parser.add_argument("--authserv-id", default=None, metavar="ID",
+                        help="trust Authentication-Results of this server (default: the "
+                        "unwrap_authserv_id setting)")
     parser.add_argument("--direction", choices=("incoming", "outgoing"), default="incoming")
     parser.set_defaults(func=run)
 
@@ -113,6 +116,8 @@ def _describe(email: Email) -> list[str]:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     kind = args.mailbox_kind or ("forward" if args.forward_mailbox else "user")
+    if args.authserv_id is not None:
+        settings = settings.replace(unwrap_authserv_id=args.authserv_id)
     context = UnwrapContext.from_settings(settings,
                                           _forwarders(args.forwarder, args.forward_mailbox))
     files = emails = dead = unreadable = 0

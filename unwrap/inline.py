@@ -19,7 +19,7 @@ _SEPARATOR = re.compile(
     r"^[ \t>]*(?:-{2,}\s*(?:forwarded message|original message|forwarded message follows|"
     r"ursprüngliche nachricht|weitergeleitete nachricht|message transféré|message d'origine|"
     r"mensaje reenviado|mensaje original|messaggio inoltrato|doorgestuurd bericht)\s*-{2,}"
-    r"|begin forwarded message:|_{20,})[ \t]*$",
+    r"|begin forwarded message:|_{20,})[ \t\r]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _FIELD = re.compile(r"^[ \t>]*\*?([A-Za-z][A-Za-z -]{0,20}?)\*?[ \t]*:[ \t]*(.*)$")
