@@ -67,7 +67,8 @@ def classify(msg: Message) -> Report:
         return Report()
     report_type = param(msg, "report-type").lower()
     if report_type == "delivery-status":
-        parts = [p for p in msg.get_payload() if isinstance(p, Message)]
+        payload = msg.get_payload()
+        parts = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
         status = [p for p in parts if content_type(p) in _STATUS_TYPES]
         if not status and len(parts) > 1:
             status = [parts[1]]  # mislabelled: the status is the second part (RFC 6522)
@@ -76,7 +77,9 @@ def classify(msg: Message) -> Report:
         actions = {b["action"].split()[0].lower() for b in recipients if b["action"].strip()}
         failed = tuple(r for r in (_recipient(b) for b in recipients
                                    if b["action"].lower().startswith("failed")) if r)
-        detail = ",".join(sorted(actions)) or None
+        if not actions:  # broken structure: no recipient says what happened
+            return Report("other", "delivery-status without readable recipient actions")
+        detail = ",".join(sorted(actions))
         if "failed" in actions:
             return Report("bounce", detail, failed)
         if "delayed" in actions:
