@@ -146,6 +146,18 @@ class Ingestor:
             self.stop.wait(IDLE_TICK_S)
 
 
+def blob_put(conn: psycopg.Connection) -> BlobPut:
+    """Claim checks go to the kernel's blob store, on a connection of their own (autocommit:
+    a blob must be durable before the record that references it is sent)."""
+
+    def put(data: bytes) -> str:
+        from mailroom import blobs  # imported at the first claim check
+
+        return str(blobs.BlobStore(conn).put(data))
+
+    return put
+
+
 def main(settings: Settings, args: object) -> int:
     """Entry of ``mailroom run ingest``: SIGTERM finishes the mailbox in hand and stops."""
     from mailroom import kafka  # the kernel's clients (imported late: heavy)
@@ -154,13 +166,7 @@ def main(settings: Settings, args: object) -> int:
     conn = db_connect(settings)
     producer = kafka.make_producer(settings)
     blob_conn = db_connect(settings, autocommit=True)
-
-    def put(data: bytes) -> str:
-        from mailroom import blobs
-
-        return str(blobs.BlobStore(blob_conn).put(data))
-
-    ingestor = Ingestor(settings, conn, producer, put)
+    ingestor = Ingestor(settings, conn, producer, blob_put(blob_conn))
     signal.signal(signal.SIGTERM, lambda *_: ingestor.stop.set())
     log.info("ingest started generation=%d", ingestor.generation)
     try:

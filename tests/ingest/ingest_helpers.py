@@ -119,6 +119,7 @@ def read_raw(settings: Settings, expected: int, timeout_s: float = 30.0) -> list
         while time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=500).values():
                 for r in records:
+                    assert len(r.value) <= settings.claim_check_bytes  # claim check works
                     raw = codec.decode_record(r.value, RawMail)
                     assert r.key == raw.identity.encode()
                     found.append(raw)
