@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ingest.commands",
     "route.commands",
     "unwrap.commands",
+    "mailroom.doctor",
 )
 
 

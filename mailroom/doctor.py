@@ -1,0 +1,173 @@
+"""``mailroom doctor``: check every component and the configuration, say what is wrong.
+
+One line per check: ``OK``, ``WARN`` or ``FAIL``, what was found and — when it is not OK — how to
+fix it. Each check is a small function returning :class:`Finding`; the command runs them in
+order, and the exit status is non-zero when any check FAILed. A check never raises: whatever
+goes wrong inside it is its answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from mailroom.settings import Settings
+
+Level = Literal["OK", "WARN", "FAIL"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    component: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.level:<4} {self.component:<12} {self.detail}"
+        return f"{text}\n     fix: {self.fix}" if self.fix else text
+
+
+def check_config(settings: Settings) -> Iterator[Finding]:
+    from mailroom import kafka
+
+    try:
+        kafka.check(settings)
+    except Exception as exc:  # noqa: BLE001 - the answer of the check
+        yield Finding("FAIL", "config", str(exc), "correct the MAILROOM_* setting named")
+        return
+    yield Finding("OK", "config", "settings are consistent")
+    if not settings.secret_key:
+        yield Finding(
+            "WARN", "config",
+            "no MAILROOM_SECRET_KEY: a key generated into the state folder encrypts credentials",
+            "set MAILROOM_SECRET_KEY (and keep it safe) outside the local demo",
+        )
+
+
+def check_kafka(settings: Settings) -> Iterator[Finding]:
+    from mailroom import kafka, topics
+
+    servers = ",".join(settings.bootstrap_servers)
+    try:
+        admin = kafka.make_admin(settings)
+    except Exception as exc:  # noqa: BLE001
+        yield Finding("FAIL", "kafka", f"cannot reach {servers}: {exc}",
+                      "start the stack (`mailroom stack up`) or set MAILROOM_KAFKA_BOOTSTRAP")
+        return
+    try:
+        version = ".".join(str(p) for p in admin._client.check_version())  # noqa: SLF001
+        brokers = admin.describe_cluster().get("brokers", [])
+        yield Finding("OK", "kafka", f"{servers} reachable, API version {version}, "
+                      f"{len(brokers)} broker(s)")
+        if settings.topic_replication_factor < 3 or len(brokers) < 3:
+            yield Finding(
+                "WARN", "durability",
+                f"replication factor {settings.topic_replication_factor} on {len(brokers)} "
+                "broker(s) is not durable: fine for the demo, not for deleting mail from servers",
+                "run 3 brokers and set MAILROOM_TOPIC_REPLICATION_FACTOR=3 before enabling "
+                "move/delete on mailboxes",
+            )
+        reports = topics.ensure_topics(admin, topics.topic_specs(settings), create=False,
+                                       fix=False)
+        bad = [r for r in reports if r.status != "ok"]
+        if not bad:
+            yield Finding("OK", "topics", f"{len(reports)} topics present with expected settings")
+        for report in bad:
+            detail = "; ".join(str(d) for d in report.remaining) or "does not exist"
+            yield Finding("FAIL", "topics", f"{report.spec.name}: {detail}",
+                          "run `mailroom topics create`")
+    except Exception as exc:  # noqa: BLE001
+        yield Finding("FAIL", "kafka", f"{servers}: {exc}", "see the broker's log")
+    finally:
+        admin.close()
+
+
+def check_database(settings: Settings) -> Iterator[Finding]:
+    from mailroom.db import connect
+    from mailroom.db.migrate import pending_migrations
+
+    try:
+        conn = connect(settings)
+    except Exception as exc:  # noqa: BLE001
+        yield Finding("FAIL", "postgresql", str(exc),
+                      "start the stack (`mailroom stack up`) or set MAILROOM_DATABASE_URL")
+        return
+    with conn:
+        version = conn.execute("show server_version").fetchone()[0]
+        yield Finding("OK", "postgresql", f"reachable, server {version}")
+        try:
+            pending = pending_migrations(conn)
+        except Exception as exc:  # noqa: BLE001
+            yield Finding("FAIL", "migrations", str(exc), "restore the migration files")
+            return
+        if pending:
+            yield Finding("FAIL", "migrations", f"{len(pending)} pending: {', '.join(pending)}",
+                          "run `mailroom db migrate`")
+            return  # the mailbox tables may not exist yet
+        else:
+            yield Finding("OK", "migrations", "current")
+        yield from _check_mailboxes(settings, conn)
+
+
+def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:
+    from ingest import probe, store
+
+    try:
+        boxes = store.mailboxes(conn)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001
+        yield Finding("FAIL", "mailboxes", f"cannot read mailboxes: {exc}",
+                      "run `mailroom db migrate`")
+        return
+    if not boxes:
+        yield Finding("WARN", "mailboxes", "no mailbox configured yet",
+                      "add one with `mailroom profile add` and `mailroom mailbox add`")
+        return
+    for box in boxes:
+        name = f"mailbox {box.address}"
+        if not box.enabled:
+            yield Finding("WARN", "mailbox", f"{box.address} is disabled: {box.status_detail}",
+                          f"fix the cause, then `mailroom mailbox enable {box.address}`")
+            continue
+        profile = store.profile(conn, box.profile_id)  # type: ignore[arg-type]
+        result = probe.test(settings, profile, box)
+        if result.ok:
+            yield Finding("OK", "mailbox", f"{box.address}: {result.detail}")
+        else:
+            yield Finding("FAIL", "mailbox", f"{name}: {result.detail}",
+                          f"check the profile and credentials (`mailroom mailbox show "
+                          f"{box.address}`)")
+
+
+CHECKS: tuple[Callable[[Settings], Iterator[Finding]], ...] = (
+    check_config,
+    check_kafka,
+    check_database,
+)
+
+
+def run_checks(settings: Settings) -> list[Finding]:
+    findings: list[Finding] = []
+    for check in CHECKS:
+        try:
+            findings.extend(check(settings))
+        except Exception as exc:  # noqa: BLE001 - a broken check is a finding, not a crash
+            findings.append(Finding("FAIL", check.__name__.removeprefix("check_"), repr(exc)))
+    return findings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("doctor", help="check every component and the configuration")
+    parser.set_defaults(func=doctor)
+
+
+def doctor(settings: Settings, args: argparse.Namespace) -> int:
+    findings = run_checks(settings)
+    for finding in findings:
+        print(finding.line())
+    failed = sum(f.level == "FAIL" for f in findings)
+    print(f"{len(findings)} checks: {failed} failed, "
+          f"{sum(f.level == 'WARN' for f in findings)} warnings")
+    return 1 if failed else 0
