@@ -85,7 +85,8 @@ def next_step(offset: int, standing: Standing, max_attempts: int) -> Step:
 
 
 _SUSPECT_END = """CASE
-        WHEN a.first_offset = EXCLUDED.first_offset THEN GREATEST(a.suspect_end, a.last_offset)
+        WHEN a.first_offset = EXCLUDED.first_offset AND NOT a.released
+             THEN GREATEST(a.suspect_end, a.last_offset)
         WHEN EXCLUDED.first_offset <= a.suspect_end THEN a.suspect_end
         ELSE -1 END"""
 
@@ -98,8 +99,9 @@ SELECT %(group)s, s.topic, s.partition, s.first_offset, s.last_offset, 1
 ON CONFLICT (group_id, topic, partition) DO UPDATE SET
     -- Only a death with this record ALONE in flight counts against it; a death somewhere in a
     -- whole batch only makes the batch suspect.
-    attempts = CASE WHEN a.first_offset = EXCLUDED.first_offset
+    attempts = CASE WHEN a.first_offset = EXCLUDED.first_offset AND NOT a.released
                      AND a.last_offset = a.first_offset THEN a.attempts + 1 ELSE 1 END,
+    released = false,
     suspect_end = {_SUSPECT_END},
     first_offset = EXCLUDED.first_offset,
     -- A suspect record is handled alone: record exactly that, so its next death counts.
@@ -138,9 +140,8 @@ class AttemptLog:
         """Take back the begin at ``first_offset``: the stop there was not a crash (the stage
         paused before an unreadable record, or the broker failed), so it must not count."""
         self.conn.execute(
-            "UPDATE stage_attempts SET attempts = attempts - 1"
-            " WHERE group_id = %s AND topic = %s AND partition = %s AND first_offset = %s"
-            " AND attempts > 0",
+            "UPDATE stage_attempts SET released = true"
+            " WHERE group_id = %s AND topic = %s AND partition = %s AND first_offset = %s",
             (self.group_id, topic, partition, first_offset),
         )
 
