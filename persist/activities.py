@@ -1,0 +1,164 @@
+"""Writing the email activity and the rows that hang off it: receiving mailboxes, parties,
+attachments. Every write is keyed by a natural key, so applying a plan twice changes nothing.
+
+Copies merge: each copy adds its receiving mailbox and parties; the copy with the best rank
+(copy precedence: direct > forwarded rfc822/.eml > .msg/TNEF > inline) supplies the content,
+and among equal ranks the first stored keeps it — a replay applies copies in the same order
+(one key, one partition), so it decides the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from mailroom.records.action import Plan
+from mailroom.records.email import Email
+
+_RANK = {"direct": 0, "forwarded_rfc822": 1, "forwarded_eml": 1, "msg": 2, "tnef": 2,
+         "inline": 3}
+
+
+def copy_rank(copy_kind: str) -> int:
+    return _RANK.get(copy_kind, 9)
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: int
+    new: bool  # this plan inserted the row
+    collision: bool  # the row is a collision (same dedupe key, different content hash)
+    content_from_this_copy: bool
+
+
+_CONTENT = ("message_id, direction, subject, text_body, html_body, sent_at, copy_kind, "
+            "copy_rank, delivery_path, sender, thread_root, subject_hash, participants, "
+            "customer, automated, case_rule")
+
+
+def _content(plan: Plan, email: Email, p: Mapping[str, str]) -> tuple[object, ...]:
+    kind = p.get("copy_kind") or email.delivery.copy_kind
+    return (
+        plan.message_id, p.get("direction") or email.direction, email.subject,
+        email.text_body, email.html_body, p.get("sent_at") or email.date, kind,
+        copy_rank(kind), " / ".join(email.delivery.path), p.get("sender", ""),
+        p.get("thread_root", ""), p.get("subject_hash", ""),
+        [a for a in p.get("participants", "").split(",") if a], p.get("customer", ""),
+        p.get("automated", ""), p.get("case_rule", ""),
+    )
+
+
+def upsert(
+    conn: psycopg.Connection, plan: Plan, email: Email, params: Mapping[str, str],
+    received_ms: int,
+) -> Stored:
+    received = datetime.fromtimestamp(received_ms / 1000, UTC) if received_ms >= 0 else None
+    rows = conn.execute(
+        "SELECT id, content_hash, copy_rank, collision FROM email_activities "
+        "WHERE dedupe_key = %s ORDER BY id FOR UPDATE", (plan.dedupe_key,),
+    ).fetchall()
+    same = next((r for r in rows if r[1] == plan.content_hash), None)
+    content = _content(plan, email, params)
+    if same is not None:
+        activity_id, _, rank, collision = same
+        richer = False
+        if copy_rank(str(content[6])) < rank:
+            # A richer copy supplies the content — unless a CRM user has edited the record
+            # (first write wins for what users edit).
+            sets = ", ".join(f"{c.strip()} = %s" for c in _CONTENT.split(","))
+            richer = conn.execute(
+                f"UPDATE email_activities SET {sets} WHERE id = %s AND user_edited_at IS NULL",
+                (*content, activity_id),
+            ).rowcount > 0
+        conn.execute(
+            "UPDATE email_activities SET received_at = LEAST(received_at, %s) "
+            "WHERE id = %s AND received_at IS DISTINCT FROM LEAST(received_at, %s)",
+            (received, activity_id, received),
+        )
+        stored = Stored(activity_id, False, collision, richer)
+    else:
+        real = next((r[0] for r in rows if not r[3]), None)
+        collision = bool(rows)
+        row = conn.execute(
+            f"INSERT INTO email_activities (dedupe_key, content_hash, collision, received_at, "
+            f"{_CONTENT}) VALUES (%s, %s, %s, %s, {', '.join(['%s'] * 16)}) RETURNING id",
+            (plan.dedupe_key, plan.content_hash, collision, received, *content),
+        ).fetchone()
+        assert row is not None
+        if collision:
+            conn.execute(
+                "INSERT INTO email_collisions (dedupe_key, content_hash, activity_id, "
+                "real_activity_id) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (plan.dedupe_key, plan.content_hash, row[0], real),
+            )
+        stored = Stored(row[0], True, collision, True)
+    if stored.content_from_this_copy:
+        _attachments(conn, stored.id, email)
+    d = email.delivery
+    conn.execute(
+        "INSERT INTO activity_mailboxes (activity_id, mailbox_id, accepting_owner, copy_kind, "
+        "delivery_path, forwarded_by) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (stored.id, params.get("receiving_mailbox") or plan.receiving_mailbox,
+         params.get("accepting_owner") or plan.accepting_owner, d.copy_kind,
+         " / ".join(d.path), d.forwarded_by_user or ""),
+    )
+    return stored
+
+
+def _attachments(conn: psycopg.Connection, activity_id: int, email: Email) -> None:
+    """The content copy's attachments (replacing a poorer copy's); content stored once."""
+    conn.execute("DELETE FROM activity_attachments WHERE activity_id = %s", (activity_id,))
+    if not email.attachments:
+        return
+    contents = [
+        (a.sha256, a.size, a.content, None if a.content is not None else a.blob_ref)
+        for a in email.attachments if a.sha256 and (a.content is not None or a.blob_ref)
+    ]
+    with conn.cursor() as cur:
+        if contents:
+            cur.executemany(
+                "INSERT INTO attachment_contents (sha256, size, content, blob_ref) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", contents,
+            )
+        stored = {c[0] for c in contents}
+        cur.executemany(
+            "INSERT INTO activity_attachments (activity_id, position, sha256, name, "
+            "content_type, size, content_id, inline, omitted) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(activity_id, i, a.sha256 if a.sha256 in stored else None, a.name,
+              a.content_type, a.size, a.content_id, a.inline, a.omitted)
+             for i, a in enumerate(email.attachments)],
+        )
+
+
+def set_correlation(
+    conn: psycopg.Connection, activity_id: int, parent_id: int | None, method: str, rank: int
+) -> bool:
+    """Store the parent when this candidate is preferred to the one stored (or none is)."""
+    cur = conn.execute(
+        "UPDATE email_activities SET parent_id = %s, correlation_method = %s, "
+        "correlation_rank = %s WHERE id = %s AND (correlation_rank IS NULL "
+        "OR correlation_rank > %s OR (correlation_rank = %s AND parent_id IS DISTINCT FROM %s))",
+        (parent_id, method, rank, activity_id, rank, rank, parent_id),
+    )
+    return cur.rowcount > 0
+
+
+def set_regarding(conn: psycopg.Connection, activity_id: int, regarding: str) -> None:
+    conn.execute(
+        "UPDATE email_activities SET regarding = %s WHERE id = %s AND regarding <> %s",
+        (regarding, activity_id, regarding),
+    )
+
+
+def link_parties(conn: psycopg.Connection, rows: list[tuple[object, ...]]) -> None:
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO activity_parties (activity_id, role, address, record, name, outcome, "
+            "detail) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows,
+        )

@@ -1,0 +1,166 @@
+"""Applying one plan inside the caller's transaction: evaluate each step's condition against
+the stored state (docs/plans.md), apply the outcome, and say what happened (for the trace).
+
+Pure-ish: no broker, no clock, no commit — the caller (``persist.batch``) owns the transaction,
+the thread locks and the savepoint around each plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import psycopg
+
+from mailroom.codec import Codec
+from mailroom.records.action import Plan, Step
+from mailroom.records.email import Email
+from persist import activities, cases, correlate, park
+
+
+@dataclass
+class Applied:
+    event: str  # persisted | parked | skipped
+    detail: dict[str, str] = field(default_factory=dict)
+    landed: list[str] = field(default_factory=list)  # Message-IDs stored for the first time
+
+
+def contact_id(address: str) -> str:
+    """The id of the contact persist creates for an address: derived from the step's natural
+    key, so a replay (or another copy) names the same contact."""
+    return "mr-" + hashlib.sha256(address.encode()).hexdigest()[:16]
+
+
+def _record_of(conn: psycopg.Connection, address: str) -> str:
+    row = conn.execute(
+        "SELECT record_kind || ':' || record_id FROM email_addresses WHERE address = %s "
+        "ORDER BY record_kind = 'contact' DESC, record_kind, record_id LIMIT 1", (address,),
+    ).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _create_contact(conn: psycopg.Connection, step: Step) -> tuple[str, str]:
+    """(record the address now names, what happened) for a ``create_contact`` step."""
+    address = step.params.get("address", "").strip().lower()
+    known = _record_of(conn, address)
+    if known:  # condition address_unknown is false
+        return known, f"not created: {address} is {known}"
+    remembered = conn.execute(
+        "SELECT contact_id FROM persist_created_contacts WHERE address = %s", (address,),
+    ).fetchone()
+    if remembered is not None:
+        # Created once, then deleted by a user (its address row is gone): not brought back.
+        return "", f"not created: contact {remembered[0]} for {address} was deleted"
+    cid = contact_id(address)
+    name = step.params.get("name", "").strip()
+    first, _, last = name.rpartition(" ")
+    if not last:
+        last = address.split("@")[0] or address
+    conn.execute(
+        "INSERT INTO contacts (id, first_name, last_name, owner_id) VALUES "
+        "(%s, %s, %s, (SELECT id FROM users WHERE id = %s)) ON CONFLICT DO NOTHING",
+        (cid, first, last, step.params.get("owner", "")),
+    )
+    conn.execute(
+        "INSERT INTO email_addresses (record_kind, record_id, address, is_primary) "
+        "VALUES ('contact', %s, %s, true) ON CONFLICT DO NOTHING", (cid, address),
+    )
+    conn.execute(
+        "INSERT INTO persist_created_contacts (address, contact_id) VALUES (%s, %s) "
+        "ON CONFLICT DO NOTHING", (address, cid),
+    )
+    return f"contact:{cid}", f"created contact:{cid}"
+
+
+def apply_plan(
+    conn: psycopg.Connection, codec: Codec, plan: Plan, encoded: bytes, received_ms: int
+) -> Applied:
+    if plan.skipped:
+        skip = plan.steps_of("skip")[0]
+        return Applied("skipped", {"reason": skip.params.get("reason", ""),
+                                   "rule": skip.params.get("rule", "")})
+    upserts = plan.steps_of("upsert_email_activity")
+    if not upserts:
+        return Applied("skipped", {"reason": "the plan has no activity step"})
+    upsert = upserts[0]
+    corr = correlate.resolve(conn, plan, upsert.params.get("sent_at"))
+    detail = {"correlation": corr.describe()}
+    if upsert.condition is not None and not corr.found:
+        if corr.waiting:
+            park.remember(conn, plan, encoded, received_ms, corr.waiting, parked=True)
+            return Applied("parked", {**detail, "waiting_on": ", ".join(sorted(corr.waiting))})
+        park.forget(conn, plan)
+        return Applied("skipped", {**detail, "reason": upsert.condition.otherwise})
+
+    email = codec.decode_record(plan.email, Email)
+    stored = activities.upsert(conn, plan, email, upsert.params, received_ms)
+    detail["activity"] = str(stored.id)
+    if stored.collision:
+        detail["collision"] = "same dedupe key, different content hash: kept apart"
+    if stored.content_from_this_copy and not stored.new:
+        detail["content"] = f"richer copy ({email.delivery.copy_kind}) supplies the content"
+    if corr.found:
+        activities.set_correlation(conn, stored.id, corr.parent_id, corr.method, corr.rank or 0)
+    if (email.direction == "outgoing" and not stored.collision):
+        _claim_tokens(conn, plan)
+
+    waiting = set(corr.waiting)
+    contacts: dict[str, str] = {}
+    parties: list[tuple[object, ...]] = []
+    for step in plan.steps:
+        if step.kind == "create_contact":
+            contacts[step.key], detail[f"contact {step.key}"] = _create_contact(conn, step)
+        elif step.kind == "link_party":
+            p = step.params
+            record, outcome, why = p.get("record", ""), p.get("outcome", ""), p.get("detail", "")
+            linked = contacts.get(p.get("contact_step", ""), "")
+            if not record and linked:
+                record, outcome, why = linked, "resolved", f"contact from step {p['contact_step']}"
+            parties.append((stored.id, p.get("role", ""), p.get("address", ""), record,
+                            p.get("name", ""), outcome, why))
+        elif step.kind == "set_regarding":
+            if corr.found and corr.regarding:
+                activities.set_regarding(conn, stored.id, corr.regarding)
+            detail["regarding"] = corr.regarding or (
+                step.condition.otherwise if step.condition else "")
+        elif step.kind == "mark_delivery_failed":
+            original = step.params.get("message_id", "")
+            hit = correlate.activity_by_message_id(conn, original)
+            if hit is None:
+                waiting.add(original)
+                detail[f"bounce {step.key}"] = "waiting: " + (
+                    step.condition.otherwise if step.condition else original)
+                continue
+            conn.execute(
+                "INSERT INTO activity_delivery_failures (activity_id, recipient, "
+                "bounce_activity_id, detail) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (hit[0], step.params.get("recipient", ""), stored.id,
+                 step.params.get("detail", "")),
+            )
+            detail[f"bounce {step.key}"] = f"delivery failed on activity {hit[0]}"
+        elif step.kind == "create_or_update_case":
+            out = cases.apply(conn, step, corr, stored.id, plan.dedupe_key,
+                              provisional=bool(corr.waiting))
+            detail["case"] = f"{out.what} {out.case_id or ''} {out.reason}".strip()
+        elif step.kind == "create_queue_item":
+            conn.execute(
+                "INSERT INTO queue_items (queue_id, activity_id, rule_item) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (step.params.get("queue", ""), stored.id, step.params.get("rule_item", "")),
+            )
+    activities.link_parties(conn, parties)
+    park.remember(conn, plan, encoded, received_ms, waiting, parked=False)
+    if waiting:
+        detail["waiting_on"] = ", ".join(sorted(waiting))
+    landed = [plan.message_id] if stored.new and not stored.collision and plan.message_id else []
+    return Applied("persisted", detail, landed)
+
+
+def _claim_tokens(conn: psycopg.Connection, plan: Plan) -> None:
+    """The outgoing email carrying a token becomes that token's activity (first one wins)."""
+    numbers = [int(c.value) for c in plan.correlation if c.method == "token" and c.value.isdigit()]
+    if numbers:
+        conn.execute(
+            "UPDATE route_tokens SET activity_dedupe_key = %s WHERE number = ANY(%s) "
+            "AND activity_dedupe_key IS NULL", (plan.dedupe_key, numbers),
+        )

@@ -1,0 +1,139 @@
+"""One batch of plans in one transaction: thread locks, a savepoint per plan, re-evaluation.
+
+Locks: every plan names the threads it may touch — its own Message-ID (or dedupe key), the
+Message-IDs it correlates or bounces on, its tokens and Thread-Index root. The keys of the whole
+batch are taken up front as transaction-level advisory locks, in one sorted order, so two
+persist processes whose batches share threads queue instead of deadlocking, and two emails of
+one thread in different partitions never update the same case at once. (Re-evaluating a watcher
+can touch one more thread; PostgreSQL detects the rare resulting deadlock and the caller retries
+the whole batch — nothing is lost, it only waits.)
+
+Bad data: a plan PostgreSQL refuses (NUL bytes, over-long index keys, a broken reference) is
+rolled back to its savepoint and reported as a failure for the dead-letter topic; the batch
+goes on. Unexpected exceptions are failures too (a bug must not block the partition).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+
+from mailroom.codec import Codec
+from mailroom.errors import MalformedRecordError
+from mailroom.records.action import Plan
+from mailroom.stage.execute import crash_summary
+from persist.apply import Applied, apply_plan
+from persist.park import watchers
+
+log = logging.getLogger(__name__)
+
+#: SQLSTATE classes that mean "this data": 22 data exception, 23 integrity, 54 program limit.
+_BAD_DATA = ("22", "23", "54")
+#: Worth retrying the whole batch: deadlock, serialization failure.
+RETRY_BATCH = ("40P01", "40001")
+
+MAX_CASCADE = 1000  # re-evaluations one landing may trigger (a cycle guard)
+
+
+@dataclass
+class Item:
+    plan: Plan
+    encoded: bytes  # the plan as read from the topic (parked plans keep these bytes)
+    received_ms: int  # the record's broker timestamp
+
+
+@dataclass
+class Result:
+    applied: Applied | None = None
+    failure: tuple[str, str] | None = None  # (reason code, reason) for the dead letter
+    reevaluated: list[tuple[Plan, Applied]] = field(default_factory=list)
+
+
+def lock_keys(plan: Plan) -> set[str]:
+    keys = {"m:" + plan.message_id if plan.message_id else "k:" + plan.dedupe_key}
+    for c in plan.correlation:
+        if c.method in ("in_reply_to", "references"):
+            keys.add("m:" + c.value)
+        elif c.method == "token":
+            keys.add("t:" + c.value)
+        elif c.method == "thread_index":
+            keys.add("r:" + c.value)
+    for step in plan.steps:
+        if step.kind == "mark_delivery_failed":
+            keys.add("m:" + step.params.get("message_id", ""))
+    return keys
+
+
+def _lock_id(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
+def lock_threads(conn: psycopg.Connection, plans: Sequence[Plan]) -> int:
+    """Take every plan's thread locks, in ascending order, in one round trip."""
+    ids = sorted({_lock_id(k) for p in plans for k in lock_keys(p)})
+    with conn.pipeline():
+        for lock in ids:  # one statement each: the order of acquisition is then certain
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+    return len(ids)
+
+
+def _classify(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate or ""
+        if state in RETRY_BATCH:
+            raise exc
+        if isinstance(exc, psycopg.DataError) or state[:2] in _BAD_DATA:
+            return "refused_by_database", f"PostgreSQL refused the plan: {exc}".strip()
+        if isinstance(exc, psycopg.OperationalError):
+            raise exc  # the database is gone or failing: retry the batch, do not dead-letter
+    if isinstance(exc, MalformedRecordError):
+        return "undecodable", str(exc)
+    return "crash", crash_summary(exc)
+
+
+def apply_batch(conn: psycopg.Connection, codec: Codec, items: Sequence[Item]) -> list[Result]:
+    """Apply ``items`` in order inside the caller's open transaction."""
+    conn.execute("SELECT set_config('mailroom.writer', 'persist', true)")
+    lock_threads(conn, [i.plan for i in items])
+    results: list[Result] = []
+    for item in items:
+        result = Result()
+        try:
+            with conn.transaction():
+                result.applied = apply_plan(conn, codec, item.plan, item.encoded,
+                                            item.received_ms)
+        except Exception as exc:  # noqa: BLE001 - classified: retried, or dead-lettered
+            result.failure = _classify(exc)
+            log.warning("plan %s failed: %s", item.plan.dedupe_key, result.failure[1][:300])
+        if result.applied is not None:
+            result.reevaluated = _cascade(conn, codec, result.applied.landed)
+        results.append(result)
+    return results
+
+
+def _cascade(
+    conn: psycopg.Connection, codec: Codec, landed: list[str]
+) -> list[tuple[Plan, Applied]]:
+    """Re-apply the plans waiting on Message-IDs that just landed (and what those land)."""
+    done: list[tuple[Plan, Applied]] = []
+    queue = list(landed)
+    while queue and len(done) < MAX_CASCADE:
+        message_id = queue.pop(0)
+        for encoded, received_ms in watchers(conn, message_id):
+            plan = codec.decode_record(encoded, Plan)
+            try:
+                with conn.transaction():
+                    applied = apply_plan(conn, codec, plan, encoded, received_ms)
+            except Exception as exc:  # noqa: BLE001 - the watcher stays parked; say why
+                code, reason = _classify(exc)
+                log.error("re-evaluating %s after %s landed failed (%s): %s",
+                          plan.dedupe_key, message_id, code, reason[:300])
+                continue
+            applied.detail["reevaluated_after"] = message_id
+            done.append((plan, applied))
+            queue.extend(applied.landed)
+    return done

@@ -1,0 +1,165 @@
+"""Evaluating and applying plans on a real PostgreSQL schema (plans made by route's plan())."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from persistbuild import apply, config, email, make_plan, rows, snapshot
+
+from mailroom.codec import Codec
+
+pytestmark = pytest.mark.integration  # needs the local stack's PostgreSQL
+
+
+def test_new_email_becomes_activity_with_parties(db: psycopg.Connection, codec: Codec) -> None:
+    [res] = apply(db, codec, make_plan(codec, email()))
+    assert res.failure is None and res.applied and res.applied.event == "persisted"
+    assert rows(db, "SELECT dedupe_key, subject, direction, copy_kind, collision "
+                    "FROM email_activities") == [
+        ("m1@customer.example", "Printer broken", "incoming", "direct", False)]
+    assert rows(db, "SELECT role, address, record, outcome FROM activity_parties "
+                    "ORDER BY role") == [
+        ("from", "ann@customer.example", "contact:c-ann", "resolved"),
+        ("to", "support@acme.example", "queue:support", "resolved")]
+    # queue rule "known customers" fired: a case regarding the email, and its queue item
+    [(case_id, title, status)] = rows(db, "SELECT id, title, status FROM cases")
+    assert (title, status) == ("Printer broken", "active")
+    assert rows(db, "SELECT regarding FROM email_activities") == [(f"case:{case_id}",)]
+    assert rows(db, "SELECT queue_id FROM queue_items") == [("support",)]
+
+
+def test_applying_twice_changes_nothing(db: psycopg.Connection, codec: Codec) -> None:
+    p = make_plan(codec, email())
+    apply(db, codec, p)
+    before = snapshot(db)
+    apply(db, codec, p)
+    assert snapshot(db) == before
+
+
+def test_reply_correlates_by_in_reply_to_and_updates_the_active_case(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    apply(db, codec, make_plan(codec, email()))
+    reply = email(message_id="m2@customer.example", subject="Re: Printer broken",
+                  in_reply_to="m1@customer.example", minutes=5)
+    apply(db, codec, make_plan(codec, reply))
+    got = dict((r[0], r[1:]) for r in rows(
+        db, "SELECT a.dedupe_key, p.dedupe_key, a.correlation_method, a.regarding "
+            "FROM email_activities a LEFT JOIN email_activities p ON p.id = a.parent_id"))
+    [(case_id,)] = rows(db, "SELECT id FROM cases")  # no second case: the reply updated it
+    assert got["m2@customer.example"] == ("m1@customer.example", "in_reply_to", f"case:{case_id}")
+
+
+def _thread(codec: Codec) -> tuple:
+    # The parent reaches the support queue (tracks all mail; opens a case) ...
+    parent = make_plan(codec, email(mailbox="10", subject="Quote", message_id="p@acme.example",
+                                    to=("support@acme.example", "alice@acme.example")))
+    # Alice's mailbox tracks only replies: the reply's activity step waits on its parent.
+    reply = make_plan(codec, email(mailbox="11", to=("alice@acme.example",),
+                                   subject="Re: Quote", message_id="r@customer.example",
+                                   in_reply_to="p@acme.example", minutes=3))
+    return parent, reply
+
+
+def test_reply_before_parent_is_parked_then_ends_as_parent_first(
+    persist_settings: object, db: psycopg.Connection, codec: Codec
+) -> None:
+    parent, reply = _thread(codec)
+    assert parent.steps[0].condition is None and reply.steps[0].condition is not None
+    [res] = apply(db, codec, reply)
+    assert res.applied and res.applied.event == "parked"
+    assert rows(db, "SELECT count(*) FROM email_activities") == [(0,)]
+    [res] = apply(db, codec, parent)
+    assert [a.event for _, a in res.reevaluated] == ["persisted"]
+    reply_first = snapshot(db)
+    # the same plans, parent first, in a clean state
+    for table in ("activity_parties", "activity_mailboxes", "queue_items", "cases",
+                  "persist_pending_plans", "email_activities"):
+        db.execute(f"DELETE FROM {table}")
+    db.commit()
+    apply(db, codec, parent)
+    apply(db, codec, reply)
+    assert snapshot(db) == reply_first
+    assert ("r@customer.example", False, "Re: Quote", "direct", "p@acme.example",
+            "in_reply_to", "case:case|p@acme.example") in reply_first["activities"]
+    assert reply_first["pending"] == []
+
+
+def test_one_email_from_three_mailboxes_is_one_activity(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    to = ("support@acme.example", "alice@acme.example", "bob@acme.example")
+    everyone = config(track={"default": "all"})
+    plans = [make_plan(codec, email(mailbox=m, to=to), everyone) for m in ("10", "11", "12")]
+    apply(db, codec, *plans)
+    assert rows(db, "SELECT count(*) FROM email_activities") == [(1,)]
+    assert rows(db, "SELECT mailbox_id FROM activity_mailboxes ORDER BY 1") == [
+        ("10",), ("11",), ("12",)]
+    assert rows(db, "SELECT count(*) FROM cases") == [(1,)]
+
+
+def test_richer_copy_supplies_the_content(db: psycopg.Connection, codec: Codec) -> None:
+    msg = email(copy_kind="msg", body="from the .msg copy")
+    direct = email(mailbox="13", to=("support@acme.example", "sales@acme.example"),
+                   body="from the direct copy")
+    apply(db, codec, make_plan(codec, msg))
+    apply(db, codec, make_plan(codec, direct))
+    assert rows(db, "SELECT copy_kind, text_body FROM email_activities") == [
+        ("direct", "from the direct copy")]
+
+
+def test_forged_copy_is_a_collision_and_the_real_one_is_untouched(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    apply(db, codec, make_plan(codec, email()))
+    before = rows(db, "SELECT id, subject, text_body, regarding FROM email_activities")
+    forged = email(subject="Pay this invoice", body="forged", content_hash="h-forged",
+                   sender="mallory@evil.example")
+    [res] = apply(db, codec, make_plan(codec, forged))
+    assert res.failure is None
+    assert rows(db, "SELECT id, subject, text_body, regarding FROM email_activities "
+                    "WHERE NOT collision") == before
+    assert rows(db, "SELECT a.subject, c.real_activity_id FROM email_collisions c "
+                    "JOIN email_activities a ON a.id = c.activity_id") == [
+        ("Pay this invoice", before[0][0])]
+
+
+def test_user_edited_case_title_is_kept_on_replay(db: psycopg.Connection, codec: Codec) -> None:
+    p = make_plan(codec, email())
+    apply(db, codec, p)
+    db.execute("UPDATE cases SET title = 'Printer on floor 3 broken'")  # as a CRM user
+    db.commit()
+    apply(db, codec, p)
+    assert rows(db, "SELECT title FROM cases") == [("Printer on floor 3 broken",)]
+
+
+def test_user_deleted_case_is_not_recreated_on_replay(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    p = make_plan(codec, email())
+    apply(db, codec, p)
+    db.execute("UPDATE cases SET deleted_at = now()")  # the documented soft delete
+    db.commit()
+    [res] = apply(db, codec, p)
+    assert rows(db, "SELECT count(*), count(deleted_at) FROM cases") == [(1, 1)]
+    assert res.applied and "deleted" in res.applied.detail["case"]
+
+
+def test_removed_rows_come_back_on_replay(db: psycopg.Connection, codec: Codec) -> None:
+    p = make_plan(codec, email())
+    apply(db, codec, p)
+    before = snapshot(db)
+    db.execute("DELETE FROM activity_parties")
+    db.execute("DELETE FROM queue_items")
+    db.commit()
+    apply(db, codec, p)
+    assert snapshot(db) == before
+
+
+def test_value_postgres_refuses_fails_that_plan_only(db: psycopg.Connection, codec: Codec) -> None:
+    bad = make_plan(codec, email(message_id="bad@customer.example", body="nul \x00 byte"))
+    good = make_plan(codec, email(message_id="good@customer.example"))
+    results = apply(db, codec, bad, good)
+    assert results[0].failure and results[0].failure[0] == "refused_by_database"
+    assert results[1].failure is None
+    assert rows(db, "SELECT dedupe_key FROM email_activities") == [("good@customer.example",)]
