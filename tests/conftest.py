@@ -43,3 +43,38 @@ def corpus_dir() -> Path:
     if not path:
         pytest.skip("MAILROOM_CORPUS is not set: corpus tests skipped (CI sets it)")
     return Path(path)
+
+
+# --- PostgreSQL: one migrated schema per test (mailroom.db) -----------------------------------
+
+
+@pytest.fixture
+def db_schema(base_settings: Settings, unique_name: str):
+    """A fresh schema with every migration applied, dropped after the test.
+
+    Connect to it with ``mailroom.db.connect(settings, schema=db_schema)``: it is then the only
+    schema in ``search_path``, so the test cannot see or change the demo's tables in ``public``.
+    """
+    from psycopg import sql
+
+    from mailroom.db import connect
+    from mailroom.db.migrate import migrate
+
+    schema = f"test_{unique_name}"
+    with connect(base_settings, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            with connect(base_settings, schema=schema, autocommit=True) as conn:
+                migrate(conn)
+            yield schema
+        finally:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def db_conn(base_settings: Settings, db_schema: str):
+    """An autocommit connection to this test's own migrated schema, closed after the test."""
+    from mailroom.db import connect
+
+    with connect(base_settings, schema=db_schema, autocommit=True) as conn:
+        yield conn
