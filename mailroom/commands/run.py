@@ -17,7 +17,9 @@ from mailroom.settings import Settings
 
 STAGES: dict[str, str] = {
     "ingest": "ingest.runner:main",
+    "unwrap": "unwrap.stage:main",
     "route": "route.stage:main",
+    "persist": "persist.stage:main",
 }
 
 

@@ -1,0 +1,268 @@
+"""The unwrap stage end to end: RawMails on the real broker in, Emails, traces and dead letters out.
+
+The stage runs as ``mailroom run unwrap`` in a subprocess (the real entry point, process
+isolation: the handler is pickled into a spawned worker), pointed at this test's topics and
+database schema through ``MAILROOM_*``. Forwarders come from ingest's mailboxes in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from ingest import credentials, store
+from ingest.model import Mailbox, OwnerKind, Profile, Protocol
+from mailroom import kafka
+from mailroom.codec import Codec
+from mailroom.db import connect
+from mailroom.db.migrate import migrate
+from mailroom.records.raw import RawMail
+from mailroom.settings import Settings, env_name
+from mailroom.topics import ensure_topics, topic_specs
+from unwrap.forwarders import load_forwarders
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+AUTHSERV = "mx.crm.example"
+FIELDS = ("topic_prefix", "database_url", "kafka_session_timeout_ms",
+          "kafka_heartbeat_interval_ms", "unwrap_authserv_id", "claim_check_bytes",
+          "stage_budget_ms")
+
+
+@pytest.fixture
+def stage_settings(isolated_settings: Settings, unique_name: str) -> Iterator[Settings]:
+    """Own topics (created as `mailroom topics create` would) and own migrated schema."""
+    try:
+        connect(isolated_settings).close()
+    except Exception:  # noqa: BLE001 - any failure means: no local stack here
+        pytest.skip("PostgreSQL of the local stack is not reachable (mailroom stack up)")
+    schema = f"unwrap_{unique_name}"
+    with connect(isolated_settings, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    settings = isolated_settings.replace(
+        database_url=f"{isolated_settings.dsn} options='-csearch_path={schema}'",
+        topic_partitions=2, kafka_session_timeout_ms=6000, kafka_heartbeat_interval_ms=2000,
+        unwrap_authserv_id=AUTHSERV, stage_budget_ms=10_000,
+        # Small, so a message with a few 40 KB attachments must shed them to the blob store.
+        claim_check_bytes=100_000,
+    )
+    with connect(settings) as conn:
+        migrate(conn)
+    admin = kafka.make_admin(settings)
+    try:
+        ensure_topics(admin, topic_specs(settings))
+        yield settings
+    finally:
+        admin.delete_topics([s.name for s in topic_specs(settings)])
+        admin.close()
+        with connect(isolated_settings, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def configure_mailboxes(conn: psycopg.Connection, settings: Settings) -> dict[str, str]:
+    """A forward mailbox, Alice's user mailbox "via" it, and Bob's direct one: their ids."""
+    pid = store.add_profile(conn, Profile("corp", Protocol.IMAP, "imap.corp.example", 993))
+    secret = credentials.encrypt(settings, "pw")
+    fwd = store.add_mailbox(conn, Mailbox("crm-fwd@corp.example", OwnerKind.FORWARD, pid,
+                                          "crm-fwd", secret))
+    alice = store.add_mailbox(conn, Mailbox("alice@corp.example", OwnerKind.USER, pid, "alice",
+                                            secret, owner_id="u-alice", via_mailbox_id=fwd))
+    bob = store.add_mailbox(conn, Mailbox("bob@corp.example", OwnerKind.USER, pid, "bob",
+                                          secret, owner_id="u-bob"))
+    conn.commit()
+    return {"fwd": str(fwd), "alice": str(alice), "bob": str(bob)}
+
+
+def raw(mailbox_id: str, address: str, kind: str, uid: int, data: bytes, *,
+        owner: str | None = None, blob_ref: str | None = None) -> RawMail:
+    return RawMail(
+        mailbox_id=mailbox_id, mailbox_address=address, owner_kind=kind,  # type: ignore[arg-type]
+        folder="INBOX", direction="incoming", protocol="imap",
+        fetched_at=datetime(2025, 3, 10, tzinfo=UTC), size=len(data), owner_id=owner,
+        uidvalidity=1, uid=uid, content=None if blob_ref else data, blob_ref=blob_ref,
+    )
+
+
+def direct_mail() -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Carol Customer <carol@customer.example>"
+    msg["To"] = "bob@corp.example"
+    msg["Subject"] = "Order 17"
+    msg["Date"] = "Mon, 10 Mar 2025 09:00:00 +0000"
+    msg["Message-ID"] = "<Order-17@Customer.Example>"
+    msg.set_content("Please confirm order 17.")
+    return msg.as_bytes()
+
+
+def big_forward() -> bytes:
+    """Alice forwards (as an attachment) an original with one 300 KB and three 40 KB files."""
+    original = EmailMessage()
+    original["From"] = "Dan Buyer <dan@other.example>"
+    original["To"] = "alice@corp.example"
+    original["Subject"] = "Drawings"
+    original["Date"] = "Tue, 11 Mar 2025 10:00:00 +0000"
+    original["Message-ID"] = "<drawings-1@other.example>"
+    original.set_content("Drawings attached.")
+    original.add_attachment(os.urandom(300_000), maintype="application", subtype="pdf",
+                            filename="plan.pdf")
+    for i in range(3):
+        original.add_attachment(os.urandom(40_000), maintype="image", subtype="png",
+                                filename=f"detail{i}.png")
+    outer = EmailMessage()
+    outer["From"] = "Alice Agent <alice@corp.example>"
+    outer["To"] = "crm-fwd@corp.example"
+    outer["Subject"] = "FW: Drawings"
+    outer["Date"] = "Tue, 11 Mar 2025 10:05:00 +0000"
+    outer["Message-ID"] = "<fw-drawings@corp.example>"
+    outer.set_content("FYI")
+    outer.add_attachment(original)
+    return outer.as_bytes()
+
+
+def produce(settings: Settings, codec: Codec, raws: list[RawMail]) -> None:
+    producer = kafka.make_producer(settings)
+    try:
+        for r in raws:
+            producer.send(settings.topic("raw"), key=r.identity.encode(),
+                          value=codec.encode_record(r))
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def read(settings: Settings, topic: str) -> list[Any]:
+    """Every record now in ``topic``, read without a group."""
+    config = kafka.consumer_config(settings, "unused")
+    config["group_id"] = None
+    consumer = KafkaConsumer(**config)
+    try:
+        tps = [TopicPartition(settings.topic(topic), p) for p in range(settings.topic_partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + 10
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()
+
+
+def wait_for(what: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := what()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+    return result
+
+
+def start_stage(settings: Settings) -> subprocess.Popen:
+    env = {**os.environ, **{env_name(f): str(getattr(settings, f)) for f in FIELDS}}
+    mailroom = Path(sys.executable).with_name("mailroom")
+    return subprocess.Popen([str(mailroom), "run", "unwrap"], env=env)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, "SIGTERM: finish, commit, leave, exit 0"
+
+
+def test_forwarders_come_from_ingest_mailboxes(stage_settings: Settings) -> None:
+    with connect(stage_settings) as conn:
+        ids = configure_mailboxes(conn, stage_settings)
+        assert load_forwarders(conn) == {ids["fwd"]: {"alice@corp.example": "u-alice"}}
+
+
+def test_raw_mails_become_emails_traces_and_dead_letters(stage_settings: Settings) -> None:
+    s = stage_settings
+    codec = Codec.from_settings(s)
+    with connect(s) as conn:
+        ids = configure_mailboxes(conn, s)
+    fwd, alice = ids["fwd"], "crm-fwd@corp.example"
+    raws = [
+        raw(ids["bob"], "bob@corp.example", "user", 1, direct_mail(), owner="u-bob"),
+        raw(fwd, alice, "forward", 2, (FIXTURES / "fwd_rfc822_outlook.eml").read_bytes()),
+        raw(fwd, alice, "forward", 3, (FIXTURES / "spoof_not_forwarder.eml").read_bytes()),
+    ]
+    produce(s, codec, raws)
+    proc = start_stage(s)
+    try:
+        out = wait_for(lambda: len(read(s, "unwrapped")) >= 2 and read(s, "unwrapped"))
+        dead = wait_for(lambda: read(s, "dlq"))
+        traces = wait_for(lambda: len(read(s, "trace")) >= 3 and read(s, "trace"))
+    finally:
+        stop(proc)
+
+    emails = {r.key.decode(): codec.decode_any(r.value) for r in out}
+    assert set(emails) == {"Order-17@customer.example", "Quote-1@customer.example"}
+    direct = emails["Order-17@customer.example"]
+    assert direct.delivery.copy_kind == "direct" and direct.delivery.owner_id == "u-bob"
+    assert direct.delivery.source_topic == s.topic("raw")
+    forwarded = emails["Quote-1@customer.example"]
+    d = forwarded.delivery
+    assert (d.copy_kind, d.forwarded_by_user, d.forwarder_address, d.forward_mailbox_id) == (
+        "forwarded_rfc822", "u-alice", "alice@corp.example", fwd)
+
+    [record] = dead
+    letter = codec.decode_any(record.value)
+    assert (letter.stage, letter.reason_code) == ("unwrap", "not_a_forwarder")
+    assert "eve@evil.example" in letter.reason
+    assert letter.source_topic == s.topic("raw") and letter.source_offset >= 0
+    assert letter.source_key == raws[2].identity.encode()
+    assert letter.payload == codec.encode_record(raws[2])  # replayable as it was
+
+    events = [codec.decode_any(r.value) for r in traces]
+    by_key = {(e.key, e.event): e for e in events}
+    fw = by_key[("Quote-1@customer.example", "unwrapped")]
+    assert fw.detail["forwarded_by"] == "u-alice <alice@corp.example>"
+    assert fw.detail["via_forward_mailbox"] == fwd and fw.raw_identity == raws[1].identity
+    assert by_key[("Order-17@customer.example", "unwrapped")].detail["copy_kind"] == "direct"
+    rejected = by_key[(raws[2].identity, "dead_lettered")]
+    assert rejected.detail["reason_code"] == "not_a_forwarder"
+
+
+def test_claim_checks_in_and_out(stage_settings: Settings) -> None:
+    blobs = pytest.importorskip("mailroom.blobs", reason="the blob store is not built yet")
+    s = stage_settings
+    codec = Codec.from_settings(s)
+    data = big_forward()
+    with connect(s) as conn:
+        ids = configure_mailboxes(conn, s)
+    with connect(s, autocommit=True) as blob_conn:
+        store_ = blobs.BlobStore(blob_conn)
+        ref = str(store_.put(data))
+        raws = [raw(ids["fwd"], "crm-fwd@corp.example", "forward", 9, data, blob_ref=ref)]
+        produce(s, codec, raws)
+        proc = start_stage(s)
+        try:
+            [record] = wait_for(lambda: read(s, "unwrapped"))
+        finally:
+            stop(proc)
+        assert len(record.value) <= s.claim_check_bytes
+        email = codec.decode_any(record.value)
+        assert record.key == b"drawings-1@other.example"
+        assert email.delivery.forwarded_by_user == "u-alice"
+        files = {a.name: a for a in email.attachments}
+        assert set(files) == {"plan.pdf", "detail0.png", "detail1.png", "detail2.png"}
+        assert files["plan.pdf"].blob_ref == files["plan.pdf"].sha256  # over the 256 KB threshold
+        shed = [a for a in email.attachments if a.blob_ref]
+        assert len(shed) >= 2, "the record had to shed small attachments to fit 100 KB"
+        for a in shed:  # every reference resolves, to the bytes it names
+            assert a.content is None and store_.exists(a.blob_ref)
+            assert len(bytes(store_.get(a.blob_ref))) == a.size

@@ -1,0 +1,100 @@
+"""Who may forward to which forward mailbox: a cached read of ingest's mailboxes in PostgreSQL.
+
+The attribution check needs ``{forward mailbox id: {forwarder address: user id}}``. The truth
+is ingest's configuration: a *user* mailbox whose incoming method is "via forward mailbox X"
+(``ingest_mailboxes.via_mailbox_id``). The brief prefers reading the derived, compacted
+``mailroom.mailboxes`` topic; it is not published yet (no Avro schema in ``schemas/``), so this
+module reads PostgreSQL instead — once per :data:`REFRESH_SECONDS`, never per message. When
+ingest publishes that topic, only :func:`load_forwarders` needs replacing.
+
+Which addresses count as the user's: the address of the user's mailbox (the one the forwarding
+rule sends from) and, when the reference records are imported, the user's own addresses in
+``email_addresses`` (aliases; that table's unique index lets a user or queue address name only
+one owner, so an alias cannot attribute mail to two users). Only enabled, approved mailboxes
+count: an admin who disables a user's mailbox stops attributing forwards to that user (such
+forwards are dead-lettered ``not_a_forwarder`` and can be retried after re-enabling).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from mailroom.errors import TransientError
+from unwrap.context import Forwarders
+
+log = logging.getLogger(__name__)
+
+#: How old the cached table may get. A forwarder added now is honoured within this time; a
+#: forward that arrived earlier was dead-lettered ``not_a_forwarder`` and can be retried.
+REFRESH_SECONDS = 60.0
+
+_MAILBOX_ADDRESSES = """
+SELECT f.id::text, lower(btrim(u.address)), u.owner_id
+  FROM ingest_mailboxes u
+  JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
+ WHERE u.owner_kind = 'user' AND u.owner_id <> '' AND u.enabled AND u.approved
+"""
+
+_ALIASES = """
+SELECT f.id::text, a.address, u.owner_id
+  FROM ingest_mailboxes u
+  JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
+  JOIN email_addresses a ON a.record_kind = 'user' AND a.record_id = u.owner_id
+ WHERE u.owner_kind = 'user' AND u.owner_id <> '' AND u.enabled AND u.approved
+"""
+
+
+def load_forwarders(conn: psycopg.Connection) -> Forwarders:
+    """The whole forwarder table, read in one transaction (a consistent snapshot)."""
+    table: dict[str, dict[str, str]] = {}
+    with conn.transaction():
+        rows = conn.execute(_MAILBOX_ADDRESSES).fetchall()
+        if conn.execute("SELECT to_regclass('email_addresses') IS NOT NULL").fetchone() == (True,):
+            rows += conn.execute(_ALIASES).fetchall()
+    for forward_id, address, user_id in rows:
+        box = table.setdefault(forward_id, {})
+        if box.setdefault(address, user_id) != user_id:
+            # Two users claim one address for the same forward mailbox: attributing to either
+            # could hand one user's mail to the other, so the address is trusted for neither.
+            log.error("forwarder address %s of forward mailbox %s belongs to users %s and %s: "
+                      "ignored until the configuration is fixed", address, forward_id,
+                      box[address], user_id)
+            box[address] = ""
+    return {box: {a: u for a, u in addrs.items() if u} for box, addrs in table.items()}
+
+
+class ForwarderCache:
+    """The forwarder table, re-read when older than ``refresh_s``.
+
+    If a re-read fails (database restarting) the previous table is kept and the error logged:
+    a table a minute old is still right for nearly every message, and stopping the stage for it
+    would only grow lag. With no table at all yet there is nothing safe to decide with, so the
+    failure is a :class:`~mailroom.errors.TransientError` (the runner retries the message).
+    """
+
+    def __init__(self, load: Callable[[], Forwarders], refresh_s: float = REFRESH_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._load = load
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._table: Forwarders | None = None
+        self._loaded_at = 0.0
+
+    def get(self) -> Forwarders:
+        now = self._clock()
+        if self._table is not None and now - self._loaded_at < self._refresh_s:
+            return self._table
+        try:
+            self._table = self._load()
+        except (psycopg.Error, TransientError) as exc:
+            if self._table is None:
+                raise TransientError(f"cannot read the forwarders: {exc}") from exc
+            log.warning("forwarders not refreshed, keeping the table read %.0f s ago: %s",
+                        now - self._loaded_at, exc)
+            # Try again at the next refresh, not on every message while the database is down.
+        self._loaded_at = now
+        return self._table
