@@ -17,6 +17,7 @@ from mailroom.errors import MailroomError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.config",
+    "mailroom.stack.commands",
     "mailroom.commands.schemas",
     "mailroom.commands.topics",
     "mailroom.commands.run",

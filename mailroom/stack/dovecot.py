@@ -1,0 +1,261 @@
+"""Dovecot 2.3 from Debian's packages: a private IMAP and POP3 server in ``<state>/dovecot``.
+
+Its own configuration, run folder, state folder and log (``dovecot.log``: logins and, with
+``auth_verbose``, every failed authentication — tests read it). Users come from a passwd-file
+(:func:`add_user` adds one on the fly: Dovecot re-reads the file when it changes); every user's
+mail is a Maildir under ``<state>/dovecot/mail/<user>`` owned by the ``vmail`` system user.
+Plain ports offer STARTTLS/STLS; the implicit-TLS ports use :mod:`mailroom.stack.tls`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import grp
+import os
+import pwd
+import shutil
+from pathlib import Path
+
+from mailroom.settings import Settings
+from mailroom.stack import process, tls
+from mailroom.stack.process import ServiceStatus, StackError
+
+NAME = "dovecot"
+MAIL_USER = "vmail"
+SEED_USERS = {"demo": "secret", "test": "secret"}
+# Per user and client address; the default 10 is too few for tests that open many sessions.
+MAX_USERIP_CONNECTIONS = 200
+
+
+def home(settings: Settings) -> Path:
+    return settings.state_path / "dovecot"
+
+
+def config_file(settings: Settings) -> Path:
+    return home(settings) / "dovecot.conf"
+
+
+def log_file(settings: Settings) -> Path:
+    return home(settings) / "dovecot.log"
+
+
+def passwd_file(settings: Settings) -> Path:
+    return home(settings) / "users"
+
+
+def mail_root(settings: Settings) -> Path:
+    return home(settings) / "mail"
+
+
+def maildir(settings: Settings, user: str) -> Path:
+    """A user's Maildir; messages written into its ``new/`` appear in INBOX (fast seeding)."""
+    return mail_root(settings) / user / "Maildir"
+
+
+def _run_dir(settings: Settings) -> Path:
+    return home(settings) / "run"
+
+
+def _marker(settings: Settings) -> str:
+    return str(config_file(settings))
+
+
+def _pid(settings: Settings) -> int | None:
+    return process.read_pid(_run_dir(settings) / "master.pid")
+
+
+def _ensure_mail_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(MAIL_USER)
+    except KeyError:
+        if not process.is_root():
+            raise StackError(
+                f"system user {MAIL_USER!r} is missing; as root: useradd -r {MAIL_USER}"
+            ) from None
+    process.run(["useradd", "-r", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin",
+                 MAIL_USER], f"creating the {MAIL_USER} user")
+    return pwd.getpwnam(MAIL_USER)
+
+
+def render_config(settings: Settings, mail_uid: int, mail_gid: int) -> str:
+    h = home(settings)
+    cert, key = tls.cert_file(settings), tls.key_file(settings)
+    return f"""# Written by `mailroom stack up`; edits are overwritten on the next start.
+instance_name = mailroom-{settings.imap_port}
+base_dir = {_run_dir(settings)}
+state_dir = {h / 'lib'}
+log_path = {log_file(settings)}
+protocols = imap pop3
+listen = 127.0.0.1
+default_internal_user = dovecot
+default_login_user = dovenull
+
+# Loopback only: plain logins are fine here; real servers are reached over TLS.
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# Failed logins are logged with the reason (tests check the log for login attempts).
+auth_verbose = yes
+# No penalty delay after a wrong password: tests of bad credentials need not wait.
+auth_failure_delay = 0
+
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd_file(settings)}
+}}
+userdb {{
+  driver = static
+  args = uid={mail_uid} gid={mail_gid} home={mail_root(settings)}/%u
+}}
+first_valid_uid = {mail_uid}
+first_valid_gid = {mail_gid}
+mail_location = maildir:~/Maildir
+
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Archive {{
+    special_use = \\Archive
+    auto = subscribe
+  }}
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+    auto = subscribe
+  }}
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = subscribe
+  }}
+}}
+
+protocol imap {{
+  mail_max_userip_connections = {MAX_USERIP_CONNECTIONS}
+}}
+protocol pop3 {{
+  mail_max_userip_connections = {MAX_USERIP_CONNECTIONS}
+  pop3_uidl_format = %08Xu%08Xv
+}}
+
+service imap-login {{
+  inet_listener imap {{
+    port = {settings.imap_port}
+  }}
+  inet_listener imaps {{
+    port = {settings.imaps_port}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {settings.pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = {settings.pop3s_port}
+    ssl = yes
+  }}
+}}
+"""
+
+
+def _write_users(settings: Settings, users: dict[str, str]) -> None:
+    path = passwd_file(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{name}:{{PLAIN}}{pw}::::::\n" for name, pw in users.items()))
+    if process.is_root():
+        # Dovecot's auth process runs as the dovecot user and must read the file.
+        os.chown(tmp, 0, grp.getgrnam("dovecot").gr_gid)
+    os.chmod(tmp, 0o640)
+    tmp.rename(path)  # atomic: Dovecot never reads a half-written file
+
+
+def _read_users(settings: Settings) -> dict[str, str]:
+    users: dict[str, str] = {}
+    path = passwd_file(settings)
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name:
+                users[name] = rest.split(":", 1)[0].removeprefix("{PLAIN}")
+    return users
+
+
+def add_user(settings: Settings, name: str, password: str) -> None:
+    """Create (or change the password of) a mail user; usable at once, no reload needed."""
+    for value in (name, password):
+        if not value or any(c in value for c in ":\n\r\0") or value != value.strip():
+            raise ValueError(f"invalid user name or password {value!r}")
+    if "/" in name or name.startswith("."):
+        raise ValueError(f"invalid user name {name!r}: it names a folder")
+    home(settings).mkdir(parents=True, exist_ok=True)
+    # A lock: parallel tests each adding their own user must not lose each other's line.
+    with open(home(settings) / "users.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        users = _read_users(settings)
+        if users.get(name) != password:
+            users[name] = password
+            _write_users(settings, users)
+
+
+def _prepare(settings: Settings) -> None:
+    if shutil.which("dovecot") is None:
+        raise StackError("dovecot not found: run deploy/install-system-packages.sh")
+    mail = _ensure_mail_user()
+    h = home(settings)
+    for folder in (h, _run_dir(settings), h / "lib", mail_root(settings)):
+        folder.mkdir(parents=True, exist_ok=True)
+    process.chown(mail_root(settings), MAIL_USER)
+    tls.ensure_certificate(settings)
+    config_file(settings).write_text(render_config(settings, mail.pw_uid, mail.pw_gid))
+    for name, password in SEED_USERS.items():
+        add_user(settings, name, password)
+
+
+def up(settings: Settings) -> str:
+    pid = _pid(settings)
+    if process.alive(pid, _marker(settings)):
+        return f"already running (pid {pid})"
+    ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
+    taken = [p for p in ports if process.port_open(p)]
+    if taken:
+        raise StackError(
+            f"port(s) {taken} taken by a process this stack did not start; stop it or set "
+            "MAILROOM_IMAP_PORT and friends"
+        )
+    if not process.is_root():
+        raise StackError("Dovecot's master process must start as root (it drops privileges)")
+    _prepare(settings)
+    # Dovecot forks into the background itself; a stale master.pid is detected by Dovecot.
+    process.run(["dovecot", "-c", str(config_file(settings))],
+                f"starting Dovecot (log {log_file(settings)})",
+                log=home(settings) / "dovecot.out", start_new_session=True)
+    process.wait_for(lambda: all(process.port_open(p) for p in ports), 30,
+                     f"Dovecot on ports {ports}; see {log_file(settings)}")
+    return f"started (pid {_pid(settings)})"
+
+
+def down(settings: Settings) -> str:
+    pid = _pid(settings)
+    if not process.alive(pid, _marker(settings)):
+        return "not running"
+    assert pid is not None
+    process.terminate(pid, _marker(settings), timeout=30)
+    return f"stopped (pid {pid})"
+
+
+def status(settings: Settings) -> ServiceStatus:
+    ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
+    pid = _pid(settings)
+    if process.alive(pid, _marker(settings)):
+        state = "running" if all(process.port_open(p) for p in ports) else "starting"
+        return ServiceStatus(NAME, ports, pid, state)
+    if any(process.port_open(p) for p in ports):
+        return ServiceStatus(NAME, ports, None, "port taken by a process this stack did not start")
+    return ServiceStatus(NAME, ports, None, "stopped")
