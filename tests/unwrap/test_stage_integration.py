@@ -25,12 +25,15 @@ from kafka import KafkaConsumer, TopicPartition
 from ingest import credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol
 from mailroom import kafka
+from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.db.migrate import migrate
+from mailroom.records.email import Delivery, Email
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings, env_name
 from mailroom.topics import ensure_topics, topic_specs
+from unwrap.claims import fit
 from unwrap.forwarders import load_forwarders
 
 pytestmark = pytest.mark.integration
@@ -187,6 +190,21 @@ def test_forwarders_come_from_ingest_mailboxes(stage_settings: Settings) -> None
     with connect(stage_settings) as conn:
         ids = configure_mailboxes(conn, stage_settings)
         assert load_forwarders(conn) == {ids["fwd"]: {"alice@corp.example": "u-alice"}}
+        # The user's own addresses (reference records) count too: the rule may send from one.
+        conn.execute("INSERT INTO email_addresses (record_kind, record_id, address) "
+                     "VALUES ('user', 'u-alice', 'a.agent@corp.example')")
+        conn.commit()
+        assert load_forwarders(conn)[ids["fwd"]] == {
+            "alice@corp.example": "u-alice", "a.agent@corp.example": "u-alice"}
+        # An address two users of one forward mailbox claim is trusted for neither.
+        carol = store.add_mailbox(conn, Mailbox(
+            "carol@corp.example", OwnerKind.USER, store.profiles(conn)[0].id or 0, "carol",
+            b"x", owner_id="u-carol", via_mailbox_id=int(ids["fwd"])))
+        conn.execute("INSERT INTO email_addresses (record_kind, record_id, address) "
+                     "VALUES ('user', 'u-carol', 'alice@corp.example')")
+        conn.commit()
+        assert load_forwarders(conn)[ids["fwd"]] == {
+            "a.agent@corp.example": "u-alice", "carol@corp.example": "u-carol"}, carol
 
 
 def test_raw_mails_become_emails_traces_and_dead_letters(stage_settings: Settings) -> None:
@@ -238,14 +256,13 @@ def test_raw_mails_become_emails_traces_and_dead_letters(stage_settings: Setting
 
 
 def test_claim_checks_in_and_out(stage_settings: Settings) -> None:
-    blobs = pytest.importorskip("mailroom.blobs", reason="the blob store is not built yet")
     s = stage_settings
     codec = Codec.from_settings(s)
     data = big_forward()
     with connect(s) as conn:
         ids = configure_mailboxes(conn, s)
     with connect(s, autocommit=True) as blob_conn:
-        store_ = blobs.BlobStore(blob_conn)
+        store_ = BlobStore(blob_conn)
         ref = str(store_.put(data))
         raws = [raw(ids["fwd"], "crm-fwd@corp.example", "forward", 9, data, blob_ref=ref)]
         produce(s, codec, raws)
@@ -266,3 +283,22 @@ def test_claim_checks_in_and_out(stage_settings: Settings) -> None:
         for a in shed:  # every reference resolves, to the bytes it names
             assert a.content is None and store_.exists(a.blob_ref)
             assert len(bytes(store_.get(a.blob_ref))) == a.size
+
+
+def test_bodies_too_big_for_the_record_go_by_claim_check(stage_settings: Settings) -> None:
+    """Bodies alone over the threshold: the whole body becomes a blob-backed attachment and
+    the field keeps a prefix, saying so (nothing lost, record within the limit)."""
+    codec = Codec.from_settings(stage_settings)
+    body = "Zeile mit Umlauten äöü und mehr Text. " * 10_000  # ~400 KB of UTF-8
+    email = Email(dedupe_key="big@x.example", content_hash="h", subject="big",
+                  direction="incoming", text_body=body, html_body=f"<p>{body}</p>",
+                  delivery=Delivery("1", "a@x.example", "user", "u", "INBOX", "direct"))
+    with connect(stage_settings, autocommit=True) as conn:
+        blobs = BlobStore(conn)
+        fitted = fit(email, 100_000, lambda e: len(codec.encode_record(e)), blobs)
+        assert len(codec.encode_record(fitted)) <= 100_000
+        names = {a.name: a for a in fitted.attachments}
+        assert set(names) == {"body.txt", "body.html"}
+        assert blobs.get(names["body.txt"].blob_ref).decode() == body
+        assert body.startswith(fitted.text_body or "-")
+        assert any("whole body is attachment 'body.txt'" in w for w in fitted.warnings)
