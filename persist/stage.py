@@ -1,0 +1,241 @@
+"""The persist stage: ``mailroom.actions`` and ``mailroom.trace`` → PostgreSQL, exactly once.
+
+Persist has its own consume loop (not the kernel's StageRunner) because its offsets live in
+PostgreSQL, committed in the same transaction as the records (:mod:`persist.offsets`). It reuses
+the kernel's pieces: the codec, the dead-letter writer, the tracer, fault points, group naming.
+
+Per ``poll()`` batch, in ONE database transaction: thread locks, every plan in its own savepoint
+(:mod:`persist.batch`), the trace events into ``message_traces``, dead letters sent *and
+acknowledged* (acks=all), persist's own trace events flushed, then the offsets written, fenced
+by the claim token. Commit. Only then the same offsets are committed to Kafka — a copy for
+``kafka-consumer-groups`` and ``mailroom lag``; a crash before it costs nothing, because on
+assignment the consumer seeks to the offsets in PostgreSQL.
+
+A record that cannot be read (not Avro) is dead-lettered; one of an unknown schema pauses its
+partition before it (the stage is older than the writer). A deadlock or serialization failure
+retries the whole batch; the database going away ends the process (its restart resumes from the
+stored offsets). SIGTERM/SIGINT finish the batch in hand, commit and leave the group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from psycopg.types.json import Jsonb
+
+from mailroom import faults, kafka
+from mailroom.codec import Codec
+from mailroom.db import connect
+from mailroom.deadletters import DeadLetterWriter
+from mailroom.errors import MalformedRecordError, UnknownSchemaError
+from mailroom.records import TraceEvent
+from mailroom.records.action import Plan
+from mailroom.settings import Settings
+from mailroom.stage.execute import group_id
+from mailroom.stage.types import UNDECODABLE, Source
+from mailroom.tracing import Tracer
+from persist import offsets
+from persist.batch import RETRY_BATCH, Item, Result, apply_batch
+
+log = logging.getLogger(__name__)
+
+STAGE = "persist"
+AFTER_APPLY = faults.register(
+    "persist:after_apply_before_commit", "batch applied in the transaction, not committed")
+AFTER_DB_COMMIT = faults.register(
+    "persist:after_db_commit_before_kafka_commit",
+    "records and offsets committed in PostgreSQL, offsets not yet committed to Kafka")
+BATCH_RETRIES = 5
+
+
+@dataclass
+class PersistStatus:
+    ready: bool = False
+    stopping: bool = False
+    paused: dict[tuple[str, int], str] = field(default_factory=dict)
+    plans: int = 0
+    traces: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+
+
+@dataclass
+class _Batch:
+    items: list[Item] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)  # the source of each item
+    traces: list[tuple[Source, TraceEvent]] = field(default_factory=list)
+    dead: list[tuple[Source, str, str]] = field(default_factory=list)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class PersistStage:
+    def __init__(
+        self, settings: Settings, *, consumer: Any, producer: Any, conn: psycopg.Connection,
+        codec: Codec, blobs: Any = None, status: PersistStatus | None = None,
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self.producer = producer
+        self.conn = conn
+        self.codec = codec
+        self.status = status or PersistStatus()
+        self.group = group_id(settings, STAGE)
+        self.dead = DeadLetterWriter(producer, codec, settings, blobs)
+        self.tracer = Tracer(producer, codec, settings, STAGE)
+        self.keeper = offsets.Keeper(conn, consumer, self.group)
+        self.actions_topic = settings.topic("actions")
+        self.trace_topic = settings.topic("trace")
+
+    def stop(self, *_: Any) -> None:
+        self.status.stopping = True
+
+    def run(self) -> int:
+        old = (
+            {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+            if threading.current_thread() is threading.main_thread() else {}
+        )
+        self.consumer.subscribe([self.actions_topic, self.trace_topic], listener=self.keeper)
+        log.info("persist consuming %s and %s as group %s",
+                 self.actions_topic, self.trace_topic, self.group)
+        try:
+            while not self.status.stopping:
+                batch = self.consumer.poll(
+                    timeout_ms=500, max_records=self.settings.stage_max_poll_records)
+                self.status.ready = bool(self.consumer.assignment())
+                if batch:
+                    self.process(batch)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            self.status.ready = False
+        self.consumer.close(autocommit=False)  # leave the group: partitions move at once
+        self.producer.flush()
+        log.info("persist stopped cleanly")
+        return 0
+
+    # --- one batch -----------------------------------------------------------------------------
+    def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        work = self._decode(batch)
+        for attempt in range(1, BATCH_RETRIES + 1):
+            try:
+                with self.conn.transaction():
+                    self._apply(work)
+                break
+            except offsets.Fenced as exc:
+                log.warning("%s", exc)
+                return
+            except psycopg.Error as exc:
+                if exc.sqlstate not in RETRY_BATCH or attempt == BATCH_RETRIES:
+                    raise
+                log.warning("batch hit %s (try %d); retrying", exc.sqlstate, attempt)
+                time.sleep(0.05 * 2 ** attempt)
+        faults.point(self.settings, AFTER_DB_COMMIT)
+        self.status.batches += 1
+        try:
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(off, "", -1) for tp, off in work.next_offsets.items()})
+        except KafkaError as exc:  # a copy only: PostgreSQL has the offsets
+            log.warning("committing the offsets' copy to Kafka failed: %s", exc)
+
+    def _decode(self, batch: dict[TopicPartition, list[Any]]) -> _Batch:
+        work = _Batch()
+        for tp, records in batch.items():
+            for record in records:
+                source = Source(record.topic, record.partition, record.offset, record.key,
+                                record.value, record.timestamp)
+                try:
+                    if record.value is None:
+                        raise MalformedRecordError("the record has no value (a tombstone)")
+                    if record.topic == self.trace_topic:
+                        work.traces.append(
+                            (source, self.codec.decode_record(record.value, TraceEvent)))
+                    else:
+                        plan = self.codec.decode_record(record.value, Plan)
+                        work.items.append(Item(plan, record.value, record.timestamp))
+                        work.sources.append(source)
+                except UnknownSchemaError as exc:
+                    self.status.paused[(tp.topic, tp.partition)] = str(exc)
+                    log.error("PAUSED %s at offset %d: %s", tp, record.offset, exc)
+                    self.consumer.seek(tp, record.offset)
+                    self.consumer.pause(tp)
+                    break
+                except MalformedRecordError as exc:
+                    work.dead.append((source, UNDECODABLE, str(exc)))
+                work.next_offsets[tp] = record.offset + 1
+        return work
+
+    def _apply(self, work: _Batch) -> None:
+        results = apply_batch(self.conn, self.codec, work.items) if work.items else []
+        self._store_traces(work.traces)
+        futures = [self._dead_letter(src, code, reason) for src, code, reason in work.dead]
+        for source, result in zip(work.sources, results, strict=True):
+            futures.extend(self._report(source, result))
+        timeout = self.settings.kafka_request_timeout_ms / 1000
+        for future in futures:  # dead letters acknowledged before the offset past them
+            future.get(timeout=timeout)
+        self.producer.flush(timeout=timeout)
+        offsets.store(self.conn, self.group, work.next_offsets, self.keeper.tokens)
+        faults.point(self.settings, AFTER_APPLY)
+        self.status.plans += len(work.items)
+        self.status.traces += len(work.traces)
+
+    def _report(self, source: Source, result: Result) -> list[Any]:
+        """Trace events for one plan (and what it re-evaluated); its dead letter, if any."""
+        item_key = source.key_text
+        if result.failure is not None:
+            return [self._dead_letter(source, *result.failure)]
+        assert result.applied is not None
+        self.tracer.emit(item_key, result.applied.event, result.applied.detail, source=source,
+                         dedupe_key=item_key)
+        for plan, applied in result.reevaluated:
+            self.tracer.emit(plan.dedupe_key, applied.event, applied.detail,
+                             message_id=plan.message_id, dedupe_key=plan.dedupe_key)
+        return []
+
+    def _dead_letter(self, source: Source, code: str, reason: str) -> Any:
+        self.status.dead_lettered += 1
+        self.tracer.emit(source.key_text, "dead_lettered",
+                         {"reason_code": code, "reason": reason[:1000]}, source=source)
+        return self.dead.send(STAGE, code, reason, source, 1)
+
+    def _store_traces(self, traces: list[tuple[Source, TraceEvent]]) -> None:
+        if not traces:
+            return
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO message_traces (topic, topic_partition, topic_offset, key, stage, "
+                "event, at, message_id, dedupe_key, raw_identity, source_topic, "
+                "source_partition, source_offset, detail) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                [(s.topic, s.partition, s.offset, t.key, t.stage, t.event, t.at, t.message_id,
+                  t.dedupe_key, t.raw_identity, t.source_topic, t.source_partition,
+                  t.source_offset, Jsonb(dict(t.detail))) for s, t in traces],
+            )
+
+
+def main(settings: Settings, args: argparse.Namespace | None = None) -> int:
+    from mailroom.stage.run import _blob_store
+
+    codec = Codec.from_settings(settings)
+    conn = connect(settings)
+    client = "mailroom-persist"
+    consumer = kafka.make_consumer(settings, group_id(settings, STAGE), client_id=client)
+    producer = kafka.make_producer(settings, client_id=client)
+    stage = PersistStage(settings, consumer=consumer, producer=producer, conn=conn, codec=codec,
+                         blobs=_blob_store(settings, None))
+    try:
+        return stage.run()
+    finally:
+        producer.close()
+        conn.close()
