@@ -232,7 +232,10 @@ def up(settings: Settings) -> str:
     if not process.is_root():
         raise StackError("Dovecot's master process must start as root (it drops privileges)")
     _prepare(settings)
-    # Dovecot forks into the background itself; a stale master.pid is detected by Dovecot.
+    # A master.pid left by a dead instance (reboot, kill -9) may name a live, unrelated process
+    # by now, and Dovecot would then refuse to start; our check above already said it is stale.
+    (_run_dir(settings) / "master.pid").unlink(missing_ok=True)
+    # Dovecot forks into the background itself.
     process.run(["dovecot", "-c", str(config_file(settings))],
                 f"starting Dovecot (log {log_file(settings)})",
                 log=home(settings) / "dovecot.out", start_new_session=True)

@@ -120,8 +120,12 @@ def up(settings: Settings) -> str:
             "stop it or set MAILROOM_POSTGRES_PORT"
         )
     _prepare(settings)
-    # pg_ctl -w waits until the server accepts connections and copes with a stale
-    # postmaster.pid itself; the new session keeps the server out of our terminal's signals.
+    # A postmaster of this cluster always has the data folder on its command line, so a
+    # postmaster.pid naming any other process is stale (after a reboot the pid may even be
+    # reused by another postgres process, and the server would then refuse to start).
+    (data_dir(settings) / "postmaster.pid").unlink(missing_ok=True)
+    # pg_ctl -w waits until the server accepts connections; the new session keeps the server
+    # out of our terminal's signals.
     log = log_file(settings)
     process.run(
         process.as_user(OS_USER, [
