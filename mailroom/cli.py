@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.stack.commands",
     "mailroom.commands.schemas",
     "mailroom.commands.topics",
+    "mailroom.commands.db",
+    "mailroom.commands.import_records",
     "mailroom.commands.run",
     "ingest.commands",
     "route.commands",
