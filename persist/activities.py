@@ -96,7 +96,7 @@ def upsert(
             )
         stored = Stored(row[0], True, collision, True)
     if stored.content_from_this_copy:
-        _attachments(conn, stored.id, email)
+        _attachments(conn, stored.id, email, replace=not stored.new)
     d = email.delivery
     conn.execute(
         "INSERT INTO activity_mailboxes (activity_id, mailbox_id, accepting_owner, copy_kind, "
@@ -108,9 +108,12 @@ def upsert(
     return stored
 
 
-def _attachments(conn: psycopg.Connection, activity_id: int, email: Email) -> None:
+def _attachments(
+    conn: psycopg.Connection, activity_id: int, email: Email, replace: bool
+) -> None:
     """The content copy's attachments (replacing a poorer copy's); content stored once."""
-    conn.execute("DELETE FROM activity_attachments WHERE activity_id = %s", (activity_id,))
+    if replace:
+        conn.execute("DELETE FROM activity_attachments WHERE activity_id = %s", (activity_id,))
     if not email.attachments:
         return
     contents = [

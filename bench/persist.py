@@ -1,0 +1,88 @@
+"""bench/persist: plans applied per second by one persist process, and rows written per second.
+
+    .venv/bin/python bench/persist.py [N]
+
+Real PostgreSQL of the local stack (a scratch schema, dropped afterwards), no broker: this is
+what the database side of a batch costs, which bounds one persist process. It also compares
+the two ways of writing many rows at once — COPY and pipelined executemany — on the party rows.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+sys.path[0] = str(_REPO)
+sys.path.insert(1, str(_REPO / "tests" / "persist"))
+
+from conftest import REFERENCE_SQL  # noqa: E402
+from persistbuild import email, make_plan  # noqa: E402
+
+from mailroom import settings as settings_module  # noqa: E402
+from mailroom.codec import Codec  # noqa: E402
+from mailroom.db import connect  # noqa: E402
+from mailroom.db.migrate import migrate  # noqa: E402
+from persist.batch import Item, apply_batch  # noqa: E402
+
+BATCH = 500
+TABLES = ("email_activities", "activity_parties", "activity_mailboxes", "cases", "queue_items")
+
+
+def main(n: int = 5_000) -> None:
+    base = settings_module.load()
+    codec = Codec.from_settings(base)
+    schema = "bench_" + uuid.uuid4().hex[:8]
+    with connect(base, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        with connect(base, schema=schema) as conn:
+            migrate(conn)
+            conn.execute(REFERENCE_SQL)
+            conn.commit()
+            plans = [make_plan(codec, email(message_id=f"b{i}@customer.example",
+                                            subject=f"Issue {i}", body="x" * 2000))
+                     for i in range(n)]
+            items = [Item(p, codec.encode_record(p), i) for i, p in enumerate(plans)]
+            steps = sum(len(p.steps) for p in plans)
+            start = time.perf_counter()
+            for i in range(0, n, BATCH):
+                with conn.transaction():
+                    apply_batch(conn, codec, items[i:i + BATCH])
+            took = time.perf_counter() - start
+            rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+                       for t in TABLES)
+            print(f"persist: {n / took:,.0f} plans/s, {steps / took:,.0f} actions/s, "
+                  f"{rows / took:,.0f} rows/s ({rows} rows, batches of {BATCH}, one process)")
+            _copy_vs_executemany(conn)
+    finally:
+        with connect(base, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _copy_vs_executemany(conn, n: int = 50_000) -> None:  # type: ignore[no-untyped-def]
+    conn.execute("CREATE TEMP TABLE scratch (a bigint, role text, address text, record text)")
+    data = [(i, "to", f"p{i}@example.org", "") for i in range(n)]
+    for label, write in (("COPY", _copy), ("executemany (pipelined)", _many)):
+        conn.execute("TRUNCATE scratch")
+        start = time.perf_counter()
+        with conn.transaction():
+            write(conn, data)
+        print(f"  {label}: {n / (time.perf_counter() - start):,.0f} rows/s")
+
+
+def _copy(conn, data) -> None:  # type: ignore[no-untyped-def]
+    with conn.cursor() as cur, cur.copy("COPY scratch FROM STDIN") as copy:
+        for row in data:
+            copy.write_row(row)
+
+
+def _many(conn, data) -> None:  # type: ignore[no-untyped-def]
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO scratch VALUES (%s, %s, %s, %s)", data)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5_000)
