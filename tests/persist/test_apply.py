@@ -163,3 +163,26 @@ def test_value_postgres_refuses_fails_that_plan_only(db: psycopg.Connection, cod
     assert results[0].failure and results[0].failure[0] == "refused_by_database"
     assert results[1].failure is None
     assert rows(db, "SELECT dedupe_key FROM email_activities") == [("good@customer.example",)]
+
+
+def test_queue_reply_before_parent_withdraws_its_provisional_case(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    """In a queue that tracks all mail the early reply is stored (and opens a case) at once;
+    when its parent lands, the thread's case wins, as if the parent had come first."""
+    parent = make_plan(codec, email(message_id="p@customer.example"))
+    reply = make_plan(codec, email(message_id="r@customer.example", subject="Re: Printer broken",
+                                   in_reply_to="p@customer.example", minutes=2))
+    apply(db, codec, reply)
+    assert rows(db, "SELECT case_key, provisional FROM cases") == [
+        ("case|r@customer.example", True)]
+    apply(db, codec, parent)
+    reply_first = snapshot(db)
+    for table in ("activity_parties", "activity_mailboxes", "queue_items", "cases",
+                  "persist_pending_plans", "email_activities"):
+        db.execute(f"DELETE FROM {table}")
+    db.commit()
+    apply(db, codec, parent)
+    apply(db, codec, reply)
+    assert snapshot(db) == reply_first
+    assert [c[0] for c in reply_first["cases"]] == ["case|p@customer.example"]
