@@ -9,11 +9,12 @@ Plain ports offer STARTTLS/STLS; the implicit-TLS ports use :mod:`mailroom.stack
 
 from __future__ import annotations
 
-import fcntl
 import grp
 import os
 import pwd
 import shutil
+import signal
+import time
 from pathlib import Path
 
 from mailroom.settings import Settings
@@ -39,8 +40,9 @@ def log_file(settings: Settings) -> Path:
     return home(settings) / "dovecot.log"
 
 
-def passwd_file(settings: Settings) -> Path:
-    return home(settings) / "users"
+def users_dir(settings: Settings) -> Path:
+    """One passwd-file per user: ``users.d/<name>`` (see :func:`add_user`)."""
+    return home(settings) / "users.d"
 
 
 def mail_root(settings: Settings) -> Path:
@@ -105,7 +107,7 @@ ssl_min_protocol = TLSv1.2
 
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {passwd_file(settings)}
+  args = scheme=PLAIN username_format=%u {users_dir(settings)}/%u
 }}
 userdb {{
   driver = static
@@ -165,46 +167,59 @@ service pop3-login {{
 """
 
 
-def _write_users(settings: Settings, users: dict[str, str]) -> None:
-    path = passwd_file(settings)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{name}:{{PLAIN}}{pw}::::::\n" for name, pw in users.items()))
+def user_file(settings: Settings, name: str) -> Path:
+    return users_dir(settings) / name
+
+
+def add_user(settings: Settings, name: str, password: str) -> None:
+    """Create (or change the password of) a mail user; usable at once, no reload needed.
+
+    One passwd-file per user (the passdb path is ``users.d/%u``) because Dovecot re-checks a
+    passwd-file at most once per second: a user appended to one shared file could be "unknown"
+    for up to a second after this returns. A new user's file is read on its first login.
+    """
+    for value in (name, password):
+        if not value or any(c in value for c in ":\n\r\0/") or value != value.strip():
+            raise ValueError(f"invalid user name or password {value!r}")
+    if name.startswith("."):
+        raise ValueError(f"invalid user name {name!r}: it names a hidden file")
+    folder = users_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = user_file(settings, name)
+    line = f"{name}:{{PLAIN}}{password}::::::\n"
+    old = path.stat() if path.exists() else None
+    if old is not None and path.read_text() == line:
+        return
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp.write_text(line)
     if process.is_root():
         # Dovecot's auth process runs as the dovecot user and must read the file.
         os.chown(tmp, 0, grp.getgrnam("dovecot").gr_gid)
     os.chmod(tmp, 0o640)
+    if old is not None:
+        # A changed password: Dovecot reloads only when mtime (seconds) or size differ, and
+        # looks at most once a second — so move the mtime on and let that second pass.
+        stamp = max(int(time.time()), int(old.st_mtime) + 1)
+        os.utime(tmp, (stamp, stamp))
     tmp.rename(path)  # atomic: Dovecot never reads a half-written file
+    if old is not None:
+        time.sleep(max(0.0, stamp + 1.05 - time.time()))
 
 
-def _read_users(settings: Settings) -> dict[str, str]:
-    users: dict[str, str] = {}
-    path = passwd_file(settings)
-    if path.exists():
-        for line in path.read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name:
-                users[name] = rest.split(":", 1)[0].removeprefix("{PLAIN}")
-    return users
+def _import_legacy_users(settings: Settings) -> None:
+    """Users of the first layout (one shared ``users`` file) move to ``users.d``."""
+    legacy = home(settings) / "users"
+    if not legacy.exists():
+        return
+    for line in legacy.read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name and not user_file(settings, name).exists():
+            add_user(settings, name, rest.split(":", 1)[0].removeprefix("{PLAIN}"))
+    legacy.unlink()
 
 
-def add_user(settings: Settings, name: str, password: str) -> None:
-    """Create (or change the password of) a mail user; usable at once, no reload needed."""
-    for value in (name, password):
-        if not value or any(c in value for c in ":\n\r\0") or value != value.strip():
-            raise ValueError(f"invalid user name or password {value!r}")
-    if "/" in name or name.startswith("."):
-        raise ValueError(f"invalid user name {name!r}: it names a folder")
-    home(settings).mkdir(parents=True, exist_ok=True)
-    # A lock: parallel tests each adding their own user must not lose each other's line.
-    with open(home(settings) / "users.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        users = _read_users(settings)
-        if users.get(name) != password:
-            users[name] = password
-            _write_users(settings, users)
-
-
-def _prepare(settings: Settings) -> None:
+def _prepare(settings: Settings) -> bool:
+    """Create folders, certificate, users and configuration; True when the config changed."""
     if shutil.which("dovecot") is None:
         raise StackError("dovecot not found: run deploy/install-system-packages.sh")
     mail = _ensure_mail_user()
@@ -213,14 +228,27 @@ def _prepare(settings: Settings) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     process.chown(mail_root(settings), MAIL_USER)
     tls.ensure_certificate(settings)
-    config_file(settings).write_text(render_config(settings, mail.pw_uid, mail.pw_gid))
+    _import_legacy_users(settings)
     for name, password in SEED_USERS.items():
-        add_user(settings, name, password)
+        if not user_file(settings, name).exists():
+            add_user(settings, name, password)
+    config = render_config(settings, mail.pw_uid, mail.pw_gid)
+    path = config_file(settings)
+    if path.exists() and path.read_text() == config:
+        return False
+    path.write_text(config)
+    return True
 
 
 def up(settings: Settings) -> str:
     pid = _pid(settings)
     if process.alive(pid, _marker(settings)):
+        assert pid is not None
+        if process.is_root() and _prepare(settings):
+            # A newer configuration (another port, a new setting): SIGHUP makes the master
+            # re-read it and restart its children, without dropping the instance.
+            os.kill(pid, signal.SIGHUP)
+            return f"already running (pid {pid}), configuration reloaded"
         return f"already running (pid {pid})"
     ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
     taken = [p for p in ports if process.port_open(p)]
