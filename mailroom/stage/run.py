@@ -13,10 +13,10 @@ connection for the attempt counter, the blob store for oversized dead letters, t
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from mailroom import kafka
 from mailroom.attempts import AttemptLog
+from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.settings import Settings
@@ -25,21 +25,6 @@ from mailroom.stage.execute import StageSpec
 from mailroom.stage.runner import StageRunner, StageStatus
 
 log = logging.getLogger(__name__)
-
-
-def _blob_store(settings: Settings, schema: str | None) -> Any:
-    try:
-        from mailroom.blobs import BlobStore  # the foundation's claim-check store
-    except ImportError:  # not there yet: oversized dead letters then fail loudly, never drop
-        return None
-    return BlobStore(settings, schema=schema) if _takes_settings(BlobStore) else None
-
-
-def _takes_settings(cls: Any) -> bool:
-    import inspect
-
-    params = list(inspect.signature(cls).parameters)
-    return bool(params) and params[0] == "settings" and "schema" in params
 
 
 def build_runner(
@@ -64,7 +49,8 @@ def build_runner(
         codec=codec,
         attempts=AttemptLog(conn, spec.group_id(settings)),
         executor=make_executor(spec, codec, settings),
-        blobs=_blob_store(settings, schema),
+        # Its own connection: a dead letter's blob must commit even while nothing else does.
+        blobs=BlobStore(connect(settings, schema=schema, autocommit=True)),
         status=status,
     )
 
@@ -83,3 +69,5 @@ def run_stage(
     finally:
         runner.producer.close()
         runner.attempts.conn.close()
+        if runner.dead.blobs is not None:
+            runner.dead.blobs.conn.close()
