@@ -251,7 +251,7 @@ def up(settings: Settings) -> str:
             return f"already running (pid {pid}), configuration reloaded"
         return f"already running (pid {pid})"
     ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
-    taken = [p for p in ports if process.port_open(p)]
+    taken = [p for p in ports if process.listening(p)]
     if taken:
         raise StackError(
             f"port(s) {taken} taken by a process this stack did not start; stop it or set "
@@ -267,7 +267,7 @@ def up(settings: Settings) -> str:
     process.run(["dovecot", "-c", str(config_file(settings))],
                 f"starting Dovecot (log {log_file(settings)})",
                 log=home(settings) / "dovecot.out", start_new_session=True)
-    process.wait_for(lambda: all(process.port_open(p) for p in ports), 30,
+    process.wait_for(lambda: all(process.listening(p) for p in ports), 30,
                      f"Dovecot on ports {ports}; see {log_file(settings)}")
     return f"started (pid {_pid(settings)})"
 
@@ -285,8 +285,8 @@ def status(settings: Settings) -> ServiceStatus:
     ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
     pid = _pid(settings)
     if process.alive(pid, _marker(settings)):
-        state = "running" if all(process.port_open(p) for p in ports) else "starting"
+        state = "running" if all(process.listening(p) for p in ports) else "starting"
         return ServiceStatus(NAME, ports, pid, state)
-    if any(process.port_open(p) for p in ports):
+    if any(process.listening(p) for p in ports):
         return ServiceStatus(NAME, ports, None, "port taken by a process this stack did not start")
     return ServiceStatus(NAME, ports, None, "stopped")

@@ -101,11 +101,18 @@ def log4j_config(settings: Settings) -> str:
     log = home(settings) / "kafka.log"
     return "\n".join([
         "status = warn",
-        "appender.file.type = File",
+        # Rolled at 50 MB, three kept: a long-lived dev stack must not fill the disk.
+        "appender.file.type = RollingFile",
         "appender.file.name = FILE",
         f"appender.file.fileName = {log}",
+        f"appender.file.filePattern = {log}.%i",
         "appender.file.layout.type = PatternLayout",
         "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+        "appender.file.policies.type = Policies",
+        "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
+        "appender.file.policies.size.size = 50MB",
+        "appender.file.strategy.type = DefaultRolloverStrategy",
+        "appender.file.strategy.max = 3",
         "rootLogger.level = INFO",
         "rootLogger.appenderRef.file.ref = FILE",
         # The request log and state-change logs are per request: far too verbose at INFO.
@@ -170,7 +177,7 @@ def up(settings: Settings) -> str:
     pid = process.read_pid(_pid_file(settings))
     if process.alive(pid, _marker(settings)):
         return f"already running (pid {pid})"
-    if process.port_open(settings.kafka_port) or process.port_open(settings.kafka_controller_port):
+    if process.listening(settings.kafka_port) or process.listening(settings.kafka_controller_port):
         raise StackError(
             f"port {settings.kafka_port} or {settings.kafka_controller_port} is taken by a "
             "process this stack did not start; stop it or set MAILROOM_KAFKA_PORT / "
@@ -218,8 +225,8 @@ def status(settings: Settings) -> ServiceStatus:
     ports = (settings.kafka_port, settings.kafka_controller_port)
     pid = process.read_pid(_pid_file(settings))
     if process.alive(pid, _marker(settings)):
-        state = "running" if process.port_open(settings.kafka_port) else "starting"
+        state = "running" if process.listening(settings.kafka_port) else "starting"
         return ServiceStatus(NAME, ports, pid, state)
-    if process.port_open(settings.kafka_port):
+    if process.listening(settings.kafka_port):
         return ServiceStatus(NAME, ports, None, "port taken by a process this stack did not start")
     return ServiceStatus(NAME, ports, None, "stopped")

@@ -114,7 +114,7 @@ def up(settings: Settings) -> str:
     if process.alive(pid, _marker(settings)):
         _ensure_database(settings)
         return f"already running (pid {pid})"
-    if process.port_open(settings.postgres_port):
+    if process.listening(settings.postgres_port):
         raise StackError(
             f"port {settings.postgres_port} is taken by a process this stack did not start; "
             "stop it or set MAILROOM_POSTGRES_PORT"
@@ -157,8 +157,8 @@ def status(settings: Settings) -> ServiceStatus:
     ports = (settings.postgres_port,)
     pid = _pid(settings)
     if process.alive(pid, _marker(settings)):
-        state = "running" if process.port_open(settings.postgres_port) else "starting"
+        state = "running" if process.listening(settings.postgres_port) else "starting"
         return ServiceStatus(NAME, ports, pid, state)
-    if process.port_open(settings.postgres_port):
+    if process.listening(settings.postgres_port):
         return ServiceStatus(NAME, ports, None, "port taken by a process this stack did not start")
     return ServiceStatus(NAME, ports, None, "stopped")

@@ -54,3 +54,14 @@ def test_spawned_process_is_detached_and_found_by_its_marker(tmp_path) -> None:
     finally:
         process.terminate(pid, marker, timeout=5)
     assert not process.alive(pid, marker)
+
+
+def test_listening_sees_a_listener_and_nothing_else() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        assert not process.listening(port)
+        sock.listen()
+        assert process.listening(port)
