@@ -34,6 +34,7 @@ from kafka.structs import OffsetAndMetadata
 from psycopg.types.json import Jsonb
 
 from mailroom import faults, kafka
+from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.deadletters import DeadLetterWriter
@@ -225,17 +226,19 @@ class PersistStage:
 
 
 def main(settings: Settings, args: argparse.Namespace | None = None) -> int:
-    from mailroom.stage.run import _blob_store
-
     codec = Codec.from_settings(settings)
     conn = connect(settings)
     client = "mailroom-persist"
     consumer = kafka.make_consumer(settings, group_id(settings, STAGE), client_id=client)
     producer = kafka.make_producer(settings, client_id=client)
+    # Its own autocommit connection: an oversized dead letter's blob must be stored (and
+    # committed) before the dead letter is sent, whatever the batch transaction does.
+    blob_conn = connect(settings, autocommit=True)
     stage = PersistStage(settings, consumer=consumer, producer=producer, conn=conn, codec=codec,
-                         blobs=_blob_store(settings, None))
+                         blobs=BlobStore(blob_conn))
     try:
         return stage.run()
     finally:
         producer.close()
         conn.close()
+        blob_conn.close()
