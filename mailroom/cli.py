@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "route.commands",
     "unwrap.commands",
     "mailroom.doctor",
+    "mailroom.ops.lag_command",
 )
 
 
