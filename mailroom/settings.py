@@ -162,6 +162,13 @@ class Settings:
         "flagged, when a forward carries no attached original."
     )
 
+    # --- route stage --------------------------------------------------------------------------
+    route_reference_refresh_s: int = _setting(
+        60, "Route: seconds between reloads of the reference snapshot (users, queues, contacts, "
+        "mailboxes, rules) from PostgreSQL. A plan made with an older snapshot is still right: "
+        "what depends on fresh state is re-checked by persist."
+    )
+
     # --- derived values -----------------------------------------------------------------------
     @property
     def state_path(self) -> Path:

@@ -7,20 +7,26 @@ concurrency would only overlap I/O that does not exist, while the kernel runner 
 what the guarantees need (per-message budget, durable attempt counter, dead letters, commit
 after produce) — the same as every other stage. Measured: ``bench/route.py``.
 
-The snapshot is the edge's I/O: loaded from PostgreSQL on first use in the process that runs
-the handler and reloaded every :data:`REFRESH_SECONDS` (the clock only decides *when* to reload,
-never what a plan says). A plan made with a slightly old snapshot is still right, because
-correlation, contact creation and case decisions are re-checked by persist against its state.
+The snapshot is the edge's I/O: loaded from PostgreSQL when the handler's process starts
+(:func:`setup`, the StageSpec hook the runner calls with its own Settings — in the spawned
+worker too, which never reloads them from the environment) and reloaded every
+``route_reference_refresh_s`` (the clock only decides *when* to reload, never what a plan says).
+A plan made with a slightly old snapshot is still right, because correlation, contact creation
+and case decisions are re-checked by persist against its state.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 
-from mailroom import settings as settings_module
+import psycopg
+
 from mailroom.db import connect
+from mailroom.errors import TransientError
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
 from mailroom.settings import Settings
@@ -31,7 +37,7 @@ from route.config import RouteConfig
 from route.plan import plan
 from route.reference import ReferenceData
 
-REFRESH_SECONDS = 60.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,13 +48,14 @@ class Snapshot:
 
 
 class _Holder:
-    """Where the handler finds the snapshot. Set by :func:`main` (or a test) before running."""
+    """Where the handler finds its snapshot, per process: set by :func:`setup` (or a test)."""
 
     settings: Settings | None = None
     snapshot: Snapshot | None = None
 
 
 def install(settings: Settings | None, snapshot: Snapshot | None = None) -> None:
+    """``settings=None`` with a snapshot: a fixed snapshot, never reloaded (unit tests)."""
     _Holder.settings, _Holder.snapshot = settings, snapshot
 
 
@@ -57,17 +64,33 @@ def load_snapshot(settings: Settings) -> Snapshot:
         return Snapshot(loader.load(conn), store.load(conn), time.monotonic())
 
 
+def setup(settings: Settings) -> None:
+    """The StageSpec hook: remember the settings and load the snapshot before the first email.
+    A database that is down now is not fatal: the first email retries the load."""
+    install(settings)
+    try:
+        _Holder.snapshot = load_snapshot(settings)
+    except psycopg.OperationalError as exc:
+        log.warning("route: reference snapshot not loaded at start (%s); retrying later", exc)
+
+
 def _current() -> Snapshot:
-    snap = _Holder.snapshot
-    stale = snap is None or time.monotonic() - snap.loaded_at > REFRESH_SECONDS
-    if stale and _Holder.snapshot is None or stale and _Holder.settings is not None:
-        # A spawned worker process (stage_isolation=process) starts with an empty holder: it
-        # reads the same settings the parent did, from the environment it inherited.
-        if _Holder.settings is None:
-            _Holder.settings = settings_module.load()
-        snap = _Holder.snapshot = load_snapshot(_Holder.settings)
-    if snap is None:
-        raise RuntimeError("route: no reference snapshot installed (call route.stage.install)")
+    snap, settings = _Holder.snapshot, _Holder.settings
+    if settings is None:
+        if snap is None:
+            raise RuntimeError("route: no settings or snapshot installed (StageSpec.setup)")
+        return snap
+    if snap is not None and time.monotonic() - snap.loaded_at <= settings.route_reference_refresh_s:
+        return snap
+    try:
+        snap = load_snapshot(settings)
+    except psycopg.OperationalError as exc:
+        if snap is None:  # nothing to decide with: the runner retries the email, then gives up
+            raise TransientError(f"route: reference data unavailable: {exc}") from exc
+        # The old snapshot is still right (see above); try again one refresh period later.
+        log.warning("route: reloading the reference snapshot failed (%s); keeping the old", exc)
+        snap = dataclasses.replace(snap, loaded_at=time.monotonic())
+    _Holder.snapshot = snap
     return snap
 
 
@@ -90,11 +113,12 @@ def handle(email: Email, context: Context) -> Outcome:
     return to_outcome(plan(email, snap.reference, snap.config, context.source.value or b""))
 
 
-SPEC = StageSpec(name="route", input_topic="unwrapped", handler=handle, input_type=Email)
+SPEC = StageSpec(
+    name="route", input_topic="unwrapped", handler=handle, input_type=Email, setup=setup
+)
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
     from mailroom.stage.run import run_stage
 
-    install(settings)
     return run_stage(SPEC, settings)

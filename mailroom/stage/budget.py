@@ -85,6 +85,8 @@ class InlineExecutor:
         self.spec = spec
         self.codec = codec
         self.budget_ms = settings.stage_budget_ms
+        if spec.setup is not None:
+            spec.setup(settings)
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         raise BudgetExceeded
@@ -129,6 +131,8 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
     from mailroom.codec import Codec as _Codec  # imported here: the child is a fresh interpreter
 
     codec = _Codec.from_settings(settings)
+    if spec.setup is not None:  # before "ready": no message's budget pays for it
+        spec.setup(settings)
     conn.send("ready")
     while True:
         try:

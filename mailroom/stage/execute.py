@@ -9,6 +9,7 @@ Avro stays off the consumer's process and only bytes cross the pipe.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,12 +44,20 @@ class StageSpec:
     ``handler`` must be a module-level function (with process isolation it is imported by
     reference in the worker). ``input_type`` is the record class of the input topic
     (``RawMail`` for unwrap); ``None`` hands the handler the raw ``(schema name, datum)``.
+
+    ``setup`` (module-level too) is called once with the runner's Settings in the process that
+    will run the handler — the spawned worker, or the consumer's own process inline — before
+    the first message. It is how a handler gets its settings without a global loaded from the
+    environment: a worker is a fresh interpreter, and the runner's Settings may differ from what
+    the environment says (tests, ``mailroom run all``). Keep it cheap and do not let a passing
+    outage escape it: defer what can fail to the first message (as a TransientError there).
     """
 
     name: str
     input_topic: str  # the brief's short name: 'raw', 'unwrapped', ...
     handler: Handler
     input_type: Any = None
+    setup: Callable[[Settings], None] | None = None
 
     def group_id(self, settings: Settings) -> str:
         return group_id(settings, self.name)
