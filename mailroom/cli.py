@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unwrap.commands",
     "mailroom.doctor",
     "mailroom.ops.lag_command",
+    "mailroom.ops.replay_command",
 )
 
 

@@ -93,3 +93,26 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, "SIGTERM: finish, commit, leave, exit 0"
+
+
+def read_all(settings: Settings, role: str) -> list[Any]:
+    """Every record now in a topic (all partitions), read without a group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    config = kafka.consumer_config(settings, "unused")
+    config["group_id"] = None
+    consumer = KafkaConsumer(**config)
+    try:
+        topic = settings.topic(role)
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + 10
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()
