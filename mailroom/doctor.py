@@ -9,6 +9,7 @@ goes wrong inside it is its answer.
 from __future__ import annotations
 
 import argparse
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -51,6 +52,12 @@ def check_kafka(settings: Settings) -> Iterator[Finding]:
     from mailroom import kafka, topics
 
     servers = ",".join(settings.bootstrap_servers)
+    # The admin client retries an unreachable bootstrap list for its whole timeout; a plain
+    # TCP connect answers in a moment and names the address.
+    if not any(_tcp_open(server) for server in settings.bootstrap_servers):
+        yield Finding("FAIL", "kafka", f"no broker answers at {servers}",
+                      "start the stack (`mailroom stack up`) or set MAILROOM_KAFKA_BOOTSTRAP")
+        return
     try:
         admin = kafka.make_admin(settings)
     except Exception as exc:  # noqa: BLE001
@@ -83,6 +90,15 @@ def check_kafka(settings: Settings) -> Iterator[Finding]:
         yield Finding("FAIL", "kafka", f"{servers}: {exc}", "see the broker's log")
     finally:
         admin.close()
+
+
+def _tcp_open(server: str, timeout: float = 2.0) -> bool:
+    host, _, port = server.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def check_database(settings: Settings) -> Iterator[Finding]:
