@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.doctor",
     "mailroom.ops.lag_command",
     "mailroom.ops.replay_command",
+    "mailroom.web.command",
 )
 
 

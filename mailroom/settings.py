@@ -91,6 +91,10 @@ class Settings:
         "", "Key that encrypts mailbox credentials at rest and signs web sessions. "
         "Empty: a key generated once into the state folder (local stack only)."
     )
+    web_secret: str = _setting(
+        "", "Secret that logs in to the dashboard (mailroom web). Empty: one generated once into "
+        "the state folder (web-secret) and printed by mailroom web."
+    )
     fault_points: str = _setting(
         "", "Comma-separated 'stage:point' names at which the process dies on purpose (tests)."
     )

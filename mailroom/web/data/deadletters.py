@@ -1,0 +1,72 @@
+"""Dead letters for the page: ``mailroom dlq``'s reader and retry (:mod:`mailroom.ops.dlq`).
+
+What the page adds is only presentation: newest first, a one-line payload summary, and whether
+a letter was sent back already — the ``retried`` trace events ``mailroom dlq retry`` emits,
+as persist stored them in ``message_traces``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from mailroom.codec import Codec
+from mailroom.ops import dlq
+from mailroom.settings import Settings
+
+
+@dataclass
+class LetterView:
+    id: str  # PARTITION:OFFSET on the dlq topic
+    stage: str
+    reason_code: str
+    reason: str
+    attempts: int
+    source: str
+    failed_at: datetime | None
+    retries: int  # rounds this message went through before this letter
+    summary: str
+    retried_at: datetime | None = None  # when this letter was sent back (None: not yet)
+
+
+def letters(settings: Settings, codec: Codec, conn: psycopg.Connection | None,
+            limit: int = 200) -> tuple[list[LetterView], Counter[tuple[str, str]]]:
+    found = dlq.read_letters(settings, codec)
+    counts = dlq.counts(found)
+    retried = _retried(settings, conn)
+    out = []
+    for item in reversed(found[-limit:] if len(found) > limit else found):
+        d = item.letter
+        if d is None:
+            out.append(LetterView(item.id, "?", "unreadable", item.error, 0, "", None, 0, ""))
+            continue
+        summary = "; ".join(f"{k}={v}" for k, v in dlq.summary(codec, d).items())
+        out.append(LetterView(
+            item.id, d.stage, d.reason_code, d.reason, d.attempts,
+            f"{d.source_topic}/{d.source_partition}@{d.source_offset}", d.failed_at, d.retries,
+            summary, retried.get(f"{settings.topic('dlq')}/{item.id}"),
+        ))
+    out.sort(key=lambda v: (v.failed_at is None, v.failed_at), reverse=True)
+    return out, counts
+
+
+def _retried(settings: Settings, conn: psycopg.Connection | None) -> dict[str, datetime]:
+    if conn is None:
+        return {}
+    rows = conn.execute(
+        "SELECT detail->>'dead_letter', max(at) FROM message_traces "
+        "WHERE event = 'retried' AND detail->>'dead_letter' LIKE %s GROUP BY 1",
+        (settings.topic("dlq") + "/%",),
+    ).fetchall()
+    return dict(rows)
+
+
+def retry(settings: Settings, codec: Codec, *, letter_id: str | None = None,
+          stage: str | None = None, reason: str | None = None) -> int:
+    """``mailroom dlq retry`` with the same selection; returns how many were sent back."""
+    chosen = dlq.select(dlq.read_letters(settings, codec), letter_id=letter_id,
+                        stage=stage, reason=reason)
+    return dlq.retry(settings, codec, chosen) if chosen else 0

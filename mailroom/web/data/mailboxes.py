@@ -1,0 +1,73 @@
+"""Mailboxes as the dashboard lists them, and the *Test* button (ingest's own mailbox test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from ingest import probe, store
+from mailroom.ops.ingest_backlog import mailbox_backlog
+from mailroom.settings import Settings
+
+
+@dataclass
+class MailboxView:
+    id: int
+    address: str
+    kind: str  # user | queue | forward
+    method: str  # "direct" or "via <forward mailbox address>"
+    enabled: bool
+    status: str
+    status_detail: str
+    last_poll: datetime | None
+    backlog: int | None  # messages on the server not fetched yet (None: not measured)
+    seconds_behind: float
+    last_error: str
+    last_test_ok: bool | None
+    last_test_detail: str
+    last_test_at: datetime | None
+
+
+def mailboxes(conn: psycopg.Connection) -> list[MailboxView]:
+    boxes = store.mailboxes(conn)
+    address = {m.id: m.address for m in boxes}
+    backlog: dict[int, tuple[int | None, float]] = {}
+    for b in mailbox_backlog(conn):
+        count, behind = backlog.get(b.mailbox_id, (None, 0.0))
+        if b.backlog is not None:
+            count = (count or 0) + b.backlog
+        backlog[b.mailbox_id] = (count, max(behind, b.seconds_behind))
+    # Last poll: the latest status change or checkpoint write; a mailbox still 'new' never ran.
+    polled = dict(conn.execute(
+        "SELECT m.id, GREATEST(m.status_at, MAX(c.updated_at)) FROM ingest_mailboxes m "
+        "LEFT JOIN ingest_checkpoints c ON c.mailbox_id = m.id "
+        "WHERE m.status <> 'new' GROUP BY m.id"
+    ).fetchall())
+    out = []
+    for m in boxes:
+        assert m.id is not None
+        count, behind = backlog.get(m.id, (None, 0.0))
+        via = m.via_mailbox_id
+        out.append(MailboxView(
+            id=m.id, address=m.address, kind=m.owner_kind.value,
+            method="direct" if via is None else f"via {address.get(via, f'mailbox {via}')}",
+            enabled=m.enabled, status=m.status if m.enabled else "disabled",
+            status_detail=m.status_detail, last_poll=polled.get(m.id), backlog=count,
+            seconds_behind=behind,
+            last_error=m.status_detail if m.status in {"retrying", "disabled"} else "",
+            last_test_ok=m.last_test_ok, last_test_detail=m.last_test_detail,
+            last_test_at=m.last_test_at,
+        ))
+    return out
+
+
+def test_mailbox(settings: Settings, conn: psycopg.Connection, mailbox_id: int) -> probe.TestResult:
+    """Exactly ``mailroom mailbox test``: log in, count the folders, record the result."""
+    m = store.mailbox(conn, mailbox_id)
+    p = store.profile(conn, m.profile_id)
+    result = probe.test(settings, p, m)
+    store.record_test(conn, mailbox_id, result.ok, result.detail)
+    conn.commit()
+    return result

@@ -1,0 +1,133 @@
+"""Recent emails and cases from persist's tables, and one email's trace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from mailroom.codec import Codec
+from mailroom.settings import Settings
+
+
+@dataclass
+class EmailView:
+    id: int
+    subject: str
+    sender: str
+    received_at: datetime | None
+    sent_at: datetime | None
+    message_id: str | None
+    dedupe_key: str
+    correlation_method: str
+    regarding: str
+    copy_kind: str
+    collision: bool
+    automated: str
+    mailboxes: str
+    # (role, address, record, outcome)
+    parties: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+@dataclass
+class CaseView:
+    id: int
+    number: str
+    title: str
+    customer: str
+    queue_id: str
+    status: str
+    created_at: datetime
+    originating_activity_id: int | None
+    reopened_count: int
+
+
+@dataclass
+class TraceStep:
+    at: datetime
+    stage: str
+    event: str
+    detail: dict[str, Any]
+    source: str
+
+
+_EMAIL_SQL = (
+    "SELECT a.*, COALESCE((SELECT string_agg(m.mailbox_id || CASE WHEN m.forwarded_by <> '' "
+    "  THEN ' (forwarded by ' || m.forwarded_by || ')' ELSE '' END, ', ' ORDER BY m.mailbox_id) "
+    "  FROM activity_mailboxes m WHERE m.activity_id = a.id), '') AS mailbox_list "
+    "FROM email_activities a WHERE a.deleted_at IS NULL "
+)
+
+
+def _email(row: dict[str, Any]) -> EmailView:
+    return EmailView(
+        id=row["id"], subject=row["subject"], sender=row["sender"],
+        received_at=row["received_at"], sent_at=row["sent_at"], message_id=row["message_id"],
+        dedupe_key=row["dedupe_key"], correlation_method=row["correlation_method"],
+        regarding=row["regarding"], copy_kind=row["copy_kind"], collision=row["collision"],
+        automated=row["automated"], mailboxes=row["mailbox_list"],
+    )
+
+
+def recent_emails(conn: psycopg.Connection, limit: int = 50) -> list[EmailView]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_EMAIL_SQL + "ORDER BY a.id DESC LIMIT %s", (limit,)).fetchall()
+    return [_email(r) for r in rows]
+
+
+def email(conn: psycopg.Connection, activity_id: int) -> EmailView | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_EMAIL_SQL + "AND a.id = %s", (activity_id,)).fetchone()
+    if row is None:
+        return None
+    view = _email(row)
+    view.parties = [tuple(r) for r in conn.execute(
+        "SELECT role, address, record, outcome FROM activity_parties WHERE activity_id = %s "
+        "ORDER BY array_position(ARRAY['from','to','cc','bcc'], role), address", (activity_id,)
+    ).fetchall()]
+    return view
+
+
+_CASE_SQL = (
+    "SELECT id, number, title, customer, queue_id, status, created_at, "
+    "originating_activity_id, reopened_count FROM cases WHERE deleted_at IS NULL "
+)
+
+
+def recent_cases(conn: psycopg.Connection, limit: int = 50) -> list[CaseView]:
+    rows = conn.execute(_CASE_SQL + "ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
+    return [CaseView(*r) for r in rows]
+
+
+def case(conn: psycopg.Connection, case_id: int) -> CaseView | None:
+    row = conn.execute(_CASE_SQL + "AND id = %s", (case_id,)).fetchone()
+    return CaseView(*row) if row else None
+
+
+def case_emails(conn: psycopg.Connection, case_id: int) -> list[EmailView]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_EMAIL_SQL + "AND a.regarding = %s ORDER BY a.sent_at, a.id",
+                           (f"case:{case_id}",)).fetchall()
+    return [_email(r) for r in rows]
+
+
+
+def trace(settings: Settings, codec: Codec, dedupe_key: str) -> tuple[list[TraceStep], str]:
+    """The email's story exactly as ``mailroom trace`` tells it (:mod:`mailroom.ops.trace`):
+    persist's trace table and the trace topic, linked through raw identities; plus the one-line
+    summary of where it stopped."""
+    from mailroom.ops import trace as ops_trace
+
+    try:
+        tracer = ops_trace.Tracer(settings, codec)
+        try:
+            steps = tracer.story(dedupe_key)
+        finally:
+            tracer.close()
+    except Exception as exc:  # noqa: BLE001 - the record is still worth showing without it
+        return [], f"trace unavailable: {type(exc).__name__}: {exc}"
+    return ([TraceStep(s.at, s.stage, s.event, dict(s.detail), s.where) for s in steps],
+            ops_trace.where_it_stopped(steps))

@@ -1,0 +1,55 @@
+"""Mailboxes: kind, method, status, last poll, backlog, last error, and a *Test* button."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from mailroom.db import connect
+from mailroom.web.data import mailboxes as data
+from mailroom.web.templates import Html, ago, duration, esc, page, post_button, status, table
+
+if TYPE_CHECKING:
+    from mailroom.web.app import Dashboard, Request, Response
+
+
+def _backlog(m: data.MailboxView) -> str:
+    if m.backlog is None:
+        return "not measured"
+    return f"{m.backlog}" + (f" ({duration(m.seconds_behind)} behind)" if m.backlog else "")
+
+
+def _test(m: data.MailboxView) -> Html:
+    if m.last_test_at is None:
+        return Html("")
+    word = status("Success" if m.last_test_ok else "Failure")
+    return Html(f"{word} {esc(ago(m.last_test_at))}: {esc(m.last_test_detail)}")
+
+
+def show(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
+    from mailroom.web.app import Response
+
+    with connect(app.settings) as conn:
+        boxes = data.mailboxes(conn)
+    rows = [
+        (m.address, m.kind, m.method, status(m.status), ago(m.last_poll) if m.last_poll else
+         "never", _backlog(m), m.last_error, _test(m),
+         post_button(f"/mailboxes/{m.id}/test", "Test", request.csrf_token))
+        for m in boxes
+    ]
+    body = table(("Mailbox", "Kind", "Method", "Status", "Last poll", "Backlog", "Last error",
+                  "Last test", ""), rows, empty="no mailboxes (mailroom mailbox add)",
+                 id="mailboxes")
+    return Response(page("Mailboxes", body, current="/", csrf=request.csrf_token,
+                         flash=app.flash(request)))
+
+
+def test(app: Dashboard, request: Request, match: re.Match[str]) -> Response:
+    with connect(app.settings) as conn:
+        mailbox = next((m for m in data.mailboxes(conn) if m.id == int(match[1])), None)
+        if mailbox is None:
+            return app.flash_redirect("/", "No such mailbox.")
+        result = data.test_mailbox(app.settings, conn, mailbox.id)
+    word = "Success" if result.ok else "Failure"
+    # Post/redirect/get: a reload does not log in to the server again.
+    return app.flash_redirect("/", f"Test of {mailbox.address}: {word}: {result.detail}")

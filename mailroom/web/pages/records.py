@@ -1,0 +1,106 @@
+"""Recent emails and cases, each with its trace (the events ``mailroom trace`` shows)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from mailroom.db import connect
+from mailroom.web.data import records as data
+from mailroom.web.templates import Html, esc, join, link, page, status, table, tag
+
+if TYPE_CHECKING:
+    from mailroom.web.app import Dashboard, Request, Response
+
+
+def _regarding(value: str) -> Html:
+    kind, _, ident = value.partition(":")
+    if kind == "case" and ident.isdigit():
+        return link(f"/cases/{ident}", value)
+    return esc(value)
+
+
+def _email_rows(emails: list[data.EmailView]) -> list[tuple[object, ...]]:
+    return [
+        (link(f"/emails/{e.id}", e.subject or "(no subject)"), e.sender, e.received_at,
+         e.mailboxes, e.correlation_method or "new thread", _regarding(e.regarding),
+         "collision" if e.collision else e.automated)
+        for e in emails
+    ]
+
+
+EMAIL_HEADERS = ("Subject", "From", "Received", "Mailboxes", "Correlation", "Regarding",
+                 "Flags")
+
+
+def emails(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
+    from mailroom.web.app import Response
+
+    with connect(app.settings) as conn:
+        rows = _email_rows(data.recent_emails(conn))
+    body = table(EMAIL_HEADERS, rows, empty="no emails yet", id="emails")
+    return Response(page("Recent emails", body, current="/emails", csrf=request.csrf_token))
+
+
+def _trace(found: tuple[list[data.TraceStep], str]) -> Html:
+    steps, summary = found
+    rows = [(s.at, s.stage, s.event,
+             "; ".join(f"{k}={v}" for k, v in sorted(s.detail.items())), s.source)
+            for s in steps]
+    table_html = table(("At", "Stage", "Event", "Detail", "Source"), rows,
+                 empty="no trace events for this email", id="trace")
+    return join([tag("p", summary, cls="muted", id="trace-summary"), table_html])
+
+
+def email(app: Dashboard, request: Request, match: re.Match[str]) -> Response:
+    from mailroom.web.app import Response
+
+    with connect(app.settings) as conn:
+        e = data.email(conn, int(match[1]))
+    if e is None:
+        return Response(page("No such email", "", csrf=request.csrf_token), 404)
+    facts = [("Subject", e.subject), ("From", e.sender), ("Message-ID", e.message_id or ""),
+             ("Dedupe key", e.dedupe_key), ("Sent", e.sent_at), ("Received", e.received_at),
+             ("Copy", e.copy_kind), ("Mailboxes", e.mailboxes),
+             ("Correlation", e.correlation_method or "new thread"),
+             ("Regarding", _regarding(e.regarding)),
+             ("Flags", "collision" if e.collision else e.automated)]
+    steps = data.trace(app.settings, app.codec, e.dedupe_key)
+    dl = tag("dl", join(tag("dt", k) + tag("dd", v) for k, v in facts))
+    parties = table(("Role", "Address", "Record", "Outcome"), e.parties, id="parties")
+    body = join([dl, tag("h2", "Parties"), parties, tag("h2", "Trace"), _trace(steps)])
+    return Response(page(f"Email {e.id}", body, current="/emails", csrf=request.csrf_token))
+
+
+def cases(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
+    from mailroom.web.app import Response
+
+    with connect(app.settings) as conn:
+        found = data.recent_cases(conn)
+    rows = [(link(f"/cases/{c.id}", c.number), c.title, c.customer, c.queue_id,
+             status(c.status), c.created_at, c.reopened_count) for c in found]
+    body = table(("Case", "Title", "Customer", "Queue", "Status", "Created", "Reopened"),
+                 rows, empty="no cases yet", id="cases")
+    return Response(page("Recent cases", body, current="/cases", csrf=request.csrf_token))
+
+
+def case(app: Dashboard, request: Request, match: re.Match[str]) -> Response:
+    from mailroom.web.app import Response
+
+    with connect(app.settings) as conn:
+        c = data.case(conn, int(match[1]))
+        mails = data.case_emails(conn, c.id) if c else []
+        origin = data.email(conn, c.originating_activity_id) if c and \
+            c.originating_activity_id else None
+    if c is None:
+        return Response(page("No such case", "", csrf=request.csrf_token), 404)
+    steps = data.trace(app.settings, app.codec, origin.dedupe_key) if origin else ([], "")
+    facts = [("Title", c.title), ("Status", status(c.status)), ("Customer", c.customer),
+             ("Queue", c.queue_id), ("Created", c.created_at), ("Reopened", c.reopened_count)]
+    body = join([
+        tag("dl", join(tag("dt", k) + tag("dd", v) for k, v in facts)),
+        tag("h2", "Emails"), table(EMAIL_HEADERS, _email_rows(mails), id="emails"),
+        tag("h2", "Trace of the originating email"), _trace(steps),
+    ])
+    return Response(page(f"Case {c.number}", body, current="/cases", csrf=request.csrf_token))
+

@@ -1,0 +1,59 @@
+"""Stages: lag per consumer group and partition (messages and seconds), status, throughput.
+
+Refreshes itself with ``<meta http-equiv=refresh>``: live without any script, so the
+Content-Security-Policy can forbid scripts entirely.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from mailroom.web.templates import Html, duration, join, page, status, table, tag
+
+if TYPE_CHECKING:
+    from mailroom.web.app import Dashboard, Request, Response
+
+REFRESH_S = 5
+
+
+def show(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
+    from mailroom.web.app import Response
+
+    snap = app.stages.snapshot()
+    parts: list[Html] = []
+    if snap.report is None:
+        parts.append(tag("p", f"Lag unavailable: {snap.error}", cls="st bad"))
+    else:
+        r = snap.report
+        groups = [
+            (g.stage, g.group, status(g.status if g.members or not g.messages_behind
+                                      else "no process") if not g.error else status("error"),
+             g.members, g.messages_behind, duration(g.seconds_behind),
+             "—" if g.stage not in snap.throughput else f"{snap.throughput[g.stage]:.1f}/s",
+             g.offsets_in, g.error)
+            for g in r.groups
+        ]
+        ingest_behind = sum(b.backlog or 0 for b in r.mailboxes)
+        groups.insert(0, ("ingest", "(mail servers)", status(r.ingest_status), "—",
+                          ingest_behind, duration(max((b.seconds_behind for b in r.mailboxes),
+                                                      default=0.0)), "—", "postgresql",
+                          r.ingest_error))
+        parts.append(table(("Stage", "Consumer group", "Status", "Processes", "Messages behind",
+                            "Seconds behind", "Throughput", "Offsets in", "Error"), groups,
+                           id="stages"))
+        parts.append(tag("h2", "Partitions"))
+        rows = [
+            (g.stage, p.topic, p.partition, status(p.status),
+             "—" if p.committed is None else p.committed, p.end, p.messages_behind
+             if p.exact else f"≈{p.messages_behind}", f"{p.seconds_behind:.1f}")
+            for g in r.groups for p in g.partitions
+        ]
+        parts.append(table(("Stage", "Topic", "Partition", "Status", "Committed", "End",
+                            "Messages behind", "Seconds behind"), rows,
+                           empty="no partitions (topics not created?)", id="partitions"))
+        parts.append(tag("p", f"Sampled {r.taken_at:%H:%M:%S} UTC; refreshes every "
+                              f"{REFRESH_S} s.", cls="muted"))
+    return Response(page("Stages", join(parts), current="/stages", csrf=request.csrf_token,
+                         refresh_s=REFRESH_S))
+
