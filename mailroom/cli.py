@@ -30,6 +30,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.ops.lag_command",
     "mailroom.ops.replay_command",
     "mailroom.web.command",
+    "mailroom.ops.dlq_command",
+    "mailroom.ops.trace_command",
 )
 
 

@@ -74,6 +74,8 @@ class DeadLetterWriter:
             original_timestamp=(
                 datetime.fromtimestamp(src.timestamp / 1000, UTC) if src.timestamp >= 0 else None
             ),
+            # Lineage: a message `mailroom dlq retry` sent back carries its count in a header.
+            retries=retries_of(src.headers),
         )
 
     def send(
@@ -96,6 +98,21 @@ class DeadLetterWriter:
         """Send and wait for the broker's acknowledgement; returns the record metadata."""
         future = self.send(stage, reason_code, reason, source, attempts)
         return future.get(timeout=self.settings.kafka_request_timeout_ms / 1000)
+
+
+RETRIES_HEADER = "mailroom-retries"
+RETRY_OF_HEADER = "mailroom-retry-of"
+
+
+def retries_of(headers: Any) -> int:
+    """How often ``mailroom dlq retry`` already sent this message back (0: never)."""
+    for name, value in headers or ():
+        if name == RETRIES_HEADER:
+            try:
+                return int(bytes(value).decode("ascii"))
+            except (ValueError, UnicodeDecodeError):
+                return 0
+    return 0
 
 
 def _sha256_of(ref: Any) -> str:

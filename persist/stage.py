@@ -153,7 +153,7 @@ class PersistStage:
         for tp, records in batch.items():
             for record in records:
                 source = Source(record.topic, record.partition, record.offset, record.key,
-                                record.value, record.timestamp)
+                                record.value, record.timestamp, tuple(record.headers or ()))
                 try:
                     if record.value is None:
                         raise MalformedRecordError("the record has no value (a tombstone)")

@@ -319,5 +319,5 @@ class StageRunner:
 def _source(record: Any) -> Source:
     return Source(
         record.topic, record.partition, record.offset, record.key, record.value,
-        record.timestamp,
+        record.timestamp, tuple(record.headers or ()),
     )

@@ -44,6 +44,8 @@ class Source:
     key: bytes | None
     value: bytes | None
     timestamp: int  # ms since the epoch (the record's CreateTime or LogAppendTime)
+    # Kafka headers; ``mailroom-retries`` carries a retried dead letter's lineage (dlq retry).
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def key_text(self) -> str:

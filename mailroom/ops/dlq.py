@@ -1,0 +1,156 @@
+"""Dead letters for operators: list them by stage and reason, show one, send them back.
+
+Dead letters are read from the ``dlq`` topic from its beginning (it keeps them for
+``dlq_retention_days``, months); a letter is named by its place there, ``PARTITION:OFFSET``.
+
+Retry sends the original record — its payload, or the bytes its ``blob_ref`` names in the blob
+store — back to the topic it came from (``source_topic``, under its ``source_key``, so it lands
+in the partition its key chooses) with two headers: ``mailroom-retries`` (the letter's
+``retries`` + 1) and ``mailroom-retry-of`` (the letter's coordinates). If it fails again, the
+stage's dead-letter writer copies the header into the new letter's ``retries``: the lineage
+survives any number of rounds. A ``retried`` trace event says when and from where. A retried
+letter stays on the topic (Kafka cannot delete one record); sending one twice is harmless,
+because every stage downstream dedupes by natural keys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from mailroom import kafka
+from mailroom.codec import Codec
+from mailroom.deadletters import RETRIES_HEADER, RETRY_OF_HEADER
+from mailroom.errors import ConfigError, MailroomError
+from mailroom.records import DeadLetter
+from mailroom.settings import Settings
+from mailroom.tracing import Tracer
+
+READ_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Letter:
+    partition: int
+    offset: int
+    letter: DeadLetter | None  # None: not a readable dead letter (shown, never retried)
+    error: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+
+def read_letters(settings: Settings, codec: Codec) -> list[Letter]:
+    """Every dead letter now on the topic, oldest first per partition (no consumer group)."""
+    config = kafka.consumer_config(settings, "unused", client_id="mailroom-dlq")
+    config["group_id"] = None
+    consumer = KafkaConsumer(**config)
+    try:
+        topic = settings.topic("dlq")
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not tps:
+            raise ConfigError(f"topic {topic} does not exist (mailroom topics create)")
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[Letter] = []
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise MailroomError(f"reading {topic} took over {READ_TIMEOUT_S:g} s")
+            for records in consumer.poll(timeout_ms=300).values():
+                out.extend(_letter(codec, r) for r in records)
+        return sorted(out, key=lambda letter: (letter.partition, letter.offset))
+    finally:
+        consumer.close()
+
+
+def _letter(codec: Codec, record: Any) -> Letter:
+    try:
+        return Letter(record.partition, record.offset,
+                      codec.decode_record(record.value, DeadLetter))
+    except MailroomError as exc:
+        return Letter(record.partition, record.offset, None, str(exc))
+
+
+def select(letters: list[Letter], *, letter_id: str | None = None, stage: str | None = None,
+           reason: str | None = None) -> list[Letter]:
+    out = []
+    for item in letters:
+        if letter_id is not None and item.id != letter_id:
+            continue
+        d = item.letter
+        if d is None:
+            continue
+        if (stage and d.stage != stage) or (reason and d.reason_code != reason):
+            continue
+        out.append(item)
+    if letter_id is not None and not out:
+        raise ConfigError(f"no dead letter {letter_id} (PARTITION:OFFSET, see mailroom dlq list)")
+    return out
+
+
+def counts(letters: list[Letter]) -> Counter[tuple[str, str]]:
+    return Counter((x.letter.stage, x.letter.reason_code) if x.letter else ("?", "unreadable")
+                   for x in letters)
+
+
+def summary(codec: Codec, letter: DeadLetter) -> dict[str, str]:
+    """What the payload is, in a few fields (never the whole message)."""
+    if letter.payload is None:
+        return {"payload": f"in the blob store, sha256 {letter.blob_ref}"}
+    try:
+        record = codec.decode_any(letter.payload)
+    except MailroomError as exc:
+        return {"payload": f"{len(letter.payload)} bytes, not readable: {exc}"}
+    out = {"payload": f"{type(record).__name__}, {len(letter.payload)} bytes"}
+    for name in ("identity", "dedupe_key", "message_id", "subject", "mailbox_address",
+                 "folder", "uid", "fetched_at", "key", "event"):
+        value = getattr(record, name, None)
+        if value not in (None, ""):
+            out[name] = str(value)[:200]
+    return out
+
+
+def payload_bytes(settings: Settings, letter: DeadLetter) -> bytes:
+    if letter.payload is not None:
+        return letter.payload
+    if letter.blob_ref is None:
+        raise MailroomError("the dead letter carries neither a payload nor a blob_ref")
+    from mailroom.blobs import BlobStore
+    from mailroom.db import connect
+
+    with connect(settings, autocommit=True) as conn:
+        return bytes(BlobStore(conn).get(letter.blob_ref))
+
+
+def retry(settings: Settings, codec: Codec, letters: list[Letter]) -> int:
+    """Send each letter's record back to its source topic (acks=all); returns how many."""
+    producer = kafka.make_producer(settings, client_id="mailroom-dlq")
+    tracer = Tracer(producer, codec, settings, "dlq")
+    dlq_topic = settings.topic("dlq")
+    try:
+        futures = []
+        for item in letters:
+            d = item.letter
+            assert d is not None
+            headers = [(RETRIES_HEADER, str(d.retries + 1).encode()),
+                       (RETRY_OF_HEADER, f"{dlq_topic}/{item.id}".encode())]
+            futures.append(producer.send(d.source_topic, key=d.source_key,
+                                         value=payload_bytes(settings, d), headers=headers))
+            key = (d.source_key or b"").decode("utf-8", "replace")
+            tracer.emit(key, "retried", {
+                "dead_letter": f"{dlq_topic}/{item.id}", "stage": d.stage,
+                "reason_code": d.reason_code, "retries": str(d.retries + 1),
+                "to": d.source_topic})
+        for future in futures:
+            future.get(timeout=settings.kafka_request_timeout_ms / 1000)
+        producer.flush()
+    finally:
+        producer.close()
+    return len(letters)

@@ -1,0 +1,207 @@
+"""``mailroom trace``: every stage's step for one message, in time order, and where it stopped.
+
+A message is named by its Message-ID (normalised as unwrap does), its dedupe key or its raw
+identity (``mailbox/folder/uidvalidity/uid``). Events are keyed by the dedupe key, or by the raw
+identity before unwrap (ingest's and unwrap's dead letters), so one query becomes two rounds:
+the events under the name asked for, then those under every raw identity and dedupe key those
+events mention (unwrap's ``unwrapped`` event carries both — that is the link).
+
+Two sources, merged and de-duplicated by the event's own place on the trace topic:
+
+- persist's ``message_traces`` table (persist consumes the trace topic into PostgreSQL; it
+  outlives the topic's retention);
+- the trace topic itself, only the partitions the keys hash to (the producer's partitioner:
+  murmur2), for what persist has not stored yet or when persist is not running.
+
+The raw record an ``unwrapped`` or unwrap ``dead_lettered`` event points to (its source
+coordinates) is read from the raw topic, giving the *fetched* step — which mailbox, folder and
+UID, when ingest fetched it and the server's arrival date — even where ingest itself emitted
+no trace event.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from kafka import KafkaConsumer, TopicPartition
+from kafka.partitioner.default import murmur2
+
+from mailroom import kafka
+from mailroom.codec import Codec
+from mailroom.db import connect
+from mailroom.errors import MailroomError
+from mailroom.records import TraceEvent
+from mailroom.records.raw import RawMail
+from mailroom.settings import Settings
+
+SCAN_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Step:
+    at: datetime
+    stage: str
+    event: str
+    key: str
+    detail: dict[str, str] = field(default_factory=dict)
+    where: str = ""  # the event's place (trace topic coordinates) or what it was derived from
+
+    def line(self) -> str:
+        detail = "; ".join(f"{k}={v}" for k, v in sorted(self.detail.items()))
+        return f"{self.at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"  {self.stage:<8} {self.event:<14} " \
+               f"{self.key}\n{'':25}{detail}"
+
+
+def candidates(name: str) -> set[str]:
+    """The names a message may be keyed by: as given, and as a normalised Message-ID."""
+    names = {name.strip()}
+    inner = name.strip().strip("<>").strip()
+    local, at, domain = inner.rpartition("@")
+    if at:
+        names.add(f"{local}@{domain.lower()}")
+    names.add(inner)
+    return {n for n in names if n}
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition the default partitioner (Java's and kafka-python's) gives ``key``."""
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+class Tracer:
+    def __init__(self, settings: Settings, codec: Codec) -> None:
+        self.settings = settings
+        self.codec = codec
+        config = kafka.consumer_config(settings, "unused", client_id="mailroom-trace")
+        config["group_id"] = None
+        self.consumer = KafkaConsumer(**config)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    # --- sources ---------------------------------------------------------------------------
+    def from_table(self, conn: psycopg.Connection, names: set[str]) -> dict[str, TraceEvent]:
+        rows = conn.execute(
+            "SELECT topic, topic_partition, topic_offset, key, stage, event, at, message_id, "
+            "dedupe_key, raw_identity, source_topic, source_partition, source_offset, detail "
+            "FROM message_traces WHERE key = ANY(%(n)s) OR message_id = ANY(%(n)s) "
+            "OR dedupe_key = ANY(%(n)s) OR raw_identity = ANY(%(n)s)", {"n": list(names)},
+        ).fetchall()
+        out = {}
+        for r in rows:
+            event = TraceEvent(key=r[3], stage=r[4], event=r[5], at=r[6], message_id=r[7],
+                               dedupe_key=r[8], raw_identity=r[9], source_topic=r[10],
+                               source_partition=r[11], source_offset=r[12], detail=r[13] or {})
+            out[f"{r[0]}/{r[1]}@{r[2]}"] = event
+        return out
+
+    def from_topic(self, names: set[str]) -> dict[str, TraceEvent]:
+        topic = self.settings.topic("trace")
+        parts = sorted(self.consumer.partitions_for_topic(topic) or [])
+        if not parts:
+            return {}
+        tps = sorted({TopicPartition(topic, partition_of(n, len(parts))) for n in names},
+                     key=lambda tp: tp.partition)
+        found: dict[str, TraceEvent] = {}
+        for r in self._scan(tps):
+            if r.key is None or r.key.decode("utf-8", "replace") not in names:
+                continue
+            try:
+                found[f"{r.topic}/{r.partition}@{r.offset}"] = self.codec.decode_record(
+                    r.value, TraceEvent)
+            except MailroomError:
+                continue
+        return found
+
+    def _scan(self, tps: list[TopicPartition], start: dict[TopicPartition, int] | None = None,
+              stop_after: int | None = None) -> list[Any]:
+        self.consumer.assign(tps)
+        for tp in tps:
+            if start:
+                self.consumer.seek(tp, start[tp])
+            else:
+                self.consumer.seek_to_beginning(tp)
+        ends = self.consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + SCAN_TIMEOUT_S
+        while any(self.consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline or (stop_after and len(out) >= stop_after):
+                break
+            for records in self.consumer.poll(timeout_ms=300).values():
+                out.extend(records)
+        return out
+
+    def raw_record(self, topic: str, partition: int, offset: int) -> RawMail | None:
+        tp = TopicPartition(topic, partition)
+        for r in self._scan([tp], {tp: offset}, stop_after=1):
+            if r.offset == offset and r.value is not None:
+                try:
+                    return self.codec.decode_record(r.value, RawMail)
+                except MailroomError:
+                    return None
+        return None
+
+    # --- the story -------------------------------------------------------------------------
+    def story(self, name: str) -> list[Step]:
+        names = candidates(name)
+        events: dict[str, TraceEvent] = {}
+        conn: psycopg.Connection | None = None
+        try:
+            conn = connect(self.settings)
+        except MailroomError:
+            conn = None  # no database: the topic alone
+        try:
+            for _ in range(2):  # the name, then the identities its events link to
+                if conn is not None:
+                    events.update(self.from_table(conn, names))
+                events.update(self.from_topic(names))
+                linked = {v for e in events.values()
+                          for v in (e.key, e.dedupe_key, e.raw_identity) if v}
+                if linked <= names:
+                    break
+                names |= linked
+        finally:
+            if conn is not None:
+                conn.close()
+        steps = [Step(e.at, e.stage, e.event, e.key, dict(e.detail), where)
+                 for where, e in events.items()]
+        steps.extend(self.fetched_steps(events.values()))
+        return sorted(steps, key=lambda s: (s.at, s.where))
+
+    def fetched_steps(self, events: Any) -> list[Step]:
+        raw_topic = self.settings.topic("raw")
+        seen: set[tuple[int, int]] = set()
+        out = []
+        for e in events:
+            if e.source_topic != raw_topic or e.source_partition is None:
+                continue
+            at = (e.source_partition, e.source_offset)
+            if at in seen:
+                continue
+            seen.add(at)
+            raw = self.raw_record(raw_topic, *at)
+            if raw is None:
+                continue
+            detail = {"mailbox": f"{raw.mailbox_address} ({raw.owner_kind} {raw.mailbox_id})",
+                      "folder": raw.folder, "protocol": raw.protocol, "size": str(raw.size),
+                      "server_date": raw.server_date.isoformat() if raw.server_date else "-"}
+            out.append(Step(raw.fetched_at, "ingest", "fetched", raw.identity, detail,
+                            f"{raw_topic}/{at[0]}@{at[1]}"))
+        return out
+
+
+def where_it_stopped(steps: list[Step]) -> str:
+    """One line: how far the message got."""
+    if not steps:
+        return "no trace of this message (wrong name, or older than the trace's retention)"
+    last = steps[-1]
+    if any(s.stage == "persist" and s.event == "persisted" for s in steps):
+        return "persisted"
+    if last.event == "dead_lettered":
+        return (f"stopped at {last.stage}: dead-lettered {last.detail.get('reason_code', '')}: "
+                f"{last.detail.get('reason', '')}")
+    return f"last step: {last.stage} {last.event} at {last.at:%Y-%m-%d %H:%M:%S} UTC"
