@@ -30,8 +30,11 @@ topics: stack
 migrate: stack
 	$(MAILROOM) db migrate
 
+# Resets the demo's own data (public schema, mailroom.* topics and groups, demo mail users),
+# seeds Acme, runs every stage as its own process, summarises, then follows new mail (Ctrl-C).
 demo: topics migrate
 	$(MAILROOM) doctor
+	$(MAILROOM) demo
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "route.commands",
     "unwrap.commands",
     "mailroom.doctor",
+    "mailroom.demo.commands",
     "mailroom.ops.lag_command",
     "mailroom.ops.replay_command",
     "mailroom.web.command",
