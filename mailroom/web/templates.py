@@ -19,6 +19,10 @@ class Html(str):
 
     __slots__ = ()
 
+    def __add__(self, other: object) -> Html:
+        # Markup + markup stays markup; markup + text escapes the text (never a plain str).
+        return Html(str.__add__(self, esc(other)))
+
 
 def esc(value: Any) -> Html:
     if isinstance(value, Html):
