@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="exit after the summary instead of following new mail")
     p.add_argument("--summary-json", type=Path, metavar="FILE",
                    help="also write the summary's figures to FILE as JSON")
+    p.add_argument("--web-port", type=int, default=18080,
+                   help="port of the dashboard the demo starts (0 picks a free one)")
     p.add_argument("--timeout", type=float, default=WAIT_S,
                    help="seconds each phase may take before the demo gives up")
     p.set_defaults(func=run)
@@ -62,15 +64,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print("Seeding Acme through the product's commands:")
         token = seed.seed_company(settings)
         children.start_stages()
-        print(f"Started ingest, unwrap, route, persist as separate processes "
-              f"(logs: {children.log_dir})", flush=True)
-        _play(settings, children, token, args.timeout)
+        print("Started " + ", ".join(f"{c.name} (pid {c.process.pid})" for c in children.children)
+              + f" as separate processes (logs: {children.log_dir})", flush=True)
+        play(settings, children, token, args.timeout)
         figures = summary.gather(settings, time.monotonic() - started)
         print("\nSummary", flush=True)
         print("\n".join(summary.render(figures)))
         if args.summary_json:
             args.summary_json.write_text(json.dumps(figures.as_dict(), indent=2))
-        _start_web(settings, children)
+        _start_web(settings, children, args.web_port)
         summarised = True
         print("\n".join(_mismatches(figures)), flush=True)
         if args.once:
@@ -86,7 +88,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if summarised else 130
 
 
-def _play(settings: Settings, children: Children, token: str, timeout_s: float) -> None:
+def play(settings: Settings, children: Children, token: str, timeout_s: float) -> None:
     letters = letters_by_key()
     reply = letters["renewal-reply"].message_id
     with Cluster(settings) as cluster:
@@ -118,33 +120,27 @@ def _mismatches(figures: summary.Figures) -> list[str]:
     return out or ["  every figure is what the scenario expects"]
 
 
-def _start_web(settings: Settings, children: Children) -> None:
+def _start_web(settings: Settings, children: Children, port: int) -> None:
+    """Start ``mailroom web`` (when this build has it) and print its address and secret."""
     from mailroom.cli import build_parser
 
     choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     if "web" not in choices:
         print("  dashboard: `mailroom web` is not available in this build yet")
         return
-    child = children.start("web", ["web"])
-    deadline = time.monotonic() + 15
+    child = children.start("web", ["web", "--port", str(port)])
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline and child.process.poll() is None:
         text = child.log_path.read_text(errors="replace")
-        found = re.search(r"https?://[^\s]+", text)
+        found = re.search(r"^dashboard: (\S+)", text, re.MULTILINE)
         if found:
-            print(f"  dashboard: {found.group(0)}")
-            secret = settings.web_secret or _read(settings.state_path / "web-secret")
-            if secret:
-                print(f"  dashboard login secret: {secret}")
+            print(f"  dashboard: {found.group(1)} (pid {child.process.pid})")
+            secret = re.search(r"^login secret: (\S+)", text, re.MULTILINE)
+            value = secret.group(1) if secret else settings.web_secret
+            print(f"  dashboard login secret: {value or '(MAILROOM_WEB_SECRET)'}")
             return
         time.sleep(0.2)
     print(f"  dashboard: did not start; see {child.log_path}")
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
 
 
 def _follow(settings: Settings, children: Children) -> None:
