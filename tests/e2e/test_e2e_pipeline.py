@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from e2e_records import snapshot
+
 from mailroom import kafka
 from mailroom.db import connect
 from mailroom.demo import seed
