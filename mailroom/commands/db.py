@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
     with connect(settings, schema=args.schema, autocommit=True) as conn:
+        # Read by the migration that creates and grants the per-stage roles (0051).
+        conn.execute("SELECT set_config('mailroom.role_prefix', %s, false)",
+                     (settings.database_role_prefix,))
         ran = migrate(conn)
     for label in ran:
         print(f"applied {label}")
