@@ -85,11 +85,6 @@ class Settings:
         "", "libpq connection string. Empty: the local stack's 'mailroom' database."
     )
 
-    database_role_prefix: str = _setting(
-        "mailroom", "Name prefix of the per-stage database roles the migrations create and grant "
-        "to (<prefix>_ingest, _unwrap, _route, _persist; NOLOGIN groups, cluster-wide)."
-    )
-
     # --- behaviour ----------------------------------------------------------------------------
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
     secret_key: str = _setting(
@@ -105,6 +100,10 @@ class Settings:
     )
     max_attempts: int = _setting(
         3, "Crashes on the same offset before a message is dead-lettered unparsed."
+    )
+    metrics_port: int = _setting(
+        0, "Port of a stage process's /metrics, /healthz and /readyz endpoints; 0: off. Each "
+        "process needs its own (e.g. MAILROOM_METRICS_PORT=9101 mailroom run unwrap)."
     )
 
     # --- stream stages (mailroom.stage: the runner every stream stage uses) -------------------

@@ -24,6 +24,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.deadletters import DeadLetterWriter
 from mailroom.errors import MalformedRecordError, UnknownSchemaError
+from mailroom.metrics import Batch, Health, StageMetrics, arrived_ms, consumer_lag, serve
 from mailroom.records import TraceEvent
 from mailroom.records.action import Plan
 from mailroom.settings import Settings
@@ -68,6 +70,10 @@ class PersistStatus:
     traces: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    last_loop: float = field(default_factory=time.monotonic)
+    # Of the last batch (for the metrics hook): seconds per record, arrival of each plan (ms).
+    processing_seconds: list[float] = field(default_factory=list)
+    arrivals_ms: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +102,7 @@ class PersistStage:
         self.keeper = offsets.Keeper(conn, consumer, self.group)
         self.actions_topic = settings.topic("actions")
         self.trace_topic = settings.topic("trace")
+        self.on_batch: Callable[[PersistStatus], None] | None = None  # metrics (main wires it)
 
     def stop(self, *_: Any) -> None:
         self.status.stopping = True
@@ -110,6 +117,7 @@ class PersistStage:
                  self.actions_topic, self.trace_topic, self.group)
         try:
             while not self.status.stopping:
+                self.status.last_loop = time.monotonic()
                 batch = self.consumer.poll(
                     timeout_ms=500, max_records=self.settings.stage_max_poll_records)
                 self.status.ready = bool(self.consumer.assignment())
@@ -126,6 +134,7 @@ class PersistStage:
 
     # --- one batch -----------------------------------------------------------------------------
     def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        began = time.monotonic()
         work = self._decode(batch)
         for attempt in range(1, BATCH_RETRIES + 1):
             try:
@@ -147,6 +156,11 @@ class PersistStage:
                 {tp: OffsetAndMetadata(off, "", -1) for tp, off in work.next_offsets.items()})
         except KafkaError as exc:  # a copy only: PostgreSQL has the offsets
             log.warning("committing the offsets' copy to Kafka failed: %s", exc)
+        if self.on_batch is not None:
+            n = len(work.items) + len(work.traces) + len(work.dead)
+            self.status.processing_seconds = [(time.monotonic() - began) / max(n, 1)] * n
+            self.status.arrivals_ms = [arrived_ms(s.headers, s.timestamp) for s in work.sources]
+            self.on_batch(self.status)
 
     def _decode(self, batch: dict[TopicPartition, list[Any]]) -> _Batch:
         work = _Batch()
@@ -236,9 +250,28 @@ def main(settings: Settings, args: argparse.Namespace | None = None) -> int:
     blob_conn = connect(settings, autocommit=True)
     stage = PersistStage(settings, consumer=consumer, producer=producer, conn=conn, codec=codec,
                          blobs=BlobStore(blob_conn))
+    server = _watch(stage, settings)
     try:
         return stage.run()
     finally:
+        if server is not None:
+            server.shutdown()
         producer.close()
         conn.close()
         blob_conn.close()
+
+
+def _watch(stage: PersistStage, settings: Settings) -> Any:
+    """Metrics and health endpoints (settings.metrics_port; 0: none)."""
+    if not settings.metrics_port:
+        return None
+    metrics = StageMetrics(STAGE)
+    status = stage.status
+    stale_s = settings.kafka_max_poll_interval_ms / 1000
+    stage.on_batch = lambda s: metrics.batch(Batch(
+        s.plans + s.traces, s.plans, s.dead_lettered, 0, s.processing_seconds, s.arrivals_ms,
+        consumer_lag(stage.consumer), len(s.paused)))
+    return serve(settings, metrics, Health(
+        alive=lambda: not status.stopping and time.monotonic() - status.last_loop < stale_s,
+        ready=lambda: status.ready and not status.paused,
+    ))

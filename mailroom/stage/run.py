@@ -13,12 +13,15 @@ connection for the attempt counter, the blob store for oversized dead letters, t
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from mailroom import kafka
 from mailroom.attempts import AttemptLog
 from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
+from mailroom.metrics import Batch, Health, StageMetrics, consumer_lag, serve
 from mailroom.settings import Settings
 from mailroom.stage.budget import make_executor
 from mailroom.stage.execute import StageSpec
@@ -55,6 +58,26 @@ def build_runner(
     )
 
 
+def watch(runner: StageRunner, settings: Settings) -> Any:
+    """Metrics and health endpoints for the runner (settings.metrics_port; 0: none)."""
+    if not settings.metrics_port:
+        return None
+    metrics = StageMetrics(runner.spec.name)
+    status = runner.status
+    stale_s = settings.kafka_max_poll_interval_ms / 1000
+
+    def on_batch(s: StageStatus) -> None:
+        metrics.batch(Batch(s.records_in, s.records_out, s.dead_lettered, s.retried,
+                            s.processing_seconds, s.arrivals_ms, consumer_lag(runner.consumer),
+                            len(s.paused)))
+
+    runner.on_batch = on_batch
+    return serve(settings, metrics, Health(
+        alive=lambda: not status.stopping and time.monotonic() - status.last_loop < stale_s,
+        ready=lambda: status.ready and status.healthy,
+    ))
+
+
 def run_stage(
     spec: StageSpec,
     settings: Settings,
@@ -64,9 +87,12 @@ def run_stage(
 ) -> int:
     """Run ``spec`` until SIGTERM/SIGINT; returns the process exit code (0 on a clean stop)."""
     runner = build_runner(spec, settings, schema=schema, status=status)
+    server = watch(runner, settings)
     try:
         return runner.run()
     finally:
+        if server is not None:
+            server.shutdown()
         runner.producer.close()
         runner.attempts.conn.close()
         if runner.dead.blobs is not None:

@@ -57,6 +57,7 @@ from mailroom import faults
 from mailroom.attempts import AttemptLog, Standing, Start
 from mailroom.codec import Codec
 from mailroom.deadletters import DeadLetterWriter
+from mailroom.metrics import ARRIVED_HEADER, arrived_ms
 from mailroom.settings import Settings
 from mailroom.stage.budget import Executor
 from mailroom.stage.execute import StageSpec
@@ -85,6 +86,10 @@ class StageStatus:
     dead_lettered: int = 0
     retried: int = 0
     batches: int = 0
+    # Of the last batch only (reset when one starts), for the metrics hook: handler time per
+    # record, and when each record's message arrived in Mailroom (ms, mailroom.metrics).
+    processing_seconds: list[float] = field(default_factory=list)
+    arrivals_ms: list[int] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -170,6 +175,8 @@ class StageRunner:
         # Stop early at half the poll interval: the member must poll again before eviction.
         deadline = started + self.settings.kafka_max_poll_interval_ms / 2000
         parts = {tp: recs for tp, recs in batch.items() if recs}
+        self.status.processing_seconds = []
+        self.status.arrivals_ms = []
         starts = [
             Start(tp.topic, tp.partition, r[0].offset, r[-1].offset) for tp, r in parts.items()
         ]
@@ -242,7 +249,11 @@ class StageRunner:
         """One record through the handler; False when the partition must pause before it."""
         source = _source(record)
         self.status.records_in += 1
+        began = time.monotonic()
         verdict = self._run_with_retries(source, attempts)
+        self.status.processing_seconds.append(time.monotonic() - began)
+        arrived = arrived_ms(source.headers, source.timestamp)
+        self.status.arrivals_ms.append(arrived)
         if verdict.kind == "pause":
             tp = TopicPartition(record.topic, record.partition)
             self.status.paused[(record.topic, record.partition)] = verdict.reason
@@ -260,8 +271,11 @@ class StageRunner:
                 raw_identity=trace.raw_identity,
             )
         if verdict.kind == "ok":
+            # Arrival time travels downstream, so every stage can measure end-to-end latency.
+            headers = [(ARRIVED_HEADER, str(arrived).encode())]
             for out in verdict.outputs:
-                self.producer.send(self.settings.topic(out.topic), key=out.key, value=out.value)
+                self.producer.send(self.settings.topic(out.topic), key=out.key, value=out.value,
+                                   headers=headers)
             self.status.records_out += len(verdict.outputs)
         else:  # dead
             self._dead_letter(source, verdict.reason_code, verdict.reason, attempts)

@@ -1,0 +1,123 @@
+"""Stage processes on the real stack: metrics and health endpoints that move with the work;
+two unwrap processes share the partitions, and a SIGKILL'd one's partitions move to the other
+with nothing lost."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import pytest
+from ops_helpers import produce, read_all, start_stage, stop, wait_for
+
+from mailroom.codec import Codec
+from mailroom.records.raw import RawMail
+from mailroom.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
+
+
+def metric(port: int, name: str) -> float:
+    _, text = get(port, "/metrics")
+    m = re.search(rf'^{name}\{{stage="unwrap"\}} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def raws(start: int, n: int) -> list[RawMail]:
+    out = []
+    for uid in range(start, start + n):
+        msg = EmailMessage()
+        msg["From"] = "carol@customer.example"
+        msg["To"] = "bob@corp.example"
+        msg["Subject"] = f"Order {uid}"
+        msg["Date"] = "Mon, 10 Mar 2025 09:00:00 +0000"
+        msg["Message-ID"] = f"<o{uid}@customer.example>"
+        msg.set_content("hi")
+        data = msg.as_bytes()
+        out.append(RawMail(mailbox_id="7", mailbox_address="bob@corp.example",
+                           owner_kind="user", owner_id="u-bob", folder="INBOX",
+                           direction="incoming", protocol="imap",
+                           fetched_at=datetime(2025, 3, 10, 9, 1, tzinfo=UTC), size=len(data),
+                           uidvalidity=1, uid=uid, content=data))
+    return out
+
+
+def send(s: Settings, codec: Codec, items: list[RawMail]) -> None:
+    produce(s, s.topic("raw"), [(r.identity.encode(), codec.encode_record(r)) for r in items])
+
+
+def unwrapped_keys(s: Settings) -> set[bytes]:
+    return {r.key for r in read_all(s, "unwrapped")}
+
+
+def test_metrics_and_health_move_with_the_work(ops_settings: Settings) -> None:
+    port = free_port()
+    s = ops_settings.replace(stage_isolation="inline", metrics_port=port)
+    codec = Codec.from_settings(s)
+    proc = start_stage(s, "unwrap")
+    try:
+        wait_for(lambda: get(port, "/readyz")[0] == 200)  # joined, partitions assigned
+        assert get(port, "/healthz")[0] == 200
+        send(s, codec, raws(1, 5))
+        wait_for(lambda: metric(port, "mailroom_records_in_total") == 5)
+        assert metric(port, "mailroom_records_out_total") == 5
+        assert metric(port, "mailroom_dead_letters_total") == 0
+        assert metric(port, "mailroom_processing_seconds_count") == 5
+        assert metric(port, "mailroom_end_to_end_seconds_count") == 5
+        _, text = get(port, "/metrics")
+        assert 'mailroom_lag_messages{partition="0",stage="unwrap"' in text
+        # Arrival time travels on to the next stage's input.
+        [first, *_] = read_all(s, "unwrapped")
+        assert dict(first.headers)["mailroom-arrived"].isdigit()
+    finally:
+        stop(proc)
+    assert get(port, "/healthz")[0] == 0, "the endpoints end with the process"
+
+
+def test_two_processes_share_and_a_killed_ones_partitions_move(ops_settings: Settings) -> None:
+    a_port, b_port = free_port(), free_port()
+    s = ops_settings.replace(stage_isolation="inline")
+    codec = Codec.from_settings(s)
+    a = start_stage(s.replace(metrics_port=a_port), "unwrap")
+    b = start_stage(s.replace(metrics_port=b_port), "unwrap")
+    try:
+        for port in (a_port, b_port):  # each has a partition (two partitions, two members)
+            wait_for(lambda port=port: get(port, "/readyz")[0] == 200)
+        send(s, codec, raws(1, 40))
+        wait_for(lambda: len(unwrapped_keys(s)) == 40)
+        assert metric(a_port, "mailroom_records_in_total") > 0
+        assert metric(b_port, "mailroom_records_in_total") > 0, "both do work"
+
+        a.send_signal(signal.SIGKILL)
+        a.wait(timeout=10)
+        send(s, codec, raws(41, 40))
+        # After the session timeout the group gives A's partition to B: nothing lost.
+        wait_for(lambda: len(unwrapped_keys(s)) == 80, timeout=45)
+        expected = {f"o{uid}@customer.example".encode() for uid in range(1, 81)}
+        assert unwrapped_keys(s) == expected
+        assert metric(b_port, "mailroom_records_in_total") >= 40
+    finally:
+        if a.poll() is None:
+            a.kill()
+        stop(b)
