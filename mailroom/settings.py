@@ -85,6 +85,11 @@ class Settings:
         "", "libpq connection string. Empty: the local stack's 'mailroom' database."
     )
 
+    database_role_prefix: str = _setting(
+        "mailroom", "Name prefix of the per-stage database roles the migrations create and grant "
+        "to (<prefix>_ingest, _unwrap, _route, _persist; NOLOGIN groups, cluster-wide)."
+    )
+
     # --- behaviour ----------------------------------------------------------------------------
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
     secret_key: str = _setting(
