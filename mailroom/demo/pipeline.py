@@ -42,7 +42,8 @@ def child_environment(settings: Settings) -> dict[str, str]:
     defaults = Settings()
     for f in dataclasses.fields(Settings):
         value = getattr(settings, f.name)
-        if value != getattr(defaults, f.name):
+        # Also overwrite an inherited variable: the demo's settings win over the environment.
+        if value != getattr(defaults, f.name) or env_name(f.name) in env:
             env[env_name(f.name)] = str(value).lower() if isinstance(value, bool) else str(value)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -68,8 +69,13 @@ class Children:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         path = self.log_dir / f"{name}.log"
         out = path.open("ab")
+        env = child_environment(self.settings)
+        if self.settings.metrics_port:
+            # Each process needs a port of its own: the configured one, then the next ones.
+            port = self.settings.metrics_port + len(self.children)
+            env[env_name("metrics_port")] = str(port)
         proc = subprocess.Popen(
-            [*mailroom_command(), *argv], env=child_environment(self.settings),
+            [*mailroom_command(), *argv], env=env,
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C goes to the demo only; it stops us in order
         )

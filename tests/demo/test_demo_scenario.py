@@ -1,0 +1,64 @@
+"""The demo's pure parts: the scenario is consistent and its mail is real RFC 5322."""
+
+from __future__ import annotations
+
+from email.parser import BytesParser
+from email.policy import default
+
+from mailroom.demo import seed
+from mailroom.demo.pipeline import child_environment
+from mailroom.demo.scenario import EXPECTED, LETTERS, MAILBOXES, letters_by_key
+from mailroom.demo.summary import skip_reason
+from mailroom.settings import Settings
+
+
+def _parse(data: bytes):  # noqa: ANN202 - EmailMessage
+    return BytesParser(policy=default).parsebytes(data)
+
+
+def test_every_letter_goes_to_a_mailbox_of_the_scenario_and_replies_name_a_letter() -> None:
+    locals_ = {m.local for m in MAILBOXES}
+    keys = letters_by_key()
+    for letter in LETTERS:
+        assert {local for local, _ in seed.deliveries(letter)} <= locals_
+        if letter.in_reply_to:
+            assert letter.in_reply_to in keys
+    assert sum(EXPECTED.correlation.values()) == 5
+
+
+def test_forwards_carry_the_original_as_message_rfc822() -> None:
+    letter = letters_by_key()["order-damaged"]
+    msg = _parse(seed.render(letter, "CRM:0001000"))
+    assert msg["From"] == "alice@acme.example" and msg["To"] == "crm-forward@acme.example"
+    inner = next(p for p in msg.walk() if p.get_content_type() == "message/rfc822")
+    original = inner.get_payload()[0]
+    assert original["Message-ID"] == f"<{letter.message_id}>"
+    assert original["From"] == "jane@contoso.example"
+
+
+def test_bounce_is_a_failed_delivery_status_report_and_reply_threads() -> None:
+    msg = _parse(seed.render(letters_by_key()["printer-bounce"], "CRM:0001000"))
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    assert "Action: failed" in msg.as_string()
+    assert msg["In-Reply-To"] == "<printer-answer.demo@mail.acme.example>"
+
+
+def test_the_token_and_the_forgery() -> None:
+    keys = letters_by_key()
+    quote = _parse(seed.render(keys["quote-reply"], "CRM:0001000"))
+    assert quote["Subject"] == "Re: Your quote CRM:0001000"
+    forgery = next(x for x in LETTERS if x.key == "printer-forgery")
+    assert forgery.message_id == keys["printer"].message_id
+
+
+def test_skip_reasons_drop_the_mailbox_and_the_explanation() -> None:
+    assert skip_reason("user:u-bob (mailbox 1) tracks replies: not a reply (no In-Reply-To)") \
+        == "tracks replies: not a reply"
+
+
+def test_children_get_the_demo_settings_and_login_names_follow_the_prefix() -> None:
+    settings = Settings(topic_prefix="test.t1", database_url="dbname=x")
+    env = child_environment(settings)
+    assert env["MAILROOM_TOPIC_PREFIX"] == "test.t1" and env["MAILROOM_DATABASE_URL"] == "dbname=x"
+    assert seed.login_name(settings, "alice") == "test-t1-alice"
