@@ -23,6 +23,7 @@ from mailroom.db import connect
 from mailroom.demo import progress, seed, summary
 from mailroom.demo.pipeline import Children
 from mailroom.demo.scenario import DOMAIN, EXPECTED, letters_by_key
+from mailroom.errors import ConfigError
 from mailroom.ops.groups import Cluster
 from mailroom.settings import Settings
 
@@ -43,7 +44,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="port of the dashboard the demo starts (0 picks a free one)")
     p.add_argument("--timeout", type=float, default=WAIT_S,
                    help="seconds each phase may take before the demo gives up")
+    p.add_argument("--allow-reset", action="store_true",
+                   help="reset the demo's schema and topics even on a database or broker that "
+                        "is not the local stack's")
     p.set_defaults(func=run)
+
+
+def _on_local_stack(settings: Settings) -> bool:
+    """True when the database and broker are the embedded local stack's, which the demo owns."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    db = conninfo_to_dict(settings.dsn)
+    local_db = db.get("host") in ("127.0.0.1", "localhost") and str(
+        db.get("port", "")) == str(settings.postgres_port)
+    local_kafka = settings.bootstrap_servers == [f"127.0.0.1:{settings.kafka_port}"]
+    return local_db and local_kafka
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -51,6 +66,11 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if not (args.allow_reset or _on_local_stack(settings)):
+        # The demo drops its schema and topics: never do that to someone's real services.
+        raise ConfigError("mailroom demo resets its database schema and topics, and the settings "
+                          "point at services other than the local stack; rerun with "
+                          "--allow-reset if that is really meant")
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     started = time.monotonic()
