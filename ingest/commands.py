@@ -11,7 +11,7 @@ import os
 import sys
 from datetime import datetime
 
-from ingest import credentials, probe, store
+from ingest import announce, credentials, probe, store
 from ingest.model import (
     DEFAULT_KEYWORD,
     DEFAULT_PORTS,
@@ -81,6 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         s = mb.add_parser(name, help=text)
         s.add_argument("mailbox", help="address or id")
         s.set_defaults(func=func)
+    pub = mb.add_parser("publish", help="publish every mailbox (or the given ones) to the "
+                        "mailboxes topic again: a resync of the topic from the database")
+    pub.add_argument("mailbox", nargs="*", help="addresses or ids (default: all)")
+    pub.set_defaults(func=mailbox_publish)
 
 
 def profile_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -133,7 +137,7 @@ def mailbox_add(settings: Settings, args: argparse.Namespace) -> int:
         )
         mid = store.add_mailbox(conn, m)
     print(f"mailbox {m.address} added (id {mid})")
-    return 0
+    return _publish(settings, [mid])
 
 
 def mailbox_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -188,7 +192,7 @@ def _set_enabled(settings: Settings, key: str, enabled: bool) -> int:
         assert m.id is not None
         store.set_enabled(conn, m.id, enabled)
     print(f"mailbox {m.address} {'enabled' if enabled else 'disabled'}")
-    return 0
+    return _publish(settings, [m.id])
 
 
 def mailbox_enable(settings: Settings, args: argparse.Namespace) -> int:
@@ -197,3 +201,27 @@ def mailbox_enable(settings: Settings, args: argparse.Namespace) -> int:
 
 def mailbox_disable(settings: Settings, args: argparse.Namespace) -> int:
     return _set_enabled(settings, args.mailbox, False)
+
+
+def _publish(settings: Settings, ids: list[int] | None) -> int:
+    """Publish committed changes to the mailboxes topic; a failure is reported, not hidden
+    (the database has the change; ``mailroom mailbox publish`` repairs the topic)."""
+    try:
+        with connect(settings) as conn:
+            n = announce.publish_now(settings, conn, ids)
+    except Exception as exc:  # noqa: BLE001 - any broker failure: say so and how to repair
+        print(f"mailroom: not published to {settings.topic('mailboxes')}: "
+              f"{type(exc).__name__}: {exc}; run `mailroom mailbox publish` once Kafka is back",
+              file=sys.stderr)
+        return 1
+    if ids is None:
+        print(f"{n} mailbox(es) published to {settings.topic('mailboxes')}")
+    return 0
+
+
+def mailbox_publish(settings: Settings, args: argparse.Namespace) -> int:
+    ids: list[int] | None = None
+    if args.mailbox:
+        with connect(settings) as conn:
+            ids = [int(store.mailbox(conn, key).id or 0) for key in args.mailbox]
+    return _publish(settings, ids)

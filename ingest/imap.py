@@ -135,6 +135,8 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
                 f"{job.mailbox.address}/{folder.name}; they are fetched again next pass"
             )
         last = new
+        if i + batch_size < len(uids):
+            job.between_batches()
     store.set_backlog(job.conn, job.mailbox_id, folder.name, 0, None)
     job.conn.commit()
     return published
@@ -151,4 +153,9 @@ def backlog(client: IMAPClient, folder: str, last_uid: int) -> tuple[int, dateti
 
 
 def ingest(job: Job, client: IMAPClient, batch_size: int) -> int:
-    return sum(sync_folder(job, client, f, batch_size) for f in job.mailbox.folders)
+    total = 0
+    for n, folder in enumerate(job.mailbox.folders):
+        if n:
+            job.between_batches()
+        total += sync_folder(job, client, folder, batch_size)
+    return total

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -23,6 +24,9 @@ class Job:
     codec: Codec
     producer: Producer
     put_blob: BlobPut
+    # Called between batches; raises (e.g. ``Revoked``) when the pass must stop after the
+    # batch in hand: a rebalance took the mailbox away, or the process is shutting down.
+    between_batches: Callable[[], None] = field(default=lambda: None)
 
     @property
     def mailbox_id(self) -> int:

@@ -88,4 +88,6 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
                 f"the broker did not acknowledge {len(batch) - len(acked)} message(s) of "
                 f"{job.mailbox.address}; they are fetched again next session"
             )
+        if i + batch_size < len(new):
+            job.between_batches()
     return published

@@ -1,28 +1,33 @@
-"""``mailroom run ingest``: poll every runnable mailbox, each on its profile's interval.
+"""``mailroom run ingest``: poll every mailbox this process serves, each on its interval.
 
-One process, one connection per mailbox at a time (first step). Failures follow the rules of
-:mod:`ingest.errors`: transient → ``retrying`` with exponential backoff (and after many in a row
-``disabled`` as transient, re-enabled by a login-free probe); permanent → ``disabled`` with the
-cause, and no login is attempted again until an administrator enables the mailbox.
+Which mailboxes: the process's share of the mailboxes topic, assigned by its consumer group
+(:mod:`ingest.assignment`); several processes share the mailboxes and a stopped one's move to
+the others. Used without an assignment (tests, benchmarks) an :class:`Ingestor` serves every
+runnable mailbox. One connection per mailbox at a time.
 
-Next step (not yet built): share mailboxes among processes through consumer-group assignment
-of the compacted mailboxes topic, with the group generation as the fence token. The fencing
-itself is in place: each process takes a fresh generation from PostgreSQL at start, claims the
-mailboxes it polls, and every checkpoint write is compare-and-set on that claim.
+Failures follow the rules of :mod:`ingest.errors`: transient → ``retrying`` with exponential
+backoff (and after many in a row ``disabled`` as transient, re-enabled by a login-free probe);
+permanent → ``disabled`` with the cause, and no login is attempted again until an administrator
+enables the mailbox. Every checkpoint write is compare-and-set on the fence token the pass
+claimed the mailbox with.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
+import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from ingest import connect, imap, pop3, probe, store
+from ingest import announce, connect, imap, pop3, probe, store
+from ingest.assignment import Assignment, Revoked
 from ingest.job import Job
 from ingest.model import Mailbox, Protocol
 from ingest.publish import BlobPut, Producer
@@ -33,50 +38,90 @@ from mailroom.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 100  # messages per FETCH and per publish/checkpoint round
-BACKOFF_BASE_S = 2.0
-BACKOFF_MAX_S = 300.0
-DISABLE_AFTER_FAILURES = 20  # transient failures in a row before the mailbox is parked
-IDLE_TICK_S = 0.5
 
-
-def backoff_s(failures: int, rng: random.Random | None = None) -> float:
+def backoff_s(settings: Settings, failures: int, rng: random.Random | None = None) -> float:
     """Exponential backoff with full jitter, capped (failures counts from 1)."""
-    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, failures - 1))
+    base, cap = settings.ingest_backoff_base_ms / 1000, settings.ingest_backoff_max_ms / 1000
+    ceiling = min(cap, base * 2 ** max(0, failures - 1))
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 class Ingestor:
     def __init__(self, settings: Settings, conn: psycopg.Connection, producer: Producer,
-                 put_blob: BlobPut, codec: Codec | None = None) -> None:
+                 put_blob: BlobPut, codec: Codec | None = None,
+                 assignment: Assignment | None = None) -> None:
         self.settings = settings
+        self.assignment = assignment
         self.conn = conn
         self.producer = producer
         self.put_blob = put_blob
         self.codec = codec or Codec.from_settings(settings)
+        # Without an assignment the process is the only one: one token for its lifetime.
         self.generation = store.new_generation(conn)
         conn.commit()
         self.next_poll: dict[int, float] = {}
-        self.stop = threading.Event()
+        self.stop = assignment.stop if assignment else threading.Event()
+
+    def token(self) -> int | None:
+        """The fence token passes claim mailboxes with (None: no assignment at the moment)."""
+        return self.assignment.token if self.assignment else self.generation
+
+    def _between_batches(self, mailbox_id: int, token: int) -> Callable[[], None]:
+        def check() -> None:
+            if self.assignment is not None:
+                self.assignment.ensure(mailbox_id, token)
+            elif self.stop.is_set():
+                raise Revoked("shutting down: the batch in hand is done, the pass stops")
+
+        return check
+
+    def _announce(self, mailbox: Mailbox, old_status: str) -> None:
+        """Publish a status change to the mailboxes topic (only as a group member: the topic
+        exists then). Losing one is repaired by the next change or ``mailbox publish``."""
+        assert mailbox.id is not None
+        if self.assignment is None or store.mailbox(self.conn, mailbox.id).status == old_status:
+            return
+        try:
+            announce.publish(self.settings, self.conn, self.producer, [mailbox.id], self.codec)
+        except Exception as exc:  # noqa: BLE001 - derived data; the database has the truth
+            log.warning("mailbox=%s status change not published: %s", mailbox.address, exc)
 
     def poll(self, mailbox: Mailbox) -> int:
         """One pass over one mailbox; returns messages published. Records the outcome."""
         assert mailbox.id is not None
+        token = self.token()
+        if token is None:
+            return 0
+        if self.assignment is not None and not self.assignment.serves(mailbox.id, token):
+            return 0  # a rebalance since the list was made: maybe not ours any more
         profile = store.profile(self.conn, mailbox.profile_id)
-        if not store.claim(self.conn, mailbox.id, self.generation):
+        if not store.claim(self.conn, mailbox.id, token):
             self.conn.commit()
             log.info("mailbox=%s owned by a newer process; skipped", mailbox.address)
             return 0
         self.conn.commit()
-        job = Job(self.settings, self.conn, profile, mailbox, self.generation, self.codec,
-                  self.producer, self.put_blob)
+        job = Job(self.settings, self.conn, profile, mailbox, token, self.codec,
+                  self.producer, self.put_blob, self._between_batches(mailbox.id, token))
+        batch = self.settings.ingest_batch_size
+        result = self._pass(job, profile.protocol, batch)
+        self._announce(mailbox, mailbox.status)
+        return result
+
+    def _pass(self, job: Job, protocol: Protocol, batch: int) -> int:
+        mailbox, profile = job.mailbox, job.profile
+        assert mailbox.id is not None
+        log.debug("mailbox=%s pass starts token=%d", mailbox.address, job.generation)
         try:
-            if profile.protocol is Protocol.IMAP:
+            if protocol is Protocol.IMAP:
                 with connect.imap(self.settings, profile, mailbox) as client:
-                    n = imap.ingest(job, client, BATCH_SIZE)
+                    n = imap.ingest(job, client, batch)
             else:
                 with connect.pop3(self.settings, profile, mailbox) as conn:
-                    n = pop3.ingest(job, conn, BATCH_SIZE)
+                    n = pop3.ingest(job, conn, batch)
+        except Revoked as exc:
+            self.conn.rollback()
+            log.info("mailbox=%s %s", mailbox.address, exc)
+            return 0
         except Fenced as exc:
             self.conn.rollback()
             log.warning("mailbox=%s %s", mailbox.address, exc)
@@ -91,11 +136,11 @@ class Ingestor:
         except TransientError as exc:
             self.conn.rollback()
             failures = store.failures(self.conn, mailbox.id) + 1
-            if failures >= DISABLE_AFTER_FAILURES:
+            if failures >= self.settings.ingest_disable_after_failures:
                 store.set_status(self.conn, mailbox.id, "disabled", f"outage: {exc}",
                                  disabled_kind="transient")
             else:
-                delay = backoff_s(failures)
+                delay = backoff_s(self.settings, failures)
                 store.set_status(self.conn, mailbox.id, "retrying", str(exc),
                                  next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
                 self.next_poll[mailbox.id] = time.monotonic() + delay
@@ -105,7 +150,7 @@ class Ingestor:
         store.set_status(self.conn, mailbox.id, "ok", f"{n} new message(s) in the last pass")
         self.conn.commit()
         if n:
-            log.info("mailbox=%s published=%d", mailbox.address, n)
+            log.info("mailbox=%s published=%d token=%d", mailbox.address, n, job.generation)
         return n
 
     def revive(self) -> None:
@@ -113,10 +158,15 @@ class Ingestor:
         rows = self.conn.execute(
             "SELECT id FROM ingest_mailboxes WHERE NOT enabled AND disabled_kind = 'transient'"
         ).fetchall()
+        mine = self.assignment.mailbox_ids() if self.assignment else None
         for (mailbox_id,) in rows:
+            if mine is not None and int(mailbox_id) not in mine:
+                continue  # another process's: it probes its own
             m = store.mailbox(self.conn, int(mailbox_id))
             if probe.reachable(store.profile(self.conn, m.profile_id)) is None:
                 store.set_enabled(self.conn, int(mailbox_id), True)
+                self.conn.commit()
+                self._announce(m, m.status)
                 log.info("mailbox=%s re-enabled: its server answers again", m.address)
         self.conn.commit()
 
@@ -124,8 +174,11 @@ class Ingestor:
         """Poll every runnable mailbox that is due; returns messages published."""
         total = 0
         now = time.monotonic()
+        mine = self.assignment.mailbox_ids() if self.assignment else None
         for m in store.mailboxes(self.conn, runnable_only=True):
             assert m.id is not None
+            if mine is not None and m.id not in mine:
+                continue
             if self.stop.is_set():
                 break
             if self.next_poll.get(m.id, 0.0) > now:
@@ -138,12 +191,18 @@ class Ingestor:
 
     def run(self) -> None:
         last_revive = 0.0
+        tick_ms = self.settings.ingest_idle_tick_ms
         while not self.stop.is_set():
+            if self.assignment is not None:
+                # Group membership and mailbox changes; rebalances happen in here, when no
+                # pass is running, or between batches (Job.between_batches).
+                self.assignment.poll(tick_ms)
             self.run_once()
-            if time.monotonic() - last_revive > 30:
+            if time.monotonic() - last_revive > self.settings.ingest_revive_interval_s:
                 self.revive()
                 last_revive = time.monotonic()
-            self.stop.wait(IDLE_TICK_S)
+            if self.assignment is None:
+                self.stop.wait(tick_ms / 1000)
 
 
 def blob_put(conn: psycopg.Connection) -> BlobPut:
@@ -163,17 +222,24 @@ def main(settings: Settings, args: object) -> int:
     from mailroom import kafka  # the kernel's clients (imported late: heavy)
     from mailroom.db import connect as db_connect
 
+    client_id = f"ingest-{socket.gethostname()}-{os.getpid()}"
     conn = db_connect(settings)
-    producer = kafka.make_producer(settings)
+    producer = kafka.make_producer(settings, client_id=client_id)
     blob_conn = db_connect(settings, autocommit=True)
-    ingestor = Ingestor(settings, conn, producer, blob_put(blob_conn))
+    token_conn = db_connect(settings, autocommit=True)
+    assignment = Assignment.join(settings, token_conn, client_id)
+    ingestor = Ingestor(settings, conn, producer, blob_put(blob_conn), assignment=assignment)
     signal.signal(signal.SIGTERM, lambda *_: ingestor.stop.set())
-    log.info("ingest started generation=%d", ingestor.generation)
+    log.info("ingest started client_id=%s group=%s", client_id, assignment.consumer.config[
+        "group_id"])
     try:
         ingestor.run()
     finally:
+        # Leave the group only after the last batch is in: then the mailboxes move at once.
         producer.flush()
+        assignment.close()
         producer.close()
         conn.close()
         blob_conn.close()
+        token_conn.close()
     return 0

@@ -132,6 +132,29 @@ class Settings:
         500, "Records a stream stage takes per poll: one batch, one flush, one commit."
     )
 
+    # --- ingest stage -------------------------------------------------------------------------
+    ingest_batch_size: int = _setting(
+        100, "Ingest: messages per FETCH/RETR round, publish and checkpoint. A crash repeats at "
+        "most one batch; a rebalance waits at most for one batch to finish."
+    )
+    ingest_backoff_base_ms: int = _setting(
+        2_000, "Ingest: first retry delay of a mailbox after a transient failure; doubles per "
+        "failure in a row (with jitter), up to ingest_backoff_max_ms."
+    )
+    ingest_backoff_max_ms: int = _setting(
+        300_000, "Ingest: longest retry delay of a mailbox after transient failures."
+    )
+    ingest_disable_after_failures: int = _setting(
+        20, "Ingest: transient failures in a row after which a mailbox is disabled as an "
+        "outage (re-enabled automatically once a login-free probe of its server succeeds)."
+    )
+    ingest_revive_interval_s: int = _setting(
+        30, "Ingest: how often mailboxes disabled by an outage are probed (no login)."
+    )
+    ingest_idle_tick_ms: int = _setting(
+        500, "Ingest: longest wait between two looks for due mailboxes and group changes."
+    )
+
     # --- unwrap stage -------------------------------------------------------------------------
     unwrap_max_message_bytes: int = _setting(
         64 * 1024 * 1024, "Unwrap: a raw message larger than this is dead-lettered unparsed."

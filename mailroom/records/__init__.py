@@ -11,11 +11,12 @@ from mailroom.records.action import Plan, Step
 from mailroom.records.base import AvroRecord, utc_millis
 from mailroom.records.deadletter import DeadLetter
 from mailroom.records.email import Email
+from mailroom.records.mailbox import MailboxRecord
 from mailroom.records.raw import RawMail, raw_identity
 from mailroom.records.trace import TraceEvent
 
 RECORD_TYPES: dict[str, type[AvroRecord]] = {
-    cls.SCHEMA: cls for cls in (RawMail, Email, Plan, TraceEvent, DeadLetter)
+    cls.SCHEMA: cls for cls in (RawMail, Email, Plan, TraceEvent, DeadLetter, MailboxRecord)
 }
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "AvroRecord",
     "DeadLetter",
     "Email",
+    "MailboxRecord",
     "Plan",
     "RawMail",
     "Step",

@@ -20,6 +20,7 @@ from ingest.model import AfterIngest, Folder, Mailbox, OwnerKind, Profile, Proto
 from ingest.runner import Ingestor
 from mailroom.codec import Codec
 from mailroom.kafka import make_consumer, make_producer
+from mailroom.records.mailbox import MailboxRecord
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 
@@ -33,16 +34,60 @@ def _env(settings: Settings, fault: str = "") -> dict[str, str]:
         "MAILROOM_DATABASE_URL": settings.database_url,
         "MAILROOM_STATE_DIR": str(settings.state_path),
         "MAILROOM_FAULT_POINTS": fault,
+        # A dead process's mailboxes move within seconds (the broker has no initial delay).
+        "MAILROOM_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "MAILROOM_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
     })
     return env
 
 
-def run_ingest(settings: Settings, fault: str = "") -> subprocess.Popen[bytes]:
-    """``mailroom run ingest`` as a subprocess with this test's topics, schema and faults."""
+def run_ingest(settings: Settings, fault: str = "", *, stderr: object = subprocess.PIPE,
+               extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``mailroom run ingest`` as a subprocess with this test's topics, schema and faults.
+
+    It serves the mailboxes on the mailboxes topic: publish them first
+    (:func:`publish_mailboxes`)."""
     return subprocess.Popen(
         [sys.executable, "-m", "mailroom.cli", "run", "ingest"], cwd=REPO,
-        env=_env(settings, fault), stderr=subprocess.PIPE,
+        env={**_env(settings, fault), **(extra_env or {})},
+        stderr=stderr,  # type: ignore[call-overload]
     )
+
+
+def publish_mailboxes(settings: Settings, db: psycopg.Connection) -> int:
+    """Put every mailbox of the test's schema on its mailboxes topic (``mailbox publish``)."""
+    from ingest import announce
+
+    db.commit()
+    producer = make_producer(settings)
+    try:
+        return announce.publish(settings, db, producer)
+    finally:
+        db.commit()
+        producer.close()
+
+
+def read_mailboxes(settings: Settings, timeout_s: float = 10.0) -> dict[str, MailboxRecord]:
+    """The latest record per mailbox id on the test's mailboxes topic."""
+    codec = Codec.from_settings(settings)
+    consumer = make_consumer(settings, group_id=f"reader-{time.monotonic_ns()}")
+    topic = settings.topic("mailboxes")
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        found: dict[str, MailboxRecord] = {}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(
+            consumer.position(tp) < ends[tp] for tp in parts
+        ):
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    found[r.key.decode()] = codec.decode_record(r.value, MailboxRecord)
+        return found
+    finally:
+        consumer.close()
 
 
 def message(i: int, subject: str = "hello", body: str = "", size: int = 0) -> bytes:
@@ -131,3 +176,26 @@ def read_raw(settings: Settings, expected: int, timeout_s: float = 30.0) -> list
         return found
     finally:
         consumer.close()
+
+
+def seed_maildir(settings: Settings, user: str, messages: list[bytes]) -> None:
+    """Deliver straight into the user's ``Maildir/new`` (fast, and no login in Dovecot's log:
+    tests that read the log see only the ingest processes' sessions)."""
+    import pwd
+    import uuid
+
+    from mailroom.stack import dovecot
+
+    maildir = dovecot.maildir(settings, user)
+    vmail = pwd.getpwnam(dovecot.MAIL_USER)
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    for path in (maildir.parent, maildir, maildir / "new", maildir / "cur", maildir / "tmp"):
+        os.chown(path, vmail.pw_uid, vmail.pw_gid)
+    for data in messages:
+        # Written under tmp/ and renamed, as a delivery agent does: never half a message in new/.
+        name = f"{time.time_ns()}.{uuid.uuid4().hex}.mailroomtest"
+        tmp = maildir / "tmp" / name
+        tmp.write_bytes(data)
+        os.chown(tmp, vmail.pw_uid, vmail.pw_gid)
+        tmp.rename(maildir / "new" / name)

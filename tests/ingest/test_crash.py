@@ -9,7 +9,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ingest_helpers import add_mailbox, append, imap_login, message, read_raw, run_ingest
+from ingest_helpers import (
+    add_mailbox,
+    append,
+    imap_login,
+    message,
+    publish_mailboxes,
+    read_raw,
+    run_ingest,
+)
 
 from ingest import store
 from ingest.model import AfterIngest, OwnerKind
@@ -35,6 +43,7 @@ def _wait_checkpoint(db: psycopg.Connection, mailbox_id: int, last_uid: int,
 
 def _crash_then_recover(settings: Settings, db: psycopg.Connection, mailbox_id: int,
                         fault: str) -> None:
+    publish_mailboxes(settings, db)
     crashed = run_ingest(settings, fault)
     _, err = crashed.communicate(timeout=120)
     assert crashed.returncode == -signal.SIGKILL, err.decode()[-2000:]

@@ -7,7 +7,7 @@ import sys
 
 import psycopg
 import pytest
-from ingest_helpers import REPO, _env, add_mailbox, append, message
+from ingest_helpers import REPO, _env, add_mailbox, append, message, read_mailboxes
 
 from ingest import probe, store
 from ingest.model import Folder
@@ -26,7 +26,7 @@ def _cli(settings: Settings, *args: str, env: dict[str, str] | None = None,
 
 
 def test_cli_add_test_show_never_prints_the_password(
-    db_settings: Settings, db: psycopg.Connection, mail_user: tuple[str, str]
+    db_settings: Settings, db: psycopg.Connection, topics: Settings, mail_user: tuple[str, str]
 ) -> None:
     user, password = mail_user
     append(db_settings, user, password, [message(1), message(2)])
@@ -48,6 +48,34 @@ def test_cli_add_test_show_never_prints_the_password(
         assert password not in out
     assert _cli(db_settings, "mailbox", "disable", f"{user}@example.com").returncode == 0
     assert not store.mailbox(db, f"{user}@example.com").enabled
+    # Every change is on the mailboxes topic, keyed by id, without credentials.
+    mid = str(store.mailbox(db, f"{user}@example.com").id)
+    record = read_mailboxes(db_settings)[mid]
+    assert record.address == f"{user}@example.com" and not record.enabled
+    assert record.folders == ("INBOX",) and record.outgoing_folders == ("Outbox",)
+    assert password.encode() not in _raw_topic_bytes(db_settings)
+    r = _cli(db_settings, "mailbox", "publish")
+    assert r.returncode == 0 and "1 mailbox(es) published" in r.stdout, r.stderr
+
+
+def _raw_topic_bytes(settings: Settings) -> bytes:
+    from kafka import TopicPartition
+
+    from mailroom.kafka import make_consumer
+
+    consumer = make_consumer(settings, group_id="reader-bytes")
+    topic = settings.topic("mailboxes")
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        out = b""
+        for _ in range(4):
+            for records in consumer.poll(timeout_ms=500).values():
+                out += b"".join((r.key or b"") + (r.value or b"") for r in records)
+        return out
+    finally:
+        consumer.close()
 
 
 def test_probe_names_the_real_cause(db_settings: Settings, db: psycopg.Connection,

@@ -8,7 +8,15 @@ import time
 
 import psycopg
 import pytest
-from ingest_helpers import add_mailbox, append, ingestor, message, read_raw, run_ingest
+from ingest_helpers import (
+    add_mailbox,
+    append,
+    ingestor,
+    message,
+    publish_mailboxes,
+    read_raw,
+    run_ingest,
+)
 
 from ingest import store
 from ingest.model import AfterIngest, OwnerKind, Protocol, Tls
@@ -70,6 +78,7 @@ def test_pop3_crash_before_quit_deletes_without_republishing(
     append(db_settings, user, password, msgs)
     add_mailbox(db, db_settings, user, password, protocol=Protocol.POP3,
                 owner=OwnerKind.QUEUE, after=AfterIngest.DELETE)
+    publish_mailboxes(db_settings, db)
     crashed = run_ingest(db_settings, "ingest:pop3_after_record")
     crashed.communicate(timeout=120)
     assert crashed.returncode == -signal.SIGKILL

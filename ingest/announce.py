@@ -1,0 +1,88 @@
+"""Publishing the mailbox configuration to the compacted ``<prefix>.mailboxes`` topic.
+
+PostgreSQL is where mailboxes live; the topic is derived from it, one record per mailbox keyed
+by its id, so compaction keeps the latest state of every mailbox for ever. Credentials stay in
+the database: the record says where and what to poll, never how to log in.
+
+Called after every change (``mailroom mailbox add|enable|disable``, a status change made by
+the runner) once the database transaction has committed, and by ``mailroom mailbox publish``
+to resync the whole topic (e.g. after a restore or a lost change).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import psycopg
+
+from ingest import store
+from ingest.model import Direction, Mailbox, Profile
+from ingest.publish import Producer
+from mailroom.codec import Codec
+from mailroom.records.mailbox import MailboxRecord
+from mailroom.settings import Settings
+
+
+def record(mailbox: Mailbox, profile: Profile) -> MailboxRecord:
+    """The topic's view of one mailbox (no credentials, by construction)."""
+    assert mailbox.id is not None
+    return MailboxRecord(
+        mailbox_id=str(mailbox.id), address=mailbox.address,
+        owner_kind=mailbox.owner_kind.value, owner_id=mailbox.owner_id or None,
+        via_mailbox_id=str(mailbox.via_mailbox_id) if mailbox.via_mailbox_id else None,
+        profile=profile.name, protocol=profile.protocol.value, host=profile.host,
+        port=profile.port,
+        folders=tuple(f.name for f in mailbox.folders if f.direction is Direction.INCOMING),
+        outgoing_folders=tuple(
+            f.name for f in mailbox.folders if f.direction is Direction.OUTGOING
+        ),
+        after_ingest=mailbox.after_ingest.value, enabled=mailbox.enabled,
+        approved=mailbox.approved, status=mailbox.status, status_detail=mailbox.status_detail,
+    )
+
+
+def key(mailbox_id: int | str) -> bytes:
+    """The Kafka key: the mailbox id. Its hash picks the partition, and so the ingest process
+    that serves the mailbox (kafka-python's default partitioner: murmur2, as Java's)."""
+    return str(mailbox_id).encode()
+
+
+def publish(settings: Settings, conn: psycopg.Connection, producer: Producer,
+            ids: Iterable[int] | None = None, codec: Codec | None = None,
+            timeout_s: float = 30.0) -> int:
+    """Send the current state of the mailboxes ``ids`` (all when None) and wait for the broker.
+
+    Reads committed database state, so call it after the change's commit. Returns how many
+    records were sent; a broker failure raises (the change is in the database either way, and
+    ``mailroom mailbox publish`` repairs the topic).
+    """
+    codec = codec or Codec.from_settings(settings)
+    wanted = None if ids is None else set(ids)
+    profiles = {p.id: p for p in store.profiles(conn)}
+    futures = []
+    for m in store.mailboxes(conn):
+        if wanted is not None and m.id not in wanted:
+            continue
+        assert m.id is not None
+        value = codec.encode_record(record(m, profiles[m.profile_id]))
+        futures.append(producer.send(settings.topic("mailboxes"), key=key(m.id), value=value))
+    producer.flush(timeout=timeout_s)
+    for future in futures:
+        future.get(timeout=timeout_s)
+    return len(futures)
+
+
+def publish_now(settings: Settings, conn: psycopg.Connection,
+                ids: Iterable[int] | None = None) -> int:
+    """:func:`publish` with a producer of its own (for the CLI)."""
+    from kafka import KafkaProducer  # heavy: only when something is published
+
+    from mailroom.kafka import producer_config
+
+    # A short metadata wait: a missing topic or broker is reported, not waited on for a minute.
+    producer = KafkaProducer(**producer_config(settings, "mailroom-mailbox-publish"),
+                             max_block_ms=10_000)
+    try:
+        return publish(settings, conn, producer, ids)
+    finally:
+        producer.close()

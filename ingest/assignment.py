@@ -1,0 +1,147 @@
+"""Which mailboxes this process serves: its consumer group's share of ``<prefix>.mailboxes``.
+
+Every ``mailroom run ingest`` joins the group ``<prefix>.ingest`` on the compacted mailboxes
+topic. A mailbox is served by the process that owns the partition its key (the mailbox id)
+hashes to; the process reads its partitions from the beginning, on every assignment, to know
+those mailboxes (offsets are never committed: the topic is a table, not a queue). Kafka's
+group protocol decides who owns what; there is no home-made coordinator.
+
+Group membership is not a lock. Each assignment takes a fresh fence token from the database
+sequence ``ingest_generation_seq`` and the runner claims a mailbox with it before a pass;
+checkpoint writes succeed only while the mailbox's ``owner_generation`` is that token
+(:mod:`ingest.store`). Kafka's generation id is logged beside it but is not the token: it
+restarts from 1 when the group is deleted, and tokens must only grow.
+
+Handing over: rebalance callbacks run inside ``consumer.poll``, and this process polls only
+between batches (:meth:`Assignment.serves`), so on a revocation the batch in hand is finished,
+the pass stops, and only then does the process rejoin — the rebalance cannot complete, and no
+other process can start on those mailboxes, before this one has stopped serving them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import psycopg
+from kafka import ConsumerRebalanceListener, KafkaConsumer
+
+from ingest import store
+from mailroom.codec import Codec
+from mailroom.errors import MailroomError
+from mailroom.records.mailbox import MailboxRecord
+from mailroom.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Revoked(MailroomError):  # noqa: N818 - the name says what happened
+    """The mailbox is no longer this process's (rebalance or shutdown): the pass stops."""
+
+
+class Assignment(ConsumerRebalanceListener):
+    """This process's partitions of the mailboxes topic, the mailboxes in them, its token."""
+
+    def __init__(self, settings: Settings, consumer: KafkaConsumer,
+                 token_conn: psycopg.Connection, codec: Codec | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self.token_conn = token_conn  # autocommit: a token is taken inside consumer.poll
+        self.codec = codec or Codec.from_settings(settings)
+        self.stop = stop or threading.Event()
+        self.topic = settings.topic("mailboxes")
+        self.view: dict[int, dict[str, MailboxRecord]] = {}  # partition -> mailbox id -> record
+        self.token: int | None = None
+
+    @classmethod
+    def join(cls, settings: Settings, token_conn: psycopg.Connection, client_id: str,
+             stop: threading.Event | None = None) -> Assignment:
+        from mailroom.kafka import make_consumer
+
+        consumer = make_consumer(settings, group_id(settings), client_id=client_id)
+        assignment = cls(settings, consumer, token_conn, stop=stop)
+        consumer.subscribe([assignment.topic], listener=assignment)
+        return assignment
+
+    # --- rebalance callbacks (run inside consumer.poll) ---------------------------------------
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        for tp in revoked:
+            self.view.pop(tp.partition, None)
+        # The token stands for one assignment; whatever is kept is claimed again under a new one.
+        self.token = None
+        if revoked:
+            log.info("mailboxes partitions revoked: %s",
+                     sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        tps = sorted(assigned, key=lambda tp: tp.partition)
+        self.token = store.new_generation(self.token_conn)
+        for tp in tps:
+            self.view.setdefault(tp.partition, {})
+        if tps:
+            self.consumer.seek_to_beginning(*tps)
+        log.info("mailboxes partitions assigned: %s fence token %d (kafka generation %s)",
+                 [tp.partition for tp in tps], self.token, self._kafka_generation())
+
+    def _kafka_generation(self) -> int:
+        try:
+            return int(self.consumer.group_metadata().generation_id)
+        except Exception:  # noqa: BLE001 - for the log only
+            return -1
+
+    # --- reading the topic --------------------------------------------------------------------
+    def poll(self, timeout_ms: int = 0) -> None:
+        """Take part in the group (heartbeats are a background thread; rebalances happen here)
+        and apply new mailbox records to the view."""
+        for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
+            part = self.view.get(tp.partition)
+            if part is None:  # revoked meanwhile
+                continue
+            for r in records:
+                mailbox_id = r.key.decode()
+                if r.value is None:  # tombstone: the mailbox was deleted
+                    part.pop(mailbox_id, None)
+                else:
+                    part[mailbox_id] = self.codec.decode_record(r.value, MailboxRecord)
+
+    def mailbox_ids(self) -> set[int]:
+        """Every mailbox in the assigned partitions. Whether one is runnable is the database's
+        word (the truth; a record on the topic may lag behind it), not the topic's."""
+        return {int(i) for part in self.view.values() for i in part}
+
+    def serves(self, mailbox_id: int, token: int) -> bool:
+        """Between batches: may the pass that claimed ``mailbox_id`` with ``token`` go on?"""
+        if self.stop.is_set():
+            return False
+        self.poll(0)
+        return token == self.token and any(
+            str(mailbox_id) in part for part in self.view.values()
+        )
+
+    def ensure(self, mailbox_id: int, token: int) -> None:
+        if not self.serves(mailbox_id, token):
+            raise Revoked(f"mailbox {mailbox_id} is no longer served by this process "
+                          "(rebalance or shutdown): the batch in hand is done, the pass stops")
+
+    def partitions(self) -> list[int]:
+        return sorted(self.view)
+
+    def close(self) -> None:
+        # Leaves the group at once, so the partitions move without waiting for the session
+        # timeout.
+        self.consumer.close()
+
+
+def group_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}.ingest"
+
+
+def partition_of(settings: Settings, mailbox_id: int, partitions: int | None = None) -> int:
+    """The partition a mailbox's record lands in (kafka-python's and Java's default)."""
+    from kafka.partitioner.default import murmur2
+
+    n = partitions or settings.topic_partitions
+    return (murmur2(str(mailbox_id).encode()) & 0x7FFFFFFF) % n
+
