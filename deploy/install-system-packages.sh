@@ -9,6 +9,8 @@ command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-pop3d)
 command -v openssl >/dev/null || need+=(openssl)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+# The dashboard's browser test drives Debian's Chromium (tests/web/test_web_browser.py).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -77,6 +77,8 @@ class Dashboard:
     def handle(self, request: Request) -> Response:
         if request.method == "GET" and request.path == "/static/mailroom.css":
             return Response(CSS, content_type="text/css; charset=utf-8")
+        if request.path == "/favicon.ico":  # browsers ask on their own; no login redirect
+            return Response(b"", HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8")
         request.session = self.sessions.verify(request.cookies.get(COOKIE))
         if request.session:
             request.csrf_token = csrf.token(self.sessions.key, request.session)

@@ -133,7 +133,7 @@ header{display:flex;align-items:center;gap:1.5em;padding:.6em 1.2em;background:#
 header b{font-size:16px}
 nav{display:flex;align-items:center;gap:1em;flex:1}
 nav a{color:#cde;text-decoration:none}nav a.here{color:#fff;font-weight:600}
-nav form{margin-left:auto}
+nav form.inline{margin-left:auto}
 main{padding:.5em 1.2em 2em}
 h1{font-size:20px;margin:.6em 0}h2{font-size:16px;margin:1.2em 0 .4em}
 table{border-collapse:collapse;background:#fff;margin-bottom:1em;min-width:40%}

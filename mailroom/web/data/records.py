@@ -55,9 +55,12 @@ class TraceStep:
 
 
 _EMAIL_SQL = (
-    "SELECT a.*, COALESCE((SELECT string_agg(m.mailbox_id || CASE WHEN m.forwarded_by <> '' "
-    "  THEN ' (forwarded by ' || m.forwarded_by || ')' ELSE '' END, ', ' ORDER BY m.mailbox_id) "
-    "  FROM activity_mailboxes m WHERE m.activity_id = a.id), '') AS mailbox_list "
+    # Receiving mailboxes by address (ingest's table) where known, else by their id.
+    "SELECT a.*, COALESCE((SELECT string_agg(COALESCE(i.address, m.mailbox_id) || "
+    "  CASE WHEN m.forwarded_by <> '' THEN ' (forwarded by ' || m.forwarded_by || ')' "
+    "  ELSE '' END, ', ' ORDER BY m.mailbox_id) FROM activity_mailboxes m "
+    "  LEFT JOIN ingest_mailboxes i ON i.id::text = m.mailbox_id "
+    "  WHERE m.activity_id = a.id), '') AS mailbox_list "
     "FROM email_activities a WHERE a.deleted_at IS NULL "
 )
 

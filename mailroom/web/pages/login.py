@@ -24,10 +24,13 @@ def _form(token: str, error: str = "") -> str:
         '<code>mailroom web</code> printed when it started.</p></form>'))
 
 
-def _login_page(status: int = 200, error: str = "") -> Response:
+def _login_page(request: Request, status: int = 200, error: str = "") -> Response:
     from mailroom.web.app import Response
 
-    token = csrf.new_login_token()
+    # Keep a token the browser already holds: a parallel request that lands here (the
+    # browser's favicon fetch, a second tab) must not replace the one the open form carries.
+    held = request.cookies.get(csrf.PRE_COOKIE, "")
+    token = held if re.fullmatch(r"[0-9a-f]{32}", held) else csrf.new_login_token()
     cookie = f"{csrf.PRE_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600"
     return Response(_form(token, error), status, headers=[("Set-Cookie", cookie)])
 
@@ -37,7 +40,7 @@ def show(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
 
     if request.session:
         return redirect("/")
-    return _login_page()
+    return _login_page(request)
 
 
 def submit(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
@@ -48,7 +51,7 @@ def submit(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
                         403, "text/plain; charset=utf-8")
     if not app.sessions.check_secret(request.form.get("secret", "")):
         failed_login_delay()
-        return _login_page(403, "Wrong secret.")
+        return _login_page(request, 403, "Wrong secret.")
     return redirect("/", ("Set-Cookie", app.sessions.cookie_header(app.sessions.issue())))
 
 

@@ -1,0 +1,163 @@
+"""Acceptance: Debian's Chromium, headless, driven by Playwright through its executable path.
+
+Logs in, loads every page, clicks *Test* on a mailbox (a real Dovecot user) and *Retry* on a
+dead letter and checks what changed (on the page, in PostgreSQL, on the source topic), sees a
+``<script>`` subject rendered as text (and no dialog), a POST without the CSRF token refused,
+and a browser without a session seeing only the login page.
+
+``MAILROOM_SCREENSHOT=docs/dashboard.png`` also saves a screenshot of the dashboard.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import webseed
+from conftest import Running
+from kafka import TopicPartition
+
+from mailroom.db import connect
+from mailroom.deadletters import RETRY_OF_HEADER
+from mailroom.kafka import consumer_config
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install -e .[dev])")
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _retried_records(settings, source_topic: str) -> list:
+    from kafka import KafkaConsumer
+
+    config = consumer_config(settings, "unused", client_id="web-test")
+    config["group_id"] = None
+    consumer = KafkaConsumer(**config)
+    try:
+        tps = [TopicPartition(source_topic, p)
+               for p in sorted(consumer.partitions_for_topic(source_topic) or [])]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out, deadline = [], time.monotonic() + 20
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=300).values():
+                out.extend(r for r in records if dict(r.headers or []).get(RETRY_OF_HEADER))
+        return out
+    finally:
+        consumer.close()
+
+
+def test_dashboard_in_chromium(dashboard: Running, browser, codec, mail_user) -> None:
+    settings = dashboard.settings
+    user, password = mail_user
+    with connect(settings) as db:
+        mailbox_id = webseed.add_mailbox(db, settings, user, password)
+        seeded = webseed.activity(db, codec)
+    partition, offset = webseed.dead_letter(settings, codec)
+    letter = f"{partition}:{offset}"
+
+    # Without a session: whatever is asked for, only the login page.
+    anonymous = browser.new_context()
+    page = anonymous.new_page()
+    for path in ("/", "/stages", "/dead-letters", f"/emails/{seeded.activity_id}", "/cases"):
+        page.goto(dashboard.url + path)
+        assert page.url == dashboard.url + "/login", path
+        assert page.locator("input[type=password]").count() == 1
+        assert page.locator("nav").count() == 0 and page.locator("table").count() == 0
+    page.fill("#secret", "wrong")
+    page.click("button[type=submit]")
+    assert "Wrong secret" in page.inner_text("main")
+    anonymous.close()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(dashboard.url + "/")
+    page.fill("#secret", dashboard.secret)
+    page.click("button[type=submit]")
+    assert page.url == dashboard.url + "/"
+
+    # Mailboxes: click Test; the flash and the row say Success, PostgreSQL recorded it.
+    row = page.locator("#mailboxes tbody tr", has_text=f"{user}@example.com")
+    assert "never" in row.inner_text()
+    row.get_by_role("button", name="Test").click()
+    page.wait_for_url(f"{dashboard.url}/?*")
+    assert f"Test of {user}@example.com: Success" in page.inner_text(".flash")
+    assert "INBOX: 0 messages" in page.inner_text(".flash")
+    assert "Success" in page.locator("#mailboxes tbody tr", has_text=user).inner_text()
+    with connect(settings) as db:
+        assert db.execute("SELECT last_test_ok FROM ingest_mailboxes WHERE id = %s",
+                          (mailbox_id,)).fetchone() == (True,)
+
+    # Stages: lag per group and partition, refreshing itself.
+    page.goto(dashboard.url + "/stages")
+    for stage in ("ingest", "unwrap", "route", "persist"):
+        assert stage in page.inner_text("#stages")
+    assert page.locator("#partitions tbody tr").count() >= 2 * 3
+    assert page.locator('meta[http-equiv="refresh"]').count() == 1
+
+    # Dead letters: Retry one; the raw topic gets the message back, marked as a retry of it.
+    page.goto(dashboard.url + "/dead-letters")
+    assert "mime_unparseable" in page.inner_text("#by-reason")
+    before = _retried_records(settings, settings.topic("raw"))
+    page.locator("#letters tbody tr", has_text=letter).get_by_role(
+        "button", name="Retry").click()
+    page.wait_for_url(f"{dashboard.url}/dead-letters?*")
+    assert f"Sent 1 message(s) back (dead letter {letter})" in page.inner_text(".flash")
+    after = _retried_records(settings, settings.topic("raw"))
+    assert len(after) == len(before) + 1
+    retried = after[-1]
+    assert retried.value == b"not a raw record" and retried.key == b"mbx/INBOX/1/7"
+    assert dict(retried.headers)[RETRY_OF_HEADER].decode().endswith(f"/{letter}")
+
+    # A POST without the CSRF token, from inside the logged-in session: refused.
+    response = page.request.post(dashboard.url + "/dead-letters/retry",
+                                 form={"letter": letter}, max_redirects=0)
+    assert response.status == 403
+    assert len(_retried_records(settings, settings.topic("raw"))) == len(after)
+
+    # Emails and cases: the <script> subject is text, nothing ran.
+    page.goto(dashboard.url + "/emails")
+    assert webseed.EVIL_SUBJECT in page.inner_text("#emails")
+    assert page.locator("main script").count() == 0
+    page.get_by_role("link", name=webseed.EVIL_SUBJECT).click()
+    assert page.url == f"{dashboard.url}/emails/{seeded.activity_id}"
+    assert seeded.dedupe_key in page.inner_text("main")
+    assert page.locator("#trace").count() == 1
+    page.goto(dashboard.url + "/cases")
+    page.locator("#cases tbody tr", has_text=webseed.EVIL_SUBJECT).get_by_role("link").click()
+    assert webseed.EVIL_SUBJECT in page.inner_text("main")
+    assert dialogs == []
+
+    shot = os.environ.get("MAILROOM_SCREENSHOT")
+    if shot:
+        page.goto(dashboard.url + "/")
+        page.screenshot(path=str(REPO / shot), full_page=True)
+
+    # Log out: the session is gone.
+    page.goto(dashboard.url + "/")
+    page.get_by_role("button", name="Log out").click()
+    page.goto(dashboard.url + "/stages")
+    assert page.url == dashboard.url + "/login"
+    context.close()
