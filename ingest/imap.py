@@ -100,7 +100,7 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
         criteria += ["SINCE", job.profile.received_after.date()]
     # "n:*" always matches the highest UID, even below n: filter.
     uids = sorted(u for u in client.search(criteria) if u > cp.last_uid)
-    store.set_backlog(job.conn, job.mailbox_id, folder.name, len(uids), None)
+    store.set_backlog(job.conn, job.mailbox_id, folder.name, len(uids), _arrival(client, uids))
     job.conn.commit()
     published = 0
     last = cp.last_uid
@@ -135,21 +135,31 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
                 f"{job.mailbox.address}/{folder.name}; they are fetched again next pass"
             )
         last = new
-        if i + batch_size < len(uids):
+        rest = [u for u in uids if u > last]
+        if rest:
+            # Ingest's own lag, kept current while a long backlog drains.
+            store.set_backlog(job.conn, job.mailbox_id, folder.name, len(rest),
+                              _arrival(client, rest))
+            job.conn.commit()
             job.between_batches()
     store.set_backlog(job.conn, job.mailbox_id, folder.name, 0, None)
     job.conn.commit()
     return published
 
 
+def _arrival(client: IMAPClient, uids: list[int]) -> datetime | None:
+    """Server arrival date of the lowest UID (the oldest not yet ingested), or None."""
+    if not uids:
+        return None
+    first = client.fetch([min(uids)], [b"INTERNALDATE"]).get(min(uids), {})
+    return _aware(first.get(b"INTERNALDATE"))
+
+
 def backlog(client: IMAPClient, folder: str, last_uid: int) -> tuple[int, datetime | None]:
     """How many messages above the checkpoint, and the oldest one's arrival (ingest lag)."""
     client.select_folder(folder, readonly=True)
     uids = [u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid]
-    if not uids:
-        return 0, None
-    first = client.fetch([min(uids)], [b"INTERNALDATE"]).get(min(uids), {})
-    return len(uids), _aware(first.get(b"INTERNALDATE"))
+    return len(uids), _arrival(client, uids)
 
 
 def ingest(job: Job, client: IMAPClient, batch_size: int) -> int:

@@ -297,6 +297,27 @@ def set_backlog(conn: psycopg.Connection, mailbox_id: int, folder: str, count: i
     )
 
 
+@dataclass(frozen=True)
+class FolderBacklog:
+    mailbox_id: int
+    address: str
+    folder: str
+    count: int | None  # messages on the server not yet ingested; None: not measured yet
+    oldest: datetime | None  # server arrival date of the oldest of them
+    measured_at: datetime | None
+
+
+def backlog(conn: psycopg.Connection) -> list[FolderBacklog]:
+    """Ingest's lag per IMAP mailbox folder, as the last pass measured it (for ``mailroom lag``
+    and metrics). Kept current batch by batch while a backlog drains."""
+    rows = conn.execute(
+        "SELECT m.id, m.address, c.folder, c.backlog, c.backlog_oldest, c.updated_at "
+        "FROM ingest_checkpoints c JOIN ingest_mailboxes m ON m.id = c.mailbox_id "
+        "ORDER BY m.address, c.folder"
+    ).fetchall()
+    return [FolderBacklog(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
 # --- POP3 -------------------------------------------------------------------------------------
 
 

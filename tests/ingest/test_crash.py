@@ -17,6 +17,7 @@ from ingest_helpers import (
     publish_mailboxes,
     read_raw,
     run_ingest,
+    seed_maildir,
 )
 
 from ingest import store
@@ -26,6 +27,7 @@ from mailroom.settings import Settings
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 N = 300  # three batches of 100
+N_BIG = 1_000  # ten batches of 100, seeded straight into the Maildir (fast)
 
 
 def _wait_checkpoint(db: psycopg.Connection, mailbox_id: int, last_uid: int,
@@ -42,14 +44,14 @@ def _wait_checkpoint(db: psycopg.Connection, mailbox_id: int, last_uid: int,
 
 
 def _crash_then_recover(settings: Settings, db: psycopg.Connection, mailbox_id: int,
-                        fault: str) -> None:
+                        fault: str, n: int = N) -> None:
     publish_mailboxes(settings, db)
     crashed = run_ingest(settings, fault)
     _, err = crashed.communicate(timeout=120)
     assert crashed.returncode == -signal.SIGKILL, err.decode()[-2000:]
     again = run_ingest(settings)
     try:
-        _wait_checkpoint(db, mailbox_id, N)
+        _wait_checkpoint(db, mailbox_id, n)
     finally:
         again.send_signal(signal.SIGTERM)
         again.wait(timeout=60)
@@ -59,15 +61,17 @@ def test_kill_after_publish_repeats_only_the_interrupted_batch(
     db_settings: Settings, db: psycopg.Connection, topics: Settings, mail_user: tuple[str, str]
 ) -> None:
     user, password = mail_user
-    msgs = [message(i) for i in range(N)]
-    append(db_settings, user, password, msgs)
+    msgs = [message(i) for i in range(N_BIG)]
+    seed_maildir(db_settings, user, msgs)
     mb = add_mailbox(db, db_settings, user, password)
-    _crash_then_recover(db_settings, db, mb.id or 0, "ingest:after_publish@2")
-    raws = read_raw(db_settings, N + 100)
+    # killed after the broker acknowledged batch 5, before its checkpoint moved
+    _crash_then_recover(db_settings, db, mb.id or 0, "ingest:after_publish@5", N_BIG)
+    raws = read_raw(db_settings, N_BIG + 100)
+    assert len({r.uid for r in raws}) == N_BIG  # 1,000 distinct RawMails
     assert {r.content for r in raws} == set(msgs)  # every message, byte-identical
     counts = Counter(r.uid for r in raws)
     repeats = {uid for uid, n in counts.items() if n > 1}
-    assert repeats and all(101 <= (uid or 0) <= 200 for uid in repeats)
+    assert repeats and all(401 <= (uid or 0) <= 500 for uid in repeats)
     assert max(counts.values()) == 2
     # the repeats are the same bytes
     by_uid: dict[int, set[bytes]] = {}

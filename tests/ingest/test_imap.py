@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import psycopg
 import pytest
 from ingest_helpers import add_mailbox, append, imap_login, ingestor, message, read_raw
@@ -102,3 +104,23 @@ def test_uidvalidity_change_resyncs(db_settings: Settings, db: psycopg.Connectio
     raws = read_raw(db_settings, 6)
     assert len(raws) == 6 and len({r.content for r in raws}) == 3
     assert store.checkpoint(db, mb.id or 0, "INBOX") is not None
+
+
+def test_backlog_is_kept_current_while_it_drains(
+    db_settings: Settings, db: psycopg.Connection, topics: Settings, mail_user: tuple[str, str]
+) -> None:
+    user, password = mail_user
+    append(db_settings, user, password, [message(i) for i in range(25)])
+    mb = add_mailbox(db, db_settings, user, password)
+    ing = ingestor(db_settings.replace(ingest_batch_size=10), db)
+    ing.stop.set()  # shutting down: the pass finishes the batch in hand and stops
+    assert ing.poll(mb) == 0
+    (folder,) = store.backlog(db)
+    assert (folder.address, folder.folder, folder.count) == (mb.address, "INBOX", 15)
+    assert folder.oldest is not None and folder.oldest <= datetime.now(UTC)
+    cp = store.checkpoint(db, mb.id or 0, "INBOX")
+    assert cp is not None and cp.last_uid == 10
+    ing.stop.clear()
+    assert ing.poll(mb) == 15
+    (folder,) = store.backlog(db)
+    assert folder.count == 0 and folder.oldest is None
