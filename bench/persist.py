@@ -57,6 +57,7 @@ def main(n: int = 5_000) -> None:
             print(f"persist: {n / took:,.0f} plans/s, {steps / took:,.0f} actions/s, "
                   f"{rows / took:,.0f} rows/s ({rows} rows, batches of {BATCH}, one process)")
             _copy_vs_executemany(conn)
+            _trace_events(conn)
     finally:
         with connect(base, autocommit=True) as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -71,6 +72,43 @@ def _copy_vs_executemany(conn, n: int = 50_000) -> None:  # type: ignore[no-unty
         with conn.transaction():
             write(conn, data)
         print(f"  {label}: {n / (time.perf_counter() - start):,.0f} rows/s")
+
+
+def _trace_events(conn, n: int = 20_000) -> None:  # type: ignore[no-untyped-def]
+    """message_traces as the stage writes them: COPY via staging (persist/traces.py) against
+    the row-by-row executemany it replaced, each into an empty table, batches of 500."""
+    from datetime import UTC, datetime
+
+    from psycopg.types.json import Jsonb
+
+    from mailroom.records import TraceEvent
+    from mailroom.stage.types import Source
+    from persist import traces
+
+    at = datetime(2026, 11, 2, tzinfo=UTC)
+    events = [(Source("t.trace", 0, i, b"k", b"", 0),
+               TraceEvent(key=f"m{i}@x", stage="route", event="routed", at=at,
+                          message_id=f"m{i}@x", detail={"01 filter": "accepted: all mail"}))
+              for i in range(n)]
+
+    def many(batch):  # type: ignore[no-untyped-def]
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO message_traces ({traces.COLUMNS}) VALUES "
+                f"({', '.join(['%s'] * 14)}) ON CONFLICT DO NOTHING",
+                [(s.topic, s.partition, s.offset, t.key, t.stage, t.event, t.at, t.message_id,
+                  t.dedupe_key, t.raw_identity, t.source_topic, t.source_partition,
+                  t.source_offset, Jsonb(dict(t.detail))) for s, t in batch])
+
+    for label, write in (("COPY (persist/traces.py)", lambda b: traces.store(conn, b)),
+                         ("executemany", many)):
+        conn.execute("TRUNCATE message_traces")
+        conn.commit()
+        start = time.perf_counter()
+        for i in range(0, n, BATCH):
+            with conn.transaction():
+                write(events[i:i + BATCH])
+        print(f"  message_traces, {label}: {n / (time.perf_counter() - start):,.0f} rows/s")
 
 
 def _copy(conn, data) -> None:  # type: ignore[no-untyped-def]

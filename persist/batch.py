@@ -99,6 +99,15 @@ def apply_batch(conn: psycopg.Connection, codec: Codec, items: Sequence[Item]) -
     """Apply ``items`` in order inside the caller's open transaction."""
     conn.execute("SELECT set_config('mailroom.writer', 'persist', true)")
     lock_threads(conn, [i.plan for i in items])
+    # Pipeline mode: a statement whose result nobody reads (savepoints, queue items, parties,
+    # watches, regarding) is sent without waiting; only a read (fetchone) costs a round trip.
+    # An error then surfaces at the next read or when the plan's savepoint block ends — still
+    # inside that block, so the plan alone is rolled back and classified as before.
+    with conn.pipeline():
+        return _apply_items(conn, codec, items)
+
+
+def _apply_items(conn: psycopg.Connection, codec: Codec, items: Sequence[Item]) -> list[Result]:
     results: list[Result] = []
     for item in items:
         result = Result()

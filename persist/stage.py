@@ -32,7 +32,6 @@ import psycopg
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from psycopg.types.json import Jsonb
 
 from mailroom import faults, kafka
 from mailroom.blobs import BlobStore
@@ -47,7 +46,7 @@ from mailroom.settings import Settings
 from mailroom.stage.execute import group_id
 from mailroom.stage.types import UNDECODABLE, Source
 from mailroom.tracing import Tracer
-from persist import offsets
+from persist import offsets, traces
 from persist.batch import RETRY_BATCH, Item, Result, apply_batch
 
 log = logging.getLogger(__name__)
@@ -223,20 +222,8 @@ class PersistStage:
                          {"reason_code": code, "reason": reason[:1000]}, source=source)
         return self.dead.send(STAGE, code, reason, source, 1)
 
-    def _store_traces(self, traces: list[tuple[Source, TraceEvent]]) -> None:
-        if not traces:
-            return
-        with self.conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO message_traces (topic, topic_partition, topic_offset, key, stage, "
-                "event, at, message_id, dedupe_key, raw_identity, source_topic, "
-                "source_partition, source_offset, detail) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                [(s.topic, s.partition, s.offset, t.key, t.stage, t.event, t.at, t.message_id,
-                  t.dedupe_key, t.raw_identity, t.source_topic, t.source_partition,
-                  t.source_offset, Jsonb(dict(t.detail))) for s, t in traces],
-            )
+    def _store_traces(self, events: list[tuple[Source, TraceEvent]]) -> None:
+        traces.store(self.conn, events)  # COPY: the high-volume table (persist/traces.py)
 
 
 def main(settings: Settings, args: argparse.Namespace | None = None) -> int:

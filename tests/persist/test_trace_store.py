@@ -1,0 +1,43 @@
+"""message_traces by COPY (persist/traces.py): every event stored once, also when a batch is
+delivered again, and nothing left behind by a rolled-back batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from mailroom.records import TraceEvent
+from mailroom.stage.types import Source
+from persist import traces
+
+pytestmark = pytest.mark.integration
+AT = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+
+
+def events(n: int, first: int = 0) -> list[tuple[Source, TraceEvent]]:
+    return [(Source("t.trace", 0, i, b"k", b"", 0),
+             TraceEvent(key=f"m{i}@x", stage="route", event="routed", at=AT,
+                        message_id=f"m{i}@x", detail={"why": f"rule {i}", "quote": "it's \\ \t"}))
+            for i in range(first, first + n)]
+
+
+def test_copy_stores_each_event_once(db: psycopg.Connection) -> None:
+    with db.transaction():
+        assert traces.store(db, events(50)) == 50
+        assert traces.store(db, events(10, 45)) == 5  # a second call in one transaction
+    with db.transaction():
+        assert traces.store(db, events(55)) == 0  # the batches came again
+    rows = db.execute("SELECT count(*), min(detail->>'quote'), max(topic_offset) "
+                      "FROM message_traces").fetchone()
+    assert rows == (55, "it's \\ \t", 54)
+
+
+def test_a_rolled_back_batch_leaves_nothing(db: psycopg.Connection) -> None:
+    with pytest.raises(RuntimeError), db.transaction():
+        traces.store(db, events(5))
+        raise RuntimeError("the batch failed")
+    with db.transaction():
+        assert traces.store(db, events(3)) == 3
+    assert db.execute("SELECT count(*) FROM message_traces").fetchone() == (3,)
