@@ -93,9 +93,11 @@ def automated(email: Email, reference: ReferenceData) -> Finding | None:
 def bounced_original(email: Email) -> str | None:
     """The Message-ID of the email a failed-delivery bounce reports on, when known.
 
-    The Email record has no field for the Message-ID inside the report's returned headers
-    yet, so this uses the bounce's own In-Reply-To / last Reference, which most MTAs set.
+    The Message-ID in the report's returned headers names the original itself; the bounce's
+    own In-Reply-To / last Reference is only the fallback (set by many MTAs, not all, and by
+    some to a different message of the thread).
     """
     if email.report.kind != "bounce":
         return None
-    return email.in_reply_to or (email.references[-1] if email.references else None)
+    return (email.report.original_message_id or email.in_reply_to
+            or (email.references[-1] if email.references else None))

@@ -9,6 +9,10 @@
   (``displayed``, ``deleted``): ``detail`` carries it;
 * ``feedback_report`` is an abuse/feedback report (ARF, RFC 5965): ``detail`` is its
   Feedback-Type;
+* a delivery-status report (bounce, delayed, delivered) carries ``original_message_id``: the
+  normalised Message-ID of the returned message (its ``message/rfc822`` part, or the
+  ``text/rfc822-headers`` part most MTAs send instead), so route links a bounce to its original
+  even when the MTA sets no In-Reply-To;
 * ``other`` is any other multipart/report, ``none`` ordinary mail (also the free-text "your mail
   could not be delivered" notes some servers send: without the machine-readable report they are
   not classified, so a human-written message quoting such text is never taken for a bounce).
@@ -18,11 +22,14 @@ from __future__ import annotations
 
 import re
 from email.message import Message
+from email.parser import BytesHeaderParser
 
 from mailroom.records.email import Report
 from unwrap.parse import content_type, header_text, param, payload_bytes
 
 _STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
+#: Where a report returns the original, in order of preference (RFC 3462/6522, RFC 6533).
+_RETURNED = ("message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers")
 _FIELD = re.compile(r"^([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*)$")
 
 
@@ -62,6 +69,26 @@ def _part(msg: Message, *types: str) -> Message | None:
     return None
 
 
+def returned_message_id(msg: Message) -> str | None:
+    """The normalised Message-ID of the message a report returns, if it has one."""
+    # Imported here: normalise imports this module (classify) at its top.
+    from unwrap.normalise import normalise_message_id
+
+    part = _part(msg, *_RETURNED)
+    if part is None:
+        return None
+    inner = part.get_payload()
+    if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+        headers: Message = inner[0]  # message/rfc822: compat32 parsed the original already
+    else:  # headers only, as text (or a message/* part the parser left as bytes)
+        headers = BytesHeaderParser().parsebytes(payload_bytes(part))
+    try:
+        value = headers.get("message-id")
+        return normalise_message_id(str(value)) if value else None
+    except (ValueError, TypeError, LookupError):  # a mangled header costs the link, not the report
+        return None
+
+
 def classify(msg: Message) -> Report:
     if content_type(msg) != "multipart/report":
         return Report()
@@ -80,11 +107,12 @@ def classify(msg: Message) -> Report:
         if not actions:  # broken structure: no recipient says what happened
             return Report("other", "delivery-status without readable recipient actions")
         detail = ",".join(sorted(actions))
+        original = returned_message_id(msg)
         if "failed" in actions:
-            return Report("bounce", detail, failed)
+            return Report("bounce", detail, failed, original)
         if "delayed" in actions:
-            return Report("delayed", detail)
-        return Report("delivery_status", detail)
+            return Report("delayed", detail, original_message_id=original)
+        return Report("delivery_status", detail, original_message_id=original)
     if report_type == "disposition-notification":
         part = _part(msg, "message/disposition-notification",
                      "message/global-disposition-notification")

@@ -63,6 +63,9 @@ class Report:
     kind: str = "none"
     detail: str | None = None  # report-type, feedback-type or disposition
     failed_recipients: tuple[str, ...] = ()
+    # Normalised Message-ID of the email a delivery-status report returns (its returned
+    # message/rfc822 or text/rfc822-headers part): how a bounce finds its original.
+    original_message_id: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("report kind", self.kind, REPORT_KINDS)

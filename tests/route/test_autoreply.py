@@ -64,3 +64,13 @@ def test_plan_round_trips_through_its_schema():
     codec = Codec.load(Path(__file__).resolve().parents[2] / "schemas")
     p = plan(email(in_reply_to="p@x", subject="urgent"), reference(), config(), b"\xc3\x01x")
     assert codec.decode_record(codec.encode_record(p), Plan) == p
+
+
+def test_the_returned_message_id_names_the_bounced_original():
+    # The MTA's In-Reply-To points elsewhere; the report's returned headers name the original.
+    bounce = email(sender="MAILER-DAEMON@mx.example", subject="Undelivered Mail",
+                   message_id="b2@mx.example", in_reply_to="other@acme.example",
+                   report=Report("bounce", "failed", ("gone@customer.example",),
+                                 original_message_id="orig@acme.example"))
+    (failed,) = plan(bounce, reference(), config()).steps_of("mark_delivery_failed")
+    assert failed.condition.params == {"message_id": "orig@acme.example"}

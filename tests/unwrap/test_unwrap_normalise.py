@@ -169,3 +169,50 @@ def test_msg_properties_map_to_an_email() -> None:
     assert (email.text_body, email.html_body) == ("See attached.", "<p>See attached.</p>")
     assert [(a.name, a.content_type, a.size) for a in email.attachments] == [
         ("specs.zip", "application/zip", 4)]
+
+
+BOUNCE_WITH = """\
+From: Mail Delivery System <MAILER-DAEMON@mx.other.example>
+To: alice@corp.example
+Subject: Undelivered Mail Returned to Sender
+Date: Sat, 08 Mar 2025 12:00:00 +0000
+Message-ID: <b2@mx.other.example>
+In-Reply-To: <someone-else@corp.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="r-b"
+
+--r-b
+Content-Type: text/plain
+
+Your message could not be delivered.
+--r-b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.other.example
+
+Final-Recipient: rfc822; bob@other.example
+Action: failed
+Status: 5.1.1
+
+--r-b
+Content-Type: {returned}
+
+From: alice@corp.example
+To: bob@other.example
+Subject: Hello
+Message-ID: < Orig-1@Corp.EXAMPLE >
+
+Hello Bob.
+--r-b--
+"""
+
+
+@pytest.mark.parametrize("returned", ["text/rfc822-headers", "message/rfc822"])
+def test_a_bounce_names_the_original_it_returns(returned: str) -> None:
+    report = one(BOUNCE_WITH.format(returned=returned).encode()).report
+    assert (report.kind, report.failed_recipients) == ("bounce", ("bob@other.example",))
+    assert report.original_message_id == "Orig-1@corp.example"
+
+
+def test_a_report_without_returned_message_id_names_none() -> None:
+    assert one("report_bounce.eml").report.original_message_id is None  # headers, no ID
