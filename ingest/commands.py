@@ -55,13 +55,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="action", required=True)
     a = mb.add_parser("add", help="add a mailbox")
     a.add_argument("address")
-    a.add_argument("--profile", required=True)
+    a.add_argument("--profile", help="email server profile (required unless --via: then the "
+                   "forward mailbox's)")
     a.add_argument("--owner", choices=[x.value for x in OwnerKind], default="user")
     a.add_argument("--owner-id", default="")
     a.add_argument("--username", help="login name (default: the address)")
     a.add_argument("--password-env", help="environment variable holding the password "
-                   "(or OAuth2 client secret); default: read it from standard input")
-    a.add_argument("--via", help="address of the forward mailbox this one's mail arrives through")
+                   "(or OAuth2 client secret); default: read it from standard input; with --via "
+                   "none is needed")
+    a.add_argument("--via", help="address of the forward mailbox this one's mail arrives "
+                   "through; such a mailbox is never logged in to and needs no credentials")
     a.add_argument("--folder", action="append", metavar="NAME[:outgoing]",
                    help="folder to monitor (repeatable; default INBOX); ':outgoing' marks sent "
                    "mail")
@@ -125,13 +128,22 @@ def _password(args: argparse.Namespace) -> str:
 
 def mailbox_add(settings: Settings, args: argparse.Namespace) -> int:
     with connect(settings) as conn:
-        profile = store.profile(conn, args.profile)
-        via = store.mailbox(conn, args.via).id if args.via else None
-        assert profile.id is not None
+        forward = store.mailbox(conn, args.via) if args.via else None
+        if args.profile:
+            profile_id = store.profile(conn, args.profile).id
+        elif forward is not None:
+            profile_id = forward.profile_id  # never used to log in; the column wants one
+        else:
+            raise ConfigError("--profile is required (unless the mailbox arrives --via a "
+                              "forward mailbox)")
+        assert profile_id is not None
+        # Via a forward mailbox: never logged in to, so no credentials unless given explicitly.
+        secret = b"" if forward is not None and not args.password_env else \
+            credentials.encrypt(settings, _password(args))
         m = Mailbox(
             address=args.address, owner_kind=OwnerKind(args.owner), owner_id=args.owner_id,
-            profile_id=profile.id, username=args.username or args.address,
-            secret=credentials.encrypt(settings, _password(args)), via_mailbox_id=via,
+            profile_id=profile_id, username=args.username or args.address,
+            secret=secret, via_mailbox_id=forward.id if forward else None,
             folders=parse_folders(args.folder), after_ingest=AfterIngest(args.after),
             keyword=args.keyword, move_to=args.move_to, enabled=not args.disabled,
         )
@@ -155,10 +167,13 @@ def mailbox_show(settings: Settings, args: argparse.Namespace) -> int:
         cps = conn.execute(
             "SELECT folder, uidvalidity, last_uid, backlog, updated_at FROM ingest_checkpoints "
             "WHERE mailbox_id = %s ORDER BY folder", (m.id,)).fetchall()
+        via = store.forward_address(conn, m)
     print(f"mailbox {m.address} (id {m.id})\n  owner: {m.owner_kind} {m.owner_id}")
     print(f"  profile: {p.name} ({p.protocol} {p.host}:{p.port} tls={p.tls} auth={p.auth})")
-    print(f"  username: {m.username}\n  credentials: (encrypted, never shown)")
-    print(f"  incoming: {'via mailbox ' + str(m.via_mailbox_id) if m.via_mailbox_id else 'direct'}")
+    print(f"  username: {m.username}\n  credentials: "
+          f"{'(encrypted, never shown)' if m.secret else '(none)'}")
+    incoming = f"via forward mailbox {via} (never polled itself)" if via else "direct"
+    print(f"  incoming: {incoming}")
     print("  folders: " + ", ".join(f"{f.name} ({f.direction})" for f in m.folders))
     target = f" -> {m.move_to}" if m.move_to else ""
     if m.after_ingest is AfterIngest.FLAG:
@@ -179,7 +194,7 @@ def mailbox_test(settings: Settings, args: argparse.Namespace) -> int:
     with connect(settings) as conn:
         m = store.mailbox(conn, args.mailbox)
         p = store.profile(conn, m.profile_id)
-        result = probe.test(settings, p, m)
+        result = probe.test(settings, p, m, store.forward_address(conn, m))
         assert m.id is not None
         store.record_test(conn, m.id, result.ok, result.detail)
     print(f"{'Success' if result.ok else 'Failure'}: {result.detail}")

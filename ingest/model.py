@@ -123,7 +123,7 @@ class Mailbox:
     owner_kind: OwnerKind
     profile_id: int
     username: str
-    secret: bytes = field(repr=False)
+    secret: bytes = field(repr=False)  # empty only for a mailbox that is never polled (via)
     owner_id: str = ""
     via_mailbox_id: int | None = None  # incoming method: None = direct, else the forward mailbox
     folders: tuple[Folder, ...] = (Folder(),)
@@ -160,7 +160,17 @@ class Mailbox:
                 pass  # POP3 has no flags: "flag" means leave the message where it is
         if self.via_mailbox_id is not None and self.owner_kind is OwnerKind.FORWARD:
             raise ConfigError(f"{where}: a forward mailbox cannot itself arrive via another one")
+        if self.polled and not self.secret:
+            # Only a mailbox whose mail arrives through a forward mailbox needs no credentials
+            # (it is never logged in to); every polled mailbox does.
+            raise ConfigError(f"{where}: credentials are required for a directly polled mailbox")
         return self
+
+    @property
+    def polled(self) -> bool:
+        """Whether ingest logs in to this mailbox. One whose incoming method is "via forward
+        mailbox X" never is: its mail arrives through X (the point of one set of credentials)."""
+        return self.via_mailbox_id is None
 
     def folder(self, name: str) -> Folder:
         for f in self.folders:

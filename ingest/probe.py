@@ -27,7 +27,13 @@ class TestResult:
     __test__ = False  # not a pytest class
 
 
-def test(settings: Settings, profile: Profile, mailbox: Mailbox) -> TestResult:
+def test(settings: Settings, profile: Profile, mailbox: Mailbox,
+         forward_address: str = "") -> TestResult:
+    if not mailbox.polled:
+        # Logging in would be wrong twice: it has no credentials of its own, and ingest never
+        # logs in to it. Its forward mailbox is the one to test.
+        return TestResult(True, f"via forward mailbox {forward_address or mailbox.via_mailbox_id}"
+                          ": not logged in to (its mail arrives through the forward mailbox)")
     try:
         if profile.protocol is Protocol.IMAP:
             counts = _imap_counts(settings, profile, mailbox)

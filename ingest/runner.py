@@ -89,6 +89,8 @@ class Ingestor:
     def poll(self, mailbox: Mailbox) -> int:
         """One pass over one mailbox; returns messages published. Records the outcome."""
         assert mailbox.id is not None
+        if not mailbox.polled:
+            return 0  # its mail arrives through its forward mailbox: never logged in to
         token = self.token()
         if token is None:
             return 0
@@ -156,7 +158,8 @@ class Ingestor:
     def revive(self) -> None:
         """Re-enable mailboxes an outage disabled, once their server answers again."""
         rows = self.conn.execute(
-            "SELECT id FROM ingest_mailboxes WHERE NOT enabled AND disabled_kind = 'transient'"
+            "SELECT id FROM ingest_mailboxes WHERE NOT enabled AND disabled_kind = 'transient' "
+            "AND via_mailbox_id IS NULL"
         ).fetchall()
         mine = self.assignment.mailbox_ids() if self.assignment else None
         for (mailbox_id,) in rows:

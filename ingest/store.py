@@ -95,6 +95,10 @@ def _mailbox(row: dict[str, Any], folders: list[Folder]) -> Mailbox:
 
 def add_mailbox(conn: psycopg.Connection, m: Mailbox) -> int:
     m.validate(profile(conn, m.profile_id))
+    if m.via_mailbox_id is not None:
+        via = mailbox(conn, m.via_mailbox_id)
+        if via.owner_kind is not OwnerKind.FORWARD:
+            raise ConfigError(f"mailbox {m.address}: {via.address} is not a forward mailbox")
     try:
         row = conn.execute(
             "INSERT INTO ingest_mailboxes (address, owner_kind, owner_id, profile_id, username, "
@@ -118,7 +122,9 @@ def add_mailbox(conn: psycopg.Connection, m: Mailbox) -> int:
 
 
 def mailboxes(conn: psycopg.Connection, *, runnable_only: bool = False) -> list[Mailbox]:
-    where = "WHERE enabled AND approved" if runnable_only else ""
+    """Every mailbox; ``runnable_only``: those ingest polls — enabled, approved and direct (a
+    mailbox "via forward mailbox X" is never logged in to: its mail arrives through X)."""
+    where = "WHERE enabled AND approved AND via_mailbox_id IS NULL" if runnable_only else ""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"SELECT * FROM ingest_mailboxes {where} ORDER BY id").fetchall()
         folders: dict[int, list[Folder]] = {}
@@ -136,6 +142,16 @@ def mailbox(conn: psycopg.Connection, key: int | str) -> Mailbox:
         if m.id == key or m.address == key:
             return m
     raise ConfigError(f"no mailbox {key!r}")
+
+
+def forward_address(conn: psycopg.Connection, m: Mailbox) -> str:
+    """The address of the forward mailbox ``m``'s mail arrives through ('' when direct)."""
+    if m.via_mailbox_id is None:
+        return ""
+    row = conn.execute(
+        "SELECT address FROM ingest_mailboxes WHERE id = %s", (m.via_mailbox_id,)
+    ).fetchone()
+    return str(row[0]) if row else f"#{m.via_mailbox_id}"
 
 
 def set_enabled(conn: psycopg.Connection, mailbox_id: int, enabled: bool) -> None:

@@ -148,7 +148,9 @@ def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:
                           f"fix the cause, then `mailroom mailbox enable {box.address}`")
             continue
         profile = store.profile(conn, box.profile_id)  # type: ignore[arg-type]
-        result = probe.test(settings, profile, box)
+        # A mailbox via a forward mailbox is answered without a login (probe.test).
+        result = probe.test(settings, profile, box,
+                            store.forward_address(conn, box))  # type: ignore[arg-type]
         if result.ok:
             yield Finding("OK", "mailbox", f"{box.address}: {result.detail}")
         else:
