@@ -129,6 +129,7 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
         faults.point(job.settings, AFTER_CHECKPOINT)
         apply_actions(job, client, folder.name, uidvalidity, owed)
         published += len(owed)
+        job.published += len(owed)
         if progress.failed or new < (max(progress.sent) if progress.sent else last):
             raise TransientError(
                 f"the broker did not acknowledge {len(progress.failed)} message(s) of "

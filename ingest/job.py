@@ -27,6 +27,9 @@ class Job:
     # Called between batches; raises (e.g. ``Revoked``) when the pass must stop after the
     # batch in hand: a rebalance took the mailbox away, or the process is shutting down.
     between_batches: Callable[[], None] = field(default=lambda: None)
+    # Messages the broker acknowledged in this pass so far (for metrics: counted even when
+    # the pass stops early on a revocation).
+    published: int = 0
 
     @property
     def mailbox_id(self) -> int:

@@ -83,6 +83,7 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
                 if uidl in acked:
                     conn.dele(number)
         published += len(acked)
+        job.published += len(acked)
         if len(acked) < len(batch):
             raise TransientError(
                 f"the broker did not acknowledge {len(batch) - len(acked)} message(s) of "

@@ -23,12 +23,15 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
+from imapclient import IMAPClient
 
-from ingest import announce, connect, imap, pop3, probe, store
+from ingest import announce, connect, idle, imap, pop3, probe, store
 from ingest.assignment import Assignment, Revoked
 from ingest.job import Job
+from ingest.metrics import IngestMetrics
 from ingest.model import Mailbox, Protocol
 from ingest.publish import BlobPut, Producer
 from ingest.store import Fenced
@@ -37,6 +40,9 @@ from mailroom.errors import PermanentError, TransientError
 from mailroom.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+OBSERVE_EVERY_S = 2.0  # per-mailbox gauges are read from the database at most this often
 
 
 def backoff_s(settings: Settings, failures: int, rng: random.Random | None = None) -> float:
@@ -49,8 +55,10 @@ def backoff_s(settings: Settings, failures: int, rng: random.Random | None = Non
 class Ingestor:
     def __init__(self, settings: Settings, conn: psycopg.Connection, producer: Producer,
                  put_blob: BlobPut, codec: Codec | None = None,
-                 assignment: Assignment | None = None) -> None:
+                 assignment: Assignment | None = None,
+                 metrics: IngestMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or IngestMetrics()  # served only when metrics_port is set
         self.assignment = assignment
         self.conn = conn
         self.producer = producer
@@ -61,6 +69,8 @@ class Ingestor:
         conn.commit()
         self.next_poll: dict[int, float] = {}
         self.stop = assignment.stop if assignment else threading.Event()
+        # IDLE only inside run(): run_once() is one pass per mailbox and returns (tests, bench).
+        self.idle = False
 
     def token(self) -> int | None:
         """The fence token passes claim mailboxes with (None: no assignment at the moment)."""
@@ -68,6 +78,7 @@ class Ingestor:
 
     def _between_batches(self, mailbox_id: int, token: int) -> Callable[[], None]:
         def check() -> None:
+            self.metrics.last_loop = time.monotonic()  # a long pass is alive, not wedged
             if self.assignment is not None:
                 self.assignment.ensure(mailbox_id, token)
             elif self.stop.is_set():
@@ -105,9 +116,34 @@ class Ingestor:
         job = Job(self.settings, self.conn, profile, mailbox, token, self.codec,
                   self.producer, self.put_blob, self._between_batches(mailbox.id, token))
         batch = self.settings.ingest_batch_size
+        started = time.monotonic()
         result = self._pass(job, profile.protocol, batch)
+        self.metrics.passed(profile.protocol.value, time.monotonic() - started, job.published)
         self._announce(mailbox, mailbox.status)
         return result
+
+    def _sole(self, mailbox_id: int) -> bool:
+        """Is ``mailbox_id`` the only mailbox this process polls? (Then IDLE may hold its
+        connection: there is no other mailbox waiting for the process.)"""
+        mine = self.assignment.mailbox_ids() if self.assignment else None
+        ids = [m.id for m in store.mailboxes(self.conn, runnable_only=True)
+               if mine is None or m.id in mine]
+        self.conn.commit()
+        return ids == [mailbox_id]
+
+    def _idle(self, job: Job, client: IMAPClient) -> int:
+        """After a pass: IDLE on the INBOX until the poll interval is over (:mod:`ingest.idle`),
+        when the server offers it and this is the process's only mailbox."""
+        if (not self.idle or not self.settings.ingest_idle_wait_ms or not idle.usable(job, client)
+                or not self._sole(job.mailbox_id)):
+            return 0
+        return idle.wait_and_ingest(
+            job, client, self.settings.ingest_batch_size,
+            wait_s=self.settings.ingest_idle_wait_ms / 1000,
+            until=time.monotonic() + job.profile.poll_interval_s,
+            still_sole=lambda: self._sole(job.mailbox_id),
+            on_wakeup=self.metrics.idle_wakeups.inc,
+        )
 
     def _pass(self, job: Job, protocol: Protocol, batch: int) -> int:
         mailbox, profile = job.mailbox, job.profile
@@ -117,6 +153,7 @@ class Ingestor:
             if protocol is Protocol.IMAP:
                 with connect.imap(self.settings, profile, mailbox) as client:
                     n = imap.ingest(job, client, batch)
+                    n += self._idle(job, client)
             else:
                 with connect.pop3(self.settings, profile, mailbox) as conn:
                     n = pop3.ingest(job, conn, batch)
@@ -126,10 +163,12 @@ class Ingestor:
             return 0
         except Fenced as exc:
             self.conn.rollback()
+            self.metrics.failed("fenced", exc)
             log.warning("mailbox=%s %s", mailbox.address, exc)
             return 0
         except PermanentError as exc:
             self.conn.rollback()
+            self.metrics.failed("permanent", exc)
             log.error("mailbox=%s disabled: %s", mailbox.address, exc)
             store.set_status(self.conn, mailbox.id, "disabled", str(exc),
                              disabled_kind="permanent")
@@ -137,6 +176,7 @@ class Ingestor:
             return 0
         except TransientError as exc:
             self.conn.rollback()
+            self.metrics.failed("transient", exc)
             failures = store.failures(self.conn, mailbox.id) + 1
             if failures >= self.settings.ingest_disable_after_failures:
                 store.set_status(self.conn, mailbox.id, "disabled", f"outage: {exc}",
@@ -186,21 +226,39 @@ class Ingestor:
                 break
             if self.next_poll.get(m.id, 0.0) > now:
                 continue
+            # The interval counts from the start of a pass: a pass that IDLEd through it is
+            # followed at once by a full pass (every folder), then IDLE again.
+            started = time.monotonic()
             total += self.poll(m)
             interval = store.profile(self.conn, m.profile_id).poll_interval_s
-            self.next_poll[m.id] = max(self.next_poll.get(m.id, 0.0), time.monotonic() + interval)
+            self.next_poll[m.id] = max(self.next_poll.get(m.id, 0.0), started + interval)
         self.conn.commit()
         return total
 
+    def observe(self) -> None:
+        """Refresh the per-mailbox gauges: enabled and backlog of the mailboxes served here."""
+        mine = self.assignment.mailbox_ids() if self.assignment else None
+        boxes = [m for m in store.mailboxes(self.conn)
+                 if m.polled and (mine is None or m.id in mine)]
+        self.metrics.mailboxes((m.address, m.enabled) for m in boxes)
+        ids = {m.id for m in boxes}
+        self.metrics.backlog([b for b in store.backlog(self.conn) if b.mailbox_id in ids])
+        self.conn.commit()
+
     def run(self) -> None:
-        last_revive = 0.0
+        self.idle = True
+        last_revive = last_observe = 0.0
         tick_ms = self.settings.ingest_idle_tick_ms
         while not self.stop.is_set():
+            self.metrics.last_loop = time.monotonic()
             if self.assignment is not None:
                 # Group membership and mailbox changes; rebalances happen in here, when no
                 # pass is running, or between batches (Job.between_batches).
                 self.assignment.poll(tick_ms)
             self.run_once()
+            if time.monotonic() - last_observe > OBSERVE_EVERY_S:
+                self.observe()
+                last_observe = time.monotonic()
             if time.monotonic() - last_revive > self.settings.ingest_revive_interval_s:
                 self.revive()
                 last_revive = time.monotonic()
@@ -232,12 +290,15 @@ def main(settings: Settings, args: object) -> int:
     token_conn = db_connect(settings, autocommit=True)
     assignment = Assignment.join(settings, token_conn, client_id)
     ingestor = Ingestor(settings, conn, producer, blob_put(blob_conn), assignment=assignment)
+    server = watch(settings, ingestor)
     signal.signal(signal.SIGTERM, lambda *_: ingestor.stop.set())
     log.info("ingest started client_id=%s group=%s", client_id, assignment.consumer.config[
         "group_id"])
     try:
         ingestor.run()
     finally:
+        if server is not None:
+            server.shutdown()
         # Leave the group only after the last batch is in: then the mailboxes move at once.
         producer.flush()
         assignment.close()
@@ -246,3 +307,18 @@ def main(settings: Settings, args: object) -> int:
         blob_conn.close()
         token_conn.close()
     return 0
+
+
+def watch(settings: Settings, ingestor: Ingestor) -> Any:
+    """Metrics and health endpoints (settings.metrics_port; 0: none). Alive while the loop (or
+    a pass, between batches and IDLE rounds) turned within the max poll interval; ready while
+    the process holds an assignment."""
+    from mailroom.metrics import Health, serve
+
+    stale_s = settings.kafka_max_poll_interval_ms / 1000
+    assignment = ingestor.assignment
+    return serve(settings, ingestor.metrics.stage, Health(
+        alive=lambda: not ingestor.stop.is_set()
+        and time.monotonic() - ingestor.metrics.last_loop < stale_s,
+        ready=lambda: assignment is None or assignment.token is not None,
+    ))

@@ -38,6 +38,11 @@ class Settings:
     imaps_port: int = _setting(10993, "Local stack: Dovecot IMAP implicit-TLS port.")
     pop3_port: int = _setting(10110, "Local stack: Dovecot POP3 port (plain, STLS offered).")
     pop3s_port: int = _setting(10995, "Local stack: Dovecot POP3 implicit-TLS port.")
+    dovecot_oauth2_port: int = _setting(
+        10980, "Local stack: port on 127.0.0.1 of the OAuth2 token introspection endpoint that "
+        "Dovecot's oauth2 passdb asks for XOAUTH2 logins (nothing listens unless a test or "
+        "a local identity provider runs there)."
+    )
 
     # --- Kafka: one set of client settings for kafka-python and faust-streaming ---------------
     kafka_bootstrap: str = _setting(
@@ -153,6 +158,10 @@ class Settings:
     )
     ingest_idle_tick_ms: int = _setting(
         500, "Ingest: longest wait between two looks for due mailboxes and group changes."
+    )
+    ingest_idle_wait_ms: int = _setting(
+        3_000, "Ingest: one IMAP IDLE round (a process serving a single mailbox IDLEs on its "
+        "INBOX); rebalances and SIGTERM are checked between rounds, so keep it short. 0: no IDLE."
     )
 
     # --- unwrap stage -------------------------------------------------------------------------
