@@ -214,6 +214,23 @@ class Settings:
         "what depends on fresh state is re-checked by persist."
     )
 
+    # --- stats (mailroom.stats: windowed mail volume on faust-streaming) --------------------
+    stats_windows: str = _setting(
+        "1h,1d", "Stats: tumbling window sizes, comma separated (s, m, h, d), placed by each "
+        "message's arrival in Mailroom (ingest's fetch), never by the wall clock."
+    )
+    stats_keep_windows: int = _setting(
+        48, "Stats: windows kept per size and counted key (mailbox or sender); older ones are "
+        "dropped as newer ones fill."
+    )
+    stats_top_senders: int = _setting(
+        20, "Stats: senders exported per window size as mailroom_mail_volume series and shown "
+        "on the dashboard (the biggest; every mailbox is exported)."
+    )
+    stats_refresh_s: int = _setting(
+        5, "Stats: seconds between refreshes of the mailroom_mail_volume gauges."
+    )
+
     # --- derived values -----------------------------------------------------------------------
     @property
     def state_path(self) -> Path:

@@ -20,6 +20,8 @@ STAGES: dict[str, str] = {
     "unwrap": "unwrap.stage:main",
     "route": "route.stage:main",
     "persist": "persist.stage:main",
+    # Not a pipeline stage: windowed mail volume for the dashboard and alerts (docs/stats.md).
+    "stats": "mailroom.stats.stage:main",
 }
 
 

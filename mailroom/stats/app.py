@@ -1,0 +1,161 @@
+"""The stats faust app, built by a function from Settings (no module-level app).
+
+Two agents and one table:
+
+- ``fanout`` reads ``<prefix>.unwrapped`` (raw bytes, decoded with our Codec, not faust's
+  serializers) and sends one event per counter the email moves to
+  ``<prefix>.stats-volume-events``, keyed by the counter. Re-keying is what makes the table
+  right with several processes: every write of one counter comes from one partition, so the
+  changelog holds exactly one value per counter (the input is keyed by dedupe key, and two
+  partitions writing ``mailbox|x`` would each keep their own value).
+- ``count`` adds each event to the ``volume`` table (windows: :mod:`mailroom.stats.windows`);
+  faust writes every change to ``<prefix>.stats-volume-changelog`` and restores the table from it
+  when a process starts or takes over a partition.
+
+Records that are not Email records are never skipped in silence:
+
+- an unknown schema fingerprint stops the app with an error naming it (the writer is newer;
+  deploy the newer Mailroom). The record is not acknowledged, so it is read again after the
+  upgrade;
+- undecodable bytes are logged with their coordinates, counted in
+  ``mailroom_dead_letters_total{stage="stats"}`` *and* in the volume itself (the counter
+  ``undecodable|``, shown on the dashboard). They are not dead-lettered a second time: route
+  reads the same bytes from the same topic and dead-letters them (``undecodable``), and
+  ``mailroom dlq retry`` of a stats letter would send them back to route as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from mailroom.codec import Codec
+from mailroom.errors import MalformedRecordError, UnknownSchemaError
+from mailroom.kafka import faust_settings
+from mailroom.metrics import arrived_ms
+from mailroom.records import Email
+from mailroom.settings import Settings
+from mailroom.stats import windows as w
+
+log = logging.getLogger(__name__)
+
+STAGE = "stats"
+TABLE = "volume"
+
+
+@dataclass
+class Progress:
+    """What the process did, read by the metrics endpoint and by tests."""
+
+    records_in: int = 0
+    undecodable: int = 0
+    counted: int = 0
+    last_turn: float = field(default_factory=time.monotonic)
+    fatal: str = ""
+
+
+@dataclass
+class StatsApp:
+    app: Any  # faust.App
+    volume: Any  # faust.Table: dimension key → windows.Volume
+    windows: tuple[w.Window, ...]
+    progress: Progress
+    failed: asyncio.Event  # set when the app must stop (unknown schema)
+
+    def volumes(self) -> dict[str, w.Volume]:
+        """This process's counters (the partitions it is assigned), copied."""
+        return {key: value for key, value in self.volume.items() if value}
+
+
+def headers_of(headers: Any) -> Iterable[tuple[str, bytes]]:
+    """aiokafka gives headers as (name, value) pairs; faust may hand them over as a dict."""
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return headers or ()
+
+
+def build(settings: Settings, codec: Codec) -> StatsApp:
+    import faust  # deferred: only this process needs faust
+
+    windows = w.parse_windows(settings.stats_windows)
+    app_id = settings.topic(STAGE)  # also the consumer group: '<prefix>.stats', like the stages
+    # faust keeps little here with the memory store (its recovery bookkeeping), but wants it.
+    data_dir = settings.state_path / "faust" / app_id
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id,
+        **faust_settings(settings),
+        autodiscover=False,
+        web_enabled=False,  # the dashboard and /metrics are our own (mailroom.web, metrics.py)
+        store="memory://",  # the changelog topic is the durable state; restored on start
+        datadir=str(data_dir),
+        processing_guarantee="at_least_once",
+        table_standby_replicas=0,  # restore from the changelog on takeover; no hot copies
+        stream_wait_empty=True,  # a clean stop finishes and acknowledges what is in hand
+    )
+    retention = timedelta(days=settings.stream_retention_days)
+    unwrapped = app.topic(settings.topic("unwrapped"), key_serializer="raw",
+                          value_serializer="raw")
+    events = app.topic(f"{app_id}-volume-events", key_serializer="json",
+                       value_serializer="json", partitions=settings.topic_partitions,
+                       replicas=settings.topic_replication_factor, internal=True,
+                       retention=retention)
+    # JSON both ways: the dashboard reads the changelog with kafka-python (mailroom.stats.read).
+    volume = app.Table(TABLE, default=dict,
+                       schema=faust.Schema(key_serializer="json", value_serializer="json"),
+                       partitions=settings.topic_partitions,
+                       help="Messages per tumbling window, per mailbox and sender.")
+    stats = StatsApp(app, volume, windows, Progress(), asyncio.Event())
+    keep = settings.stats_keep_windows
+
+    async def fanout(stream: Any) -> None:
+        async for event in stream.events():
+            keys = _keys(stats, codec, event)
+            if keys is None:
+                await asyncio.Event().wait()  # stopped: never acknowledge this record
+            at = arrived_ms(headers_of(event.message.headers),
+                            int(event.message.timestamp * 1000))
+            for key in keys:
+                # Wait for the broker: the source offset is committed once this agent takes
+                # its next record, and an event lost in a buffer would be a silent miss.
+                await (await events.send(key=key, value={"at": at}))
+            stats.progress.records_in += 1
+
+    async def count(stream: Any) -> None:
+        async for key, value in stream.items():
+            volume[key] = w.add(volume.get(key) or {}, windows, int(value["at"]), keep)
+            stats.progress.counted += 1
+
+    app.agent(unwrapped, name=f"{app_id}.fanout")(fanout)
+    app.agent(events, name=f"{app_id}.count")(count)
+    return stats
+
+
+def _keys(stats: StatsApp, codec: Codec, event: Any) -> list[str] | None:
+    """The counters one unwrapped record moves; None when the app must stop."""
+    message = event.message
+    where = f"{message.topic}[{message.partition}]@{message.offset}"
+    try:
+        email = codec.decode_record(bytes(event.value), Email)
+    except UnknownSchemaError as exc:
+        stats.progress.fatal = (
+            f"stats: record {where} has schema fingerprint {exc.fingerprint.hex()} that this "
+            "Mailroom does not know (a newer writer): stopping; deploy the newer version and "
+            "start again - the record is read again then"
+        )
+        log.critical("%s", stats.progress.fatal)
+        stats.failed.set()
+        return None
+    except MalformedRecordError as exc:
+        # Counted and shown, not dead-lettered twice: route dead-letters the same bytes.
+        stats.progress.undecodable += 1
+        log.error("stats: record %s undecodable, counted as such (route dead-letters it): %s",
+                  where, exc)
+        return [w.dimension_key(w.UNDECODABLE, "")]
+    sender = email.from_address.address if email.from_address else None
+    return w.email_keys(email.delivery.mailbox_address, sender)
