@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from imapclient import IMAPClient
 
 from ingest import credentials, oauth
-from ingest.errors import classify
+from ingest.errors import AuthRefused, classify
 from ingest.model import Auth, Mailbox, Profile, Tls
 from mailroom.settings import Settings
 
@@ -35,6 +35,16 @@ def _secret(settings: Settings, profile: Profile, mailbox: Mailbox) -> str:
     if profile.auth is Auth.XOAUTH2:
         return oauth.access_token(profile, clear)  # the stored secret is the client secret
     return clear
+
+
+def _login_failure(exc: BaseException, profile: Profile) -> Exception:
+    """The cause of a failed login; with XOAUTH2 a refusal is the token's ("token refused"),
+    which tells the admin to look at the identity provider, not at a password."""
+    err = classify(exc, profile.host, profile.port)
+    if (profile.auth is Auth.XOAUTH2 and isinstance(err, AuthRefused)
+            and not str(err).startswith("token refused")):
+        return AuthRefused(f"token refused by {profile.host}:{profile.port}: {exc}")
+    return err
 
 
 def open_imap_unauthenticated(profile: Profile) -> IMAPClient:
@@ -63,7 +73,7 @@ def imap(settings: Settings, profile: Profile, mailbox: Mailbox) -> Iterator[IMA
             else:
                 client.login(mailbox.username, secret)
         except Exception as exc:
-            raise classify(exc, profile.host, profile.port) from exc
+            raise _login_failure(exc, profile) from exc
         yield client
     finally:
         # The session is over either way; a failing LOGOUT must not hide the real error.
@@ -95,13 +105,12 @@ def pop3(settings: Settings, profile: Profile, mailbox: Mailbox) -> Iterator[pop
         try:
             secret = _secret(settings, profile, mailbox)
             if profile.auth is Auth.XOAUTH2:
-                sasl = f"user={mailbox.username}\x01auth=Bearer {secret}\x01\x01".encode()
-                conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(sasl).decode())  # type: ignore[attr-defined]
+                _pop3_xoauth2(conn, mailbox.username, secret)
             else:
                 conn.user(mailbox.username)
                 conn.pass_(secret)
         except Exception as exc:
-            raise classify(exc, profile.host, profile.port) from exc
+            raise _login_failure(exc, profile) from exc
         yield conn
         committed = True
     finally:
@@ -114,3 +123,16 @@ def pop3(settings: Settings, profile: Profile, mailbox: Mailbox) -> Iterator[pop
                 raise classify(exc, profile.host, profile.port) from exc
         else:
             conn.close()
+
+
+def _pop3_xoauth2(conn: poplib.POP3, username: str, token: str) -> None:
+    """AUTH XOAUTH2 with the initial response. A refused token is answered with a "+ <error>"
+    challenge (not "-ERR"), which poplib would take for success: answer it with an empty line,
+    as the mechanism requires, and report the refusal."""
+    sasl = f"user={username}\x01auth=Bearer {token}\x01\x01".encode()
+    resp = conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(sasl).decode())  # type: ignore[attr-defined]
+    if not resp.startswith(b"+OK"):
+        conn._putcmd("")  # type: ignore[attr-defined]
+        with suppress(poplib.error_proto):
+            conn._getresp()  # type: ignore[attr-defined]
+        raise AuthRefused("the server refused AUTH XOAUTH2")  # named by _login_failure

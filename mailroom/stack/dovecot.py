@@ -36,6 +36,11 @@ def config_file(settings: Settings) -> Path:
     return home(settings) / "dovecot.conf"
 
 
+def oauth2_file(settings: Settings) -> Path:
+    """The oauth2 passdb's settings (``dovecot-oauth2.conf.ext``)."""
+    return home(settings) / "dovecot-oauth2.conf.ext"
+
+
 def log_file(settings: Settings) -> Path:
     return home(settings) / "dovecot.log"
 
@@ -94,7 +99,7 @@ default_login_user = dovenull
 
 # Loopback only: plain logins are fine here; real servers are reached over TLS.
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 # Failed logins are logged with the reason (tests check the log for login attempts).
 auth_verbose = yes
 # No penalty delay after a wrong password: tests of bad credentials need not wait.
@@ -105,9 +110,17 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 
+# Passwords first, for the password mechanisms only; OAuth2 bearer tokens go to the oauth2
+# passdb, which asks the introspection endpoint on 127.0.0.1:dovecot_oauth2_port.
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {users_dir(settings)}/%u
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {oauth2_file(settings)}
 }}
 userdb {{
   driver = static
@@ -164,6 +177,22 @@ service pop3-login {{
     ssl = yes
   }}
 }}
+"""
+
+
+def render_oauth2(settings: Settings) -> str:
+    """Dovecot 2.3's oauth2 passdb: tokeninfo (GET, token appended) for the user name, then
+    RFC 7662 introspection (POST token=...) for ``active`` — forced, so a revoked token is
+    refused even though tokeninfo named its user."""
+    base = f"http://127.0.0.1:{settings.dovecot_oauth2_port}"
+    return f"""# Written by `mailroom stack up`; edits are overwritten on the next start.
+tokeninfo_url = {base}/tokeninfo?access_token=
+introspection_mode = post
+introspection_url = {base}/introspect
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
 """
 
 
@@ -232,12 +261,14 @@ def _prepare(settings: Settings) -> bool:
     for name, password in SEED_USERS.items():
         if not user_file(settings, name).exists():
             add_user(settings, name, password)
-    config = render_config(settings, mail.pw_uid, mail.pw_gid)
-    path = config_file(settings)
-    if path.exists() and path.read_text() == config:
-        return False
-    path.write_text(config)
-    return True
+    changed = False
+    for path, text in ((oauth2_file(settings), render_oauth2(settings)),
+                       (config_file(settings), render_config(settings, mail.pw_uid,
+                                                             mail.pw_gid))):
+        if not (path.exists() and path.read_text() == text):
+            path.write_text(text)
+            changed = True
+    return changed
 
 
 def up(settings: Settings) -> str:
