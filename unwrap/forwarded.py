@@ -131,7 +131,8 @@ def _file_original(found: list[Original], warnings: list[str], name: str, ctype:
         found.extend(Original(o.message, "tnef", (label, o.label)) for o in inside)
     elif msgfile.looks_like_msg(name, ctype, data):
         try:
-            found.append(Original(msgfile.message_from_msg(data), "msg", (label,)))
+            message, notes = msgfile.read_msg(data)
+            found.append(Original(message, "msg", (label,), tuple(f"{label}: {n}" for n in notes)))
         except msgfile.UnreadableMsg as exc:
             warnings.append(f"{label}: Outlook .msg not readable ({exc})")
     elif looks_like_mail(data, 1 if name.lower().endswith(".eml") else 2):
