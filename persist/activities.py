@@ -68,11 +68,13 @@ def upsert(
         if copy_rank(str(content[6])) < rank:
             # A richer copy supplies the content — unless a CRM user has edited the record
             # (first write wins for what users edit).
+            # RETURNING + fetch, not rowcount: batches run in pipeline mode, where rowcount is
+            # not known yet (it read 0, so the richer copy's attachments were never stored).
             sets = ", ".join(f"{c.strip()} = %s" for c in _CONTENT.split(","))
             richer = conn.execute(
-                f"UPDATE email_activities SET {sets} WHERE id = %s AND user_edited_at IS NULL",
-                (*content, activity_id),
-            ).rowcount > 0
+                f"UPDATE email_activities SET {sets} WHERE id = %s AND user_edited_at IS NULL "
+                "RETURNING id", (*content, activity_id),
+            ).fetchone() is not None
         conn.execute(
             "UPDATE email_activities SET received_at = LEAST(received_at, %s) "
             "WHERE id = %s AND received_at IS DISTINCT FROM LEAST(received_at, %s)",

@@ -103,9 +103,12 @@ def test_richer_copy_supplies_the_content(db: psycopg.Connection, codec: Codec) 
     direct = email(mailbox="13", to=("support@acme.example", "sales@acme.example"),
                    body="from the direct copy")
     apply(db, codec, make_plan(codec, msg))
-    apply(db, codec, make_plan(codec, direct))
+    [res] = apply(db, codec, make_plan(codec, direct))
     assert rows(db, "SELECT copy_kind, text_body FROM email_activities") == [
         ("direct", "from the direct copy")]
+    # the trace says so (and the richer copy's attachments replaced the poorer copy's)
+    assert res.applied is not None
+    assert res.applied.detail["content"] == "richer copy (direct) supplies the content"
 
 
 def test_forged_copy_is_a_collision_and_the_real_one_is_untouched(
