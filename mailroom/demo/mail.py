@@ -2,14 +2,19 @@
 
 Every message is what a real client or server would put in a mailbox: an original, a forward
 that carries the original as a ``message/rfc822`` attachment (what a forwarding rule "as an
-attachment" produces), an auto-reply, a delivery-status bounce (RFC 3464) and a deliberately
-broken message. Dates and Message-IDs are fixed, so every run produces the same bytes and the
-same dedupe keys.
+attachment" produces) or as an Outlook ``.msg`` file, an auto-reply, a delivery-status bounce
+(RFC 3464) and a deliberately broken message. Dates and Message-IDs are fixed, so every run
+produces the same bytes and the same dedupe keys.
+
+The ``.msg`` originals are committed files beside this module (package data), built by
+``tests/unwrap/make_msg_fixtures.py`` with msgforge, a dev-only tool: Mailroom cannot write a
+.msg at run time and does not need to.
 """
 
 from __future__ import annotations
 
 from email.message import EmailMessage, Message
+from email.mime.application import MIMEApplication
 from email.mime.base import MIMEBase
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
@@ -17,8 +22,12 @@ from email.mime.text import MIMEText
 from email.parser import BytesParser
 from email.policy import SMTP, compat32
 from email.utils import format_datetime
+from importlib.resources import files
 
 from mailroom.demo.scenario import DOMAIN, Letter
+
+#: The Outlook .msg file shipped for each letter forwarded as one (``Letter.forward_as``).
+MSG_FILES = {"new-address": "new-address.msg"}
 
 
 def original(letter: Letter) -> bytes:
@@ -49,9 +58,21 @@ def forward(letter: Letter, forwarder: str, forward_mailbox: str) -> bytes:
     outer["Date"] = format_datetime(letter.date.replace(second=30))
     outer["Message-ID"] = f"<fw.{letter.message_id}>"
     outer.attach(MIMEText("Forwarded by a server rule.\n", "plain", "utf-8"))
+    if letter.forward_as == "msg":
+        # as Outlook attaches a saved message: the .msg file, typed application/vnd.ms-outlook
+        part = MIMEApplication(msg_file(letter), "vnd.ms-outlook")
+        part.add_header("Content-Disposition", "attachment",
+                        filename=f"{letter.subject}.msg")
+        outer.attach(part)
+        return outer.as_bytes()
     inner = BytesParser(policy=compat32).parsebytes(original(letter))
     outer.attach(MIMEMessage(inner))
     return outer.as_bytes()
+
+
+def msg_file(letter: Letter) -> bytes:
+    """The committed .msg of ``letter``; its internet headers are those of ``original``."""
+    return (files("mailroom.demo") / MSG_FILES[letter.key]).read_bytes()
 
 
 def bounce(letter: Letter, failed: str, reporting_mta: str) -> bytes:

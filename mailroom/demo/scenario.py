@@ -9,8 +9,9 @@ threaded by In-Reply-To and one by tracking token, one message delivered to thre
 a support case, an outgoing reply from the queue's Sent folder and the bounce it earned, an
 auto-reply, an unknown sender (contact created) and one that is not tracked, a spoofed forward,
 a malformed message; and, in phase 2 (appended only once phase 1 has been processed): the
-parent of a reply that is already parked, the direct copy of a message whose forwarded copy
-was stored first, and a forgery reusing a real Message-ID.
+parent of a reply that is already parked, the direct copy of a message whose copy forwarded
+as an Outlook ``.msg`` file was stored first (the direct copy then supplies the content), and a
+forgery reusing a real Message-ID.
 
 :data:`EXPECTED` states what all of that must produce. Tests compare against their own copy
 of these figures, written out, never against what the database says.
@@ -114,6 +115,9 @@ class Letter:
     body: str
     deliver_to: tuple[tuple[str, str], ...] = ()  # (mailbox local part, folder), direct copies
     forwarded_by: str = ""  # a forwarding user's local part (or any address: a spoof)
+    # how the forward carries the original: "rfc822" (a server rule's forward as attachment)
+    # or "msg" (an Outlook .msg file, shipped beside this module: mail.MSG_FILES)
+    forward_as: str = "rfc822"
     cc: tuple[str, ...] = ()
     in_reply_to: str = ""  # a Letter key
     headers: tuple[tuple[str, str], ...] = ()
@@ -178,8 +182,10 @@ LETTERS: tuple[Letter, ...] = (
     Letter("renewal-reply", MIA, (BOB,), "Re: Contract renewal", _at(130),
            "Bob, we agree with the renewal terms.\nMia", forwarded_by="bob",
            in_reply_to="renewal"),
+    # Alice forwards this one as an Outlook .msg file; its direct copy arrives in phase 2
     Letter("new-address", JANE, (ALICE, DAVE), "Updated delivery address", _at(140),
-           "From April please deliver to Dock 7.\nJane", forwarded_by="alice"),
+           "From April please deliver to Dock 7.\nJane", forwarded_by="alice",
+           forward_as="msg"),
     Letter("invoice", MIA, (CAROL,), "Invoice 2026-031 question", _at(150),
            "Carol, invoice 2026-031 lists 12 chairs; we ordered 10.\nMia", forwarded_by="carol"),
     # --- phase 2: appended once phase 1 is processed and the reply above is parked ---------

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import default
+from pathlib import Path
 
-from mailroom.demo import seed
+import pytest
+
+from mailroom.demo import mail, seed
 from mailroom.demo.pipeline import child_environment
 from mailroom.demo.scenario import EXPECTED, LETTERS, MAILBOXES, letters_by_key
 from mailroom.demo.summary import skip_reason
+from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 
 
@@ -34,6 +40,54 @@ def test_forwards_carry_the_original_as_message_rfc822() -> None:
     original = inner.get_payload()[0]
     assert original["Message-ID"] == f"<{letter.message_id}>"
     assert original["From"] == "jane@contoso.example"
+
+
+def test_msg_forward_carries_the_committed_msg_of_the_direct_copy() -> None:
+    """Issue 6: the .msg-forwarded copy lands first, the direct copy (phase 2) then supplies
+    the content — only if both give one dedupe key and one content hash."""
+    from unwrap.context import UnwrapContext
+    from unwrap.msgfile import read_msg
+    from unwrap.unwrap import unwrap
+
+    forwarded, direct = [x for x in LETTERS if x.key == "new-address"]
+    assert (forwarded.forward_as, forwarded.phase, direct.phase) == ("msg", 1, 2)
+    msg = _parse(seed.render(forwarded, "CRM:0001000"))
+    part = next(p for p in msg.walk() if p.get_content_type() == "application/vnd.ms-outlook")
+    assert part.get_filename() == "Updated delivery address.msg"
+    data = part.get_payload(decode=True)
+    assert data == mail.msg_file(forwarded)
+    original, warnings = read_msg(data)
+    assert warnings == []
+    assert original["Message-ID"] == f"<{direct.message_id}>"
+    assert (original["From"], original["Subject"]) == ("jane@contoso.example",
+                                                      "Updated delivery address")
+
+    ctx = UnwrapContext(forwarders={"fwd": {"alice@acme.example": "u-alice"}},
+                        authserv_id="mx.acme.example")
+    copies = [unwrap(_raw(seed.render(forwarded, "T"), "forward", "fwd"), ctx),
+              unwrap(_raw(seed.render(direct, "T"), "user", "dave"), ctx)]
+    assert all(isinstance(c, list) and len(c) == 1 for c in copies), copies
+    by_msg, by_direct = (c[0] for c in copies)  # type: ignore[index]
+    assert (by_msg.delivery.copy_kind, by_direct.delivery.copy_kind) == ("msg", "direct")
+    assert by_msg.delivery.forwarded_by_user == "u-alice"
+    assert by_msg.dedupe_key == by_direct.dedupe_key == direct.message_id
+    assert by_msg.content_hash == by_direct.content_hash
+
+
+def test_committed_demo_msg_is_what_the_generator_builds() -> None:
+    pytest.importorskip("msgforge")  # a dev extra: only the fixture generator needs it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unwrap"))
+    from make_msg_fixtures import demo_msg
+
+    assert demo_msg() == mail.msg_file(letters_by_key()["new-address"])
+
+
+def _raw(data: bytes, kind: str, mailbox: str) -> RawMail:
+    return RawMail(mailbox_id=mailbox, mailbox_address=f"{mailbox}@acme.example",
+                   owner_kind=kind, owner_id=None, folder="INBOX",  # type: ignore[arg-type]
+                   direction="incoming", protocol="imap",
+                   fetched_at=datetime(2026, 3, 2, tzinfo=UTC), size=len(data), uidvalidity=1,
+                   uid=1, content=data)
 
 
 def test_bounce_is_a_failed_delivery_status_report_and_reply_threads() -> None:

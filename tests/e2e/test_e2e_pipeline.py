@@ -34,7 +34,7 @@ FORGERY = "Printer on fire - invoice overdue (collision)"
 BOUNCE = "Undelivered Mail Returned to Sender"
 QUOTE = "Re: Your quote CRM:0001000"
 CONTOSO, FABRIKAM = "account:a-contoso", "account:a-fabrikam"
-FWD, DIRECT = "forwarded_rfc822", "direct"
+FWD, DIRECT, MSG = "forwarded_rfc822", "direct", "msg"
 SUPPORT, FORWARD, DAVE = "support@acme.example", "crm-forward@acme.example", "dave@acme.example"
 LARS_ID, FORGER_ID = "mr-90bbe2d7ce3247d8", "mr-59b591f74333f673"
 
@@ -59,7 +59,7 @@ ACTIVITIES = {
      CONTOSO),
     (BOUNCE, DIRECT, "incoming", "in_reply_to", "Re: Printer on fire", "case:Printer on fire",
      True, ""),
-    # the forwarded copy landed first; the direct copy supplied the content
+    # the copy forwarded as an Outlook .msg landed first; the direct copy supplied the content
     ("Updated delivery address", DIRECT, "incoming", "", "", "", False, CONTOSO),
 }
 # (subject, mailbox, accepting owner, copy kind, forwarded by)
@@ -79,7 +79,7 @@ MAILBOXES = {
     ("Site visit next week", "erin@acme.example", "user:u-erin", DIRECT, ""),  # over POP3
     ("Site visit next week", SUPPORT, "queue:q-support", DIRECT, ""),
     (BOUNCE, SUPPORT, "queue:q-support", DIRECT, ""),
-    ("Updated delivery address", FORWARD, "user:u-alice", FWD, "u-alice"),
+    ("Updated delivery address", FORWARD, "user:u-alice", MSG, "u-alice"),
     ("Updated delivery address", DAVE, "user:u-dave", DIRECT, ""),
 }
 _R = "resolved"
@@ -189,6 +189,31 @@ def test_scenario_mail_gives_exactly_the_expected_records(run: Run) -> None:
             f"{table}: missing {sorted(rows - got[table])}, unexpected "
             f"{sorted(got[table] - rows)}")
     assert not run.children.dead()
+
+
+def test_msg_copy_landed_first_and_the_direct_copy_supplied_the_content(run: Run) -> None:
+    """Issue 6: the .msg-forwarded copy is stored first (phase 1), its direct copy (phase 2)
+    then supplies the content; both receiving mailboxes stay linked, each with its path."""
+    subject, key = "Updated delivery address", "new-address.demo@mail.acme.example"
+    with connect(run.settings) as conn:
+        activity = conn.execute("SELECT copy_kind, delivery_path FROM email_activities "
+                                "WHERE subject = %s", (subject,)).fetchall()
+        links = conn.execute(
+            "SELECT m.copy_kind, m.delivery_path FROM activity_mailboxes m JOIN "
+            "email_activities a ON a.id = m.activity_id WHERE a.subject = %s "
+            "ORDER BY m.copy_kind", (subject,)).fetchall()
+    assert activity == [(DIRECT, "")]
+    assert links == [(DIRECT, ""), (MSG, "part 2: application/vnd.ms-outlook "
+                                         "'Updated delivery address.msg'")]
+
+    def persisted() -> list[tuple[object, ...]]:
+        with connect(run.settings) as conn:
+            return conn.execute(
+                "SELECT detail->>'content' FROM message_traces WHERE stage = 'persist' AND "
+                "key = %s AND detail ? 'activity' ORDER BY at, topic_offset", (key,)).fetchall()
+
+    wait_for("persist's trace of both copies", lambda: len(persisted()) >= 2, run.children, 60)
+    assert persisted() == [(None,), ("richer copy (direct) supplies the content",)]
 
 
 def test_replay_restores_lost_rows_and_respects_user_edits_and_deletions(run: Run) -> None:
