@@ -50,32 +50,37 @@ def wait_and_ingest(job: Job, client: IMAPClient, batch_size: int, *, wait_s: fl
     folder = next(f for f in job.mailbox.folders if f.name.upper() == INBOX)
     published = 0
     # Mail may have arrived between the pass's SEARCH and the first IDLE (IDLE reports only
-    # changes from its start): UIDNEXT above the checkpoint says so. Checked again only after
-    # a sync that published something, so mail we do not take (older than "received after")
-    # cannot make this a busy loop.
-    recheck = True
+    # changes since the folder was last synchronised): UIDNEXT above the checkpoint says so.
+    # Looked at again only after a sync that published something, so mail we do not take
+    # (older than "received after") cannot make this a busy loop. The folder stays selected
+    # between rounds: a re-SELECT would swallow an EXISTS the server was about to push.
+    check = True
     while time.monotonic() < until:
         job.between_batches()
         if not still_sole():
             return published
-        info = client.select_folder(folder.name)
-        cp = store.checkpoint(job.conn, job.mailbox_id, folder.name)
-        job.conn.commit()  # no transaction held open while idling
-        moved = cp is None or cp.uidvalidity != int(info[b"UIDVALIDITY"])  # a re-sync is due
-        if moved or (recheck and int(info.get(b"UIDNEXT", 0)) - 1 > cp.last_uid):
-            n = imap.sync_folder(job, client, folder, batch_size)
-            published += n
-            recheck = n > 0
-            continue
+        if check:
+            info = client.select_folder(folder.name)
+            cp = store.checkpoint(job.conn, job.mailbox_id, folder.name)
+            job.conn.commit()  # no transaction held open while idling
+            resync = cp is None or cp.uidvalidity != int(info[b"UIDVALIDITY"])
+            check = False
+            if resync or int(info.get(b"UIDNEXT", 0)) - 1 > cp.last_uid:  # type: ignore[union-attr]
+                n = imap.sync_folder(job, client, folder, batch_size)
+                published += n
+                check = n > 0
+                continue
         client.idle()
+        responses: list[tuple[object, ...]] = []
         try:
             responses = client.idle_check(timeout=max(0.1, min(wait_s, until - time.monotonic())))
         finally:
-            client.idle_done()
+            # An EXISTS that came while the round was ending is among DONE's responses.
+            responses += client.idle_done()[1]
         if _new_mail(responses):
             on_wakeup()
             log.info("mailbox=%s IDLE: new mail in %s", job.mailbox.address, folder.name)
             n = imap.sync_folder(job, client, folder, batch_size)
             published += n
-            recheck = n > 0
+            check = n > 0
     return published
