@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from ops_helpers import produce, read_all, start_stage, stop, wait_for
+from ops_helpers import start_stage
+from pipeline_testing import produce, read_all, stop, wait_for
 
 from ingest import credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol

@@ -9,7 +9,8 @@ import time
 import pytest
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
-from ops_helpers import describe_group, produce, produce_transaction, wait_for
+from ops_helpers import describe_group, produce_transaction
+from pipeline_testing import produce, wait_for
 
 from mailroom import kafka
 from mailroom.db import connect

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
-from ops_helpers import produce, read_all, start_stage, stop, wait_for
+from ops_helpers import start_stage
+from pipeline_testing import produce, read_all, stop, wait_for
 
 from mailroom.codec import Codec
 from mailroom.records.raw import RawMail

@@ -5,7 +5,6 @@ trace shows every plan applied again, the records end as before)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import subprocess
 import sys
 import threading
@@ -18,8 +17,9 @@ import psycopg
 import pytest
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
-from ops_helpers import produce, read_all, stage_env, start_stage, stop, wait_for
+from ops_helpers import stage_env, start_stage
 from persistbuild import email, make_plan
+from pipeline_testing import REFERENCE_SQL, produce, read_all, stop, wait_for
 
 from mailroom import kafka
 from mailroom.codec import Codec
@@ -92,15 +92,6 @@ def test_dry_run_execute_modes_and_refusal(ops_settings: Settings, capsys) -> No
     assert committed(s, group)[(raw, 0)] == 5
 
 
-def _reference_sql() -> str:
-    path = Path(__file__).resolve().parents[1] / "persist" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("persist_conftest", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return str(module.REFERENCE_SQL)
-
-
 def run_persist(s: Settings, codec: Codec) -> tuple[PersistStage, threading.Thread]:
     conn = connect(s)
     stage = PersistStage(s, consumer=kafka.make_consumer(s, f"{s.topic_prefix}.persist"),
@@ -139,15 +130,12 @@ def test_persist_replayed_from_earliest_ends_as_before(ops_settings: Settings, c
     s = ops_settings
     codec = Codec.from_settings(s)
     with connect(s) as db:
-        db.execute(_reference_sql())
+        db.execute(REFERENCE_SQL)
         db.commit()
-        producer = kafka.make_producer(s)
-        for i in range(6):
-            p = make_plan(codec, email(message_id=f"r{i}@customer.example", subject=f"Q {i}"))
-            producer.send(s.topic("actions"), key=p.dedupe_key.encode(),
-                          value=codec.encode_record(p))
-        producer.flush()
-        producer.close()
+        plans = [make_plan(codec, email(message_id=f"r{i}@customer.example", subject=f"Q {i}"))
+                 for i in range(6)]
+        produce(s, s.topic("actions"), [(p.dedupe_key.encode(), codec.encode_record(p))
+                                        for p in plans])
 
         stage, thread = run_persist(s, codec)
         try:

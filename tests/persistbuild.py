@@ -1,4 +1,5 @@
-"""Real Email records and route plans for persist's tests (route's own plan() makes them)."""
+"""Real Email records and route plans for persist's and the operations tests (route's own plan()
+makes them)."""
 
 from __future__ import annotations
 
