@@ -19,9 +19,8 @@ from pathlib import Path
 from queue import Empty, Queue
 
 import pytest
+from pipeline_testing import drop_schema_and_topics
 
-from mailroom import kafka
-from mailroom.db import connect
 from mailroom.demo import seed
 from mailroom.settings import Settings
 
@@ -117,12 +116,4 @@ def test_demo_summary_follow_and_clean_sigint(base_settings: Settings, tmp_path:
         for pid in pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        with connect(base_settings, autocommit=True) as admin:
-            admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        client = kafka.make_admin(base_settings)
-        try:
-            ours = [t for t in client.list_topics() if t.startswith(f"{settings.topic_prefix}.")]
-            if ours:
-                client.delete_topics(ours)
-        finally:
-            client.close()
+        drop_schema_and_topics(base_settings, schema, settings.topic_prefix)

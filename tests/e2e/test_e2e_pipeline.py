@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from e2e_records import snapshot
+from pipeline_testing import drop_schema_and_topics
 
-from mailroom import kafka
 from mailroom.db import connect
 from mailroom.demo import seed
 from mailroom.demo.commands import play
@@ -168,15 +168,7 @@ def run(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         yield Run(settings, children, copies)
     finally:
         codes = children.stop()
-        with connect(base_settings, autocommit=True) as admin:
-            admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        client = kafka.make_admin(base_settings)
-        try:
-            ours = [t for t in client.list_topics() if t.startswith(f"{settings.topic_prefix}.")]
-            if ours:
-                client.delete_topics(ours)
-        finally:
-            client.close()
+        drop_schema_and_topics(base_settings, schema, settings.topic_prefix)
     assert all(code == 0 for code in codes.values()), codes  # SIGTERM: every stage exits 0
 
 

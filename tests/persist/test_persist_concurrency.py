@@ -10,27 +10,23 @@ also reference the next thread, so the two processes' lock sets overlap.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 from kafka import TopicPartition
 from persistbuild import WHEN, email, make_plan
+from pipeline_testing import own_topics, produce, start_stage
 
 from mailroom import kafka
 from mailroom.codec import Codec
 from mailroom.records.action import Plan
-from mailroom.settings import Settings, env_name
-from mailroom.topics import ensure_topics, topic_specs
+from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 THREADS = 6
 REPLIES = 12
@@ -44,33 +40,18 @@ def two_settings(persist_settings: Settings) -> Iterator[Settings]:
         topic_partitions=PARTITIONS, kafka_session_timeout_ms=6000,
         kafka_heartbeat_interval_ms=1000, stage_max_poll_records=4,
     )
-    admin = kafka.make_admin(settings)
-    try:
-        ensure_topics(admin, topic_specs(settings))
+    with own_topics(settings):
         yield settings
-    finally:
-        admin.delete_topics([s.name for s in topic_specs(settings)])
-        admin.close()
 
 
 def run_persist(settings: Settings) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    for name in FIELDS:
-        env[env_name(name)] = str(getattr(settings, name))
-    env[env_name("fault_points")] = ""
-    return subprocess.Popen([sys.executable, "-m", "mailroom.cli", "run", "persist"],
-                            cwd=REPO, env=env, stderr=subprocess.PIPE)
+    return start_stage(settings, "persist", FIELDS, stderr=subprocess.PIPE,
+                       MAILROOM_FAULT_POINTS="")
 
 
 def send(settings: Settings, codec: Codec, plans: list[Plan]) -> None:
-    producer = kafka.make_producer(settings)
-    try:
-        for p in plans:
-            producer.send(settings.topic("actions"), key=p.dedupe_key.encode(),
-                          value=codec.encode_record(p))
-        producer.flush()
-    finally:
-        producer.close()
+    produce(settings, settings.topic("actions"),
+            [(p.dedupe_key.encode(), codec.encode_record(p)) for p in plans])
 
 
 def claims(db: psycopg.Connection, settings: Settings) -> list[tuple[int, int, int | None]]:

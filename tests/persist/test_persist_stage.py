@@ -3,30 +3,28 @@ crashes at each fault point (``mailroom run persist`` as a subprocess, killed, r
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 from kafka import TopicPartition
-from kafka.admin import NewTopic
 from persistbuild import email, make_plan
+from pipeline_testing import own_topics, produce, start_stage
 
 from mailroom import kafka
 from mailroom.codec import Codec
 from mailroom.db import connect
-from mailroom.settings import Settings, env_name
+from mailroom.settings import Settings
 from persist.offsets import stored_offsets
 from persist.stage import PersistStage
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 TOPICS = {"actions": 3, "trace": 1, "dlq": 1}
+FIELDS = ("topic_prefix", "database_url", "kafka_session_timeout_ms",
+          "kafka_heartbeat_interval_ms", "stage_max_poll_records")
 
 
 @pytest.fixture
@@ -35,25 +33,15 @@ def stage_settings(persist_settings: Settings) -> Iterator[Settings]:
         kafka_session_timeout_ms=6000, kafka_heartbeat_interval_ms=2000,
         stage_max_poll_records=25,
     )
-    admin = kafka.make_admin(settings)
-    try:
-        admin.create_topics([NewTopic(settings.topic(n), p, 1) for n, p in TOPICS.items()])
+    with own_topics(settings, TOPICS):
         yield settings
-    finally:
-        admin.delete_topics([settings.topic(n) for n in TOPICS])
-        admin.close()
 
 
 def produce_plans(settings: Settings, codec: Codec, n: int, start: int = 0) -> None:
-    producer = kafka.make_producer(settings)
-    try:
-        for i in range(start, start + n):
-            p = make_plan(codec, email(message_id=f"m{i}@customer.example", subject=f"Issue {i}"))
-            producer.send(settings.topic("actions"), key=p.dedupe_key.encode(),
-                          value=codec.encode_record(p))
-        producer.flush()
-    finally:
-        producer.close()
+    plans = [make_plan(codec, email(message_id=f"m{i}@customer.example", subject=f"Issue {i}"))
+             for i in range(start, start + n)]
+    produce(settings, settings.topic("actions"),
+            [(p.dedupe_key.encode(), codec.encode_record(p)) for p in plans])
 
 
 def ends(settings: Settings) -> dict[tuple[str, int], int]:
@@ -92,13 +80,8 @@ def counts(db: psycopg.Connection) -> tuple[int, ...]:
 
 
 def run_persist(settings: Settings, fault: str = "") -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    for name in ("topic_prefix", "database_url", "kafka_session_timeout_ms",
-                 "kafka_heartbeat_interval_ms", "stage_max_poll_records"):
-        env[env_name(name)] = str(getattr(settings, name))
-    env[env_name("fault_points")] = fault
-    return subprocess.Popen([sys.executable, "-m", "mailroom.cli", "run", "persist"],
-                            cwd=REPO, env=env, stderr=subprocess.PIPE)
+    return start_stage(settings, "persist", FIELDS, stderr=subprocess.PIPE,
+                       MAILROOM_FAULT_POINTS=fault)
 
 
 def test_plans_on_the_broker_become_rows_and_offsets(
@@ -106,12 +89,8 @@ def test_plans_on_the_broker_become_rows_and_offsets(
 ) -> None:
     produce_plans(stage_settings, codec, 40)
     bad = make_plan(codec, email(message_id="bad@customer.example", body="NUL \x00"))
-    producer = kafka.make_producer(stage_settings)
-    producer.send(stage_settings.topic("actions"), key=b"bad@customer.example",
-                  value=codec.encode_record(bad))
-    producer.send(stage_settings.topic("actions"), key=b"junk", value=b"not avro")
-    producer.flush()
-    producer.close()
+    produce(stage_settings, stage_settings.topic("actions"),
+            [(b"bad@customer.example", codec.encode_record(bad)), (b"junk", b"not avro")])
     group = f"{stage_settings.topic_prefix}.persist"
     conn = connect(stage_settings)
     consumer = kafka.make_consumer(stage_settings, group)

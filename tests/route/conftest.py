@@ -6,31 +6,16 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from pipeline_testing import own_schema
 
 from mailroom.db import connect
-from mailroom.db.migrate import migrate
 from mailroom.settings import Settings
 
 
 @pytest.fixture
 def route_db_settings(isolated_settings: Settings, unique_name: str) -> Iterator[Settings]:
-    try:
-        connect(isolated_settings).close()
-    except Exception:  # noqa: BLE001 - any failure means: no database here
-        pytest.skip("PostgreSQL of the local stack is not reachable (mailroom stack up)")
-    schema = f"route_{unique_name}"
-    with connect(isolated_settings, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    settings = isolated_settings.replace(
-        database_url=f"{isolated_settings.dsn} options='-csearch_path={schema}'"
-    )
-    with connect(settings) as conn:
-        migrate(conn)
-    try:
+    with own_schema(isolated_settings, f"route_{unique_name}") as settings:
         yield settings
-    finally:
-        with connect(isolated_settings, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture

@@ -13,19 +13,17 @@ offsets whose plans were already on the topic — may have a second plan; every 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+import pipeline_testing
 import psycopg
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from pipeline_testing import REFERENCE_SQL, own_schema, own_topics, produce, start_stage
 from routebuild import RULES, email
 
 from ingest import credentials
@@ -37,66 +35,34 @@ from mailroom.db import connect
 from mailroom.records import TraceEvent
 from mailroom.records.action import Plan
 from mailroom.records.email import Email, Markers
-from mailroom.settings import Settings, env_name
-from mailroom.topics import ensure_topics, topic_specs
+from mailroom.settings import Settings
 from route import loader, store
 from route.config import from_document
 from route.plan import plan
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
 EMAILS = 45
 FIELDS = ("topic_prefix", "database_url", "kafka_session_timeout_ms",
           "kafka_heartbeat_interval_ms", "stage_max_poll_records", "topic_partitions")
-
-REFERENCE_SQL = """
-INSERT INTO users (id, full_name) VALUES ('alice', 'Alice A'), ('bob', 'Bob B');
-INSERT INTO queues (id, name) VALUES ('support', 'Support'), ('sales', 'Sales');
-INSERT INTO accounts (id, name, owner_id) VALUES ('a-customer', 'Customer Ltd', 'alice');
-INSERT INTO contacts (id, first_name, last_name, account_id, owner_id)
-    VALUES ('c-ann', 'Ann', 'Example', 'a-customer', 'alice');
-INSERT INTO email_addresses (record_kind, record_id, address, is_primary) VALUES
-    ('user', 'alice', 'alice@acme.example', true), ('user', 'bob', 'bob@acme.example', true),
-    ('queue', 'support', 'support@acme.example', true),
-    ('queue', 'sales', 'sales@acme.example', true),
-    ('contact', 'c-ann', 'ann@customer.example', true);
-"""
 
 
 @pytest.fixture
 def route_stack(isolated_settings: Settings, unique_name: str) -> Iterator[Settings]:
     """Own topics (as `mailroom topics create` makes them) and an own schema with reference
     records, mailboxes and rules loaded."""
-    try:
-        connect(isolated_settings).close()
-    except Exception:  # noqa: BLE001 - any failure means: no local stack here
-        pytest.skip("PostgreSQL of the local stack is not reachable (mailroom stack up)")
-    schema = f"routei_{unique_name}"
-    with connect(isolated_settings, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    settings = isolated_settings.replace(
-        database_url=f"{isolated_settings.dsn} options='-csearch_path={schema}'",
+    with own_schema(
+        isolated_settings, f"routei_{unique_name}", prepare=load_reference_and_rules,
         topic_partitions=PARTITIONS, kafka_session_timeout_ms=6000,
         kafka_heartbeat_interval_ms=2000, stage_max_poll_records=6,
-    )
-    admin = kafka.make_admin(settings)
-    try:
-        from mailroom.db.migrate import migrate
-
-        with connect(settings) as conn:
-            migrate(conn)
-            conn.execute(REFERENCE_SQL)
-            store.save(conn, from_document(RULES), "test")
-            conn.commit()
-        ensure_topics(admin, topic_specs(settings))
+    ) as settings, own_topics(settings):
         yield settings
-    finally:
-        admin.delete_topics([s.name for s in topic_specs(settings)])
-        admin.close()
-        with connect(isolated_settings, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def load_reference_and_rules(conn: psycopg.Connection) -> None:
+    conn.execute(REFERENCE_SQL)
+    store.save(conn, from_document(RULES), "test")
 
 
 def add_mailboxes(conn: psycopg.Connection, settings: Settings) -> tuple[str, str]:
@@ -123,24 +89,8 @@ def emails(support: str, alice: str) -> list[Email]:
     return out
 
 
-def read_all(settings: Settings, name: str) -> list[Any]:
-    """Every record now in topic ``name``, read without a group."""
-    config = kafka.consumer_config(settings, "unused")
-    config["group_id"] = None
-    consumer = KafkaConsumer(**config)
-    try:
-        tps = [TopicPartition(settings.topic(name), p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + 20
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend(records)
-        return out
-    finally:
-        consumer.close()
+def read_all(settings: Settings, role: str) -> list[Any]:
+    return pipeline_testing.read_all(settings, role, timeout=20)
 
 
 def committed(settings: Settings) -> dict[int, int]:
@@ -155,12 +105,8 @@ def committed(settings: Settings) -> dict[int, int]:
 
 
 def run_route(settings: Settings, fault: str = "") -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    for name in FIELDS:
-        env[env_name(name)] = str(getattr(settings, name))
-    env[env_name("fault_points")] = fault
-    return subprocess.Popen([sys.executable, "-m", "mailroom.cli", "run", "route"],
-                            cwd=REPO, env=env, stderr=subprocess.PIPE)
+    return start_stage(settings, "route", FIELDS, stderr=subprocess.PIPE,
+                       MAILROOM_FAULT_POINTS=fault)
 
 
 def test_emails_in_plans_out_through_a_crash(route_stack: Settings) -> None:
@@ -171,13 +117,8 @@ def test_emails_in_plans_out_through_a_crash(route_stack: Settings) -> None:
         reference, config = loader.load(conn), store.load(conn)
     sent = emails(support, alice)
     encoded = {e.dedupe_key: codec.encode_record(e) for e in sent}
-    producer = kafka.make_producer(settings)
-    try:
-        for key, value in encoded.items():
-            producer.send(settings.topic("unwrapped"), key=key.encode(), value=value)
-        producer.flush()
-    finally:
-        producer.close()
+    produce(settings, settings.topic("unwrapped"),
+            [(key.encode(), value) for key, value in encoded.items()])
     by_partition = {(r.partition, r.offset): r.key.decode()
                     for r in read_all(settings, "unwrapped")}
     assert len(by_partition) == EMAILS

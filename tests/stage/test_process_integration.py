@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,12 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka_helpers import committed, decoded, produce, read, wait_for
+from kafka_helpers import committed, decoded, produce, wait_for
+from pipeline_testing import read_all, stage_env
 from stage_toy import SPEC, raw
 
 from mailroom import kafka
 from mailroom.codec import Codec
-from mailroom.settings import Settings, env_name
+from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,7 @@ FIELDS = (
 
 
 def start(settings: Settings) -> subprocess.Popen:
-    env = {**os.environ, **{env_name(f): str(getattr(settings, f)) for f in FIELDS}}
-    return subprocess.Popen([sys.executable, str(RUN_TOY)], env=env)
+    return subprocess.Popen([sys.executable, str(RUN_TOY)], env=stage_env(settings, FIELDS))
 
 
 def values(codec: Codec, items: list[tuple[int, bytes]]) -> list[tuple[str, bytes]]:
@@ -36,7 +35,7 @@ def values(codec: Codec, items: list[tuple[int, bytes]]) -> list[tuple[str, byte
 
 
 def contents(codec: Codec, settings: Settings) -> list[str]:
-    return [e.detail["content"] for e in decoded(codec, read(settings, "out"))]
+    return [e.detail["content"] for e in decoded(codec, read_all(settings, "out"))]
 
 
 def test_record_that_kills_the_process_is_dead_lettered_unparsed(stage_settings: Settings) -> None:
@@ -52,7 +51,7 @@ def test_record_that_kills_the_process_is_dead_lettered_unparsed(stage_settings:
             break  # still running: it got past the killer
     assert exits == [3, 3], "one death in the batch, then max_attempts=1 death alone"
     try:
-        dead = wait_for(lambda: decoded(codec, read(s, "dlq")))
+        dead = wait_for(lambda: decoded(codec, read_all(s, "dlq")))
         [letter] = dead
         assert (letter.reason_code, letter.source_offset) == ("crash_loop", 1)
         assert letter.payload == values(codec, [(2, b"DIE")])[0][1]  # unparsed, as it was
@@ -71,7 +70,7 @@ def test_sigterm_finishes_commits_and_leaves(stage_settings: Settings) -> None:
     produce(s, "in", values(codec, [(100 + i, b"n%d" % i) for i in range(20)]), partition=1)
     proc = start(s)
     try:
-        wait_for(lambda: len(read(s, "out")) >= 40, timeout=20)
+        wait_for(lambda: len(read_all(s, "out")) >= 40, timeout=20)
     finally:
         began = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -95,14 +94,14 @@ def test_dead_letter_is_acknowledged_before_the_commit(stage_settings: Settings)
     produce(s, "in", values(codec, [(1, b"REJECT")]))
     proc = start(s)
     assert proc.wait(timeout=20) == -signal.SIGKILL
-    [letter] = decoded(codec, read(s, "dlq"))
+    [letter] = decoded(codec, read_all(s, "dlq"))
     assert letter.reason_code == "toy_reject"
     assert committed(s, SPEC.group_id(s)).get((s.topic("in"), 0)) in (None, -1, 0)
     # Restarted without the fault: the message comes again (at least once) and is committed.
     proc = start(s.replace(fault_points=""))
     try:
         wait_for(lambda: committed(s, SPEC.group_id(s)).get((s.topic("in"), 0)) == 1)
-        assert len(read(s, "dlq")) == 2
+        assert len(read_all(s, "dlq")) == 2
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0

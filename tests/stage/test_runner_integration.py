@@ -6,7 +6,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from kafka_helpers import committed, decoded, produce, read, wait_for
+from kafka_helpers import committed, decoded, produce, wait_for
+from pipeline_testing import read_all
 from stage_toy import SPEC, raw
 
 from mailroom.codec import Codec
@@ -69,9 +70,9 @@ def test_good_poison_and_unknown_schema(stage_settings: Settings, codec: Codec, 
     produce(s, "in", items)
     running = start()
 
-    outs = wait_for(lambda: (r := read(s, "out")) and len(r) >= 3 and r)
+    outs = wait_for(lambda: (r := read_all(s, "out")) and len(r) >= 3 and r)
     assert [e.detail["content"] for e in decoded(codec, outs)] == ["A", "FLAKY", "B"]
-    letters = wait_for(lambda: (r := read(s, "dlq")) and len(r) >= 4 and r)
+    letters = wait_for(lambda: (r := read_all(s, "dlq")) and len(r) >= 4 and r)
     dead = decoded(codec, letters)
     assert all(isinstance(d, DeadLetter) for d in dead)
     assert [(d.reason_code, d.source_offset) for d in dead] == [
@@ -89,9 +90,9 @@ def test_good_poison_and_unknown_schema(stage_settings: Settings, codec: Codec, 
     wait_for(lambda: committed(s, SPEC.group_id(s)).get((s.topic("in"), 0)) == 7)
     assert running.stop() == 0
     assert committed(s, SPEC.group_id(s))[(s.topic("in"), 0)] == 7
-    assert len(read(s, "out")) == 3
+    assert len(read_all(s, "out")) == 3
 
-    traces = [t for t in decoded(codec, read(s, "trace")) if isinstance(t, TraceEvent)]
+    traces = [t for t in decoded(codec, read_all(s, "trace")) if isinstance(t, TraceEvent)]
     events = [(t.event, t.source_offset) for t in traces]
     assert ("toyed", 0) in events and ("dead_lettered", 4) in events
     assert ("skipped", 1) in events  # the Rejection's own trace event
@@ -101,9 +102,9 @@ def test_worker_process_budget_and_death(stage_settings: Settings, codec: Codec,
     s = stage_settings.replace(stage_isolation="process", stage_budget_ms=1500, max_attempts=2)
     produce(s, "in", values(codec, [(1, b"a"), (2, b"HANG"), (3, b"DIE"), (4, b"b")]))
     running = start(s)
-    outs = wait_for(lambda: (r := read(s, "out")) and len(r) >= 2 and r, timeout=30)
+    outs = wait_for(lambda: (r := read_all(s, "out")) and len(r) >= 2 and r, timeout=30)
     assert [e.detail["content"] for e in decoded(codec, outs)] == ["A", "B"]
-    dead = decoded(codec, read(s, "dlq"))
+    dead = decoded(codec, read_all(s, "dlq"))
     assert [(d.reason_code, d.source_offset) for d in dead] == [("timeout", 1), ("crash_loop", 2)]
     wait_for(lambda: committed(s, SPEC.group_id(s)).get((s.topic("in"), 0)) == 4)
     assert running.stop() == 0

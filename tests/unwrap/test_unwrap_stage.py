@@ -8,31 +8,25 @@ database schema through ``MAILROOM_*``. Forwarders come from ingest's mailboxes 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
+import pipeline_testing
 import psycopg
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from pipeline_testing import own_schema, own_topics, read_all, stop, wait_for
 
 from ingest import credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol
-from mailroom import kafka
 from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
-from mailroom.db.migrate import migrate
 from mailroom.records.email import Delivery, Email
 from mailroom.records.raw import RawMail
-from mailroom.settings import Settings, env_name
-from mailroom.topics import ensure_topics, topic_specs
+from mailroom.settings import Settings
 from unwrap.claims import fit
 from unwrap.forwarders import load_forwarders
 
@@ -48,31 +42,14 @@ FIELDS = ("topic_prefix", "database_url", "kafka_session_timeout_ms",
 @pytest.fixture
 def stage_settings(isolated_settings: Settings, unique_name: str) -> Iterator[Settings]:
     """Own topics (created as `mailroom topics create` would) and own migrated schema."""
-    try:
-        connect(isolated_settings).close()
-    except Exception:  # noqa: BLE001 - any failure means: no local stack here
-        pytest.skip("PostgreSQL of the local stack is not reachable (mailroom stack up)")
-    schema = f"unwrap_{unique_name}"
-    with connect(isolated_settings, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    settings = isolated_settings.replace(
-        database_url=f"{isolated_settings.dsn} options='-csearch_path={schema}'",
+    with own_schema(
+        isolated_settings, f"unwrap_{unique_name}",
         topic_partitions=2, kafka_session_timeout_ms=6000, kafka_heartbeat_interval_ms=2000,
         unwrap_authserv_id=AUTHSERV, stage_budget_ms=10_000,
         # Small, so a message with a few 40 KB attachments must shed them to the blob store.
         claim_check_bytes=100_000,
-    )
-    with connect(settings) as conn:
-        migrate(conn)
-    admin = kafka.make_admin(settings)
-    try:
-        ensure_topics(admin, topic_specs(settings))
+    ) as settings, own_topics(settings):
         yield settings
-    finally:
-        admin.delete_topics([s.name for s in topic_specs(settings)])
-        admin.close()
-        with connect(isolated_settings, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def configure_mailboxes(conn: psycopg.Connection, settings: Settings) -> dict[str, str]:
@@ -136,54 +113,12 @@ def big_forward() -> bytes:
 
 
 def produce(settings: Settings, codec: Codec, raws: list[RawMail]) -> None:
-    producer = kafka.make_producer(settings)
-    try:
-        for r in raws:
-            producer.send(settings.topic("raw"), key=r.identity.encode(),
-                          value=codec.encode_record(r))
-        producer.flush()
-    finally:
-        producer.close()
+    pipeline_testing.produce(settings, settings.topic("raw"),
+                             [(r.identity.encode(), codec.encode_record(r)) for r in raws])
 
 
-def read(settings: Settings, topic: str) -> list[Any]:
-    """Every record now in ``topic``, read without a group."""
-    config = kafka.consumer_config(settings, "unused")
-    config["group_id"] = None
-    consumer = KafkaConsumer(**config)
-    try:
-        tps = [TopicPartition(settings.topic(topic), p) for p in range(settings.topic_partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + 10
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend(records)
-        return out
-    finally:
-        consumer.close()
-
-
-def wait_for(what: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := what()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-    return result
-
-
-def start_stage(settings: Settings) -> subprocess.Popen:
-    env = {**os.environ, **{env_name(f): str(getattr(settings, f)) for f in FIELDS}}
-    mailroom = Path(sys.executable).with_name("mailroom")
-    return subprocess.Popen([str(mailroom), "run", "unwrap"], env=env)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0, "SIGTERM: finish, commit, leave, exit 0"
+def start_stage(settings: Settings) -> subprocess.Popen[bytes]:
+    return pipeline_testing.start_stage(settings, "unwrap", FIELDS)
 
 
 def test_forwarders_come_from_ingest_mailboxes(stage_settings: Settings) -> None:
@@ -221,11 +156,13 @@ def test_raw_mails_become_emails_traces_and_dead_letters(stage_settings: Setting
     produce(s, codec, raws)
     proc = start_stage(s)
     try:
-        out = wait_for(lambda: len(read(s, "unwrapped")) >= 2 and read(s, "unwrapped"))
-        dead = wait_for(lambda: read(s, "dlq"))
-        traces = wait_for(lambda: len(read(s, "trace")) >= 3 and read(s, "trace"))
+        out = wait_for(lambda: len(read_all(s, "unwrapped")) >= 2 and read_all(s, "unwrapped"),
+                       timeout=20)
+        dead = wait_for(lambda: read_all(s, "dlq"), timeout=20)
+        traces = wait_for(lambda: len(read_all(s, "trace")) >= 3 and read_all(s, "trace"),
+                          timeout=20)
     finally:
-        stop(proc)
+        stop(proc, timeout=20)
 
     emails = {r.key.decode(): codec.decode_any(r.value) for r in out}
     assert set(emails) == {"Order-17@customer.example", "Quote-1@customer.example"}
@@ -268,9 +205,9 @@ def test_claim_checks_in_and_out(stage_settings: Settings) -> None:
         produce(s, codec, raws)
         proc = start_stage(s)
         try:
-            [record] = wait_for(lambda: read(s, "unwrapped"))
+            [record] = wait_for(lambda: read_all(s, "unwrapped"), timeout=20)
         finally:
-            stop(proc)
+            stop(proc, timeout=20)
         assert len(record.value) <= s.claim_check_bytes
         email = codec.decode_any(record.value)
         assert record.key == b"drawings-1@other.example"
