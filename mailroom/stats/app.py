@@ -66,6 +66,8 @@ class StatsApp:
     windows: tuple[w.Window, ...]
     progress: Progress
     failed: asyncio.Event  # set when the app must stop (unknown schema)
+    draining: asyncio.Event = field(default_factory=asyncio.Event)  # a clean stop began
+    busy: int = 0  # records taken and not yet acknowledged, over both agents
 
     def volumes(self) -> dict[str, w.Volume]:
         """This process's counters (the partitions it is assigned), copied."""
@@ -96,7 +98,9 @@ def build(settings: Settings, codec: Codec) -> StatsApp:
         datadir=str(data_dir),
         processing_guarantee="at_least_once",
         table_standby_replicas=0,  # restore from the changelog on takeover; no hot copies
-        stream_wait_empty=True,  # a clean stop finishes and acknowledges what is in hand
+        # faust's wait for unacknowledged records would wait for ever on a record we refuse
+        # (unknown schema); stage.run drains the agents itself before stopping the app.
+        stream_wait_empty=False,
     )
     retention = timedelta(days=settings.stream_retention_days)
     unwrapped = app.topic(settings.topic("unwrapped"), key_serializer="raw",
@@ -113,27 +117,44 @@ def build(settings: Settings, codec: Codec) -> StatsApp:
     stats = StatsApp(app, volume, windows, Progress(), asyncio.Event())
     keep = settings.stats_keep_windows
 
+    # Acknowledgements are ours (noack streams): faust acknowledges an event when the agent's
+    # loop ends or is cancelled, even one never processed - a record of an unknown schema would
+    # then be committed and lost. Here only what was processed is acknowledged, and faust
+    # commits acknowledged offsets only after flushing its producer (events, changelog).
     async def fanout(stream: Any) -> None:
-        async for event in stream.events():
+        s = stream.noack()
+        async for event in s.events():
+            stats.busy += 1
             keys = _keys(stats, codec, event)
             if keys is None:
-                await asyncio.Event().wait()  # stopped: never acknowledge this record
+                await asyncio.Event().wait()  # stopping: this record is never acknowledged
             at = arrived_ms(headers_of(event.message.headers),
                             int(event.message.timestamp * 1000))
             for key in keys:
-                # Wait for the broker: the source offset is committed once this agent takes
-                # its next record, and an event lost in a buffer would be a silent miss.
+                # Wait for the broker: an event lost in a buffer would be a silent miss.
                 await (await events.send(key=key, value={"at": at}))
             stats.progress.records_in += 1
+            await _done(stats, s, event)
 
     async def count(stream: Any) -> None:
-        async for key, value in stream.items():
-            volume[key] = w.add(volume.get(key) or {}, windows, int(value["at"]), keep)
+        s = stream.noack()
+        async for event in s.events():
+            stats.busy += 1
+            key = event.key
+            volume[key] = w.add(volume.get(key) or {}, windows, int(event.value["at"]), keep)
             stats.progress.counted += 1
+            await _done(stats, s, event)
 
     app.agent(unwrapped, name=f"{app_id}.fanout")(fanout)
     app.agent(events, name=f"{app_id}.count")(count)
     return stats
+
+
+async def _done(stats: StatsApp, stream: Any, event: Any) -> None:
+    await stream.ack(event)
+    stats.busy -= 1
+    if stats.draining.is_set():
+        await asyncio.Event().wait()  # a clean stop: take no further record
 
 
 def _keys(stats: StatsApp, codec: Codec, event: Any) -> list[str] | None:

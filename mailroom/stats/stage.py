@@ -18,7 +18,7 @@ import time
 from mailroom.codec import Codec
 from mailroom.metrics import Batch, Health, StageMetrics, serve
 from mailroom.settings import Settings
-from mailroom.stats.app import STAGE, build
+from mailroom.stats.app import STAGE, StatsApp, build
 from mailroom.stats.exporter import VolumeGauges
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
             metrics.batch(Batch(p.records_in, p.counted, p.undecodable))
             gauges.refresh(stats.volumes())
     finally:
+        await drain(stats)
         await stats.app.stop()
         if server is not None:
             server.shutdown()
@@ -63,6 +64,22 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> int:
         log.critical("%s", stats.progress.fatal)
         return EXIT_UNKNOWN_SCHEMA
     return 0
+
+
+async def drain(stats: StatsApp, timeout_s: float = 10.0) -> None:
+    """Let each agent finish the record in hand, then take no more; the app's stop commits
+    what was acknowledged, so a clean restart counts nothing twice."""
+    stats.draining.set()
+    deadline = time.monotonic() + timeout_s
+    idle_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if stats.busy > 0:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > 0.3:  # idle for a moment: nothing in flight
+            return
+        await asyncio.sleep(0.05)
+    log.warning("stats: agents still busy after %.0f s; stopping anyway (at-least-once: the "
+                "records in hand are counted again after the restart)", timeout_s)
 
 
 async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
