@@ -25,31 +25,6 @@ class Tracer:
         self.stage = stage
         self.topic = settings.topic("trace")
 
-    def event(
-        self,
-        key: str,
-        event: str,
-        detail: Mapping[str, str] | None = None,
-        *,
-        source: Source | None = None,
-        message_id: str | None = None,
-        dedupe_key: str | None = None,
-        raw_identity: str | None = None,
-    ) -> TraceEvent:
-        """The TraceEvent record (without sending it)."""
-        return TraceEvent(
-            key=key,
-            stage=self.stage,
-            event=event,
-            message_id=message_id,
-            dedupe_key=dedupe_key,
-            raw_identity=raw_identity,
-            source_topic=source.topic if source else None,
-            source_partition=source.partition if source else None,
-            source_offset=source.offset if source else None,
-            detail=dict(detail or {}),
-        )
-
     def emit(
         self,
         key: str,
@@ -62,9 +37,17 @@ class Tracer:
         raw_identity: str | None = None,
     ) -> Any:
         """Send one trace event; returns the producer future."""
-        record = self.event(
-            key, event, detail, source=source, message_id=message_id,
-            dedupe_key=dedupe_key, raw_identity=raw_identity,
+        record = TraceEvent(
+            key=key,
+            stage=self.stage,
+            event=event,
+            message_id=message_id,
+            dedupe_key=dedupe_key,
+            raw_identity=raw_identity,
+            source_topic=source.topic if source else None,
+            source_partition=source.partition if source else None,
+            source_offset=source.offset if source else None,
+            detail=dict(detail or {}),
         )
         return self.producer.send(
             self.topic, key=key.encode("utf-8"), value=self.codec.encode_record(record)
