@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +42,7 @@ from mailroom.records import TraceEvent
 from mailroom.records.action import Plan
 from mailroom.settings import Settings
 from mailroom.stage.execute import group_id
+from mailroom.stage.loop import poll_until_stopped, stop_signals
 from mailroom.stage.types import UNDECODABLE, Source
 from mailroom.tracing import Tracer
 from persist import offsets, traces
@@ -107,25 +106,12 @@ class PersistStage:
         self.status.stopping = True
 
     def run(self) -> int:
-        old = (
-            {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
-            if threading.current_thread() is threading.main_thread() else {}
-        )
-        self.consumer.subscribe([self.actions_topic, self.trace_topic], listener=self.keeper)
-        log.info("persist consuming %s and %s as group %s",
-                 self.actions_topic, self.trace_topic, self.group)
-        try:
-            while not self.status.stopping:
-                self.status.last_loop = time.monotonic()
-                batch = self.consumer.poll(
-                    timeout_ms=500, max_records=self.settings.stage_max_poll_records)
-                self.status.ready = bool(self.consumer.assignment())
-                if batch:
-                    self.process(batch)
-        finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
-            self.status.ready = False
+        with stop_signals(self.stop):
+            self.consumer.subscribe([self.actions_topic, self.trace_topic], listener=self.keeper)
+            log.info("persist consuming %s and %s as group %s",
+                     self.actions_topic, self.trace_topic, self.group)
+            poll_until_stopped(self.consumer, self.status, self.settings.stage_max_poll_records,
+                               self.process)
         self.consumer.close(autocommit=False)  # leave the group: partitions move at once
         self.producer.flush()
         log.info("persist stopped cleanly")
@@ -165,8 +151,7 @@ class PersistStage:
         work = _Batch()
         for tp, records in batch.items():
             for record in records:
-                source = Source(record.topic, record.partition, record.offset, record.key,
-                                record.value, record.timestamp, tuple(record.headers or ()))
+                source = Source.of(record)
                 try:
                     if record.value is None:
                         raise MalformedRecordError("the record has no value (a tombstone)")

@@ -42,8 +42,6 @@ SIGTERM/SIGINT: the batch in hand is finished, flushed and committed, the consum
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +59,7 @@ from mailroom.metrics import ARRIVED_HEADER, arrived_ms
 from mailroom.settings import Settings
 from mailroom.stage.budget import Executor
 from mailroom.stage.execute import StageSpec
+from mailroom.stage.loop import poll_until_stopped, stop_signals
 from mailroom.stage.types import CRASH_LOOP, RETRY_EXHAUSTED, Context, Source, Verdict
 from mailroom.tracing import Tracer
 
@@ -137,31 +136,19 @@ class StageRunner:
         self.status.stopping = True
 
     def run(self) -> int:
-        # Signal handlers can only be installed from the main thread (tests run runners in
-        # threads and call stop() themselves).
-        old = (
-            {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
-            if threading.current_thread() is threading.main_thread() else {}
-        )
         topic = self.settings.topic(self.spec.input_topic)
-        self.consumer.subscribe([topic])
-        log.info(
-            "stage %s consuming %s as group %s",
-            self.spec.name, topic, self.spec.group_id(self.settings),
-        )
         try:
-            while not self.status.stopping:
-                self.status.last_loop = time.monotonic()
-                batch = self.consumer.poll(
-                    timeout_ms=500, max_records=self.settings.stage_max_poll_records
+            with stop_signals(self.stop):
+                self.consumer.subscribe([topic])
+                log.info(
+                    "stage %s consuming %s as group %s",
+                    self.spec.name, topic, self.spec.group_id(self.settings),
                 )
-                self.status.ready = bool(self.consumer.assignment())
-                if batch:
-                    self.process(batch)
+                poll_until_stopped(
+                    self.consumer, self.status, self.settings.stage_max_poll_records,
+                    self.process,
+                )
         finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
-            self.status.ready = False
             self.executor.close()
         # Leave the group now (no commit here: every batch is committed when it ends).
         self.consumer.close(autocommit=False)
@@ -228,7 +215,7 @@ class StageRunner:
                     tp.topic, tp.partition, record.offset, standing.attempts - 1,
                 )
                 self._dead_letter(
-                    _source(record), CRASH_LOOP,
+                    Source.of(record), CRASH_LOOP,
                     f"the process died {standing.attempts - 1} times while this record was in "
                     f"flight (max_attempts={self.settings.max_attempts}); sent unparsed",
                     standing.attempts - 1,
@@ -247,7 +234,7 @@ class StageRunner:
 
     def _handle(self, record: Any, attempts: int) -> bool:
         """One record through the handler; False when the partition must pause before it."""
-        source = _source(record)
+        source = Source.of(record)
         self.status.records_in += 1
         began = time.monotonic()
         verdict = self._run_with_retries(source, attempts)
@@ -328,10 +315,3 @@ class StageRunner:
         except CommitFailedError as exc:
             # The group rebalanced under us (evicted): the new owner redelivers; not fatal.
             log.warning("offset commit refused (%s): the batch will be redelivered", exc)
-
-
-def _source(record: Any) -> Source:
-    return Source(
-        record.topic, record.partition, record.offset, record.key, record.value,
-        record.timestamp, tuple(record.headers or ()),
-    )

@@ -47,6 +47,12 @@ class Source:
     # Kafka headers; ``mailroom-retries`` carries a retried dead letter's lineage (dlq retry).
     headers: tuple[tuple[str, bytes], ...] = ()
 
+    @classmethod
+    def of(cls, record: Any) -> Source:
+        """The source of a record as the consumer's ``poll()`` returns it."""
+        return cls(record.topic, record.partition, record.offset, record.key, record.value,
+                   record.timestamp, tuple(record.headers or ()))
+
     @property
     def key_text(self) -> str:
         return self.key.decode("utf-8", "replace") if self.key is not None else ""
