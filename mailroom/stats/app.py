@@ -10,7 +10,10 @@ Two agents and one table:
   partitions writing ``mailbox|x`` would each keep their own value).
 - ``count`` adds each event to the ``volume`` table (windows: :mod:`mailroom.stats.windows`);
   faust writes every change to ``<prefix>.stats-volume-changelog`` and restores the table from it
-  when a process starts or takes over a partition.
+  when a process starts or takes over a partition. Each event carries its email's coordinates
+  in ``unwrapped`` and each counter the highest it counted per partition
+  (:mod:`mailroom.stats.counter`): faust re-delivers records after a restart, a rebalance or a
+  crash, and a re-delivered (or re-sent) event is dropped there instead of counted twice.
 
 Records that are not Email records are never skipped in silence:
 
@@ -40,6 +43,7 @@ from mailroom.kafka import faust_settings
 from mailroom.metrics import arrived_ms
 from mailroom.records import Email
 from mailroom.settings import Settings
+from mailroom.stats import counter
 from mailroom.stats import windows as w
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ class Progress:
     records_in: int = 0
     undecodable: int = 0
     counted: int = 0
+    duplicates: int = 0  # events dropped because their source record was counted already
     last_turn: float = field(default_factory=time.monotonic)
     fatal: str = ""
 
@@ -71,7 +76,8 @@ class StatsApp:
 
     def volumes(self) -> dict[str, w.Volume]:
         """This process's counters (the partitions it is assigned), copied."""
-        return {key: value for key, value in self.volume.items() if value}
+        return {key: volume for key, value in self.volume.items()
+                if (volume := counter.volume_of(value))}
 
 
 def headers_of(headers: Any) -> Iterable[tuple[str, bytes]]:
@@ -128,11 +134,14 @@ def build(settings: Settings, codec: Codec) -> StatsApp:
             keys = _keys(stats, codec, event)
             if keys is None:
                 await asyncio.Event().wait()  # stopping: this record is never acknowledged
-            at = arrived_ms(headers_of(event.message.headers),
-                            int(event.message.timestamp * 1000))
+            message = event.message
+            at = arrived_ms(headers_of(message.headers), int(message.timestamp * 1000))
+            # The source coordinates let count drop an event it has counted (a re-delivery).
+            value = {"at": at, "src": [message.partition, message.offset]}
             for key in keys:
-                # Wait for the broker: an event lost in a buffer would be a silent miss.
-                await (await events.send(key=key, value={"at": at}))
+                # Wait for the broker: an event lost in a buffer would be a silent miss, and
+                # waiting keeps each source partition's events in offset order (counter.py).
+                await (await events.send(key=key, value=value))
             stats.progress.records_in += 1
             await _done(stats, s, event)
 
@@ -140,9 +149,15 @@ def build(settings: Settings, codec: Codec) -> StatsApp:
         s = stream.noack()
         async for event in s.events():
             stats.busy += 1
-            key = event.key
-            volume[key] = w.add(volume.get(key) or {}, windows, int(event.value["at"]), keep)
-            stats.progress.counted += 1
+            key, src = event.key, event.value.get("src")
+            new = counter.apply(volume.get(key), (int(src[0]), int(src[1])) if src else None,
+                                int(event.value["at"]), windows, keep)
+            if new is None:
+                stats.progress.duplicates += 1
+                log.debug("stats: %s already counted unwrapped[%s]@%s; dropped", key, *src)
+            else:
+                volume[key] = new
+                stats.progress.counted += 1
             await _done(stats, s, event)
 
     app.agent(unwrapped, name=f"{app_id}.fanout")(fanout)

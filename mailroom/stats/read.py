@@ -14,6 +14,7 @@ from kafka import TopicPartition
 
 from mailroom.kafka import make_consumer
 from mailroom.settings import Settings
+from mailroom.stats import counter
 from mailroom.stats import windows as w
 from mailroom.stats.app import STAGE, TABLE
 
@@ -45,7 +46,7 @@ def read_volumes(settings: Settings, timeout_s: float = 10.0) -> dict[str, w.Vol
                     if record.value is None:  # a tombstone: the counter was deleted
                         volumes.pop(key, None)
                     else:
-                        volumes[key] = json.loads(record.value)
+                        volumes[key] = counter.volume_of(json.loads(record.value))
         return volumes
     finally:
         consumer.close()
