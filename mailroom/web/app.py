@@ -23,6 +23,7 @@ from mailroom.settings import Settings
 from mailroom.web import csrf
 from mailroom.web.auth import COOKIE, Sessions
 from mailroom.web.data.stages import StageMonitor
+from mailroom.web.data.volume import VolumeMonitor
 from mailroom.web.templates import CSS
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Dashboard:
         self.settings = settings
         self.sessions = Sessions(secret)
         self.stages = StageMonitor(settings)
+        self.volume = VolumeMonitor(settings)
         self._codec: Codec | None = None
         self.routes: list[tuple[str, re.Pattern[str], Handler, bool]] = [
             (method, re.compile(f"^{pattern}$"), handler, public)

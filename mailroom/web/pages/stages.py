@@ -1,4 +1,5 @@
-"""Stages: lag per consumer group and partition (messages and seconds), status, throughput.
+"""Stages: lag per consumer group and partition (messages and seconds), status, throughput;
+mail volume per mailbox and top senders in the current windows (``mailroom run stats``).
 
 Refreshes itself with ``<meta http-equiv=refresh>``: live without any script, so the
 Content-Security-Policy can forbid scripts entirely.
@@ -7,9 +8,11 @@ Content-Security-Policy can forbid scripts entirely.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from mailroom.web.templates import Html, duration, join, page, status, table, tag
+from mailroom.web.data.volume import VolumeSnapshot
+from mailroom.web.templates import Html, duration, join, page, status, table, tag, when
 
 if TYPE_CHECKING:
     from mailroom.web.app import Dashboard, Request, Response
@@ -54,6 +57,33 @@ def show(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
                            empty="no partitions (topics not created?)", id="partitions"))
         parts.append(tag("p", f"Sampled {r.taken_at:%H:%M:%S} UTC; refreshes every "
                               f"{REFRESH_S} s.", cls="muted"))
+    parts.append(volume_section(app.volume.snapshot()))
     return Response(page("Stages", join(parts), current="/stages", csrf=request.csrf_token,
                          refresh_s=REFRESH_S))
 
+
+
+def volume_section(v: VolumeSnapshot) -> Html:
+    """Messages per receiving mailbox and per top sender in each current window. Addresses
+    come from mail (attacker-controlled): ``table`` escapes every cell."""
+    parts = [tag("h2", "Volume")]
+    if v.error:
+        parts.append(tag("p", f"Volume unavailable: {v.error}", cls="st bad"))
+        return join(parts)
+    if not v.starts:
+        parts.append(tag("p", "Nothing counted yet (is mailroom run stats running?).",
+                         cls="muted"))
+        return join(parts)
+    heads = [f"{name} from {when(datetime.fromtimestamp(v.starts[name] / 1000, UTC))}"
+             if name in v.starts else name for name in v.windows]
+    for title, rows, key in (("Mailbox", v.mailboxes, "volume-mailboxes"),
+                             ("Sender", v.senders, "volume-senders")):
+        parts.append(table((title, *heads),
+                           [(address, *(counts.get(n, 0) for n in v.windows))
+                            for address, counts in rows], empty="none", id=key))
+    if v.undecodable:
+        parts.append(tag("p", "Undecodable records: " + ", ".join(
+            f"{counts} in {name}" for name, counts in v.undecodable.items()), cls="st warn"))
+    parts.append(tag("p", "Current windows: those holding the newest arrival counted (event "
+                          "time); top senders only.", cls="muted"))
+    return join(parts)

@@ -1,0 +1,64 @@
+"""Mail volume for the stages page: the stats table read from its changelog
+(:func:`mailroom.stats.read.read_volumes`), sampled at most every few seconds, reduced to the
+current windows (event time: the window of the newest arrival counted, as in the gauges)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from mailroom.settings import Settings
+from mailroom.stats import windows as w
+from mailroom.stats.read import read_volumes
+
+
+@dataclass
+class VolumeSnapshot:
+    windows: tuple[str, ...] = ()  # window names as configured, e.g. ("1h", "1d")
+    starts: dict[str, int] = field(default_factory=dict)  # window → current start (ms)
+    mailboxes: list[tuple[str, dict[str, int]]] = field(default_factory=list)
+    senders: list[tuple[str, dict[str, int]]] = field(default_factory=list)  # top N
+    undecodable: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+
+def summarise(volumes: dict[str, w.Volume], windows: tuple[w.Window, ...],
+              top: int) -> VolumeSnapshot:
+    """Per mailbox and for the ``top`` biggest senders: messages in each current window."""
+    counts = w.current(volumes, windows, w.newest_ms(volumes.values()))
+    names = tuple(x.name for x in windows)
+    by: dict[str, dict[str, dict[str, int]]] = {d: {} for d in w.DIMENSIONS}
+    starts: dict[str, int] = {}
+    for c in counts:
+        by[c.dimension].setdefault(c.value, {})[c.window] = c.messages
+        starts[c.window] = c.start_ms
+
+    def ranked(dimension: str) -> list[tuple[str, dict[str, int]]]:
+        # Biggest in the longest window first (the steadiest ranking), then by address.
+        return sorted(by[dimension].items(),
+                      key=lambda kv: (-kv[1].get(names[-1], 0), -max(kv[1].values()), kv[0]))
+
+    return VolumeSnapshot(names, starts, ranked(w.MAILBOX), ranked(w.SENDER)[:top],
+                          by[w.UNDECODABLE].get("", {}))
+
+
+class VolumeMonitor:
+    def __init__(self, settings: Settings, min_interval_s: float = 5.0) -> None:
+        self.settings = settings
+        self.min_interval_s = min_interval_s
+        self._lock = threading.Lock()  # one changelog read at a time; the server is threaded
+        self._last: VolumeSnapshot | None = None
+        self._at = 0.0
+
+    def snapshot(self) -> VolumeSnapshot:
+        with self._lock:
+            if self._last is None or time.monotonic() - self._at >= self.min_interval_s:
+                try:
+                    windows = w.parse_windows(self.settings.stats_windows)
+                    self._last = summarise(read_volumes(self.settings), windows,
+                                           self.settings.stats_top_senders)
+                except Exception as exc:  # noqa: BLE001 - any failure is shown on the page
+                    self._last = VolumeSnapshot(error=f"{type(exc).__name__}: {exc}")
+                self._at = time.monotonic()
+            return self._last
