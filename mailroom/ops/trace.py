@@ -169,7 +169,10 @@ class Tracer:
                 conn.close()
         steps = [Step(e.at, e.stage, e.event, e.key, dict(e.detail), where)
                  for where, e in events.items()]
-        steps.extend(self.fetched_steps(events.values()))
+        # Ingest emits its own "fetched" event; the raw record stands in only where it did not
+        # (older records, or a trace event lost with a crash before it was sent).
+        traced = {e.key for e in events.values() if e.stage == "ingest"}
+        steps.extend(s for s in self.fetched_steps(events.values()) if s.key not in traced)
         return sorted(steps, key=lambda s: (s.at, s.where))
 
     def fetched_steps(self, events: Any) -> list[Step]:

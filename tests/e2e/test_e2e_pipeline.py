@@ -18,12 +18,14 @@ import pytest
 from e2e_records import snapshot
 from pipeline_testing import drop_schema_and_topics
 
+from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.demo import seed
 from mailroom.demo.commands import play
 from mailroom.demo.pipeline import Children
 from mailroom.demo.progress import caught_up, raw_count, wait_for
 from mailroom.ops.groups import Cluster
+from mailroom.ops.trace import Tracer
 from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -206,6 +208,32 @@ def test_msg_copy_landed_first_and_the_direct_copy_supplied_the_content(run: Run
 
     wait_for("persist's trace of both copies", lambda: len(persisted()) >= 2, run.children, 60)
     assert persisted() == [(None,), ("richer copy (direct) supplies the content",)]
+
+
+def test_trace_of_a_forwarded_message_shows_all_four_stages(run: Run) -> None:
+    """Issue 7: `mailroom trace` of a forwarded original tells the whole story."""
+    tracer = Tracer(run.settings, Codec.from_settings(run.settings))
+    try:
+        def story() -> list:
+            steps = tracer.story("<order-damaged.demo@mail.acme.example>")
+            return steps if {s.stage for s in steps} >= {"ingest", "unwrap", "route",
+                                                          "persist"} else []
+
+        wait_for("the trace of every stage", story, run.children, 60)
+        steps = story()
+    finally:
+        tracer.close()
+    by_stage = {s.stage: s for s in steps}
+    assert [s.stage for s in steps].count("ingest") == 1  # one fetch, told once
+    assert by_stage["ingest"].event == "fetched"
+    assert by_stage["ingest"].detail["mailbox"].startswith("crm-forward@acme.example")
+    unwrapped = by_stage["unwrap"]
+    assert unwrapped.event == "unwrapped"
+    assert unwrapped.detail["forwarded_by"].startswith("u-alice <alice@acme.example>")
+    assert unwrapped.detail["via_forward_mailbox"]
+    assert by_stage["route"].event == "routed"
+    assert by_stage["persist"].event == "persisted"
+    assert [s.stage for s in steps].index("ingest") < [s.stage for s in steps].index("persist")
 
 
 def test_replay_restores_lost_rows_and_respects_user_edits_and_deletions(run: Run) -> None:
