@@ -1,6 +1,6 @@
 """Stage processes on the real stack: metrics and health endpoints that move with the work;
-two unwrap processes share the partitions, and a SIGKILL'd one's partitions move to the other
-with nothing lost."""
+two unwrap (and two route) processes share the partitions, and a SIGKILL'd one's partitions
+move to the other with nothing lost."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from pipeline_testing import produce, read_all, stop, wait_for
 from mailroom.codec import Codec
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
+from unwrap.context import UnwrapContext
+from unwrap.unwrap import unwrap
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +41,9 @@ def get(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
-def metric(port: int, name: str) -> float:
+def metric(port: int, name: str, stage: str = "unwrap") -> float:
     _, text = get(port, "/metrics")
-    m = re.search(rf'^{name}\{{stage="unwrap"\}} (\S+)$', text, re.M)
+    m = re.search(rf'^{name}\{{stage="{stage}"\}} (\S+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
 
 
@@ -68,10 +70,6 @@ def send(s: Settings, codec: Codec, items: list[RawMail]) -> None:
     produce(s, s.topic("raw"), [(r.identity.encode(), codec.encode_record(r)) for r in items])
 
 
-def unwrapped_keys(s: Settings) -> set[bytes]:
-    return {r.key for r in read_all(s, "unwrapped")}
-
-
 def test_metrics_and_health_move_with_the_work(ops_settings: Settings) -> None:
     port = free_port()
     s = ops_settings.replace(stage_isolation="inline", metrics_port=port)
@@ -96,28 +94,59 @@ def test_metrics_and_health_move_with_the_work(ops_settings: Settings) -> None:
     assert get(port, "/healthz")[0] == 0, "the endpoints end with the process"
 
 
-def test_two_processes_share_and_a_killed_ones_partitions_move(ops_settings: Settings) -> None:
+def emails(codec: Codec, items: list[RawMail]) -> list[tuple[bytes, bytes]]:
+    """Route's input: what the unwrap stage makes of the raws, keyed by dedupe key."""
+    out = []
+    for raw in items:
+        [email] = unwrap(raw, UnwrapContext())
+        out.append((email.dedupe_key.encode(), codec.encode_record(email)))
+    return out
+
+
+# stage -> (its input topic, its output topic, how its input is made from raws)
+STAGES = {
+    "unwrap": ("raw", "unwrapped",
+               lambda codec, items: [(r.identity.encode(), codec.encode_record(r))
+                                     for r in items]),
+    "route": ("unwrapped", "actions", emails),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_two_processes_share_and_a_killed_ones_partitions_move(
+        ops_settings: Settings, stage: str) -> None:
+    source, sink, make_input = STAGES[stage]
     a_port, b_port = free_port(), free_port()
     s = ops_settings.replace(stage_isolation="inline")
     codec = Codec.from_settings(s)
-    a = start_stage(s.replace(metrics_port=a_port), "unwrap")
-    b = start_stage(s.replace(metrics_port=b_port), "unwrap")
+
+    def feed(start: int, n: int) -> None:
+        produce(s, s.topic(source), make_input(codec, raws(start, n)))
+
+    def out_keys() -> set[bytes]:
+        return {r.key for r in read_all(s, sink)}
+
+    def records_in(port: int) -> float:
+        return metric(port, "mailroom_records_in_total", stage)
+
+    a = start_stage(s.replace(metrics_port=a_port), stage)
+    b = start_stage(s.replace(metrics_port=b_port), stage)
     try:
         for port in (a_port, b_port):  # each has a partition (two partitions, two members)
             wait_for(lambda port=port: get(port, "/readyz")[0] == 200)
-        send(s, codec, raws(1, 40))
-        wait_for(lambda: len(unwrapped_keys(s)) == 40)
-        assert metric(a_port, "mailroom_records_in_total") > 0
-        assert metric(b_port, "mailroom_records_in_total") > 0, "both do work"
+        feed(1, 40)
+        wait_for(lambda: len(out_keys()) == 40)
+        assert records_in(a_port) > 0
+        assert records_in(b_port) > 0, "both do work"
 
         a.send_signal(signal.SIGKILL)
         a.wait(timeout=10)
-        send(s, codec, raws(41, 40))
+        feed(41, 40)
         # After the session timeout the group gives A's partition to B: nothing lost.
-        wait_for(lambda: len(unwrapped_keys(s)) == 80, timeout=45)
+        wait_for(lambda: len(out_keys()) == 80, timeout=45)
         expected = {f"o{uid}@customer.example".encode() for uid in range(1, 81)}
-        assert unwrapped_keys(s) == expected
-        assert metric(b_port, "mailroom_records_in_total") >= 40
+        assert out_keys() == expected
+        assert records_in(b_port) >= 40
     finally:
         if a.poll() is None:
             a.kill()
