@@ -22,6 +22,9 @@ def configure(level: str = "INFO", stage: str = "") -> None:
     # The Kafka clients are chatty at INFO; their warnings still show.
     for noisy in ("kafka", "aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # kafka-python 3 warns whenever one of its I/O tasks takes over 0.1 s, which a busy
+    # 2-core machine does all the time; its real errors still show.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
 
 
 def get(name: str) -> logging.Logger:

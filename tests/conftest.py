@@ -7,6 +7,7 @@ own PostgreSQL schema so tests cannot interfere with each other or with the demo
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -17,6 +18,10 @@ from mailroom import settings as settings_module
 from mailroom.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# As in mailroom.log: kafka-python's "task ran for 0.1 s" warnings are noise on a busy machine,
+# and from a client thread that outlives a test they end as "I/O operation on closed file".
+logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
 
 
 @pytest.fixture(scope="session")
