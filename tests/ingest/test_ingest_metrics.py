@@ -5,36 +5,18 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
 from ingest_helpers import add_mailbox, append, message, publish_mailboxes, run_ingest
+from pipeline_testing import free_port, http_get
 
 from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
 
 
 def _value(text: str, name: str, **labels: str) -> float | None:
@@ -52,7 +34,7 @@ def _scrape_until(port: int, proc: subprocess.Popen[bytes], log: Path, what: str
     text = ""
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
-        text = _get(port, "/metrics")[1]
+        text = http_get(port, "/metrics")[1]
         if text and ok(text):  # type: ignore[operator]
             return text
         time.sleep(0.3)
@@ -68,7 +50,7 @@ def test_run_ingest_exports_its_metrics(
     good = add_mailbox(db, db_settings, user, password)
     bad = add_mailbox(db, db_settings, user + "x", "wrong")  # no such login: refused
     publish_mailboxes(db_settings, db)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "ingest.log"
     with log.open("wb") as out:
         proc = run_ingest(db_settings, stderr=out, extra_env={
@@ -85,7 +67,7 @@ def test_run_ingest_exports_its_metrics(
         assert _value(text, "mailroom_ingest_backlog_oldest_age_seconds",
                       mailbox=good.address, folder="INBOX") == 0
         assert (_value(text, "mailroom_ingest_poll_seconds_count", protocol="imap") or 0) >= 2
-        assert _get(port, "/readyz")[0] == 200 and _get(port, "/healthz")[0] == 200
+        assert http_get(port, "/readyz")[0] == 200 and http_get(port, "/healthz")[0] == 200
 
         append(db_settings, user, password, [message(i) for i in range(3, 5)])
         _scrape_until(port, proc, log, "2 more published", lambda t: _value(

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
 from ops_helpers import start_stage
-from pipeline_testing import produce, read_all, stop, wait_for
+from pipeline_testing import free_port, http_get, produce, read_all, stop, wait_for
 
 from mailroom.codec import Codec
 from mailroom.records.raw import RawMail
@@ -25,24 +22,8 @@ from unwrap.unwrap import unwrap
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
-
-
 def metric(port: int, name: str, stage: str = "unwrap") -> float:
-    _, text = get(port, "/metrics")
+    _, text = http_get(port, "/metrics")
     m = re.search(rf'^{name}\{{stage="{stage}"\}} (\S+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
 
@@ -76,22 +57,22 @@ def test_metrics_and_health_move_with_the_work(ops_settings: Settings) -> None:
     codec = Codec.from_settings(s)
     proc = start_stage(s, "unwrap")
     try:
-        wait_for(lambda: get(port, "/readyz")[0] == 200)  # joined, partitions assigned
-        assert get(port, "/healthz")[0] == 200
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200)  # joined, partitions assigned
+        assert http_get(port, "/healthz")[0] == 200
         send(s, codec, raws(1, 5))
         wait_for(lambda: metric(port, "mailroom_records_in_total") == 5)
         assert metric(port, "mailroom_records_out_total") == 5
         assert metric(port, "mailroom_dead_letters_total") == 0
         assert metric(port, "mailroom_processing_seconds_count") == 5
         assert metric(port, "mailroom_end_to_end_seconds_count") == 5
-        _, text = get(port, "/metrics")
+        _, text = http_get(port, "/metrics")
         assert 'mailroom_lag_messages{partition="0",stage="unwrap"' in text
         # Arrival time travels on to the next stage's input.
         [first, *_] = read_all(s, "unwrapped")
         assert dict(first.headers)["mailroom-arrived"].isdigit()
     finally:
         stop(proc)
-    assert get(port, "/healthz")[0] == 0, "the endpoints end with the process"
+    assert http_get(port, "/healthz")[0] == 0, "the endpoints end with the process"
 
 
 def emails(codec: Codec, items: list[RawMail]) -> list[tuple[bytes, bytes]]:
@@ -133,7 +114,7 @@ def test_two_processes_share_and_a_killed_ones_partitions_move(
     b = start_stage(s.replace(metrics_port=b_port), stage)
     try:
         for port in (a_port, b_port):  # each has a partition (two partitions, two members)
-            wait_for(lambda port=port: get(port, "/readyz")[0] == 200)
+            wait_for(lambda port=port: http_get(port, "/readyz")[0] == 200)
         feed(1, 40)
         wait_for(lambda: len(out_keys()) == 40)
         assert records_in(a_port) > 0
