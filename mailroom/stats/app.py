@@ -90,6 +90,9 @@ def headers_of(headers: Any) -> Iterable[tuple[str, bytes]]:
 def build(settings: Settings, codec: Codec) -> StatsApp:
     import faust  # deferred: only this process needs faust
 
+    from mailroom.stats.recovery import OrderedTableManager, check_version
+
+    check_version()
     windows = w.parse_windows(settings.stats_windows)
     app_id = settings.topic(STAGE)  # also the consumer group: '<prefix>.stats', like the stages
     # faust keeps little here with the memory store (its recovery bookkeeping), but wants it.
@@ -107,6 +110,9 @@ def build(settings: Settings, codec: Codec) -> StatsApp:
         # faust's wait for unacknowledged records would wait for ever on a record we refuse
         # (unknown schema); stage.run drains the agents itself before stopping the app.
         stream_wait_empty=False,
+        # faust's recovery end cleared the agents' queues after resuming the partitions,
+        # dropping records (some for good): recovery.py reorders it.
+        TableManager=OrderedTableManager,
     )
     retention = timedelta(days=settings.stream_retention_days)
     unwrapped = app.topic(settings.topic("unwrapped"), key_serializer="raw",
@@ -143,6 +149,8 @@ def build(settings: Settings, codec: Codec) -> StatsApp:
                 # waiting keeps each source partition's events in offset order (counter.py).
                 await (await events.send(key=key, value=value))
             stats.progress.records_in += 1
+            log.debug("stats: fanout %s[%s]@%s -> %s", message.topic, message.partition,
+                      message.offset, keys)
             await _done(stats, s, event)
 
     async def count(stream: Any) -> None:
@@ -158,6 +166,9 @@ def build(settings: Settings, codec: Codec) -> StatsApp:
             else:
                 volume[key] = new
                 stats.progress.counted += 1
+                log.debug("stats: %s counted unwrapped[%s]@%s (event %s[%s]@%s)", key,
+                          *(src or ("?", "?")), event.message.topic, event.message.partition,
+                          event.message.offset)
             await _done(stats, s, event)
 
     app.agent(unwrapped, name=f"{app_id}.fanout")(fanout)
