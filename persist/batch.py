@@ -145,4 +145,8 @@ def _cascade(
             applied.detail["reevaluated_after"] = message_id
             done.append((plan, applied))
             queue.extend(applied.landed)
+            if applied.event == "persisted" and plan.message_id and not applied.landed:
+                # Stored before, and its answer may just have changed: the emails that
+                # inherited from it (they watch its Message-ID while it waits) look again.
+                queue.append(plan.message_id)
     return done

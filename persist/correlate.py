@@ -112,6 +112,23 @@ def resolve(conn: psycopg.Connection, plan: Plan, sent_at: str | None) -> Correl
         else:
             hit = _smart(conn, c, plan.dedupe_key)
         if hit is not None:
-            # Only the earlier, preferred candidates can still change the answer.
+            # Only the earlier, preferred candidates can still change the answer — and so can
+            # the parent's own answer while it still waits: what this email inherits from it
+            # (regarding, case) is settled only when the parent is.
+            unsettled = _unsettled_message_id(conn, hit[0])
+            if unsettled:
+                waiting.add(unsettled)
             return Correlation(hit[0], c.method, rank, hit[1], frozenset(waiting))
     return Correlation(waiting=frozenset(waiting))
+
+
+def _unsettled_message_id(conn: psycopg.Connection, activity_id: int | None) -> str:
+    """The activity's Message-ID when its own plan still waits on another email, else ''."""
+    if activity_id is None:
+        return ""
+    row = conn.execute(
+        "SELECT a.message_id FROM email_activities a WHERE a.id = %s AND a.message_id IS NOT "
+        "NULL AND EXISTS (SELECT 1 FROM persist_watches w WHERE w.dedupe_key = a.dedupe_key "
+        "AND w.content_hash = a.content_hash)", (activity_id,),
+    ).fetchone()
+    return str(row[0]) if row else ""

@@ -85,6 +85,37 @@ def test_reply_before_parent_is_parked_then_ends_as_parent_first(
     assert reply_first["pending"] == []
 
 
+def test_grandchild_before_its_ancestors_ends_as_in_order(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    """A reply to a reply, both before the original: what the grandchild inherits (regarding,
+    case) is settled only when its parent is — the end state equals the in-order one."""
+    original = make_plan(codec, email())
+    reply = make_plan(codec, email(message_id="m2@customer.example", subject="Re: Printer broken",
+                                   in_reply_to="m1@customer.example", minutes=5))
+    again = make_plan(codec, email(message_id="m3@customer.example",
+                                   subject="Re: Re: Printer broken",
+                                   in_reply_to="m2@customer.example", minutes=9))
+    apply(db, codec, reply)
+    apply(db, codec, again)
+    [res] = apply(db, codec, original)
+    assert {p.dedupe_key for p, _ in res.reevaluated} >= {"m2@customer.example",
+                                                          "m3@customer.example"}
+    out_of_order = snapshot(db)
+    for table in ("activity_parties", "activity_mailboxes", "queue_items", "cases",
+                  "persist_pending_plans", "email_activities"):
+        db.execute(f"DELETE FROM {table}")
+    db.commit()
+    apply(db, codec, original)
+    apply(db, codec, reply)
+    apply(db, codec, again)
+    assert snapshot(db) == out_of_order
+    [(case_id,)] = rows(db, "SELECT id FROM cases WHERE NOT provisional")
+    assert rows(db, "SELECT dedupe_key, regarding FROM email_activities ORDER BY 1") == [
+        (f"m{n}@customer.example", f"case:{case_id}") for n in (1, 2, 3)]
+    assert out_of_order["pending"] == []
+
+
 def test_one_email_from_three_mailboxes_is_one_activity(
     db: psycopg.Connection, codec: Codec
 ) -> None:
