@@ -11,6 +11,14 @@ from mailroom.codec import Codec
 pytestmark = pytest.mark.integration  # needs the local stack's PostgreSQL
 
 
+def clear_records(db: psycopg.Connection) -> None:
+    """Back to no mail at all (reference data stays), to replay plans in another order."""
+    for table in ("activity_parties", "activity_mailboxes", "queue_items", "cases",
+                  "persist_pending_plans", "email_activities"):
+        db.execute(f"DELETE FROM {table}")
+    db.commit()
+
+
 def test_new_email_becomes_activity_with_parties(db: psycopg.Connection, codec: Codec) -> None:
     [res] = apply(db, codec, make_plan(codec, email()))
     assert res.failure is None and res.applied and res.applied.event == "persisted"
@@ -73,10 +81,7 @@ def test_reply_before_parent_is_parked_then_ends_as_parent_first(
     assert [a.event for _, a in res.reevaluated] == ["persisted"]
     reply_first = snapshot(db)
     # the same plans, parent first, in a clean state
-    for table in ("activity_parties", "activity_mailboxes", "queue_items", "cases",
-                  "persist_pending_plans", "email_activities"):
-        db.execute(f"DELETE FROM {table}")
-    db.commit()
+    clear_records(db)
     apply(db, codec, parent)
     apply(db, codec, reply)
     assert snapshot(db) == reply_first
@@ -102,10 +107,7 @@ def test_grandchild_before_its_ancestors_ends_as_in_order(
     assert {p.dedupe_key for p, _ in res.reevaluated} >= {"m2@customer.example",
                                                           "m3@customer.example"}
     out_of_order = snapshot(db)
-    for table in ("activity_parties", "activity_mailboxes", "queue_items", "cases",
-                  "persist_pending_plans", "email_activities"):
-        db.execute(f"DELETE FROM {table}")
-    db.commit()
+    clear_records(db)
     apply(db, codec, original)
     apply(db, codec, reply)
     apply(db, codec, again)
@@ -212,10 +214,7 @@ def test_queue_reply_before_parent_withdraws_its_provisional_case(
         ("case|r@customer.example", True)]
     apply(db, codec, parent)
     reply_first = snapshot(db)
-    for table in ("activity_parties", "activity_mailboxes", "queue_items", "cases",
-                  "persist_pending_plans", "email_activities"):
-        db.execute(f"DELETE FROM {table}")
-    db.commit()
+    clear_records(db)
     apply(db, codec, parent)
     apply(db, codec, reply)
     assert snapshot(db) == reply_first
