@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from kafka import TopicPartition
 from persistbuild import apply, email, make_plan, rows
+from pipeline_testing import REFERENCE_SQL
 from psycopg import errors
 from psycopg.conninfo import make_conninfo
 
@@ -33,17 +34,6 @@ from unwrap.forwarders import load_forwarders
 
 pytestmark = pytest.mark.integration
 STAGES = ("ingest", "unwrap", "route", "persist")
-REFERENCE_SQL = """
-INSERT INTO users (id, full_name) VALUES ('alice', 'Alice A');
-INSERT INTO queues (id, name) VALUES ('support', 'Support');
-INSERT INTO accounts (id, name, owner_id) VALUES ('a-customer', 'Customer Ltd', 'alice');
-INSERT INTO contacts (id, first_name, last_name, account_id, owner_id)
-    VALUES ('c-ann', 'Ann', 'Example', 'a-customer', 'alice');
-INSERT INTO email_addresses (record_kind, record_id, address, is_primary) VALUES
-    ('user', 'alice', 'alice@acme.example', true),
-    ('queue', 'support', 'support@acme.example', true),
-    ('contact', 'c-ann', 'ann@customer.example', true);
-"""
 
 
 @pytest.fixture

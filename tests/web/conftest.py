@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+from webseed import Running
 
 from mailroom.codec import Codec
 from mailroom.settings import Settings
@@ -44,13 +44,6 @@ def topics(web_settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def codec(base_settings: Settings) -> Codec:
     return Codec.from_settings(base_settings)
-
-
-@dataclass
-class Running:
-    url: str
-    secret: str
-    settings: Settings
 
 
 @pytest.fixture

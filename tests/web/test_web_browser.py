@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import webseed
-from conftest import Running
 from kafka import TopicPartition
+from webseed import Running
 
 from mailroom.db import connect
 from mailroom.deadletters import RETRY_OF_HEADER

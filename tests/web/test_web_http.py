@@ -9,7 +9,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 import webseed
-from conftest import Running
+from webseed import Running
 
 from mailroom.db import connect
 from mailroom.web.auth import COOKIE

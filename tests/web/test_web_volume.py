@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Running
 from test_web_http import Client
+from webseed import Running
 
 from mailroom.codec import Codec
 from mailroom.kafka import make_producer

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
+from pipeline_testing import REFERENCE_SQL
 
 from ingest import credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls
@@ -28,16 +29,6 @@ from route.reference import Mailbox as RouteMailbox
 
 EVIL_SUBJECT = "<script>alert(1)</script> printer on fire"
 
-REFERENCE_SQL = """
-INSERT INTO users (id, full_name) VALUES ('alice', 'Alice A');
-INSERT INTO queues (id, name) VALUES ('support', 'Support');
-INSERT INTO accounts (id, name, owner_id) VALUES ('a-customer', 'Customer Ltd', 'alice');
-INSERT INTO contacts (id, first_name, last_name, account_id, owner_id)
-    VALUES ('c-ann', 'Ann', 'Example', 'a-customer', 'alice');
-INSERT INTO email_addresses (record_kind, record_id, address, is_primary) VALUES
-    ('queue', 'support', 'support@acme.example', true),
-    ('contact', 'c-ann', 'ann@customer.example', true);
-"""
 RULES = {
     "track": {"default": "replies", "owners": {"queue:support": "all"}},
     "queues": {"support": {"rules": [
@@ -111,3 +102,12 @@ def activity(db: psycopg.Connection, codec: Codec, subject: str = EVIL_SUBJECT) 
                      (message_id,)).fetchone()
     assert row is not None, "persist stored no activity with a case"
     return Seeded(int(row[0]), int(row[1]), message_id)
+
+
+@dataclass
+class Running:
+    """A dashboard started by the ``dashboard`` fixture: where it is and how to log in."""
+
+    url: str
+    secret: str
+    settings: Settings
