@@ -21,7 +21,7 @@ from ingest import store
 from ingest.errors import FolderMissing
 from ingest.job import Job
 from ingest.model import AfterIngest, Folder
-from ingest.progress import UidProgress
+from ingest.progress import UidProgress, batches
 from ingest.publish import publish
 from mailroom import faults
 from mailroom.errors import TransientError
@@ -35,6 +35,8 @@ AFTER_CHECKPOINT = faults.register(
     "ingest:after_checkpoint", "the checkpoint moved, the server action (flag/move/delete) not done"
 )
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]
+#: Most message bytes one FETCH brings into memory (a 30 MB message still comes alone).
+FETCH_BUDGET_BYTES = 64 * 1024 * 1024
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -104,8 +106,8 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
     job.conn.commit()
     published = 0
     last = cp.last_uid
-    for i in range(0, len(uids), batch_size):
-        batch = uids[i : i + batch_size]
+    sizes = _sizes(client, uids)
+    for batch in batches(uids, sizes, batch_size, FETCH_BUDGET_BYTES):
         fetched = client.fetch(batch, FETCH_ITEMS)
         progress = UidProgress(start=last)
         raws = []
@@ -146,6 +148,14 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
     store.set_backlog(job.conn, job.mailbox_id, folder.name, 0, None)
     job.conn.commit()
     return published
+
+
+def _sizes(client: IMAPClient, uids: list[int]) -> dict[int, int]:
+    """RFC822.SIZE of each UID (one cheap FETCH), to bound the bytes of each batch."""
+    if not uids:
+        return {}
+    return {uid: int(data.get(b"RFC822.SIZE", 0))
+            for uid, data in client.fetch(uids, [b"RFC822.SIZE"]).items()}
 
 
 def _arrival(client: IMAPClient, uids: list[int]) -> datetime | None:

@@ -56,3 +56,23 @@ def pop3_new(server_uidls: dict[int, str], published: set[str]) -> list[tuple[in
     opaque strings with no order.
     """
     return [(n, u) for n, u in sorted(server_uidls.items()) if u not in published]
+
+
+def batches(uids: list[int], sizes: dict[int, int], max_count: int,
+            max_bytes: int) -> list[list[int]]:
+    """Consecutive batches of ``uids`` of at most ``max_count`` messages and ``max_bytes``
+    (by the server's RFC822.SIZE), so a folder of large messages is never fetched into memory
+    two hundred at a time. A single message above ``max_bytes`` is a batch of its own."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if current and (len(current) >= max_count or total + size > max_bytes):
+            out.append(current)
+            current, total = [], 0
+        current.append(uid)
+        total += size
+    if current:
+        out.append(current)
+    return out

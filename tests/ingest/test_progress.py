@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.progress import UidProgress, pop3_new
+from ingest.progress import UidProgress, batches, pop3_new
 
 
 def test_checkpoint_stops_before_first_unacked_uid() -> None:
@@ -40,3 +40,14 @@ def test_every_uid_up_to_checkpoint_was_acked(sent: set[int], data: st.DataObjec
 
 def test_pop3_new_is_a_set_difference_in_server_order() -> None:
     assert pop3_new({1: "a", 2: "b", 3: "c"}, {"b"}) == [(1, "a"), (3, "c")]
+
+
+def test_batches_bounded_by_count_and_bytes() -> None:
+    uids = list(range(1, 8))
+    small = dict.fromkeys(uids, 10)
+    assert batches(uids, small, max_count=3, max_bytes=1000) == [[1, 2, 3], [4, 5, 6], [7]]
+    sizes = {1: 400, 2: 400, 3: 400, 4: 5000, 5: 100, 6: 100, 7: 100}
+    # bytes close a batch early; a message above the budget travels alone, never skipped
+    assert batches(uids, sizes, max_count=100, max_bytes=1000) == [
+        [1, 2], [3], [4], [5, 6, 7]]
+    assert batches([], {}, max_count=3, max_bytes=10) == []
