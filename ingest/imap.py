@@ -21,7 +21,7 @@ from ingest import store
 from ingest.errors import FolderMissing
 from ingest.job import Job
 from ingest.model import AfterIngest, Folder
-from ingest.progress import UidProgress, batches
+from ingest.progress import FETCH_BUDGET_BYTES, UidProgress, batches
 from ingest.publish import publish
 from mailroom import faults
 from mailroom.errors import TransientError
@@ -35,8 +35,6 @@ AFTER_CHECKPOINT = faults.register(
     "ingest:after_checkpoint", "the checkpoint moved, the server action (flag/move/delete) not done"
 )
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]
-#: Most message bytes one FETCH brings into memory (a 30 MB message still comes alone).
-FETCH_BUDGET_BYTES = 64 * 1024 * 1024
 
 
 def _aware(value: datetime | None) -> datetime | None:

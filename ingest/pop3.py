@@ -17,7 +17,7 @@ from ingest import store
 from ingest.errors import ServerBusy
 from ingest.job import Job
 from ingest.model import AfterIngest, Folder
-from ingest.progress import pop3_new
+from ingest.progress import FETCH_BUDGET_BYTES, batches, pop3_new
 from ingest.publish import publish
 from mailroom import faults
 from mailroom.errors import TransientError
@@ -41,6 +41,17 @@ def server_uidls(conn: poplib.POP3) -> dict[int, str]:
         if match:
             result[int(match.group(1))] = match.group(2).decode("ascii", "replace")
     return result
+
+
+def server_sizes(conn: poplib.POP3) -> dict[int, int]:
+    """Message number -> size in octets (LIST), to bound the bytes of each batch."""
+    _resp, lines, _octets = conn.list()
+    sizes = {}
+    for line in lines:
+        number, _, size = line.partition(b" ")
+        if number.isdigit() and size.strip().isdigit():
+            sizes[int(number)] = int(size.strip())
+    return sizes
 
 
 def retrieve(conn: poplib.POP3, number: int) -> bytes:
@@ -69,8 +80,11 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
     job.conn.commit()
     new = pop3_new(on_server, published_before)
     published = 0
-    for i in range(0, len(new), batch_size):
-        batch = new[i : i + batch_size]
+    uidl_of = dict(new)
+    groups = batches([number for number, _ in new], server_sizes(conn), batch_size,
+                     FETCH_BUDGET_BYTES)
+    for n, numbers in enumerate(groups):
+        batch = [(number, uidl_of[number]) for number in numbers]
         raws = [job.raw(folder, retrieve(conn, number), uidl=uidl) for number, uidl in batch]
         results = publish(job.settings, job.codec, job.producer, raws, job.put_blob)
         faults.point(job.settings, AFTER_PUBLISH)
@@ -89,6 +103,6 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
                 f"the broker did not acknowledge {len(batch) - len(acked)} message(s) of "
                 f"{job.mailbox.address}; they are fetched again next session"
             )
-        if i + batch_size < len(new):
+        if n + 1 < len(groups):
             job.between_batches()
     return published

@@ -58,6 +58,10 @@ def pop3_new(server_uidls: dict[int, str], published: set[str]) -> list[tuple[in
     return [(n, u) for n, u in sorted(server_uidls.items()) if u not in published]
 
 
+#: Most message bytes one batch brings into memory (a 30 MB message still comes alone).
+FETCH_BUDGET_BYTES = 64 * 1024 * 1024
+
+
 def batches(uids: list[int], sizes: dict[int, int], max_count: int,
             max_bytes: int) -> list[list[int]]:
     """Consecutive batches of ``uids`` of at most ``max_count`` messages and ``max_bytes``
