@@ -1,0 +1,275 @@
+"""The yardstick: the whole pipeline against a one-process monolith, on the same mail, in the
+same run, on the local stack.
+
+    .venv/bin/python bench/e2e.py [--mails 3000] [--mix realistic|forwards] [--size 27000]
+                                  [--processes 1[,2]] [--latency-seconds S] [--stages-alone]
+
+1. Lays N messages (by default a realistic mix: forwards, direct mail, replies, a few with a
+   1–2 MB attachment) into two copies of the same Dovecot mailboxes: one for the monolith,
+   one for the pipeline (each run of ``--processes`` gets its own).
+2. Baseline: ``bench/monolith.py`` (FETCH → compat32 parse → original → COPY), run before and
+   after the pipeline; its figure is the mean of the two, so load that drifts during the run
+   weighs on both sides alike.
+3. Pipeline: K ``mailroom run STAGE`` processes per stage, warmed up on a few messages; then
+   every message is delivered at once (renames into ``Maildir/new``) and the clock runs until
+   each one is an email activity row. Emails/s and the ratio pipeline/baseline.
+4. Latency: messages delivered at half the measured rate for a while; arrival (the delivery's
+   rename) → row (``email_activities.created_at``, persist's transaction start: a lower bound)
+   and → visible (when a poll every 0.2 s first saw the row: an upper bound).
+5. CPU seconds per email of each stage's process trees, the broker, PostgreSQL and Dovecot
+   during step 3 (the last three are shared with whatever else runs on the stack), and peak
+   RSS per stage process tree.
+6. Checks: one email activity per message laid, whatever K; exits 1 when not.
+
+``--stages-alone`` then runs each stage alone on a fresh copy, draining a full input.
+Prints a table, then one JSON line with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Run as a script, this folder would come first on the path, and its ingest.py, unwrap.py, ...
+# would shadow the packages of the same name: the repository comes first instead, and the
+# bench's helpers are imported as the ``bench`` package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
+
+from bench import alone, harness, mailgen, report  # noqa: E402
+from bench.meter import Meter, Usage  # noqa: E402
+from mailroom import settings as settings_module  # noqa: E402
+from mailroom.db import connect  # noqa: E402
+from mailroom.settings import Settings  # noqa: E402
+from mailroom.stack import dovecot, kafka, postgres  # noqa: E402
+
+POLL_S = 0.2
+WARMUP_TIMEOUT_S = 180.0
+
+
+@dataclass
+class PipelineRun:
+    processes: int
+    seconds: float = 0.0
+    emails_per_s: float = 0.0
+    steady_emails_per_s: float = 0.0  # first row to last: without the time to the first row
+    usage: dict[str, Usage] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=dict)
+    rows: int = 0
+    expected: int = 0
+    exits: dict[str, int | None] = field(default_factory=dict)
+    error: str = ""
+
+
+# --- the local stack -------------------------------------------------------------------------
+def infra_roots(base: Settings) -> dict[str, list[int]]:
+    """The shared services' root pids (each service's whole tree is measured)."""
+    roots = {}
+    for name, module in (("kafka", kafka), ("postgres", postgres), ("dovecot", dovecot)):
+        status = module.status(base)
+        if not status.running or status.pid is None:
+            raise SystemExit(f"{name} of the local stack is not running ({status.state}): "
+                             "mailroom stack up")
+        roots[name] = [status.pid]
+    return roots
+
+
+def wait_rows(settings: Settings, expected: int, timeout_s: float, procs: harness.StageProcesses,
+              on_first: Callable[[], None] = lambda: None) -> int:
+    """Poll the email activities until ``expected``; calls ``on_first`` at the first row seen.
+    Raises when a stage process died or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    first = False
+    with connect(settings, autocommit=True) as conn:
+        while True:
+            n = int(conn.execute("SELECT count(*) FROM email_activities").fetchone()[0])
+            if n and not first:
+                first = True
+                on_first()
+            if n >= expected:
+                return n
+            dead = procs.dead()
+            if dead:
+                raise RuntimeError("a stage process exited: " + "\n".join(dead))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{n} of {expected} email activities after {timeout_s:.0f} s")
+            time.sleep(POLL_S)
+
+
+# --- the baseline ----------------------------------------------------------------------------
+def run_monolith(w: harness.World, infra: dict[str, list[int]]) -> tuple[dict, dict[str, Usage]]:
+    kinds = {local: "forward" if local == mailgen.FORWARD_LOCAL else "direct"
+             for local in w.mailboxes}
+    argv = [sys.executable, str(_HERE / "monolith.py"), "--schema", w.name,
+            "--password", w.password, *(f"{w.login(b)}:{kind}" for b, kind in kinds.items())]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=_HERE.parent)
+    meter = Meter(lambda: {"monolith": [proc.pid], **infra}).start()
+    out, _ = proc.communicate()
+    usage = meter.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the monolith failed ({proc.returncode})")
+    return json.loads(out.strip().splitlines()[-1]), usage
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+def run_pipeline(base: Settings, k: int, mails: list[mailgen.Mail], maker: mailgen.MailMaker,
+                 args: argparse.Namespace, infra: dict[str, list[int]],
+                 log_dir: Path) -> PipelineRun:
+    run = PipelineRun(k)
+    w = harness.world(base, f"k{k}")
+    harness.create(w)
+    procs = harness.StageProcesses(w, log_dir / w.name)
+    try:
+        staged = harness.stage_mail(w, mails)  # written now; invisible until delivered
+        procs.start_all(k)
+        warm = mailgen.warmup(w.name)
+        harness.lay(w, warm)
+        wait_rows(w.settings, len(warm), WARMUP_TIMEOUT_S, procs)
+        time.sleep(1.0)  # let the warm-up's last commits and polls settle
+        _throughput(run, w, staged, len(warm), procs, infra)
+        print(f"  pipeline K={k}: {run.emails_per_s:,.0f} emails/s "
+              f"({run.seconds:.1f} s)", flush=True)
+        if args.latency_seconds > 0:
+            run.latency = _latency(w, maker, len(mails), run, args.latency_seconds, procs)
+        run.rows = harness.count_rows(w.settings)
+        run.expected = len(warm) + len(mails) + int(run.latency.get("mails", 0))
+    except (RuntimeError, TimeoutError) as exc:
+        run.error = str(exc)
+        run.rows = harness.count_rows(w.settings)
+    finally:
+        run.exits = procs.stop()
+        if not args.keep:
+            harness.remove(w)
+    return run
+
+
+def _throughput(run: PipelineRun, w: harness.World, staged: list[harness.Staged], warm: int,
+                procs: harness.StageProcesses, infra: dict[str, list[int]]) -> None:
+    meter = Meter(lambda: {**procs.pids(), **infra}).start()
+    first: list[float] = []
+    started = time.perf_counter()
+    for s in staged:
+        harness.deliver(s)
+    wait_rows(w.settings, warm + len(staged), 600 + len(staged) / 5, procs,
+              on_first=lambda: first.append(time.perf_counter()))
+    ended = time.perf_counter()
+    run.usage = meter.stop()
+    run.seconds = ended - started
+    run.emails_per_s = len(staged) / run.seconds
+    if first and ended > first[0]:
+        run.steady_emails_per_s = len(staged) / (ended - first[0])
+
+
+def _latency(w: harness.World, maker: mailgen.MailMaker, start: int, run: PipelineRun,
+             seconds: float, procs: harness.StageProcesses) -> dict[str, float]:
+    """Deliver at half the measured rate for ``seconds``; arrival → row percentiles."""
+    rate = max(1.0, run.emails_per_s / 2)
+    mails = maker.batch(start, max(1, int(rate * seconds)))
+    staged = harness.stage_mail(w, mails)
+    print(f"  latency: {len(mails)} emails at {rate:,.1f}/s…", flush=True)
+    arrived: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    ids = {m.message_id for m in mails}
+    t0 = time.time()
+    deadline = t0 + seconds + 120
+    with connect(w.settings, autocommit=True) as conn:
+        last = int(conn.execute("SELECT coalesce(max(id), 0) FROM email_activities")
+                   .fetchone()[0])
+        while len(seen) < len(mails):
+            due = min(len(staged), int((time.time() - t0) * rate) + 1)
+            for s in staged[len(arrived):due]:
+                arrived[s.mail.message_id] = harness.deliver(s)
+            for ident, message_id in conn.execute(
+                    "SELECT id, message_id FROM email_activities WHERE id > %s", (last,)):
+                last = max(last, int(ident))
+                if message_id in ids:
+                    seen.setdefault(message_id, time.time())
+            if procs.dead() or time.time() > deadline:
+                raise RuntimeError(f"latency phase: {len(seen)} of {len(mails)} rows; "
+                                   + "\n".join(procs.dead()))
+            time.sleep(min(POLL_S, 1 / rate))
+        created = dict(conn.execute(
+            "SELECT message_id, extract(epoch FROM created_at)::float8 FROM email_activities "
+            "WHERE message_id = ANY(%s)", (list(ids),)).fetchall())
+    row = [created[m] - arrived[m] for m in ids]
+    visible = [seen[m] - arrived[m] for m in ids]
+    return {"mails": len(mails), "offered_per_s": rate, "seconds": seconds,
+            **{f"row_p{q}_s": report.percentile(row, q) for q in (50, 95, 99)},
+            **{f"visible_p{q}_s": report.percentile(visible, q) for q in (50, 95, 99)}}
+
+
+# --- main ----------------------------------------------------------------------------------------
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mails", type=int, default=3_000, help="messages laid (default 3000)")
+    p.add_argument("--mix", choices=mailgen.MIXES, default="realistic")
+    p.add_argument("--size", type=int, default=mailgen.DEFAULT_SIZE,
+                   help="bytes of a typical message (default %(default)s)")
+    p.add_argument("--processes", default="1",
+                   help="processes per stage; a comma list runs the pipeline once per value")
+    p.add_argument("--latency-seconds", type=float, default=None,
+                   help="length of the latency phase (default: 25 s, shorter for small N; "
+                        "0: skip it)")
+    p.add_argument("--stages-alone", action="store_true",
+                   help="also run each stage alone draining a full input topic")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the runs' schemas, topics and mail users (for a look afterwards)")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="stage logs (default: <state dir>/bench)")
+    args = p.parse_args()
+    args.ks = [int(k) for k in str(args.processes).split(",")]
+    if args.latency_seconds is None:
+        args.latency_seconds = min(25.0, max(5.0, args.mails / 100))
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    base = settings_module.load()
+    infra = infra_roots(base)
+    log_dir = args.log_dir or base.state_path / "bench"
+    run_id = uuid.uuid4().hex[:6]
+    maker = mailgen.MailMaker(args.mix, args.size, run_id)
+    mails = maker.batch(0, args.mails)
+    print(f"e2e bench: {report.describe(mails)}", flush=True)
+    mono = harness.world(base, "mono")
+    harness.create(mono, pipeline=False)
+    baseline: list[dict] = []
+    runs: list[PipelineRun] = []
+    stages_alone: dict[str, dict[str, float]] = {}
+    try:
+        harness.lay(mono, mails)
+        baseline.append(_monolith(mono, infra))
+        for k in args.ks:
+            # The latency phase continues the same sequence of mail: a maker per run.
+            runs.append(run_pipeline(base, k, mails, mailgen.MailMaker(
+                args.mix, args.size, run_id), args, infra, log_dir))
+        baseline.append(_monolith(mono, infra))
+        if args.stages_alone:
+            stages_alone = alone.run_all(base, mails, log_dir, keep=args.keep)
+    finally:
+        if not args.keep:
+            harness.remove(mono)
+    figures = report.figures(args, mails, baseline, runs, stages_alone)
+    print(report.table(figures))
+    print(json.dumps(figures, sort_keys=True))
+    return 0 if figures["ok"] else 1
+
+
+def _monolith(w: harness.World, infra: dict[str, list[int]]) -> dict:
+    result, usage = run_monolith(w, infra)
+    result["usage"] = usage
+    print(f"  monolith: {result['emails'] / result['seconds']:,.0f} emails/s "
+          f"({result['seconds']:.1f} s)", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

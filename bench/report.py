@@ -1,0 +1,133 @@
+"""The e2e bench's figures: one dict (printed as the JSON line) and the readable table."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import Counter
+from typing import Any
+
+from bench.mailgen import Mail
+from bench.meter import Usage
+
+MB = 1024 * 1024
+STAGES = ("ingest", "unwrap", "route", "persist")
+SHARED = ("kafka", "postgres", "dovecot")  # services of the stack: other work runs there too
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def describe(mails: list[Mail]) -> str:
+    kinds = Counter(m.kind for m in mails)
+    size = sum(len(m.data) for m in mails)
+    return (f"{len(mails)} messages, {size / MB:,.1f} MB ("
+            + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) + ")")
+
+
+def _per_email(usage: dict[str, Usage], n: int) -> dict[str, float]:
+    return {name: round(u.cpu_s * 1000 / n, 3) for name, u in sorted(usage.items())}
+
+
+def _rss(usage: dict[str, Usage], names: tuple[str, ...]) -> dict[str, float]:
+    return {name: round(usage[name].peak_rss / MB, 1) for name in names if name in usage}
+
+
+def figures(args: argparse.Namespace, mails: list[Mail], baseline: list[dict[str, Any]],
+            runs: list[Any], stages_alone: dict[str, dict[str, float]]) -> dict[str, Any]:
+    n = len(mails)
+    rates = [b["emails"] / b["seconds"] for b in baseline]
+    base_rate = sum(rates) / len(rates)
+    # Each monolith run must store exactly the mails laid too.
+    base_ok = all(b["emails"] == n for b in baseline)
+    out: dict[str, Any] = {
+        "bench": "e2e", "mails": n, "mix": args.mix, "size": args.size,
+        "bytes": sum(len(m.data) for m in mails), "kinds": dict(Counter(m.kind for m in mails)),
+        "baseline": {
+            "emails_per_s": round(base_rate, 1), "runs_emails_per_s": [round(r, 1) for r in rates],
+            "rows": [b["emails"] for b in baseline], "rows_ok": base_ok,
+            "cpu_ms_per_email": _per_email(baseline[0]["usage"], n),
+            "peak_rss_mb": _rss(baseline[0]["usage"], ("monolith",)),
+        },
+        "pipeline": [], "stages_alone": stages_alone,
+    }
+    ok = base_ok
+    for run in runs:
+        cpu = _per_email(run.usage, n)
+        stages_cpu = sum(cpu.get(s, 0.0) for s in STAGES)
+        rows_ok = not run.error and run.rows == run.expected
+        clean_exit = all(code == 0 for code in run.exits.values())
+        ok = ok and rows_ok and clean_exit
+        out["pipeline"].append({
+            "processes": run.processes, "emails_per_s": round(run.emails_per_s, 1),
+            "seconds": round(run.seconds, 2),
+            "steady_emails_per_s": round(run.steady_emails_per_s, 1),
+            "ratio": round(run.emails_per_s / base_rate, 3) if base_rate else 0.0,
+            "cpu_ms_per_email": cpu, "stages_cpu_ms_per_email": round(stages_cpu, 2),
+            "peak_rss_mb": _rss(run.usage, STAGES),
+            "latency": {k: round(v, 3) for k, v in run.latency.items()},
+            "rows": run.rows, "expected": run.expected, "rows_ok": rows_ok,
+            "exits": run.exits, "clean_exit": clean_exit, "error": run.error,
+        })
+    out["ok"] = ok
+    return out
+
+
+def table(f: dict[str, Any]) -> str:
+    b = f["baseline"]
+    lines = [
+        "",
+        f"mail: {f['mails']} messages ({f['mix']}, {f['bytes'] / MB:,.1f} MB): "
+        + ", ".join(f"{n} {k}" for k, n in sorted(f["kinds"].items())),
+        f"baseline, monolith in 1 process: {b['emails_per_s']:,.0f} emails/s "
+        f"(runs before/after: {', '.join(f'{r:,.0f}' for r in b['runs_emails_per_s'])}); "
+        f"CPU {b['cpu_ms_per_email'].get('monolith', 0):.2f} ms/email, "
+        f"peak RSS {b['peak_rss_mb'].get('monolith', 0):.0f} MB",
+    ]
+    for p in f["pipeline"]:
+        lines += _pipeline_lines(p, b)
+    if f["stages_alone"]:
+        lines += ["", "each stage alone, draining a full input:",
+                  f"  {'stage':<9}{'msg/s':>9}{'CPU ms/msg':>12}{'peak RSS MB':>13}"]
+        for stage, a in f["stages_alone"].items():
+            lines.append(f"  {stage:<9}{a['msgs_per_s']:>9,.0f}{a['cpu_ms_per_msg']:>12.2f}"
+                         f"{a['peak_rss_mb']:>13.0f}")
+    lines.append("")
+    lines.append("OK: every message is one email activity" if f["ok"] else
+                 "FAILED: see 'rows', 'exits' and 'error' above")
+    return "\n".join(lines)
+
+
+def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"pipeline, {p['processes']} process(es) per stage: {p['emails_per_s']:,.1f} emails/s "
+        f"({p['seconds']:.1f} s; {p['steady_emails_per_s']:,.1f}/s from the first row)  "
+        f"ratio pipeline/baseline {p['ratio']:.3f}×",
+        f"  {'':<22}{'CPU ms/email':>13}{'peak RSS MB':>13}",
+    ]
+    cpu, rss = p["cpu_ms_per_email"], p["peak_rss_mb"]
+    for name in STAGES:
+        lines.append(f"  {name:<22}{cpu.get(name, 0):>13.2f}{rss.get(name, 0):>13.0f}")
+    lines.append(f"  {'stages, sum':<22}{p['stages_cpu_ms_per_email']:>13.2f}")
+    for name in SHARED:
+        lines.append(f"  {name + ' (shared)':<22}{cpu.get(name, 0):>13.2f}"
+                     f"{'':>13}  monolith run: {b['cpu_ms_per_email'].get(name, 0):.2f}")
+    lat = p["latency"]
+    if lat:
+        lines.append(
+            f"  latency at {lat['offered_per_s']:,.1f} emails/s offered for "
+            f"{lat['seconds']:.0f} s ({lat['mails']:.0f} emails): arrival→row p50/p95/p99 "
+            f"{lat['row_p50_s']:.2f}/{lat['row_p95_s']:.2f}/{lat['row_p99_s']:.2f} s; "
+            f"→visible {lat['visible_p50_s']:.2f}/{lat['visible_p95_s']:.2f}/"
+            f"{lat['visible_p99_s']:.2f} s")
+    lines.append(f"  rows: {p['rows']} email activities, {p['expected']} expected"
+                 + ("" if p["rows_ok"] else "  <-- MISMATCH")
+                 + ("" if p["clean_exit"] else f"; exits {p['exits']}")
+                 + (f"; error: {p['error']}" if p["error"] else ""))
+    return lines
