@@ -1,4 +1,5 @@
-"""``mailroom profile add|list`` and ``mailroom mailbox add|list|show|test|enable|disable``.
+"""``mailroom profile add|list`` and ``mailroom mailbox add|list|show|test|enable|disable|
+auth-results``.
 
 Passwords never go on the command line (it is visible to every user in ``ps``): they come from
 an environment variable named with ``--password-env``, or from standard input.
@@ -73,7 +74,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--keyword", default=DEFAULT_KEYWORD)
     a.add_argument("--move-to", default="")
     a.add_argument("--disabled", action="store_true", help="add it disabled")
+    a.add_argument("--no-auth-results", action="store_true",
+                   help="forward mailbox only: its receiving server cannot stamp "
+                   "Authentication-Results, so believe forwarders on their From address alone "
+                   "(anyone who knows a forwarder's address can then put mail in as theirs)")
     a.set_defaults(func=mailbox_add)
+    ar = mb.add_parser("auth-results", help="switch a forward mailbox's Authentication-Results "
+                       "check on (the default) or off")
+    ar.add_argument("mailbox", help="address or id of a forward mailbox")
+    ar.add_argument("state", choices=("on", "off"))
+    ar.set_defaults(func=mailbox_auth_results)
     mb.add_parser("list", help="list mailboxes and their status").set_defaults(func=mailbox_list)
     for name, func, text in (
         ("show", mailbox_show, "everything about one mailbox (never its credentials)"),
@@ -146,10 +156,35 @@ def mailbox_add(settings: Settings, args: argparse.Namespace) -> int:
             secret=secret, via_mailbox_id=forward.id if forward else None,
             folders=parse_folders(args.folder), after_ingest=AfterIngest(args.after),
             keyword=args.keyword, move_to=args.move_to, enabled=not args.disabled,
+            check_auth_results=not args.no_auth_results,
         )
         mid = store.add_mailbox(conn, m)
     print(f"mailbox {m.address} added (id {mid})")
+    _warn_trust(settings, m)
     return _publish(settings, [mid])
+
+
+def _warn_trust(settings: Settings, m: Mailbox) -> None:
+    gap = m.trust_gap(settings.unwrap_authserv_id)
+    if gap:
+        print(f"mailroom: warning: ingest will not poll it: {gap}", file=sys.stderr)
+    elif m.owner_kind is OwnerKind.FORWARD and not m.check_auth_results:
+        print(f"mailroom: warning: forwards to {m.address} are believed on their From address "
+              "alone (Authentication-Results check off)", file=sys.stderr)
+
+
+def mailbox_auth_results(settings: Settings, args: argparse.Namespace) -> int:
+    with connect(settings) as conn:
+        m = store.mailbox(conn, args.mailbox)
+        if m.owner_kind is not OwnerKind.FORWARD:
+            raise ConfigError(f"{m.address} is a {m.owner_kind} mailbox: only a forward mailbox "
+                              "has an Authentication-Results check")
+        assert m.id is not None
+        store.set_check_auth_results(conn, m.id, args.state == "on")
+    print(f"mailbox {m.address}: Authentication-Results check {args.state}")
+    with connect(settings) as conn:
+        _warn_trust(settings, store.mailbox(conn, m.id))
+    return _publish(settings, [m.id])
 
 
 def mailbox_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -180,6 +215,9 @@ def mailbox_show(settings: Settings, args: argparse.Namespace) -> int:
         target = f" {m.keyword}"
     print(f"  after ingest: {m.after_ingest}{target}")
     print(f"  enabled: {m.enabled}  approved: {m.approved}")
+    if m.owner_kind is OwnerKind.FORWARD:
+        check = "on" if m.check_auth_results else "off (forwarders believed on From alone)"
+        print(f"  Authentication-Results check: {check}")
     print(f"  status: {m.status} {m.status_detail}")
     if m.last_test_at:
         print(f"  last test: {'Success' if m.last_test_ok else 'Failure'} at "

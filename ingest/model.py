@@ -132,7 +132,10 @@ class Mailbox:
     move_to: str = ""
     enabled: bool = True
     approved: bool = True
-    status: str = "new"  # new | ok | retrying | disabled
+    #: forward mailboxes: forwards need a passing Authentication-Results of our receiving server
+    #: (False: the operator's opt-out for a server that cannot stamp them; docs/security.md)
+    check_auth_results: bool = True
+    status: str = "new"  # new | ok | retrying | disabled | refused
     status_detail: str = ""
     last_test_ok: bool | None = None
     last_test_detail: str = ""
@@ -158,6 +161,9 @@ class Mailbox:
                 raise ConfigError(f"{where}: POP3 has only the INBOX")
             if self.after_ingest is AfterIngest.FLAG:
                 pass  # POP3 has no flags: "flag" means leave the message where it is
+        if not self.check_auth_results and self.owner_kind is not OwnerKind.FORWARD:
+            raise ConfigError(f"{where}: only a forward mailbox has an Authentication-Results "
+                              "check to switch off")
         if self.via_mailbox_id is not None and self.owner_kind is OwnerKind.FORWARD:
             raise ConfigError(f"{where}: a forward mailbox cannot itself arrive via another one")
         if self.polled and not self.secret:
@@ -171,6 +177,20 @@ class Mailbox:
         """Whether ingest logs in to this mailbox. One whose incoming method is "via forward
         mailbox X" never is: its mail arrives through X (the point of one set of credentials)."""
         return self.via_mailbox_id is None
+
+    def trust_gap(self, authserv_id: str) -> str | None:
+        """Why this forward mailbox must not be polled, or None. Its forwards can only be
+        believed on our receiving server's Authentication-Results, which needs that server's
+        authserv-id; without one every forward would be a dead letter, so the mail is left on
+        the server until the operator sets it or switches the check off for this mailbox."""
+        if self.owner_kind is not OwnerKind.FORWARD or not self.check_auth_results:
+            return None
+        if authserv_id.strip():
+            return None
+        return (f"forward mailbox {self.address}: no authserv-id of the receiving server is "
+                "configured (MAILROOM_UNWRAP_AUTHSERV_ID), so no forward could be trusted; set "
+                "it, or if that server cannot stamp Authentication-Results, switch the check "
+                f"off for this mailbox: `mailroom mailbox auth-results {self.address} off`")
 
     def folder(self, name: str) -> Folder:
         for f in self.folders:

@@ -102,6 +102,8 @@ class Ingestor:
         assert mailbox.id is not None
         if not mailbox.polled:
             return 0  # its mail arrives through its forward mailbox: never logged in to
+        if self._refused(mailbox):
+            return 0
         token = self.token()
         if token is None:
             return 0
@@ -121,6 +123,20 @@ class Ingestor:
         self.metrics.passed(profile.protocol.value, time.monotonic() - started, job.published)
         self._announce(mailbox, mailbox.status)
         return result
+
+    def _refused(self, mailbox: Mailbox) -> bool:
+        """A forward mailbox whose forwards could not be trusted is not polled (fail closed:
+        its mail stays on the server); the status says why until the cause is fixed."""
+        gap = mailbox.trust_gap(self.settings.unwrap_authserv_id)
+        if gap is None:
+            return False
+        if (mailbox.status, mailbox.status_detail) != ("refused", gap):
+            assert mailbox.id is not None
+            log.error("mailbox=%s not polled: %s", mailbox.address, gap)
+            store.set_status(self.conn, mailbox.id, "refused", gap)
+            self.conn.commit()
+            self._announce(mailbox, mailbox.status)
+        return True
 
     def _sole(self, mailbox_id: int) -> bool:
         """Is ``mailbox_id`` the only mailbox this process polls? (Then IDLE may hold its

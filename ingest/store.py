@@ -87,7 +87,8 @@ def _mailbox(row: dict[str, Any], folders: list[Folder]) -> Mailbox:
         secret=bytes(row["secret"]), via_mailbox_id=row["via_mailbox_id"],
         folders=tuple(folders), after_ingest=AfterIngest(row["after_ingest"]),
         keyword=row["keyword"], move_to=row["move_to"], enabled=row["enabled"],
-        approved=row["approved"], status=row["status"], status_detail=row["status_detail"],
+        approved=row["approved"], check_auth_results=row["check_auth_results"],
+        status=row["status"], status_detail=row["status_detail"],
         last_test_ok=row["last_test_ok"], last_test_detail=row["last_test_detail"],
         last_test_at=row["last_test_at"],
     )
@@ -102,11 +103,11 @@ def add_mailbox(conn: psycopg.Connection, m: Mailbox) -> int:
     try:
         row = conn.execute(
             "INSERT INTO ingest_mailboxes (address, owner_kind, owner_id, profile_id, username, "
-            "secret, via_mailbox_id, after_ingest, keyword, move_to, enabled, approved) "
-            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            "secret, via_mailbox_id, after_ingest, keyword, move_to, enabled, approved, "
+            "check_auth_results) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
             (m.address, m.owner_kind.value, m.owner_id, m.profile_id, m.username, m.secret,
              m.via_mailbox_id, m.after_ingest.value, m.keyword, m.move_to, m.enabled,
-             m.approved),
+             m.approved, m.check_auth_results),
         ).fetchone()
     except psycopg.errors.UniqueViolation as exc:
         raise ConfigError(f"a mailbox {m.address!r} exists already") from exc
@@ -162,6 +163,18 @@ def set_enabled(conn: psycopg.Connection, mailbox_id: int, enabled: bool) -> Non
         "status_detail = CASE WHEN %s THEN '' ELSE 'disabled by an administrator' END, "
         "status_at = now(), updated_at = now() WHERE id = %s",
         (enabled, enabled, enabled, mailbox_id),
+    )
+
+
+def set_check_auth_results(conn: psycopg.Connection, mailbox_id: int, check: bool) -> None:
+    """Switch a forward mailbox's Authentication-Results check on or off; a mailbox ingest
+    refused for the missing check is polled again (status back to new)."""
+    conn.execute(
+        "UPDATE ingest_mailboxes SET check_auth_results = %s, "
+        "status = CASE WHEN status = 'refused' THEN 'new' ELSE status END, "
+        "status_detail = CASE WHEN status = 'refused' THEN '' ELSE status_detail END, "
+        "updated_at = now() WHERE id = %s AND owner_kind = 'forward'",
+        (check, mailbox_id),
     )
 
 

@@ -12,7 +12,7 @@ import argparse
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from mailroom.settings import Settings
 
@@ -147,6 +147,7 @@ def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:
             yield Finding("WARN", "mailbox", f"{box.address} is disabled: {box.status_detail}",
                           f"fix the cause, then `mailroom mailbox enable {box.address}`")
             continue
+        yield from _check_forward_trust(settings, box)
         profile = store.profile(conn, box.profile_id)  # type: ignore[arg-type]
         # A mailbox via a forward mailbox is answered without a login (probe.test).
         result = probe.test(settings, profile, box,
@@ -157,6 +158,21 @@ def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:
             yield Finding("FAIL", "mailbox", f"{name}: {result.detail}",
                           f"check the profile and credentials (`mailroom mailbox show "
                           f"{box.address}`)")
+
+
+def _check_forward_trust(settings: Settings, box: Any) -> Iterator[Finding]:
+    """A forward mailbox is only as safe as the check of its forwards (docs/security.md)."""
+    gap = box.trust_gap(settings.unwrap_authserv_id)
+    if gap is not None:
+        yield Finding("FAIL", "trust", f"{gap}; ingest refuses to poll it",
+                      "set MAILROOM_UNWRAP_AUTHSERV_ID to the authserv-id your receiving server "
+                      "writes into Authentication-Results")
+    elif box.owner_kind == "forward" and not box.check_auth_results:
+        yield Finding("WARN", "trust",
+                      f"forward mailbox {box.address}: Authentication-Results check off; anyone "
+                      "who knows a forwarder's address can put mail into the CRM as theirs",
+                      f"let its receiving server stamp results, set MAILROOM_UNWRAP_AUTHSERV_ID "
+                      f"and run `mailroom mailbox auth-results {box.address} on`")
 
 
 CHECKS: tuple[Callable[[Settings], Iterator[Finding]], ...] = (

@@ -191,12 +191,12 @@ class Settings:
         "without what is over, saying so) or 'reject' (dead letter)."
     )
     unwrap_authserv_id: str = _setting(
-        "", "Unwrap: authserv-id of our own receiving server. Only Authentication-Results headers "
-        "with this id are trusted; empty: none is trusted (all are ignored)."
-    )
-    unwrap_require_auth_pass: bool = _setting(
-        True, "Unwrap: a trusted Authentication-Results header on a forward must show a pass "
-        "(dmarc, else dkim or spf); a fail dead-letters the forward."
+        "", "Unwrap: authserv-id of our own receiving server (the first word of the "
+        "Authentication-Results headers it writes). A forward is believed only when the topmost "
+        "header with this id shows a pass aligned with the forwarder's domain; other headers "
+        "are ignored (anyone can write one). Empty: no forward can pass, and ingest does not "
+        "poll a forward mailbox unless its Authentication-Results check is switched off "
+        "(`mailroom mailbox auth-results ADDRESS off`)."
     )
     unwrap_non_forwarded: str = _setting(
         "reject", "Unwrap: mail in a forward mailbox that carries no forwarded original: "

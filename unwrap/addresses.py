@@ -15,6 +15,10 @@ Two modes:
 
 Display names are RFC 2047-decoded only *after* the structure is parsed, so an encoded word that
 decodes to ``<eve@evil.example>`` can never change which address was meant.
+
+Case is folded ASCII-only (:func:`ascii_lower`). ``str.lower`` maps some non-ASCII letters onto
+ASCII ones (the Kelvin sign U+212A becomes ``k``), which would make ``\u212aarl@corp.example``
+compare equal to the forwarder ``karl@corp.example``; a non-ASCII letter must stay itself.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ from mailroom.records.email import Address
 from unwrap.parse import decode_words
 
 _ATEXT_EXTRA = set("!#$%&'*+-/=?^_`{|}~")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _SPECIALS = set('()<>[]:;@\\,."')
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with A-Z lower-cased and every other character unchanged."""
+    return text.translate(_ASCII_LOWER)
 
 
 class AddressError(ValueError):
@@ -113,7 +123,7 @@ def _quote_local(local: str) -> str:
 
 
 def _addr_spec(toks: list[_Tok]) -> str:
-    """local-part '@' domain from exactly these tokens; domain lower-cased."""
+    """local-part '@' domain from exactly these tokens; domain lower-cased (ASCII only)."""
     at = [i for i, t in enumerate(toks) if t.kind == "@"]
     if len(at) != 1:
         raise AddressError("an address needs exactly one '@'")
@@ -131,7 +141,7 @@ def _addr_spec(toks: list[_Tok]) -> str:
             raise AddressError("malformed domain")
     if not local:
         raise AddressError("empty local part")
-    return f"{_quote_local(local)}@{domain.lower()}"
+    return f"{_quote_local(local)}@{ascii_lower(domain)}"
 
 
 def _dot_atom(toks: list[_Tok], what: str) -> str:

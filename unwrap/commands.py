@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--authserv-id", default=None, metavar="ID",
                         help="trust Authentication-Results of this server (default: the "
                         "unwrap_authserv_id setting)")
+    parser.add_argument("--no-auth-results", action="store_true",
+                        help="the forward mailbox's server cannot stamp Authentication-Results: "
+                        "believe forwarders on their From address alone (as `mailroom mailbox "
+                        "auth-results ADDRESS off` does)")
     parser.add_argument("--direction", choices=("incoming", "outgoing"), default="incoming")
     parser.set_defaults(func=run)
 
@@ -46,7 +50,7 @@ def _forwarders(items: list[str], mailbox: str) -> dict[str, dict[str, str]]:
         address, sep, user = item.partition("=")
         if not sep or not address.strip() or not user.strip():
             raise ConfigError(f"--forwarder {item!r}: expected ADDRESS=USER")
-        table[address.strip().lower()] = user.strip()
+        table[address.strip()] = user.strip()  # the context folds case (ASCII only)
     if table and not mailbox:
         raise ConfigError("--forwarder needs --forward-mailbox")
     return {mailbox: table} if mailbox else {}
@@ -118,8 +122,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     kind = args.mailbox_kind or ("forward" if args.forward_mailbox else "user")
     if args.authserv_id is not None:
         settings = settings.replace(unwrap_authserv_id=args.authserv_id)
+    unchecked = frozenset({args.forward_mailbox} if args.no_auth_results else ())
     context = UnwrapContext.from_settings(settings,
-                                          _forwarders(args.forwarder, args.forward_mailbox))
+                                          _forwarders(args.forwarder, args.forward_mailbox),
+                                          unchecked)
     files = emails = dead = unreadable = 0
     report: list[dict[str, Any]] = []
     for uid, name in enumerate(args.files, 1):

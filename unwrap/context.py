@@ -13,9 +13,10 @@ from typing import Protocol
 
 from mailroom.errors import ConfigError
 from mailroom.settings import Settings
+from unwrap.addresses import ascii_lower
 from unwrap.limits import Limits
 
-#: forward mailbox id -> {forwarding user's address (lower case) -> user id}
+#: forward mailbox id -> {forwarding user's address (ASCII lower case) -> user id}
 Forwarders = Mapping[str, Mapping[str, str]]
 
 NON_FORWARDED_CHOICES = ("reject", "accept")
@@ -66,7 +67,9 @@ class UnwrapContext:
     forwarders: Forwarders = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     authserv_id: str = ""
-    require_auth_pass: bool = True
+    #: ids of forward mailboxes whose operator opted out of the Authentication-Results check
+    #: (their receiving server cannot stamp results); every other forward needs a pass
+    unchecked_forward_mailboxes: frozenset[str] = frozenset()
     non_forwarded: str = "reject"
     inline_forwards: bool = True
 
@@ -74,20 +77,22 @@ class UnwrapContext:
         if self.non_forwarded not in NON_FORWARDED_CHOICES:
             raise ConfigError(f"unwrap_non_forwarded must be one of {NON_FORWARDED_CHOICES}, "
                               f"got {self.non_forwarded!r}")
-        # Addresses compare case-insensitively: store the table lower-cased once.
+        # Addresses compare ASCII-case-insensitively: store the table folded once.
         object.__setattr__(self, "forwarders", {
-            box: {addr.strip().lower(): user for addr, user in table.items()}
+            box: {ascii_lower(addr.strip()): user for addr, user in table.items()}
             for box, table in self.forwarders.items()
         })
+        object.__setattr__(self, "unchecked_forward_mailboxes",
+                           frozenset(self.unchecked_forward_mailboxes))
 
     @classmethod
-    def from_settings(cls, settings: Settings, forwarders: Forwarders | None = None
-                      ) -> UnwrapContext:
+    def from_settings(cls, settings: Settings, forwarders: Forwarders | None = None,
+                      unchecked: frozenset[str] = frozenset()) -> UnwrapContext:
         return cls(
             forwarders=forwarders or {},
             limits=Limits.from_settings(settings),
             authserv_id=settings.unwrap_authserv_id,
-            require_auth_pass=settings.unwrap_require_auth_pass,
+            unchecked_forward_mailboxes=unchecked,
             non_forwarded=settings.unwrap_non_forwarded,
             inline_forwards=settings.unwrap_inline_forwards,
         )

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from email.message import Message
 
 from unwrap import msgfile, tnef
-from unwrap.addresses import AddressError, parse_mailbox
+from unwrap.addresses import AddressError, ascii_lower, parse_mailbox
 from unwrap.content import LimitExceeded, message_bytes
 from unwrap.limits import Limits
 from unwrap.parse import content_type, filename, parse_message, part_text, payload_bytes, raw_header
@@ -153,7 +153,7 @@ def _own_text(msg: Message) -> str:
 def is_wrapper(msg: Message, forwarder_addresses: Collection[str]) -> bool:
     """Is this original only another forward by a forwarder of the same mailbox?"""
     try:
-        sender = parse_mailbox(raw_header(msg, "from")).address.lower()
+        sender = ascii_lower(parse_mailbox(raw_header(msg, "from")).address)
     except AddressError:
         return False
     return sender in forwarder_addresses and len(_own_text(msg)) <= _WRAPPER_TEXT_CHARS

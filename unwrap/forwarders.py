@@ -1,11 +1,13 @@
 """Who may forward to which forward mailbox: a cached read of ingest's mailboxes in PostgreSQL.
 
-The attribution check needs ``{forward mailbox id: {forwarder address: user id}}``. The truth
+The attribution check needs ``{forward mailbox id: {forwarder address: user id}}``, and the
+forward mailboxes whose operator switched the Authentication-Results check off
+(``ingest_mailboxes.check_auth_results``). The truth
 is ingest's configuration: a *user* mailbox whose incoming method is "via forward mailbox X"
 (``ingest_mailboxes.via_mailbox_id``). The brief prefers reading the derived, compacted
 ``mailroom.mailboxes`` topic; it is not published yet (no Avro schema in ``schemas/``), so this
 module reads PostgreSQL instead — once per :data:`REFRESH_SECONDS`, never per message. When
-ingest publishes that topic, only :func:`load_forwarders` needs replacing.
+ingest publishes that topic, only :func:`load_forward_mailboxes` needs replacing.
 
 Which addresses count as the user's: the address of the user's mailbox (the one the forwarding
 rule sends from) and, when the reference records are imported, the user's own addresses in
@@ -20,11 +22,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import psycopg
 
 from mailroom.errors import TransientError
+from unwrap.addresses import ascii_lower
 from unwrap.context import Forwarders
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 60.0
 
 _MAILBOX_ADDRESSES = """
-SELECT f.id::text, lower(btrim(u.address)), u.owner_id
+SELECT f.id::text, btrim(u.address), u.owner_id
   FROM ingest_mailboxes u
   JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
  WHERE u.owner_kind = 'user' AND u.owner_id <> '' AND u.enabled AND u.approved
@@ -48,6 +55,26 @@ SELECT f.id::text, a.address, u.owner_id
 """
 
 
+_UNCHECKED = """
+SELECT id::text FROM ingest_mailboxes WHERE owner_kind = 'forward' AND NOT check_auth_results
+"""
+
+
+@dataclass(frozen=True)
+class ForwardMailboxes:
+    """What unwrap knows about forward mailboxes: who forwards to each, which skip the
+    Authentication-Results check."""
+
+    forwarders: Forwarders
+    unchecked: frozenset[str] = frozenset()
+
+
+def load_forward_mailboxes(conn: psycopg.Connection) -> ForwardMailboxes:
+    with conn.transaction():  # one snapshot (load_forwarders' transaction nests in it)
+        unchecked = frozenset(r[0] for r in conn.execute(_UNCHECKED).fetchall())
+        return ForwardMailboxes(load_forwarders(conn), unchecked)
+
+
 def load_forwarders(conn: psycopg.Connection) -> Forwarders:
     """The whole forwarder table, read in one transaction (a consistent snapshot)."""
     table: dict[str, dict[str, str]] = {}
@@ -55,7 +82,9 @@ def load_forwarders(conn: psycopg.Connection) -> Forwarders:
         rows = conn.execute(_MAILBOX_ADDRESSES).fetchall()
         if conn.execute("SELECT to_regclass('email_addresses') IS NOT NULL").fetchone() == (True,):
             rows += conn.execute(_ALIASES).fetchall()
-    for forward_id, address, user_id in rows:
+    for forward_id, stored, user_id in rows:
+        # ASCII-only folding (not PostgreSQL's lower(), which follows the locale)
+        address = ascii_lower(stored)
         box = table.setdefault(forward_id, {})
         if box.setdefault(address, user_id) != user_id:
             # Two users claim one address for the same forward mailbox: attributing to either
@@ -67,7 +96,7 @@ def load_forwarders(conn: psycopg.Connection) -> Forwarders:
     return {box: {a: u for a, u in addrs.items() if u} for box, addrs in table.items()}
 
 
-class ForwarderCache:
+class ForwarderCache(Generic[T]):
     """The forwarder table, re-read when older than ``refresh_s``.
 
     If a re-read fails (database restarting) the previous table is kept and the error logged:
@@ -76,15 +105,15 @@ class ForwarderCache:
     failure is a :class:`~mailroom.errors.TransientError` (the runner retries the message).
     """
 
-    def __init__(self, load: Callable[[], Forwarders], refresh_s: float = REFRESH_SECONDS,
+    def __init__(self, load: Callable[[], T], refresh_s: float = REFRESH_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._load = load
         self._refresh_s = refresh_s
         self._clock = clock
-        self._table: Forwarders | None = None
+        self._table: T | None = None
         self._loaded_at = 0.0
 
-    def get(self) -> Forwarders:
+    def get(self) -> T:
         now = self._clock()
         if self._table is not None and now - self._loaded_at < self._refresh_s:
             return self._table

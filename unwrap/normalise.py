@@ -22,7 +22,7 @@ from unwrap.addresses import parse_address_list
 from unwrap.content import collect
 from unwrap.context import RawInput, SourcePosition
 from unwrap.limits import Limits
-from unwrap.parse import header, raw_header
+from unwrap.parse import from_line_dropped, header, raw_header
 from unwrap.reports import classify
 
 _MSGID = re.compile(r"<([^<>]*)>")
@@ -129,6 +129,9 @@ def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
     message_id = normalise_message_id(raw_header(msg, "message-id"))
     content = collect(msg, limits)
     warnings.extend(content.warnings)
+    if from_line_dropped(msg):
+        warnings.append("a 'From :' header line (space before the colon) was not read as From; "
+                        "other programs may show it as the sender")
     from_address = from_list[0] if from_list else None
     from_addr = from_address.address if from_address else ""
     references = message_ids(raw_header(msg, "references"))[-_MAX_REFERENCES:]

@@ -236,3 +236,29 @@ def payload_bytes(part: Message) -> bytes:
 def part_text(part: Message) -> str:
     """A text part's decoded body as str."""
     return decode_bytes(payload_bytes(part), param(part, "charset") or None)
+
+
+# A From field written with whitespace before its colon ("From : x", obsolete syntax that RFC
+# 5322 section 4.5.3 still allows). compat32 does not read it as From: as the first line it is
+# taken for an mbox "From " line, later on it is a defect or ends the header block. A server
+# or client that does read it sees a different sender than we do.
+_SPACED_FROM = re.compile(rb"^from[ \t]+:", re.IGNORECASE | re.MULTILINE)
+_SPACED_FROM_TEXT = re.compile(r"^from[ \t]+:", re.IGNORECASE)
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def spaced_from_in_header(data: bytes) -> bool:
+    """Does the header block of ``data`` (up to the first blank line) hold a ``From :`` line?"""
+    end = _BLANK_LINE.search(data)
+    return _SPACED_FROM.search(data, 0, end.start() if end else len(data)) is not None
+
+
+def from_line_dropped(msg: Message) -> bool:
+    """Did parsing ``msg`` drop a ``From :`` line (see :func:`spaced_from_in_header`)?"""
+    if _SPACED_FROM_TEXT.match(msg.get_unixfrom() or ""):
+        return True
+    if any(_SPACED_FROM_TEXT.match(str(getattr(d, "line", "") or "")) for d in msg.defects):
+        return True
+    # The line ended the header block: it is now the first line of the body or preamble.
+    payload = msg.get_payload() if not msg.is_multipart() else msg.preamble
+    return isinstance(payload, str) and _SPACED_FROM_TEXT.match(payload.lstrip("\r\n")) is not None

@@ -39,7 +39,7 @@ from mailroom.stage.types import Context, Outcome, Output, Rejection, Trace
 from unwrap import claims
 from unwrap.context import Forwarders, SourcePosition, UnwrapContext
 from unwrap.context import Rejection as UnwrapRejection
-from unwrap.forwarders import ForwarderCache, load_forwarders
+from unwrap.forwarders import ForwarderCache, ForwardMailboxes, load_forward_mailboxes
 from unwrap.unwrap import unwrap
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,15 @@ _DETAIL_CHARS = 1000  # a trace event explains; the record itself carries the fu
 class _Edges:
     """What the handler touches besides the pure function; lives only in the handling process."""
 
-    def __init__(self, settings: Settings, forwarders: Forwarders | None) -> None:
+    def __init__(self, settings: Settings, fixed: ForwardMailboxes | None) -> None:
         self.settings = settings
         self.codec = Codec.from_settings(settings)
         self.conn: psycopg.Connection | None = None
         self.blobs: claims.BlobAccess | None = None
-        fixed = forwarders
         self.forwarders = ForwarderCache(
-            (lambda: fixed) if fixed is not None else (lambda: load_forwarders(self.db()))
+            (lambda: fixed) if fixed is not None else (lambda: load_forward_mailboxes(self.db()))
         )
-        self._table: Forwarders | None = None
+        self._table: ForwardMailboxes | None = None
         self._context: UnwrapContext | None = None
 
     def db(self) -> psycopg.Connection:
@@ -78,7 +77,8 @@ class _Edges:
         table = self.forwarders.get()
         if table is not self._table or self._context is None:
             # Built only when the table changes: the context normalises it once.
-            self._context = UnwrapContext.from_settings(self.settings, table)
+            self._context = UnwrapContext.from_settings(self.settings, table.forwarders,
+                                                        table.unchecked)
             self._table = table
         return self._context
 
@@ -101,24 +101,31 @@ def _blob_store(conn: psycopg.Connection) -> claims.BlobAccess | None:
 class UnwrapHandler:
     """The stage's handler (picklable: only settings and fixed forwarders cross to a worker).
 
-    ``forwarders``: a fixed table instead of the PostgreSQL read (tests, ``mailroom unwrap``).
+    ``forwarders``: a fixed table instead of the PostgreSQL read (tests, ``mailroom unwrap``);
+    ``unchecked``: with it, the forward mailboxes that skip the Authentication-Results check.
     """
 
-    def __init__(self, settings: Settings, forwarders: Forwarders | None = None) -> None:
+    def __init__(self, settings: Settings, forwarders: Forwarders | None = None,
+                 unchecked: frozenset[str] = frozenset()) -> None:
         self.settings = settings
         self.fixed_forwarders = forwarders
+        self.fixed_unchecked = unchecked
         self._edges: _Edges | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"settings": self.settings, "fixed_forwarders": self.fixed_forwarders}
+        return {"settings": self.settings, "fixed_forwarders": self.fixed_forwarders,
+                "fixed_unchecked": self.fixed_unchecked}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["settings"], state["fixed_forwarders"])  # type: ignore[misc]
+        self.__init__(state["settings"], state["fixed_forwarders"],  # type: ignore[misc]
+                      state["fixed_unchecked"])
 
     @property
     def edges(self) -> _Edges:
         if self._edges is None:
-            self._edges = _Edges(self.settings, self.fixed_forwarders)
+            fixed = None if self.fixed_forwarders is None else ForwardMailboxes(
+                self.fixed_forwarders, self.fixed_unchecked)
+            self._edges = _Edges(self.settings, fixed)
         return self._edges
 
     def __call__(self, raw: RawMail, context: Context) -> Outcome | Rejection:

@@ -14,7 +14,7 @@ from unwrap.attribution import Attribution, attribute
 from unwrap.content import LimitExceeded, collect
 from unwrap.context import RawInput, Rejection, SourcePosition, UnwrapContext
 from unwrap.normalise import Origin, normalise
-from unwrap.parse import parse_message
+from unwrap.parse import parse_message, spaced_from_in_header
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _unwrap(raw: RawInput, context: UnwrapContext,
                          f"{raw.mailbox_id}{detail}; set unwrap_non_forwarded=accept to keep "
                          "such mail")
 
-    who = attribute(msg, raw.mailbox_id, context)
+    who = attribute(msg, raw.mailbox_id, context, spaced_from_in_header(content))
     if isinstance(who, Rejection):
         return who
     return [normalise(o.message, raw, _origin(o, who, warnings), limits, source)
@@ -84,5 +84,5 @@ def _origin(original: forwarded.Original, who: Attribution, warnings: list[str])
         forwarded_by_user=who.user_id,
         forwarder_address=who.address,
         forward_mailbox_id=who.forward_mailbox_id,
-        warnings=original.warnings + tuple(warnings),
+        warnings=original.warnings + tuple(warnings) + who.notes,
     )

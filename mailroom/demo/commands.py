@@ -71,6 +71,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("mailroom demo resets its database schema and topics, and the settings "
                           "point at services other than the local stack; rerun with "
                           "--allow-reset if that is really meant")
+    settings = seed.secure(settings)  # the children inherit it (demo.pipeline)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     started = time.monotonic()

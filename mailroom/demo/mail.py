@@ -2,7 +2,8 @@
 
 Every message is what a real client or server would put in a mailbox: an original, a forward
 that carries the original as a ``message/rfc822`` attachment (what a forwarding rule "as an
-attachment" produces) or as an Outlook ``.msg`` file, an auto-reply, a delivery-status bounce
+attachment" produces) or as an Outlook ``.msg`` file, stamped with the Authentication-Results
+of the forward mailbox's receiving server, an auto-reply, a delivery-status bounce
 (RFC 3464) and a deliberately broken message. Dates and Message-IDs are fixed, so every run
 produces the same bytes and the same dedupe keys.
 
@@ -24,7 +25,7 @@ from email.policy import SMTP, compat32
 from email.utils import format_datetime
 from importlib.resources import files
 
-from mailroom.demo.scenario import DOMAIN, Letter
+from mailroom.demo.scenario import AUTHSERV_ID, DOMAIN, Letter
 
 #: The Outlook .msg file shipped for each letter forwarded as one (``Letter.forward_as``).
 MSG_FILES = {"new-address": "new-address.msg"}
@@ -49,9 +50,21 @@ def original(letter: Letter) -> bytes:
     return msg.as_bytes()
 
 
-def forward(letter: Letter, forwarder: str, forward_mailbox: str) -> bytes:
-    """What a user's server rule "forward as attachment" sends to the forward mailbox."""
+def authentication_results(authserv_id: str, sender: str, result: str) -> str:
+    """The value Acme's receiving server stamps on a message from ``sender``: what its DKIM,
+    SPF and DMARC checks found (all ``result``), aligned with the sender's domain."""
+    domain = sender.rpartition("@")[2]
+    return (f"{authserv_id}; dkim={result} header.d={domain}; spf={result} "
+            f"smtp.mailfrom={sender}; dmarc={result} header.from={domain}")
+
+
+def forward(letter: Letter, forwarder: str, forward_mailbox: str,
+            authserv_id: str = AUTHSERV_ID) -> bytes:
+    """What a user's server rule "forward as attachment" sends to the forward mailbox, as the
+    forward mailbox's receiving server (``authserv_id``) stored it."""
     outer = MIMEMultipart("mixed", policy=SMTP)
+    outer["Authentication-Results"] = authentication_results(authserv_id, forwarder,
+                                                             letter.auth)
     outer["From"] = forwarder
     outer["To"] = forward_mailbox
     outer["Subject"] = f"Fw: {letter.subject}"
@@ -121,7 +134,7 @@ def malformed(letter: Letter) -> bytes:
     ).encode()
 
 
-def render(letter: Letter) -> bytes:
+def render(letter: Letter, authserv_id: str = AUTHSERV_ID) -> bytes:
     """The bytes appended to the mailbox for one scenario letter."""
     if letter.form == "bounce":
         return bounce(letter, letter.failed_recipient, letter.sender.split("@")[1])
@@ -129,7 +142,8 @@ def render(letter: Letter) -> bytes:
         return malformed(letter)
     if letter.forwarded_by:
         by = letter.forwarded_by
-        return forward(letter, by if "@" in by else f"{by}@{DOMAIN}", f"crm-forward@{DOMAIN}")
+        return forward(letter, by if "@" in by else f"{by}@{DOMAIN}", f"crm-forward@{DOMAIN}",
+                       authserv_id)
     return original(letter)
 
 

@@ -8,10 +8,11 @@ The mail covers what the product must get right (issues 6 and 8): forwarded orig
 threaded by In-Reply-To and one by tracking token, one message delivered to three mailboxes,
 a support case, an outgoing reply from the queue's Sent folder and the bounce it earned, an
 auto-reply, an unknown sender (contact created) and one that is not tracked, a spoofed forward,
-a malformed message; and, in phase 2 (appended only once phase 1 has been processed): the
-parent of a reply that is already parked, the direct copy of a message whose copy forwarded
-as an Outlook ``.msg`` file was stored first (the direct copy then supplies the content), and a
-forgery reusing a real Message-ID.
+a forward forged in a forwarder's name (its Authentication-Results fail), a malformed message;
+and, in phase 2 (appended only once phase 1 has been processed): the parent of a reply that is
+already parked, the direct copy of a message whose copy forwarded as an Outlook ``.msg`` file
+was stored first (the direct copy then supplies the content), and a forgery reusing a real
+Message-ID.
 
 :data:`EXPECTED` states what all of that must produce. Tests compare against their own copy
 of these figures, written out, never against what the database says.
@@ -23,6 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 DOMAIN = "acme.example"
+#: authserv-id of Acme's receiving server: it stamps Authentication-Results on every message it
+#: accepts, and the demo runs with MAILROOM_UNWRAP_AUTHSERV_ID set to it (the secure setup).
+AUTHSERV_ID = "mx.acme.example"
 PASSWORD = "demo-secret"  # every demo mail user's; local stack only
 TOKEN = "{token}"  # replaced by the token `mailroom token new` issued
 
@@ -124,6 +128,9 @@ class Letter:
     form: str = "plain"  # plain | bounce | malformed
     failed_recipient: str = ""
     message_id_of: str = ""  # reuse another letter's Message-ID (a forgery)
+    # what Acme's receiving server found checking a forward's sender: "pass", or "fail" for a
+    # forward that only claims to come from a forwarder
+    auth: str = "pass"
     phase: int = 1
 
     @property
@@ -177,6 +184,9 @@ LETTERS: tuple[Letter, ...] = (
            _at(95), "Click here.", deliver_to=(("dave", "INBOX"),)),
     Letter("spoofed", JANE, (ALICE,), "Urgent: new bank details", _at(100),
            "Please pay all invoices to the new account.", forwarded_by="mallory@evil.example"),
+    # someone outside writes a "forward" as Alice; Acme's server stamps DMARC fail on it
+    Letter("forged-forward", JANE, (ALICE,), "Re: Order 4411 - refund to new account",
+           _at(102), "Please refund to IBAN XX00 0000.", forwarded_by="alice", auth="fail"),
     Letter("broken", "", (SUPPORT,), "broken", _at(105), "garbage",
            form="malformed", deliver_to=(("crm-forward", "INBOX"),)),
     Letter("renewal-reply", MIA, (BOB,), "Re: Contract renewal", _at(130),
@@ -229,6 +239,7 @@ EXPECTED = Outcome(
     },
     dead_letters={
         "unwrap: not_a_forwarder": 1,  # the spoofed forward from mallory@evil.example
+        "unwrap: auth_failed": 1,  # the forward forged as Alice's (DMARC fail)
         "unwrap: not_forwarded": 1,  # the malformed message in the forward mailbox
     },
     correlation={"in_reply_to": 4, "token": 1},

@@ -37,6 +37,7 @@ from mailroom.db import connect
 from mailroom.db.migrate import migrate
 from mailroom.demo import mail
 from mailroom.demo.scenario import (
+    AUTHSERV_ID,
     DOMAIN,
     IMPORTS,
     LETTERS,
@@ -55,6 +56,15 @@ from mailroom.stack import dovecot
 log = logging.getLogger(__name__)
 
 PASSWORD_ENV = "MAILROOM_DEMO_MAILBOX_PASSWORD"
+
+
+def secure(settings: Settings) -> Settings:
+    """The demo runs the secure setup: forwards are believed only on the Authentication-Results
+    of Acme's receiving server, whose authserv-id is the demo's unless one is configured (the
+    demo's mail is then stamped with that one)."""
+    if settings.unwrap_authserv_id:
+        return settings
+    return settings.replace(unwrap_authserv_id=AUTHSERV_ID)
 
 
 def login_name(settings: Settings, local: str) -> str:
@@ -202,11 +212,11 @@ def append(settings: Settings, local: str, folder: str, data: bytes) -> None:
         imap.logout()
 
 
-def render(letter: Letter, token: str) -> bytes:
+def render(letter: Letter, token: str, authserv_id: str = AUTHSERV_ID) -> bytes:
     from dataclasses import replace
 
     filled = replace(letter, subject=letter.subject.replace(TOKEN, token))
-    return mail.render(filled.resolved(letters_by_key()))
+    return mail.render(filled.resolved(letters_by_key()), authserv_id)
 
 
 def append_phase(settings: Settings, phase: int, token: str) -> int:
@@ -215,7 +225,7 @@ def append_phase(settings: Settings, phase: int, token: str) -> int:
     for letter in LETTERS:
         if letter.phase != phase:
             continue
-        data = render(letter, token)
+        data = render(letter, token, settings.unwrap_authserv_id or AUTHSERV_ID)
         for local, folder in deliveries(letter):
             append(settings, local, folder, data)
             n += 1

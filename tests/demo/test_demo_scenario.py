@@ -116,3 +116,34 @@ def test_children_get_the_demo_settings_and_login_names_follow_the_prefix() -> N
     env = child_environment(settings)
     assert env["MAILROOM_TOPIC_PREFIX"] == "test.t1" and env["MAILROOM_DATABASE_URL"] == "dbname=x"
     assert seed.login_name(settings, "alice") == "test-t1-alice"
+
+
+def test_the_demo_runs_the_secure_setup_and_its_forwards_pass_it() -> None:
+    """Forwards are believed only on Acme's receiving server's Authentication-Results: the demo
+    sets that server's authserv-id for every stage and its forwards carry the stamp."""
+    from mailroom.demo.scenario import AUTHSERV_ID
+    from unwrap.context import Rejection, UnwrapContext
+    from unwrap.unwrap import unwrap
+
+    settings = seed.secure(Settings())
+    assert settings.unwrap_authserv_id == AUTHSERV_ID
+    assert child_environment(settings)["MAILROOM_UNWRAP_AUTHSERV_ID"] == AUTHSERV_ID
+    assert seed.secure(Settings(unwrap_authserv_id="mx.other.example")).unwrap_authserv_id \
+        == "mx.other.example"
+
+    forwarders = {"fwd": {f"{m.local}@acme.example": m.owner_id
+                          for m in MAILBOXES if m.via_forward}}
+    ctx = UnwrapContext(forwarders=forwarders, authserv_id=AUTHSERV_ID)
+    outcomes: dict[str, str] = {}
+    for letter in LETTERS:
+        if letter.forwarded_by:
+            result = unwrap(_raw(seed.render(letter, "T"), "forward", "fwd"), ctx)
+            outcomes[letter.key] = result.reason_code if isinstance(result, Rejection) else "ok"
+    assert outcomes.pop("spoofed") == "not_a_forwarder"
+    assert outcomes.pop("forged-forward") == "auth_failed"
+    assert set(outcomes.values()) == {"ok"}
+    # the same mail without the authserv-id configured: nothing is believed
+    unset = UnwrapContext(forwarders=forwarders)
+    pricing = letters_by_key()["pricing"]
+    result = unwrap(_raw(seed.render(pricing, "T"), "forward", "fwd"), unset)
+    assert isinstance(result, Rejection) and result.reason_code == "auth_missing"

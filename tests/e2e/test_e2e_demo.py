@@ -35,7 +35,8 @@ FIGURES = {
         "tracks known: the sender is not a known account/contact/lead": 1,
         "tracks replies: not a reply": 1,
     },
-    "dead_letters": {"unwrap: not_a_forwarder": 1, "unwrap: not_forwarded": 1},
+    "dead_letters": {"unwrap: not_a_forwarder": 1, "unwrap: auth_failed": 1,
+                     "unwrap: not_forwarded": 1},
     "correlation": {"in_reply_to": 4, "token": 1},
 }
 

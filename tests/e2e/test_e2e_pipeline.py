@@ -24,6 +24,7 @@ from mailroom.demo import seed
 from mailroom.demo.commands import play
 from mailroom.demo.pipeline import Children
 from mailroom.demo.progress import caught_up, raw_count, wait_for
+from mailroom.demo.scenario import AUTHSERV_ID
 from mailroom.ops.groups import Cluster
 from mailroom.ops.trace import Tracer
 from mailroom.settings import Settings
@@ -155,9 +156,12 @@ class Run:
 def run(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     name = "e2e" + uuid.uuid4().hex[:8]
     schema = f"test_{name}"
+    # The secure setup: forwards are believed only on Acme's receiving server's
+    # Authentication-Results, which the scenario's mail carries.
     settings = base_settings.replace(
         topic_prefix=f"test.{name}",
         database_url=f"{base_settings.dsn} options='-c search_path={schema}'",
+        unwrap_authserv_id=AUTHSERV_ID,
     )
     children = Children(settings, Path(tmp_path_factory.mktemp("e2e-logs")))
     try:
@@ -175,7 +179,7 @@ def run(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_scenario_mail_gives_exactly_the_expected_records(run: Run) -> None:
-    assert run.copies == 21  # every appended copy was ingested once
+    assert run.copies == 22  # every appended copy was ingested once
     with connect(run.settings) as conn:
         got = snapshot(conn)
     for table, rows in EXPECTED.items():

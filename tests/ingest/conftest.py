@@ -34,7 +34,9 @@ def db_settings(isolated_settings: Settings, unique_name: str) -> Iterator[Setti
     with connect(isolated_settings, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     settings = isolated_settings.replace(
-        database_url=f"{isolated_settings.dsn} options='-csearch_path={schema}'"
+        database_url=f"{isolated_settings.dsn} options='-csearch_path={schema}'",
+        # the secure setup: without it ingest does not poll forward mailboxes
+        unwrap_authserv_id="mx.corp.example",
     )
     with connect(settings) as conn:
         migrate(conn)

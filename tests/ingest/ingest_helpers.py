@@ -32,6 +32,7 @@ def _env(settings: Settings, fault: str = "") -> dict[str, str]:
     env.update({
         "MAILROOM_TOPIC_PREFIX": settings.topic_prefix,
         "MAILROOM_DATABASE_URL": settings.database_url,
+        "MAILROOM_UNWRAP_AUTHSERV_ID": settings.unwrap_authserv_id,
         "MAILROOM_STATE_DIR": str(settings.state_path),
         "MAILROOM_FAULT_POINTS": fault,
         # A dead process's mailboxes move within seconds (the broker has no initial delay).

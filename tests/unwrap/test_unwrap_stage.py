@@ -102,6 +102,8 @@ def big_forward() -> bytes:
         original.add_attachment(os.urandom(40_000), maintype="image", subtype="png",
                                 filename=f"detail{i}.png")
     outer = EmailMessage()
+    outer["Authentication-Results"] = (f"{AUTHSERV}; dkim=pass header.d=corp.example; "
+                                       "dmarc=pass header.from=corp.example")
     outer["From"] = "Alice Agent <alice@corp.example>"
     outer["To"] = "crm-fwd@corp.example"
     outer["Subject"] = "FW: Drawings"

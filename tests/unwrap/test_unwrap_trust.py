@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from unwrap_helpers import forwarded
+from unwrap_helpers import FORWARD_MAILBOX, direct, forwarded, stamped
 
 from mailroom.records.email import Address
 from unwrap.addresses import AddressError, parse_address_list, parse_mailbox
+from unwrap.attribution import UNCHECKED_NOTE
 from unwrap.context import Rejection
 
 
@@ -30,15 +31,105 @@ def test_forger_claiming_our_id_only_further_down_is_ignored() -> None:
     assert isinstance(result, Rejection) and "dmarc=fail" in result.reason
 
 
-def test_auth_results_of_other_servers_are_not_trusted() -> None:
-    # with no trusted server configured, a failing header decides nothing
-    result = forwarded("spoof_forged_authres.eml", authserv_id="")
+OURS = "Authentication-Results: mx.crm.example; "
+PASS = OURS + "dmarc=pass header.from=corp.example"
+
+
+def _code(result: object) -> str:
+    assert isinstance(result, Rejection), result
+    return result.reason_code
+
+
+def test_forward_without_our_authentication_results_is_a_dead_letter() -> None:
+    # the forwarder's address alone proves nothing: anyone can write it into From
+    assert _code(forwarded(stamped(""))) == "auth_missing"
+
+
+def test_only_other_servers_passing_is_auth_missing() -> None:
+    forged = ("Authentication-Results: evil.example; dkim=pass header.d=corp.example;"
+              " dmarc=pass header.from=corp.example")
+    assert _code(forwarded(stamped(forged))) == "auth_missing"
+
+
+def test_no_authserv_id_configured_fails_closed() -> None:
+    # the shipped default: nothing can be trusted, so nothing passes
+    result = forwarded("fwd_rfc822_outlook.eml", authserv_id="")
+    assert _code(result) == "auth_missing"
+    assert "unwrap_authserv_id" in result.reason  # type: ignore[union-attr]
+
+
+def test_forward_mailbox_opted_out_is_believed_on_from_and_says_so() -> None:
+    result = forwarded(stamped(""), authserv_id="",
+                       unchecked_forward_mailboxes=frozenset({FORWARD_MAILBOX}))
     assert isinstance(result, list) and len(result) == 1
+    assert result[0].delivery.forwarded_by_user == "u-alice"
+    assert UNCHECKED_NOTE in result[0].warnings
 
 
-def test_failing_auth_can_be_allowed_by_configuration() -> None:
-    result = forwarded("spoof_forged_authres.eml", require_auth_pass=False)
-    assert isinstance(result, list)
+def test_opt_out_of_another_forward_mailbox_does_not_help() -> None:
+    result = forwarded(stamped(""), unchecked_forward_mailboxes=frozenset({"fm2"}))
+    assert _code(result) == "auth_missing"
+
+
+def test_aligned_pass_is_accepted_without_a_note() -> None:
+    result = forwarded(stamped(PASS))
+    assert isinstance(result, list) and result[0].delivery.forwarded_by_user == "u-alice"
+    assert UNCHECKED_NOTE not in result[0].warnings
+
+
+@pytest.mark.parametrize("auth", [
+    # a quoted string holding ';dmarc=pass' is one property value, not a second result
+    OURS + 'spf=pass smtp.mailfrom="x;dmarc=pass"@evil.example; dmarc=fail '
+    "header.from=corp.example",
+    # no DMARC verdict: a DKIM or SPF pass for someone else's domain proves nothing
+    OURS + "dkim=pass header.d=evil.example; spf=pass smtp.mailfrom=eve@evil.example",
+    OURS + "dmarc=none header.from=corp.example; dkim=pass header.d=evil.example",
+    # conflicting results for the From domain
+    OURS + "dkim=pass header.d=corp.example; dkim=fail header.d=corp.example",
+    OURS + "dmarc=pass header.from=corp.example; dmarc=fail header.from=corp.example",
+    # unreadable (an unterminated quote would otherwise swallow the fail after it)
+    OURS + 'spf=pass smtp.mailfrom="x; dmarc=fail header.from=corp.example',
+    # the topmost header of ours is unreadable: a readable pass below it is never read
+    OURS + "dkim=pass header.d=corp.example garbage\n" + PASS,
+])
+def test_authentication_results_that_do_not_pass(auth: str) -> None:
+    assert _code(forwarded(stamped(auth))) == "auth_failed"
+
+
+@pytest.mark.parametrize("auth", [
+    OURS + "dkim=pass (good signature) header.d=corp.example header.s=sel; dmarc=temperror",
+    OURS + "spf=pass smtp.mailfrom=alice@CORP.example",
+    "Authentication-Results: (our MX) MX.CRM.Example 1; dmarc=pass (p=reject)"
+    " header.from=corp.example",
+])
+def test_authentication_results_that_pass(auth: str) -> None:
+    result = forwarded(stamped(auth))
+    assert isinstance(result, list), result
+
+
+def test_kelvin_sign_is_not_folded_into_an_ascii_k() -> None:
+    # U+212A KELVIN SIGN lower-cases to 'k' with str.lower(): it must not match kim@
+    forwarders = {FORWARD_MAILBOX: {"kim@corp.example": "u-kim"}}
+    honest = forwarded(stamped(PASS, "From: kim@corp.example"), forwarders=forwarders)
+    assert isinstance(honest, list) and honest[0].delivery.forwarded_by_user == "u-kim"
+    spoof = stamped(PASS, "From: \u212aim@corp.example")
+    assert _code(forwarded(spoof, forwarders=forwarders)) == "not_a_forwarder"
+
+
+def test_a_from_line_with_a_space_before_the_colon_makes_the_forwarder_ambiguous() -> None:
+    # "From :" is obsolete but legal syntax; our parser does not read it as From, a DMARC
+    # checker or mail client may: which From was meant is ambiguous
+    later = stamped(PASS, "From: Alice Agent <alice@corp.example>\r\nFrom : eve@evil.example")
+    first = b"From : eve@evil.example\r\n" + stamped(PASS)  # taken for an mbox From_ line
+    assert _code(forwarded(later)) == "forwarder_ambiguous"
+    assert _code(forwarded(first)) == "forwarder_ambiguous"
+
+
+def test_dropped_from_line_in_an_original_is_flagged() -> None:
+    data = b"To: alice@corp.example\r\nSubject: hi\r\nFrom : eve@evil.example\r\n\r\nbody\r\n"
+    email = direct(data)[0]
+    assert email.from_address is None
+    assert any("'From :'" in w for w in email.warnings)
 
 
 def test_forwarder_of_another_forward_mailbox_is_refused() -> None:

@@ -47,3 +47,20 @@ def direct(name_or_bytes: str | bytes, **ctx: object) -> list[Email]:
 def forwarded(name_or_bytes: str | bytes, **ctx: object) -> list[Email] | Rejection:
     data = fixture(name_or_bytes) if isinstance(name_or_bytes, str) else name_or_bytes
     return unwrap(raw(data, kind="forward", mailbox=FORWARD_MAILBOX), context(**ctx))
+
+
+def stamped(auth: str, frm: str | None = None, name: str = "fwd_rfc822_outlook.eml") -> bytes:
+    """A forward fixture with its Authentication-Results replaced by ``auth`` (header lines,
+    '' for none) and, given ``frm``, its From line replaced by ``frm`` (a whole header line)."""
+    head, sep, rest = fixture(name).partition(b"\r\n\r\n")
+    lines: list[bytes] = []
+    dropping = False
+    for line in head.split(b"\r\n"):
+        if not line.startswith((b" ", b"\t")):  # a new field; continuation lines follow it
+            dropping = line.lower().startswith(b"authentication-results:")
+        if not dropping:
+            lines.append(line)
+    if frm is not None:
+        lines = [frm.encode() if line.lower().startswith(b"from:") else line for line in lines]
+    new = [a.encode() for a in auth.splitlines() if a] + lines
+    return b"\r\n".join(new) + sep + rest

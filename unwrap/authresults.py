@@ -1,0 +1,170 @@
+"""Authentication-Results (RFC 8601): which header to believe, and does it pass for a domain?
+
+The receiving server of the forward mailbox checks DMARC, DKIM and SPF and writes the outcome
+into an ``Authentication-Results`` header that starts with its *authserv-id*. Anyone can write
+such a header into a message, so only one header counts: the topmost whose authserv-id is our
+receiving server's (``unwrap_authserv_id``). That server prepends its own and is expected to
+remove incoming ones claiming its id (RFC 8601 section 5); a forged one further down is never
+read, because the search stops at the topmost header with our id, readable or not.
+
+Parsing is the ``authres`` package's RFC 8601 grammar in its strict mode (quoted strings,
+comments and quoted-pairs honoured: ``smtp.mailfrom="x;dmarc=pass"@evil.example`` is one value,
+not a ``dmarc=pass``). A header that does not parse completely is *unreadable*, which fails —
+never "read what we could". Headers over :data:`MAX_HEADER_CHARS` are unreadable too: the
+package's parser is quadratic in the header's length, and no real server writes one that long.
+
+The verdict (:func:`verdict`) for the From domain ``d``:
+
+* any ``dmarc`` result that is not ``pass`` and not a "no verdict" (none, temperror, permerror):
+  fail; ``dmarc=pass`` together with any other dmarc result: conflicting, fail;
+* ``dmarc=pass`` whose ``header.from`` is ``d``: pass (without ``header.from`` it is not known
+  which domain passed: fail);
+* no DMARC verdict: a ``dkim=pass`` whose ``header.d`` is ``d``, or an ``spf=pass`` whose
+  ``smtp.mailfrom`` domain is ``d`` (strict alignment: the public suffix list is not consulted,
+  so a parent domain does not count) — unless the same method also shows a non-pass result for
+  ``d``: conflicting, fail;
+* anything else: fail. An unaligned pass (``dkim=pass header.d=evil.example``) proves nothing.
+
+Domains compare ASCII-case-insensitively (:func:`unwrap.addresses.ascii_lower`): ``str.lower``
+would fold the Kelvin sign into ``k`` and make a different domain look like ours.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.message import Message
+
+import authres
+import authres.core
+
+from unwrap.addresses import ascii_lower
+
+#: Longest Authentication-Results value parsed (characters, unfolded). Real ones are < 2,000.
+MAX_HEADER_CHARS = 16_384
+
+#: DMARC results that mean "DMARC gave no verdict" rather than "DMARC failed".
+_DMARC_NO_VERDICT = {"none", "temperror", "permerror"}
+#: Results that mean "this method has nothing to say" (no signature, no record).
+_SILENT = {"none"}
+_FOLD = re.compile(r"\r?\n[ \t]*")
+# authserv-id is a dot-atom (RFC 5322 atext) after optional whitespace and comments; the
+# cheap look at it decides which header is ours before the full parse.
+_LEADING_COMMENT = re.compile(r"^\s*(?:\((?:[^()\\]|\\.)*\)\s*)*")
+_ATEXT_RUN = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+")
+
+
+class _StrictHeader(authres.core.AuthenticationResultsHeader):
+    """``authres``'s header in strict mode: a property that does not parse is an error
+    instead of being skipped along with whatever followed it."""
+
+    def __init__(self, feature_context: object, **kwargs: object) -> None:
+        kwargs.setdefault("strict", True)
+        super().__init__(feature_context, **kwargs)
+
+
+_CONTEXT = authres.FeatureContext()  # the core methods; any other parses generically
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    method: str  # lower case: dkim, spf, dmarc, ...
+    result: str  # lower case: pass, fail, none, ...
+    props: dict[str, str]  # "header.d" -> value, as written
+
+
+@dataclass(frozen=True)
+class AuthResults:
+    authserv_id: str
+    results: tuple[MethodResult, ...]
+
+    def of(self, method: str) -> list[MethodResult]:
+        return [r for r in self.results if r.method == method]
+
+
+class Unreadable(ValueError):
+    """The trusted header does not parse as RFC 8601."""
+
+
+def authserv_id_of(value: str) -> str:
+    """The authserv-id a header value starts with (ASCII lower case), '' when none."""
+    match = _ATEXT_RUN.match(value, _LEADING_COMMENT.match(value).end())  # type: ignore[union-attr]
+    return ascii_lower(match.group()) if match else ""
+
+
+def parse(value: str) -> AuthResults:
+    """One unfolded Authentication-Results value, strictly. Raises :class:`Unreadable`."""
+    if len(value) > MAX_HEADER_CHARS:
+        raise Unreadable(f"{len(value)} characters long (more than {MAX_HEADER_CHARS})")
+    if not value.isascii():
+        # RFC 8601 values are ASCII (an EAI address would come quoted in a pvalue); the
+        # package's patterns are not written for anything else.
+        raise Unreadable("it contains non-ASCII characters")
+    try:
+        header = _StrictHeader.parse_value(_CONTEXT, value)
+    except (authres.core.AuthResError, ValueError, IndexError) as exc:
+        raise Unreadable(str(exc) or type(exc).__name__) from exc
+    results = tuple(
+        MethodResult(
+            method=ascii_lower(str(r.method)), result=ascii_lower(str(r.result)),
+            props={f"{ascii_lower(str(p.type))}.{ascii_lower(str(p.name))}": str(p.value)
+                   for p in r.properties},
+        )
+        for r in header.results
+    )
+    return AuthResults(ascii_lower(str(header.authserv_id)), results)
+
+
+def trusted_header(msg: Message, authserv_id: str) -> str | None:
+    """The topmost Authentication-Results value whose authserv-id is ours, unfolded; None when
+    there is none. Only the authserv-id is looked at here: the one header found is the one
+    judged, so a forgery below it can never be read instead of an unreadable real one."""
+    wanted = ascii_lower(authserv_id.strip())
+    if not wanted:
+        return None
+    for value in msg.get_all("authentication-results") or []:
+        text = _FOLD.sub(" ", str(value)).strip()
+        if authserv_id_of(text) == wanted:
+            return text
+    return None
+
+
+def _domain(value: str) -> str:
+    """The domain of a property value: ``user@d``, ``@d``, ``"quoted"@d`` or ``d``."""
+    return ascii_lower(value.rpartition("@")[2].strip().strip(".").strip('"'))
+
+
+def verdict(results: AuthResults, from_domain: str) -> str | None:
+    """None when ``results`` show an aligned pass for ``from_domain``, else why not."""
+    d = ascii_lower(from_domain)
+    dmarc = results.of("dmarc")
+    for r in dmarc:
+        header_from = r.props.get("header.from")
+        if header_from is not None and _domain(header_from) != d:
+            return f"dmarc result describes header.from={header_from}, not the From domain {d}"
+    verdicts = {r.result for r in dmarc} - _DMARC_NO_VERDICT
+    if verdicts == {"pass"}:
+        if all("header.from" in r.props for r in dmarc if r.result == "pass"):
+            return None
+        return "dmarc=pass does not say which domain passed (no header.from)"
+    if verdicts:
+        shown = ",".join(sorted(r.result for r in dmarc))
+        return f"dmarc={shown}" + (" (conflicting results)" if "pass" in verdicts else "")
+    aligned = {
+        "dkim": [r.result for r in results.of("dkim") if _dkim_domain(r) == d],
+        "spf": [r.result for r in results.of("spf")
+                if _domain(r.props.get("smtp.mailfrom", "")) == d],
+    }
+    for method, found in aligned.items():
+        if "pass" in found and set(found) - {"pass"} - _SILENT:
+            return f"{method} results for {d} conflict ({','.join(found)})"
+    if any("pass" in found for found in aligned.values()):
+        return None
+    shown = "; ".join(f"{r.method}={r.result}" for r in results.results) or "no results"
+    return f"no passing dmarc, and no dkim or spf pass aligned with {d} ({shown})"
+
+
+def _dkim_domain(r: MethodResult) -> str:
+    if "header.d" in r.props:
+        return _domain(r.props["header.d"])
+    return _domain(r.props.get("header.i", ""))
