@@ -12,12 +12,14 @@ import poplib
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from imapclient import IMAPClient
 
 from ingest import credentials, oauth
 from ingest.errors import AuthRefused, classify
 from ingest.model import Auth, Mailbox, Profile, Tls
+from ingest.progress import FETCH_BUDGET_BYTES
 from mailroom.settings import Settings
 
 TIMEOUT_S = 30.0
@@ -81,14 +83,51 @@ def imap(settings: Settings, profile: Profile, mailbox: Mailbox) -> Iterator[IMA
             client.logout()
 
 
+#: Longest POP3 response line read. poplib's own limit (2,048 bytes, a module global) refuses
+#: RETR of any message with a longer line, which real mail has (single-line HTML or base64);
+#: a line cannot be longer than its message, so this bounds memory as a batch does, and only
+#: a server sending an endless line is cut off.
+POP3_MAX_LINE_BYTES = FETCH_BUDGET_BYTES
+
+
+class _LongLines:
+    """poplib's ``_getline`` with this connection's own line limit instead of the global."""
+
+    max_line = POP3_MAX_LINE_BYTES
+    file: Any
+    _debugging: int
+
+    def _getline(self) -> tuple[bytes, int]:
+        line = self.file.readline(self.max_line + 1)
+        if len(line) > self.max_line:
+            raise poplib.error_proto("line too long")
+        if not line:
+            raise poplib.error_proto("-ERR EOF")
+        octets = len(line)
+        # As poplib: the server may end lines with CRLF, LF or (oddly) start them with CR.
+        if line[-2:] == b"\r\n":
+            return line[:-2], octets
+        if line[:1] == b"\r":
+            return line[1:-1], octets
+        return line[:-1], octets
+
+
+class POP3(_LongLines, poplib.POP3):
+    pass
+
+
+class POP3_SSL(_LongLines, poplib.POP3_SSL):  # noqa: N801 - named after poplib's class
+    pass
+
+
 def open_pop3_unauthenticated(profile: Profile) -> poplib.POP3:
     try:
         if profile.tls is Tls.IMPLICIT:
-            conn: poplib.POP3 = poplib.POP3_SSL(
+            conn: poplib.POP3 = POP3_SSL(
                 profile.host, profile.port, timeout=TIMEOUT_S, context=tls_context(profile)
             )
         else:
-            conn = poplib.POP3(profile.host, profile.port, timeout=TIMEOUT_S)
+            conn = POP3(profile.host, profile.port, timeout=TIMEOUT_S)
             if profile.tls is Tls.STARTTLS:
                 conn.stls(tls_context(profile))
         conn.capa()

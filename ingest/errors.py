@@ -42,8 +42,21 @@ class ProtocolFailure(TransientError):
     """The server said something unexpected; retried, with the server's words as the cause."""
 
 
+class ConnectionLost(TransientError):
+    """The server closed the session or stopped answering in the middle of it (IMAP BYE,
+    POP3 EOF, reset): retried with backoff like an outage."""
+
+
+class MessageUnfetched(TransientError):
+    """One message (or a batch holding it) could not be fetched this time. The attempt is
+    counted durably (:mod:`ingest.unfetchable`); the pass ends and the next one, after backoff,
+    tries the message alone — past ``max_attempts`` it is dead-lettered and passed."""
+
+
 def classify(exc: BaseException, host: str, port: int) -> Exception:
-    """Map a low-level exception from a connection attempt to one of the errors above."""
+    """Map a low-level exception from a session (connecting, logging in, or any command after
+    login) to one of the errors above. Anything unforeseen becomes a transient
+    :class:`ProtocolFailure` naming the exception: retried with backoff, never a dead process."""
     where = f"{host}:{port}"
     if isinstance(exc, TransientError | PermanentError):
         return exc
@@ -59,6 +72,8 @@ def classify(exc: BaseException, host: str, port: int) -> Exception:
         return Unreachable(f"host unreachable: {where} timed out")
     if isinstance(exc, ConnectionRefusedError):
         return Unreachable(f"host unreachable: {where} refused the connection")
+    if isinstance(exc, imap_exc.IMAPClientAbortError):  # before IMAPClientError: a subclass
+        return ConnectionLost(f"connection lost with {where}: {exc}")
     if isinstance(exc, imap_exc.LoginError):
         text = str(exc)
         if "[UNAVAILABLE]" in text or "[INUSE]" in text:
@@ -71,9 +86,13 @@ def classify(exc: BaseException, host: str, port: int) -> Exception:
             return ServerBusy(f"server busy at {where}: {text}")
         if "[AUTH]" in text or "Authentication failed" in text:
             return AuthRefused(f"authentication refused by {where}: {text}")
+        if text == "-ERR EOF":  # poplib's words for a closed connection
+            return ConnectionLost(f"connection lost with {where}: the server closed it")
         return ProtocolFailure(f"POP3 error from {where}: {text}")
     if isinstance(exc, imap_exc.IMAPClientError):
         return ProtocolFailure(f"IMAP error from {where}: {exc}")
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | EOFError):
+        return ConnectionLost(f"connection lost with {where}: {exc}")
     if isinstance(exc, OSError):
         return Unreachable(f"host unreachable: {where}: {exc.strerror or exc}")
     return ProtocolFailure(f"unexpected failure with {where}: {type(exc).__name__}: {exc}")

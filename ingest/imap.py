@@ -21,8 +21,9 @@ from ingest import store
 from ingest.errors import FolderMissing
 from ingest.job import Job
 from ingest.model import AfterIngest, Folder
-from ingest.progress import FETCH_BUDGET_BYTES, UidProgress, batches
+from ingest.progress import FETCH_BUDGET_BYTES, UidProgress, fetch_groups
 from ingest.publish import publish
+from ingest.unfetchable import Ledger, imap_message, unfetched
 from mailroom import faults
 from mailroom.errors import TransientError
 
@@ -33,6 +34,9 @@ AFTER_PUBLISH = faults.register(
 )
 AFTER_CHECKPOINT = faults.register(
     "ingest:after_checkpoint", "the checkpoint moved, the server action (flag/move/delete) not done"
+)
+AFTER_FETCH = faults.register(
+    "ingest:after_fetch", "a batch is fetched, nothing published: a message that kills the process"
 )
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]
 
@@ -104,13 +108,19 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
     job.conn.commit()
     published = 0
     last = cp.last_uid
-    sizes = _sizes(client, uids)
-    for batch in batches(uids, sizes, batch_size, FETCH_BUDGET_BYTES):
-        fetched = client.fetch(batch, FETCH_ITEMS)
+    ledger = Ledger(job)
+    suspects = ledger.imap_suspects(folder.name, uidvalidity)
+    sizes = _sizes(job, ledger, client, folder.name, uidvalidity,
+                   [u for u in uids if u not in suspects])
+    for group in fetch_groups(uids, sizes, batch_size, FETCH_BUDGET_BYTES, suspects):
         progress = UidProgress(start=last)
+        fetched = _fetch(job, ledger, client, folder.name, uidvalidity, group)
         raws = []
-        for uid in sorted(fetched):
-            data = fetched[uid]
+        for uid in group:
+            if fetched is None:  # dead-lettered: passed, never fetched
+                progress.pass_over(uid)
+                continue
+            data = fetched.get(uid, {})
             content = data.get(b"BODY[]")
             if content is None:  # expunged meanwhile by another client: nothing to keep
                 continue
@@ -125,12 +135,16 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
         if new > last:
             store.advance(job.conn, job.mailbox_id, folder.name, uidvalidity, new,
                           job.generation, owed, job.mailbox.after_ingest)
+            ledger.prune_imap(folder.name, uidvalidity, new)
             job.conn.commit()
         faults.point(job.settings, AFTER_CHECKPOINT)
         apply_actions(job, client, folder.name, uidvalidity, owed)
         published += len(owed)
         job.published += len(owed)
         if progress.failed or new < (max(progress.sent) if progress.sent else last):
+            # The fetch worked, the broker failed: not the messages' fault, not an attempt.
+            ledger.forget(imap_message(job, folder.name, uidvalidity, u) for u in group)
+            job.conn.commit()
             raise TransientError(
                 f"the broker did not acknowledge {len(progress.failed)} message(s) of "
                 f"{job.mailbox.address}/{folder.name}; they are fetched again next pass"
@@ -148,12 +162,40 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
     return published
 
 
-def _sizes(client: IMAPClient, uids: list[int]) -> dict[int, int]:
+def _fetch(job: Job, ledger: Ledger, client: IMAPClient, folder: str, uidvalidity: int,
+           group: list[int]) -> dict[int, dict[bytes, object]] | None:
+    """FETCH one group, counted (:mod:`ingest.unfetchable`); None: the group is one message
+    that failed alone too often, now dead-lettered. A failure ends the pass."""
+    messages = [imap_message(job, folder, uidvalidity, uid) for uid in group]
+    if len(messages) == 1:
+        attempts = ledger.begin_alone(messages[0])
+        if attempts > job.settings.max_attempts:
+            ledger.dead_letter(messages[0], attempts)
+            return None
+    else:
+        ledger.begin(messages)
+    try:
+        fetched = client.fetch(group, FETCH_ITEMS)
+    except Exception as exc:
+        raise unfetched(job, ledger, messages, exc) from exc
+    faults.point(job.settings, AFTER_FETCH)
+    return fetched
+
+
+def _sizes(job: Job, ledger: Ledger, client: IMAPClient, folder: str, uidvalidity: int,
+           uids: list[int]) -> dict[int, int]:
     """RFC822.SIZE of each UID (one cheap FETCH), to bound the bytes of each batch."""
     if not uids:
         return {}
-    return {uid: int(data.get(b"RFC822.SIZE", 0))
-            for uid, data in client.fetch(uids, [b"RFC822.SIZE"]).items()}
+    try:
+        fetched = client.fetch(uids, [b"RFC822.SIZE"])
+    except Exception as exc:
+        # Dovecot reads a message to size it and drops the session (BYE) when it cannot: one
+        # bad message fails the whole FETCH. Every one becomes suspect, fetched alone next time.
+        messages = [imap_message(job, folder, uidvalidity, uid) for uid in uids]
+        ledger.begin(messages)
+        raise unfetched(job, ledger, messages, exc) from exc
+    return {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in fetched.items()}
 
 
 def _arrival(client: IMAPClient, uids: list[int]) -> datetime | None:

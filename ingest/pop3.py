@@ -12,15 +12,18 @@ from __future__ import annotations
 import logging
 import poplib
 import re
+from dataclasses import dataclass
 
 from ingest import store
-from ingest.errors import ServerBusy
+from ingest.errors import MessageUnfetched, ServerBusy
 from ingest.job import Job
 from ingest.model import AfterIngest, Folder
-from ingest.progress import FETCH_BUDGET_BYTES, batches, pop3_new
+from ingest.progress import FETCH_BUDGET_BYTES, fetch_groups, pop3_new
 from ingest.publish import publish
+from ingest.unfetchable import Ledger, pop3_message, unfetched
 from mailroom import faults
 from mailroom.errors import TransientError
+from mailroom.records.raw import RawMail
 
 log = logging.getLogger(__name__)
 
@@ -70,39 +73,82 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
             raise ServerBusy(f"POP3 mailbox {job.mailbox.address} in use: {exc}") from exc
         raise
     published_before = store.published_uidls(job.conn, job.mailbox_id)
+    ledger = Ledger(job)
     delete = job.mailbox.after_ingest is AfterIngest.DELETE
     if delete:
-        # Published in an earlier session that crashed before QUIT: delete them now.
+        # Published in an earlier session that crashed before QUIT: delete them now. (Never a
+        # dead-lettered one: it did not reach the topic.)
         for number, uidl in on_server.items():
             if uidl in published_before:
                 conn.dele(number)
     store.forget_uidls(job.conn, job.mailbox_id, set(on_server.values()))
+    ledger.prune_pop3(set(on_server.values()))
     job.conn.commit()
-    new = pop3_new(on_server, published_before)
+    new = pop3_new(on_server, published_before | ledger.pop3_dead_lettered())
+    suspects = ledger.pop3_suspects()
     published = 0
     uidl_of = dict(new)
-    groups = batches([number for number, _ in new], server_sizes(conn), batch_size,
-                     FETCH_BUDGET_BYTES)
+    groups = fetch_groups([number for number, _ in new], server_sizes(conn), batch_size,
+                          FETCH_BUDGET_BYTES, {n for n, u in new if u in suspects})
     for n, numbers in enumerate(groups):
         batch = [(number, uidl_of[number]) for number in numbers]
-        raws = [job.raw(folder, retrieve(conn, number), uidl=uidl) for number, uidl in batch]
+        raws, failure = _retrieve(job, ledger, conn, folder, batch)
         results = publish(job.settings, job.codec, job.producer, raws, job.put_blob)
         faults.point(job.settings, AFTER_PUBLISH)
         acked = {s.raw.uidl for s in results if s.ok}
         store.add_uidls(job.conn, job.mailbox_id, [u for u in acked if u], job.generation)
+        # Fetched (published or not: a broker failure is not the message's), or never tried.
+        ledger.forget(pop3_message(job, folder.name, uidl) for _, uidl in batch
+                      if failure is None or uidl != failure.uidl)
         job.conn.commit()
         faults.point(job.settings, AFTER_RECORD)
+        published += len(acked)
+        job.published += len(acked)
+        if failure is not None:
+            # No DELE: the session ends without QUIT, which would be the only one to apply it
+            # (the next session deletes what was recorded), and after a failed RETR the
+            # connection may be in the middle of a message.
+            raise failure.error
         if delete:
             for number, uidl in batch:
                 if uidl in acked:
                     conn.dele(number)
-        published += len(acked)
-        job.published += len(acked)
-        if len(acked) < len(batch):
+        if len(acked) < len(raws):
             raise TransientError(
-                f"the broker did not acknowledge {len(batch) - len(acked)} message(s) of "
+                f"the broker did not acknowledge {len(raws) - len(acked)} message(s) of "
                 f"{job.mailbox.address}; they are fetched again next session"
             )
         if n + 1 < len(groups):
             job.between_batches()
     return published
+
+
+@dataclass(frozen=True)
+class _Failure:
+    uidl: str
+    error: MessageUnfetched
+
+
+def _retrieve(job: Job, ledger: Ledger, conn: poplib.POP3, folder: Folder,
+              batch: list[tuple[int, str]]) -> tuple[list[RawMail], _Failure | None]:
+    """RETR each message of a batch, counted (:mod:`ingest.unfetchable`): the messages
+    retrieved before one that failed, and that failure (which ends the session once they are
+    published). A message that failed alone too often is dead-lettered instead."""
+    messages = [pop3_message(job, folder.name, uidl) for _, uidl in batch]
+    if len(batch) == 1:
+        attempts = ledger.begin_alone(messages[0])
+        if attempts > job.settings.max_attempts:
+            ledger.dead_letter(messages[0], attempts)
+            return [], None
+    else:
+        ledger.begin(messages)
+    raws = []
+    for (number, uidl), message in zip(batch, messages, strict=True):
+        try:
+            content = retrieve(conn, number)
+        except Exception as exc:
+            # RETR names one message: its failure counts for it alone (unless already counted).
+            error = unfetched(job, ledger, [message], exc, count=len(batch) > 1)
+            return raws, _Failure(uidl, error)
+        raws.append(job.raw(folder, content, uidl=uidl))
+    return raws, None

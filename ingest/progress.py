@@ -8,6 +8,7 @@ send holds it back; the message is fetched again on the next pass (a harmless re
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 
@@ -19,6 +20,9 @@ class UidProgress:
     sent: list[int] = field(default_factory=list)
     acked: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
+    # Dead-lettered without being fetched: the checkpoint passes them, no server action is owed
+    # (flagging, moving or deleting mail that never reached the topic would lose it).
+    passed: set[int] = field(default_factory=set)
 
     def send(self, uid: int) -> None:
         if uid <= self.start:
@@ -31,6 +35,11 @@ class UidProgress:
     def fail(self, uid: int) -> None:
         self.failed.add(uid)
 
+    def pass_over(self, uid: int) -> None:
+        """The message was dead-lettered: the checkpoint may move past it."""
+        self.send(uid)
+        self.passed.add(uid)
+
     def checkpoint(self) -> int:
         """The highest UID the checkpoint may move to: the acknowledged prefix of the batch.
 
@@ -38,7 +47,7 @@ class UidProgress:
         """
         high = self.start
         for uid in sorted(self.sent):
-            if uid not in self.acked:
+            if uid not in self.acked and uid not in self.passed:
                 break
             high = uid
         return high
@@ -46,7 +55,7 @@ class UidProgress:
     def acked_up_to_checkpoint(self) -> list[int]:
         """UIDs whose server-side action (flag, move, delete) may now be queued."""
         cp = self.checkpoint()
-        return sorted(u for u in self.sent if u <= cp)
+        return sorted(u for u in self.sent if u <= cp and u not in self.passed)
 
 
 def pop3_new(server_uidls: dict[int, str], published: set[str]) -> list[tuple[int, str]]:
@@ -80,3 +89,19 @@ def batches(uids: list[int], sizes: dict[int, int], max_count: int,
     if current:
         out.append(current)
     return out
+
+
+def fetch_groups(items: list[int], sizes: dict[int, int], max_count: int, max_bytes: int,
+                 alone: Collection[int]) -> list[list[int]]:
+    """:func:`batches`, except that every item in ``alone`` (a message suspected of failing its
+    fetch) is a group of its own, in order: so the one that fails is known and counted."""
+    out: list[list[int]] = []
+    run: list[int] = []
+    for item in items:
+        if item in alone:
+            out += batches(run, sizes, max_count, max_bytes)
+            out.append([item])
+            run = []
+        else:
+            run.append(item)
+    return out + batches(run, sizes, max_count, max_bytes)

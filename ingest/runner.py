@@ -30,13 +30,14 @@ from imapclient import IMAPClient
 
 from ingest import announce, connect, idle, imap, pop3, probe, store
 from ingest.assignment import Assignment, Revoked
+from ingest.errors import classify
 from ingest.job import Job
 from ingest.metrics import IngestMetrics
 from ingest.model import Mailbox, Protocol
 from ingest.publish import BlobPut, Producer
 from ingest.store import Fenced
 from mailroom.codec import Codec
-from mailroom.errors import PermanentError, TransientError
+from mailroom.errors import PermanentError
 from mailroom.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -182,34 +183,44 @@ class Ingestor:
             self.metrics.failed("fenced", exc)
             log.warning("mailbox=%s %s", mailbox.address, exc)
             return 0
-        except PermanentError as exc:
+        except psycopg.Error:
+            raise  # the database's failure, not the mailbox's: nothing to record it in
+        except Exception as exc:  # noqa: BLE001 - every failure after login gets a name
             self.conn.rollback()
-            self.metrics.failed("permanent", exc)
-            log.error("mailbox=%s disabled: %s", mailbox.address, exc)
-            store.set_status(self.conn, mailbox.id, "disabled", str(exc),
-                             disabled_kind="permanent")
-            self.conn.commit()
-            return 0
-        except TransientError as exc:
-            self.conn.rollback()
-            self.metrics.failed("transient", exc)
-            failures = store.failures(self.conn, mailbox.id) + 1
-            if failures >= self.settings.ingest_disable_after_failures:
-                store.set_status(self.conn, mailbox.id, "disabled", f"outage: {exc}",
-                                 disabled_kind="transient")
-            else:
-                delay = backoff_s(self.settings, failures)
-                store.set_status(self.conn, mailbox.id, "retrying", str(exc),
-                                 next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
-                self.next_poll[mailbox.id] = time.monotonic() + delay
-            self.conn.commit()
-            log.warning("mailbox=%s retrying (%d): %s", mailbox.address, failures, exc)
-            return 0
+            return self._failed(mailbox, exc, profile.host, profile.port)
         store.set_status(self.conn, mailbox.id, "ok", f"{n} new message(s) in the last pass")
         self.conn.commit()
         if n:
             log.info("mailbox=%s published=%d token=%d", mailbox.address, n, job.generation)
         return n
+
+    def _failed(self, mailbox: Mailbox, exc: Exception, host: str, port: int) -> int:
+        """Record a failed pass by its cause: permanent → disabled; transient → retrying with
+        backoff (disabled as an outage after many in a row). Returns 0 (nothing published)."""
+        assert mailbox.id is not None
+        err = classify(exc, host, port)
+        if err is not exc:  # the traceback of a raw exception, for whoever debugs it
+            log.debug("mailbox=%s %s", mailbox.address, type(exc).__name__, exc_info=exc)
+        if isinstance(err, PermanentError):
+            self.metrics.failed("permanent", err)
+            log.error("mailbox=%s disabled: %s", mailbox.address, err)
+            store.set_status(self.conn, mailbox.id, "disabled", str(err),
+                             disabled_kind="permanent")
+            self.conn.commit()
+            return 0
+        self.metrics.failed("transient", err)
+        failures = store.failures(self.conn, mailbox.id) + 1
+        if failures >= self.settings.ingest_disable_after_failures:
+            store.set_status(self.conn, mailbox.id, "disabled", f"outage: {err}",
+                             disabled_kind="transient")
+        else:
+            delay = backoff_s(self.settings, failures)
+            store.set_status(self.conn, mailbox.id, "retrying", str(err),
+                             next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
+            self.next_poll[mailbox.id] = time.monotonic() + delay
+        self.conn.commit()
+        log.warning("mailbox=%s retrying (%d): %s", mailbox.address, failures, err)
+        return 0
 
     def revive(self) -> None:
         """Re-enable mailboxes an outage disabled, once their server answers again."""

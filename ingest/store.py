@@ -228,6 +228,12 @@ def claim(conn: psycopg.Connection, mailbox_id: int, generation: int) -> bool:
     return cur.rowcount == 1
 
 
+def fence(conn: psycopg.Connection, mailbox_id: int, generation: int) -> None:
+    """Raise :class:`Fenced` unless ``generation`` still owns the mailbox (guards the write that
+    follows in the same transaction)."""
+    _fence(conn, mailbox_id, generation)
+
+
 def _fence(conn: psycopg.Connection, mailbox_id: int, generation: int) -> None:
     # FOR SHARE: a concurrent claim (an UPDATE of the row) waits until our transaction ends,
     # so the check and the write it guards are atomic with respect to ownership changes.

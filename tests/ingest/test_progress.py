@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.progress import UidProgress, batches, pop3_new
+from ingest.progress import UidProgress, batches, fetch_groups, pop3_new
 
 
 def test_checkpoint_stops_before_first_unacked_uid() -> None:
@@ -51,3 +51,23 @@ def test_batches_bounded_by_count_and_bytes() -> None:
     assert batches(uids, sizes, max_count=100, max_bytes=1000) == [
         [1, 2], [3], [4], [5, 6, 7]]
     assert batches([], {}, max_count=3, max_bytes=10) == []
+
+
+def test_a_dead_lettered_uid_is_passed_without_a_server_action() -> None:
+    p = UidProgress(start=0)
+    p.send(1)
+    p.pass_over(2)
+    p.send(3)
+    p.ack(1)
+    assert p.checkpoint() == 2  # past the dead letter, up to the first unacked
+    p.ack(3)
+    assert p.checkpoint() == 3
+    assert p.acked_up_to_checkpoint() == [1, 3]  # never flag, move or delete what was not sent
+
+
+def test_suspects_are_fetched_alone_in_order() -> None:
+    uids = list(range(1, 9))
+    sizes = dict.fromkeys(uids, 10)
+    assert fetch_groups(uids, sizes, 3, 1000, alone={3, 4, 8}) == [
+        [1, 2], [3], [4], [5, 6, 7], [8]]
+    assert fetch_groups(uids, sizes, 3, 1000, alone=set()) == batches(uids, sizes, 3, 1000)
