@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
 from mailroom import log, settings
 from mailroom.errors import MailroomError
+from mailroom.redact import Redactor
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.config",
@@ -50,15 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    redact = Redactor()  # patterns only, until the settings (and their secrets) are known
     try:
         current = settings.load()
-        log.configure(current.log_level, stage=getattr(args, "stage", "") or "")
+        redact = Redactor.from_settings(current)
+        log.configure(current.log_level, stage=getattr(args, "stage", "") or "", redact=redact)
         return int(args.func(current, args) or 0)
     except MailroomError as exc:
-        print(f"mailroom: {exc}", file=sys.stderr)
+        print(f"mailroom: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        # A bug or a library's error: the traceback helps, a password in it must not leak
+        # (psycopg and kafka errors may echo connection strings).
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":

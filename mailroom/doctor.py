@@ -198,9 +198,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from mailroom.redact import Redactor
+
+    redact = Redactor.from_settings(settings)  # an error may echo a connection string
     findings = run_checks(settings)
     for finding in findings:
-        print(finding.line())
+        print(redact(finding.line()))
     failed = sum(f.level == "FAIL" for f in findings)
     print(f"{len(findings)} checks: {failed} failed, "
           f"{sum(f.level == 'WARN' for f in findings)} warnings")

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 
-def configure(level: str = "INFO", stage: str = "") -> None:
-    """Configure the root logger for a Mailroom process. Call once, from the CLI entry point."""
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then masks secrets in the whole line, traceback included."""
+
+    def __init__(self, fmt: str, datefmt: str, redact: Callable[[str], str]) -> None:
+        super().__init__(fmt, datefmt)
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
+
+
+def configure(level: str = "INFO", stage: str = "",
+              redact: Callable[[str], str] | None = None) -> None:
+    """Configure the root logger for a Mailroom process. Call once, from the CLI entry point.
+
+    ``redact`` (a :class:`mailroom.redact.Redactor`) masks secrets in every line."""
+    from mailroom.redact import Redactor
+
     prefix = f"stage={stage} " if stage else ""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        logging.Formatter(
+        RedactingFormatter(
             f"%(asctime)s level=%(levelname)s {prefix}logger=%(name)s %(message)s",
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
+            datefmt="%Y-%m-%dT%H:%M:%S%z", redact=redact or Redactor(),
         )
     )
     root = logging.getLogger()

@@ -23,8 +23,15 @@ from typing import Any, get_type_hints
 from mailroom.errors import ConfigError
 
 
-def _setting(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"doc": doc})
+def _setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    """A documented setting; ``secret``: its value is never shown (``mailroom config``, logs,
+    errors: :mod:`mailroom.redact`)."""
+    return field(default=default, metadata={"doc": doc, "secret": secret})
+
+
+#: Words that make a setting secret even when not marked so: a new password or key setting
+#: is masked from the start rather than shown until someone remembers to mark it.
+_SECRET_WORDS = ("password", "secret")
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class Settings:
     kafka_ssl_keyfile: str = _setting("", "Client key for mutual TLS.")
     kafka_sasl_mechanism: str = _setting("", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
     kafka_sasl_username: str = _setting("", "SASL user name.")
-    kafka_sasl_password: str = _setting("", "SASL password.")
+    kafka_sasl_password: str = _setting("", "SASL password.", secret=True)
     kafka_request_timeout_ms: int = _setting(30_000, "Client request timeout.")
     kafka_session_timeout_ms: int = _setting(
         10_000, "Consumer group session timeout: how fast a dead process's partitions move."
@@ -99,11 +106,11 @@ class Settings:
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
     secret_key: str = _setting(
         "", "Key that encrypts mailbox credentials at rest and signs web sessions. "
-        "Empty: a key generated once into the state folder (local stack only)."
+        "Empty: a key generated once into the state folder (local stack only).", secret=True
     )
     web_secret: str = _setting(
         "", "Secret that logs in to the dashboard (mailroom web). Empty: one generated once into "
-        "the state folder (web-secret) and printed by mailroom web."
+        "the state folder (web-secret) and printed by mailroom web.", secret=True
     )
     fault_points: str = _setting(
         "", "Comma-separated 'stage:point' names at which the process dies on purpose (tests)."
@@ -247,6 +254,12 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"host=127.0.0.1 port={self.postgres_port} dbname=mailroom user=mailroom"
+
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        """Names of the settings whose values must never be shown."""
+        return [f.name for f in dataclasses.fields(cls)
+                if f.metadata.get("secret") or any(w in f.name for w in _SECRET_WORDS)]
 
     def topic(self, name: str) -> str:
         """Full topic name for one of the brief's topics ('raw', 'unwrapped', ...)."""

@@ -30,7 +30,7 @@ from mailroom.db.migrate import migrate
 from mailroom.settings import Settings
 from persist.offsets import claim
 from route import loader, store
-from unwrap.forwarders import load_forwarders
+from unwrap.forwarders import load_forward_mailboxes
 
 pytestmark = pytest.mark.integration
 STAGES = ("ingest", "unwrap", "route", "persist")
@@ -109,7 +109,7 @@ def test_route_reads_only(roles: dict[str, psycopg.Connection]) -> None:
 
 def test_unwrap_writes_blobs_but_no_records(roles: dict[str, psycopg.Connection]) -> None:
     unwrap = roles["unwrap"]
-    load_forwarders(unwrap)
+    load_forward_mailboxes(unwrap)  # forwarders and the Authentication-Results opt-outs
     with unwrap.transaction():
         BlobStore(unwrap).put(b"an attachment")
     assert refused(unwrap, NEW_ACTIVITY)
