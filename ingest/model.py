@@ -8,6 +8,7 @@ password is decrypted by :mod:`ingest.credentials` at the moment of login and no
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -71,6 +72,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def token_url_problem(url: str) -> str | None:
+    """Why the client secret must not be posted to ``url``, or None. Only https (verified by
+    urllib against the system's trust store), or plain http to a loopback host (a local
+    identity provider): anything else would hand the secret to whoever is on the path, and a
+    ``file:`` URL would read a local file as the token answer."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return None
+    if parsed.scheme == "http" and parsed.hostname and is_loopback(parsed.hostname):
+        return None
+    return (f"OAuth token URL {url!r} must be https:// (http:// only to a loopback host): "
+            "the client secret is posted to it")
+
+
 @dataclass(frozen=True)
 class Profile:
     """An email server profile: how to reach and log in to one kind of server."""
@@ -104,6 +119,8 @@ class Profile:
             )
         if self.auth is Auth.XOAUTH2 and not (self.oauth_token_url and self.oauth_client_id):
             raise ConfigError(f"profile {self.name}: XOAUTH2 needs a token URL and a client id")
+        if self.oauth_token_url and (problem := token_url_problem(self.oauth_token_url)):
+            raise ConfigError(f"profile {self.name}: {problem}")
         if self.max_connections < 1 or self.poll_interval_s < 1:
             raise ConfigError(f"profile {self.name}: connections and poll interval must be >= 1")
         return self

@@ -8,11 +8,17 @@ import urllib.parse
 import urllib.request
 
 from ingest.errors import AuthRefused, Unreachable
-from ingest.model import Profile
+from ingest.model import Profile, token_url_problem
 
 
 def access_token(profile: Profile, client_secret: str) -> str:
-    """Ask the profile's token endpoint for an access token (grant_type=client_credentials)."""
+    """Ask the profile's token endpoint for an access token (grant_type=client_credentials).
+
+    The URL is checked again here, not only when the profile is added: a profile stored by an
+    older version (or edited in the database) must not get the secret sent in clear."""
+    problem = token_url_problem(profile.oauth_token_url)
+    if problem is not None:
+        raise AuthRefused(f"profile {profile.name}: {problem}")  # permanent: never retried
     body = urllib.parse.urlencode({
         "grant_type": "client_credentials",
         "client_id": profile.oauth_client_id,

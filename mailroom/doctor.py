@@ -9,10 +9,13 @@ goes wrong inside it is its answer.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from psycopg.conninfo import conninfo_to_dict
 
 from mailroom.settings import Settings
 
@@ -46,6 +49,52 @@ def check_config(settings: Settings) -> Iterator[Finding]:
             "no MAILROOM_SECRET_KEY: a key generated into the state folder encrypts credentials",
             "set MAILROOM_SECRET_KEY (and keep it safe) outside the local demo",
         )
+
+
+def _is_local(host: str) -> bool:
+    """Loopback or a Unix socket (a libpq host that is a path): nothing crosses a network."""
+    host = host.strip().strip("[]")
+    if host in ("", "localhost") or host.startswith(("/", "@")):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(settings: Settings) -> Iterator[Finding]:
+    """Is what crosses the network to Kafka and PostgreSQL encrypted and the server verified?
+    (Mail content, mailbox credentials in the database and the SASL password travel there.)"""
+    protocol = settings.kafka_security_protocol.upper()
+    remote = [s for s in settings.bootstrap_servers if not _is_local(s.rpartition(":")[0])]
+    if protocol == "SASL_PLAINTEXT":
+        yield Finding("WARN", "kafka-tls",
+                      "kafka_security_protocol SASL_PLAINTEXT: the SASL login and every message "
+                      "cross the network unencrypted",
+                      "use SASL_SSL (with kafka_ssl_cafile if the brokers' CA is private)")
+    elif protocol == "PLAINTEXT" and remote:
+        yield Finding("WARN", "kafka-tls",
+                      f"PLAINTEXT to {', '.join(remote)}: mail crosses the network unencrypted",
+                      "use SSL or SASL_SSL (MAILROOM_KAFKA_SECURITY_PROTOCOL)")
+    if protocol.startswith("SASL") and settings.kafka_sasl_mechanism.upper() == "PLAIN":
+        yield Finding("WARN", "kafka-tls",
+                      "kafka_sasl_mechanism PLAIN hands the password itself to the broker",
+                      "use SCRAM-SHA-512 (the password is never sent)")
+    try:
+        params = conninfo_to_dict(settings.dsn)
+    except Exception as exc:  # noqa: BLE001 - the database check reports it in detail
+        yield Finding("WARN", "postgres-tls", f"cannot read the connection string: {exc}")
+        return
+    hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
+    remote_db = [h for h in hosts if not _is_local(h)]
+    sslmode = str(params.get("sslmode") or "prefer")
+    if remote_db and sslmode != "verify-full":
+        yield Finding("WARN", "postgres-tls",
+                      f"sslmode={sslmode} to {', '.join(remote_db)}: the server's certificate "
+                      "and name are not verified (or TLS is not even required), so a machine "
+                      "in the path can read or change what Mailroom stores",
+                      "add sslmode=verify-full (and sslrootcert=FILE for a private CA) to "
+                      "MAILROOM_DATABASE_URL")
 
 
 def check_kafka(settings: Settings) -> Iterator[Finding]:
@@ -177,6 +226,7 @@ def _check_forward_trust(settings: Settings, box: Any) -> Iterator[Finding]:
 
 CHECKS: tuple[Callable[[Settings], Iterator[Finding]], ...] = (
     check_config,
+    check_transport,
     check_kafka,
     check_database,
 )
