@@ -1,18 +1,20 @@
 """``mailroom profile add|list`` and ``mailroom mailbox add|list|show|test|enable|disable|
-auth-results``.
+auth-results|set-password|rotate-key``.
 
 Passwords never go on the command line (it is visible to every user in ``ps``): they come from
-an environment variable named with ``--password-env``, or from standard input.
+an environment variable named with ``--password-env``, from standard input, or from a prompt
+that does not echo when standard input is a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from datetime import datetime
 
-from ingest import announce, credentials, probe, store
+from ingest import announce, credentials, probe, rekey, store
 from ingest.model import (
     DEFAULT_KEYWORD,
     DEFAULT_PORTS,
@@ -98,6 +100,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "mailboxes topic again: a resync of the topic from the database")
     pub.add_argument("mailbox", nargs="*", help="addresses or ids (default: all)")
     pub.set_defaults(func=mailbox_publish)
+    pw = mb.add_parser("set-password", help="store a new password (or OAuth2 client secret) for "
+                       "a mailbox; read from --password-env, standard input or a prompt")
+    pw.add_argument("mailbox", help="address or id")
+    pw.add_argument("--password-env", help="environment variable holding the new password")
+    pw.set_defaults(func=mailbox_set_password)
+    mb.add_parser("rotate-key", help="re-encrypt every stored credential under "
+                  "MAILROOM_SECRET_KEY (old keys in MAILROOM_SECRET_KEY_PREVIOUS still decrypt)"
+                  ).set_defaults(func=mailbox_rotate_key)
 
 
 def profile_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -130,9 +140,12 @@ def _password(args: argparse.Namespace) -> str:
         if value is None:
             raise ConfigError(f"environment variable {args.password_env} is not set")
         return value
-    value = sys.stdin.readline().rstrip("\n")
+    if sys.stdin.isatty():  # typed at a prompt, not echoed; never an argument (ps shows those)
+        value = getpass.getpass("password: ")
+    else:
+        value = sys.stdin.readline().rstrip("\r\n")
     if not value:
-        raise ConfigError("no password given (use --password-env or standard input)")
+        raise ConfigError("no password given (use --password-env, standard input or the prompt)")
     return value
 
 
@@ -269,6 +282,29 @@ def _publish(settings: Settings, ids: list[int] | None) -> int:
         return 1
     if ids is None:
         print(f"{n} mailbox(es) published to {settings.topic('mailboxes')}")
+    return 0
+
+
+def mailbox_set_password(settings: Settings, args: argparse.Namespace) -> int:
+    clear = _password(args)
+    with connect(settings) as conn:
+        m = rekey.set_password(settings, conn, args.mailbox, clear)
+    print(f"mailbox {m.address}: new password stored (used from the next pass)")
+    if not m.enabled:
+        print(f"  it is disabled ({m.status_detail or m.status}): `mailroom mailbox enable "
+              f"{m.address}` once the password is right (`mailroom mailbox test` checks it)")
+    return 0
+
+
+def mailbox_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    with connect(settings) as conn:
+        result = rekey.rotate_all(settings, conn)
+    print(f"{len(result.rotated)} mailbox credential(s) re-encrypted under MAILROOM_SECRET_KEY")
+    if result.undecryptable:
+        print("not decryptable with any configured key (add the key they were stored with to "
+              "MAILROOM_SECRET_KEY_PREVIOUS and run this again, or `mailroom mailbox "
+              "set-password`): " + ", ".join(result.undecryptable), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from imapclient import IMAPClient
 
-from ingest import announce, connect, idle, imap, pop3, probe, store
+from ingest import announce, connect, credentials, idle, imap, pop3, probe, store
 from ingest.assignment import Assignment, Revoked
 from ingest.errors import classify
 from ingest.job import Job
@@ -310,6 +310,7 @@ def main(settings: Settings, args: object) -> int:
     from mailroom import kafka  # the kernel's clients (imported late: heavy)
     from mailroom.db import connect as db_connect
 
+    credentials.check_key(settings)  # a weak key: refuse to start, say why
     client_id = f"ingest-{socket.gethostname()}-{os.getpid()}"
     conn = db_connect(settings)
     producer = kafka.make_producer(settings, client_id=client_id)

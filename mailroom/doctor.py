@@ -49,6 +49,13 @@ def check_config(settings: Settings) -> Iterator[Finding]:
             "no MAILROOM_SECRET_KEY: a key generated into the state folder encrypts credentials",
             "set MAILROOM_SECRET_KEY (and keep it safe) outside the local demo",
         )
+    else:
+        from ingest.credentials import HOW_TO_MAKE_ONE, key_problem
+
+        if problem := key_problem(settings.secret_key):
+            yield Finding("FAIL", "config", f"MAILROOM_SECRET_KEY is too weak: {problem}",
+                          f"set a strong one ({HOW_TO_MAKE_ONE}) and rotate to it "
+                          "(docs/ingest.md, 'Credentials')")
 
 
 def _is_local(host: str) -> bool:

@@ -108,6 +108,11 @@ class Settings:
         "", "Key that encrypts mailbox credentials at rest and signs web sessions. "
         "Empty: a key generated once into the state folder (local stack only).", secret=True
     )
+    secret_key_previous: str = _setting(
+        "", "Earlier values of secret_key, comma separated: they still decrypt mailbox "
+        "credentials but never encrypt. Set during a key rotation (mailroom mailbox rotate-key), "
+        "emptied after it."
+    )
     web_secret: str = _setting(
         "", "Secret that logs in to the dashboard (mailroom web). Empty: one generated once into "
         "the state folder (web-secret) and printed by mailroom web.", secret=True
