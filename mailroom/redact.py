@@ -67,7 +67,11 @@ class Redactor:
 
 def secret_values(settings: Settings) -> list[str]:
     """Every secret the settings hold: secret fields and the database password."""
-    values = [str(getattr(settings, name)) for name in settings.secret_fields()]
+    values: list[str] = []
+    for name in settings.secret_fields():
+        value = str(getattr(settings, name))
+        # a list setting (e.g. earlier keys, comma separated): each item may appear alone
+        values += [value, *(part.strip() for part in value.split(","))]
     try:
         password = conninfo_to_dict(settings.database_url).get("password") \
             if settings.database_url else None
