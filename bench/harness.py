@@ -155,6 +155,22 @@ def count_rows(settings: Settings) -> int:
         return int(conn.execute("SELECT count(*) FROM email_activities").fetchone()[0])
 
 
+def dead_letters(settings: Settings) -> int:
+    """Records on the run's dead-letter topic (beginning to end, every partition)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    config = kafka.consumer_config(settings, "unused")
+    config["group_id"] = None
+    consumer = KafkaConsumer(**config)
+    try:
+        topic = settings.topic("dlq")
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends, begins = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
+    finally:
+        consumer.close()
+
+
 # --- mail ------------------------------------------------------------------------------------
 def _ensure_maildir(maildir: Path) -> None:
     vmail = pwd.getpwnam(dovecot.MAIL_USER)
