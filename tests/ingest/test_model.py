@@ -53,14 +53,15 @@ def test_parse_folders() -> None:
 
 
 def test_credentials_round_trip_and_never_in_repr(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    s = Settings(secret_key="k1", state_dir=str(tmp_path))
+    s = Settings(secret_key="k1-" + "0123456789abcdef" * 2, state_dir=str(tmp_path))
     token = credentials.encrypt(s, "hunter2")
     assert b"hunter2" not in token
     assert credentials.decrypt(s, token) == "hunter2"
     mb = Mailbox("a@example.com", OwnerKind.USER, 1, "a", token)
     assert "hunter2" not in repr(mb) and repr(token) not in repr(mb)
     with pytest.raises(ConfigError, match="SECRET_KEY"):
-        credentials.decrypt(Settings(secret_key="other", state_dir=str(tmp_path)), token)
+        credentials.decrypt(Settings(secret_key="other-" + "0123456789abcdef" * 2,
+                                     state_dir=str(tmp_path)), token)
 
 
 def test_generated_key_is_stable(tmp_path) -> None:  # type: ignore[no-untyped-def]
