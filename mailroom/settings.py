@@ -121,7 +121,8 @@ class Settings:
         "", "Comma-separated 'stage:point' names at which the process dies on purpose (tests)."
     )
     max_attempts: int = _setting(
-        3, "Crashes on the same offset before a message is dead-lettered unparsed."
+        3, "Crashes on the same offset before a message is dead-lettered unparsed; for ingest, "
+        "failed fetches of one message alone before it is dead-lettered 'unfetchable'."
     )
     metrics_port: int = _setting(
         0, "Port of a stage process's /metrics, /healthz and /readyz endpoints; 0: off. Each "
