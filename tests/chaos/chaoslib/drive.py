@@ -1,0 +1,177 @@
+"""Driving a run: how far the pipeline is, the kill schedule, PostgreSQL restarts, and the
+bounded wait for the drain.
+
+"Drained" is what an operator would call done, read from the same places they read it: the
+email activities in PostgreSQL, ``mailroom lag``'s count of records not yet consumed per stage
+group (:mod:`mailroom.ops.lag`), and ingest's owed server actions and mailbox backlog.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from chaoslib.seed import World
+from chaoslib.stages import STAGES, Stages
+from mailroom.db import connect
+from mailroom.ops.groups import Cluster
+from mailroom.ops.lag import sample
+from mailroom.stack import postgres, process
+
+TICK_S = 0.5
+
+
+@dataclass
+class Progress:
+    activities: int | None = None
+    owed_actions: int | None = None
+    backlog: int | None = None  # messages on the server above ingest's checkpoint
+    behind: dict[str, int] = field(default_factory=dict)  # per stage group; read once all landed
+    error: str = ""
+
+    def drained(self, expected: int) -> bool:
+        return (self.activities == expected and self.owed_actions == 0 and self.backlog == 0
+                and set(self.behind) == {"unwrap", "route", "persist"}
+                and not any(self.behind.values()))
+
+    def summary(self) -> str:
+        if self.error:
+            return f"unreadable ({self.error})"
+        lag = ", ".join(f"{s} {n}" for s, n in self.behind.items()) or "not read"
+        return (f"{self.activities} activities, ingest owes {self.owed_actions} server "
+                f"actions with {self.backlog} messages not fetched, behind: {lag}")
+
+
+def activities(w: World) -> int | None:
+    """Email activities stored so far; None while PostgreSQL is unreachable."""
+    try:
+        with connect(w.settings) as conn:
+            return int(conn.execute("SELECT count(*) FROM email_activities").fetchone()[0])
+    except Exception:  # noqa: BLE001 - a restarting database is part of the run
+        return None
+
+
+def measure(w: World, cluster: Cluster) -> Progress:
+    p = Progress()
+    try:
+        with connect(w.settings) as conn:
+            p.activities = int(conn.execute(
+                "SELECT count(*) FROM email_activities").fetchone()[0])
+            p.owed_actions = int(conn.execute(
+                "SELECT count(*) FROM ingest_pending_actions").fetchone()[0])
+            # No checkpoint yet means nothing was fetched: the whole folder is behind.
+            row = conn.execute("SELECT sum(coalesce(backlog, 1)), count(*) "
+                               "FROM ingest_checkpoints").fetchone()
+            p.backlog = int(row[0] or 0) if row[1] else len(w.mails)
+        if p.activities >= len(w.mails):  # the lag read costs more: only once all landed
+            p.behind = {g.stage: g.messages_behind for g in sample(cluster, w.settings)}
+    except Exception as exc:  # noqa: BLE001 - a restarting database or broker
+        p.error = f"{type(exc).__name__}: {exc}"
+    return p
+
+
+def wait_drained(w: World, stages: Stages, cluster: Cluster, timeout_s: float,
+                 say: Callable[[str], None] = lambda _: None) -> tuple[bool, float, Progress]:
+    """Wait until every mail is an activity and nothing is behind or owed anywhere, starting
+    again any stage that exits meanwhile; (drained, seconds waited, the last progress)."""
+    start = time.monotonic()
+    last_said = start
+    while True:
+        for exit_ in stages.reap():
+            say(f"  {exit_.stage} exited on its own (rc {exit_.returncode}); started again")
+        progress = measure(w, cluster)
+        waited = time.monotonic() - start
+        if progress.drained(len(w.mails)):
+            return True, waited, progress
+        if waited > timeout_s:
+            return False, waited, progress
+        if time.monotonic() - last_said > 10:
+            say(f"  +{stages.elapsed():.0f} s: {progress.summary()}")
+            last_said = time.monotonic()
+        time.sleep(TICK_S)
+
+
+# --- chaos -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChaosPlan:
+    kills: int = 25
+    min_interval_s: float = 2.0
+    max_interval_s: float = 4.0
+    pg_restarts: int = 0
+
+
+@dataclass
+class Kill:
+    stage: str
+    at_s: float
+    in_flight: bool  # mail was still on its way to PostgreSQL
+
+
+@dataclass
+class ChaosLog:
+    kills: list[Kill] = field(default_factory=list)
+    pg_restarts: list[tuple[float, float]] = field(default_factory=list)  # (at_s, took_s)
+
+    @property
+    def last_s(self) -> float:
+        return max([k.at_s for k in self.kills] + [a + t for a, t in self.pg_restarts],
+                   default=0.0)
+
+
+def victims(rng: random.Random) -> Callable[[], str]:
+    """The next stage to kill: random, in shuffled rounds of all four, so even a short run
+    hits every stage."""
+    pool: list[str] = []
+
+    def pick() -> str:
+        if not pool:
+            pool.extend(rng.sample(STAGES, len(STAGES)))
+        return pool.pop()
+
+    return pick
+
+
+def unleash(w: World, stages: Stages, plan: ChaosPlan, seed: int,
+            say: Callable[[str], None] = lambda _: None) -> ChaosLog:
+    """Every min..max interval seconds SIGKILL a random stage's process group and start it
+    again, ``plan.kills`` times; PostgreSQL restarts spread evenly among the kills."""
+    rng = random.Random(seed)
+    pick = victims(rng)
+    log = ChaosLog()
+    restart_after = {round((j + 1) * plan.kills / (plan.pg_restarts + 1))
+                     for j in range(plan.pg_restarts)}
+    for n in range(1, plan.kills + 1):
+        _sleep_reaping(stages, rng.uniform(plan.min_interval_s, plan.max_interval_s), say)
+        stage = pick()
+        landed = activities(w)
+        stages.kill(stage)
+        log.kills.append(Kill(stage, stages.elapsed(), landed is None or landed < len(w.mails)))
+        say(f"  +{stages.elapsed():5.1f} s kill {n:2}/{plan.kills}: {stage:7} "
+            f"({landed if landed is not None else '?'} of {len(w.mails)} stored)")
+        if n in restart_after:
+            at = stages.elapsed()
+            took = restart_postgres(w)
+            log.pg_restarts.append((at, took))
+            say(f"  +{at:5.1f} s PostgreSQL restarted ({took:.1f} s)")
+    return log
+
+
+def _sleep_reaping(stages: Stages, seconds: float, say: Callable[[str], None]) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        for exit_ in stages.reap():
+            say(f"  +{exit_.at_s:5.1f} s {exit_.stage} exited on its own "
+                f"(rc {exit_.returncode}); started again")
+        time.sleep(min(0.2, left))
+
+
+def restart_postgres(w: World) -> float:
+    """The local stack's PostgreSQL stopped (fast shutdown: sessions are cut) and started
+    again, as ``mailroom stack down postgres`` then ``up postgres`` would; seconds it took."""
+    start = time.monotonic()
+    with process.locked(w.base.state_path / "stack.lock"):
+        postgres.down(w.base)
+        postgres.up(w.base)
+    return time.monotonic() - start
