@@ -45,7 +45,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 from bench import alone, harness, mailgen, report  # noqa: E402
-from bench.meter import Meter, Usage  # noqa: E402
+from bench.meter import Every, Meter, Usage, server_peers  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
 from mailroom.db import connect  # noqa: E402
 from mailroom.settings import Settings  # noqa: E402
@@ -54,6 +54,8 @@ from mailroom.stack import dovecot, kafka, postgres  # noqa: E402
 POLL_S = 0.2
 WARMUP_TIMEOUT_S = 180.0
 STALL_S = 90.0
+IDLE_S = 3.0
+PEERS_EVERY_S = 5.0  # connections are long-lived; looking at every socket is costly
 
 
 @dataclass
@@ -67,6 +69,7 @@ class PipelineRun:
     rows: int = 0
     expected: int = 0
     dead_letters: int = 0
+    idle: dict[str, float] = field(default_factory=dict)  # CPU ms/s with nothing to do
     exits: dict[str, int | None] = field(default_factory=dict)
     error: str = ""
 
@@ -110,6 +113,15 @@ def wait_rows(settings: Settings, expected: int, timeout_s: float, procs: harnes
             time.sleep(POLL_S)
 
 
+def _with_peers(clients: Callable[[], dict[str, list[int]]], infra: dict[str, list[int]],
+                base: Settings) -> Callable[[], dict[str, list[int]]]:
+    """The meter's groups: the clients' trees, the shared services' trees, and the services'
+    processes serving each client group ("postgres:unwrap", "dovecot:ingest", ...)."""
+    ports = {"postgres": base.postgres_port, "dovecot": base.imap_port}
+    peers = Every(lambda: server_peers(clients(), ports), PEERS_EVERY_S)
+    return lambda: {**clients(), **infra, **peers()}
+
+
 # --- the baseline ----------------------------------------------------------------------------
 def run_monolith(w: harness.World, infra: dict[str, list[int]]) -> tuple[dict, dict[str, Usage]]:
     kinds = {local: "forward" if local == mailgen.FORWARD_LOCAL else "direct"
@@ -117,7 +129,7 @@ def run_monolith(w: harness.World, infra: dict[str, list[int]]) -> tuple[dict, d
     argv = [sys.executable, str(_HERE / "monolith.py"), "--schema", w.name,
             "--password", w.password, *(f"{w.login(b)}:{kind}" for b, kind in kinds.items())]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=_HERE.parent)
-    meter = Meter(lambda: {"monolith": [proc.pid], **infra}).start()
+    meter = Meter(_with_peers(lambda: {"monolith": [proc.pid]}, infra, w.base)).start()
     out, _ = proc.communicate()
     usage = meter.stop()
     if proc.returncode != 0:
@@ -139,7 +151,7 @@ def run_pipeline(base: Settings, k: int, mails: list[mailgen.Mail], maker: mailg
         warm = mailgen.warmup(w.name)
         harness.lay(w, warm)
         wait_rows(w.settings, len(warm), WARMUP_TIMEOUT_S, procs)
-        time.sleep(1.0)  # let the warm-up's last commits and polls settle
+        run.idle = _idle(procs, infra, w.base)
         _throughput(run, w, staged, len(warm), procs, infra)
         print(f"  pipeline K={k}: {run.emails_per_s:,.0f} emails/s "
               f"({run.seconds:.1f} s)", flush=True)
@@ -158,9 +170,19 @@ def run_pipeline(base: Settings, k: int, mails: list[mailgen.Mail], maker: mailg
     return run
 
 
+def _idle(procs: harness.StageProcesses, infra: dict[str, list[int]],
+          base: Settings) -> dict[str, float]:
+    """CPU ms per second of each group with no mail to work on: what polling costs (and a
+    pause that lets the warm-up's last commits settle)."""
+    time.sleep(0.5)
+    meter = Meter(_with_peers(procs.pids, infra, base)).start()
+    time.sleep(IDLE_S)
+    return {name: round(u.cpu_s * 1000 / IDLE_S, 1) for name, u in sorted(meter.stop().items())}
+
+
 def _throughput(run: PipelineRun, w: harness.World, staged: list[harness.Staged], warm: int,
                 procs: harness.StageProcesses, infra: dict[str, list[int]]) -> None:
-    meter = Meter(lambda: {**procs.pids(), **infra}).start()
+    meter = Meter(_with_peers(procs.pids, infra, w.base)).start()
     first: list[float] = []
     started = time.perf_counter()
     for s in staged:

@@ -13,6 +13,7 @@ bound), sampled every ``interval`` seconds; the peak is per tree, i.e. per stage
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,17 +29,26 @@ class Usage:
     peak_rss: int = 0  # bytes, the largest single tree of the group
 
 
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
+def children_map() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from one scan of the process table."""
+    out: dict[int, list[int]] = {}
+    for p in psutil.process_iter(["ppid"]):
+        out.setdefault(p.info["ppid"] or 0, []).append(p.pid)
+    return out
 
 
-def tree_cpu_rss(pid: int) -> tuple[float, int]:
+def tree_pids(pid: int, children: dict[int, list[int]]) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def tree_cpu_rss(pid: int, children: dict[int, list[int]]) -> tuple[float, int]:
     cpu, rss = 0.0, 0
-    for p in _tree(pid):
+    for p in _processes(tree_pids(pid, children)):
         try:
             with p.oneshot():
                 t = p.cpu_times()
@@ -63,8 +73,10 @@ class Meter:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _started: float = 0.0
 
     def start(self) -> Meter:
+        self._started = time.time()
         self.sample()
         self._thread = threading.Thread(target=self._run, name="meter", daemon=True)
         self._thread.start()
@@ -79,13 +91,16 @@ class Meter:
             self._sample()
 
     def _sample(self) -> None:
+        children = children_map()
         for group, pids in self.roots().items():
             for pid in pids:
-                cpu, rss = tree_cpu_rss(pid)
+                cpu, rss = tree_cpu_rss(pid, children)
                 if rss == 0:
                     continue  # gone: keep its last sample
                 self._group[pid] = group
-                self._first.setdefault(pid, cpu)
+                # A process born after the start (a connection's backend found late) counts
+                # whole; one already running counts from its first sample.
+                self._first.setdefault(pid, 0.0 if _born_after(pid, self._started) else cpu)
                 self._last[pid] = cpu
                 self._peak[pid] = max(self._peak.get(pid, 0), rss)
 
@@ -112,3 +127,62 @@ class Meter:
             u.cpu_s += self._last[pid] - self._first[pid]
             u.peak_rss = max(u.peak_rss, self._peak[pid])
         return out
+
+
+
+def _born_after(pid: int, when: float) -> bool:
+    try:
+        return psutil.Process(pid).create_time() >= when
+    except psutil.Error:
+        return False
+
+
+def _processes(pids: list[int]) -> list[psutil.Process]:
+    out = []
+    for pid in pids:
+        try:
+            out.append(psutil.Process(pid))
+        except psutil.Error:
+            continue
+    return out
+
+
+def server_peers(clients: dict[str, list[int]], ports: dict[str, int]) -> dict[str, list[int]]:
+    """The local server processes serving the TCP connections of each group of client process
+    trees, as ``"<service>:<group>" -> pids`` for each service in ``ports`` (PostgreSQL
+    backends, Dovecot IMAP sessions): a service's cost charged to the stage that caused it,
+    and nothing of other work on the same service. One look at the system's sockets: costly
+    (~0.1–0.5 s), so callers refresh it seldom (:class:`Every`)."""
+    try:
+        conns = psutil.net_connections("tcp")
+    except psutil.Error:
+        return {}  # not allowed to see other users' sockets: no attribution
+    children = children_map()
+    group_of = {pid: group for group, roots in clients.items() for root in roots
+                for pid in tree_pids(root, children)}
+    service_of = {port: service for service, port in ports.items()}
+    client: dict[int, str] = {}  # client's local port -> "<service>:<group>"
+    for c in conns:
+        if c.pid in group_of and c.raddr and c.raddr.port in service_of:
+            client[c.laddr.port] = f"{service_of[c.raddr.port]}:{group_of[c.pid]}"
+    out: dict[str, list[int]] = {}
+    for c in conns:
+        if c.pid and c.laddr.port in service_of and c.raddr and c.raddr.port in client:
+            out.setdefault(client[c.raddr.port], []).append(c.pid)
+    return out
+
+
+@dataclass
+class Every:
+    """``fn()``, computed again only when ``seconds`` have passed since the last time."""
+
+    fn: Callable[[], dict[str, list[int]]]
+    seconds: float
+    _at: float = -1e9
+    _value: dict[str, list[int]] = field(default_factory=dict)
+
+    def __call__(self) -> dict[str, list[int]]:
+        now = time.monotonic()
+        if now - self._at >= self.seconds:
+            self._value, self._at = self.fn(), now
+        return self._value

@@ -80,7 +80,7 @@ def figures(args: argparse.Namespace, mails: list[Mail], baseline: list[dict[str
             "peak_rss_mb": _rss(run.usage, STAGES),
             "latency": {k: round(v, 3) for k, v in run.latency.items()},
             "rows": run.rows, "expected": run.expected, "rows_ok": rows_ok,
-            "dead_letters": run.dead_letters,
+            "dead_letters": run.dead_letters, "idle_cpu_ms_per_s": run.idle,
             "exits": run.exits, "clean_exit": clean_exit, "error": run.error,
         })
     out["ok"] = ok
@@ -123,15 +123,23 @@ def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
         f"  RATIO pipeline/baseline {p['ratio']:.3f}× (monolith runs around it: "
         f"{p['baseline_emails_per_s']:,.0f} emails/s); the stages spend "
         f"{p['stages_cpu_vs_monolith']:.1f}× the monolith's CPU per email",
-        f"  {'':<22}{'CPU ms/email':>13}{'peak RSS MB':>13}",
+        f"  {'CPU ms/email':<22}{'process':>9}{'+its PG':>9}{'+its IMAP':>10}"
+        f"{'peak RSS MB':>13}",
     ]
     cpu, rss = p["cpu_ms_per_email"], p["peak_rss_mb"]
+    idle = p["idle_cpu_ms_per_s"]
     for name in STAGES:
-        lines.append(f"  {name:<22}{cpu.get(name, 0):>13.2f}{rss.get(name, 0):>13.0f}")
-    lines.append(f"  {'stages, sum':<22}{p['stages_cpu_ms_per_email']:>13.2f}")
+        lines.append(f"  {name:<22}{cpu.get(name, 0):>9.2f}{cpu.get('postgres:' + name, 0):>9.2f}"
+                     f"{cpu.get('dovecot:' + name, 0):>10.2f}{rss.get(name, 0):>13.0f}"
+                     f"   idle: {idle.get(name, 0):.0f} ms CPU/s")
+    lines.append(f"  {'stages, sum':<22}{p['stages_cpu_ms_per_email']:>9.2f}")
+    m = b["cpu_ms_per_email"]
+    lines.append(f"  {'monolith, for scale':<22}{m.get('monolith', 0):>9.2f}"
+                 f"{m.get('postgres:monolith', 0):>9.2f}{m.get('dovecot:monolith', 0):>10.2f}"
+                 f"{b['peak_rss_mb'].get('monolith', 0):>13.0f}")
     for name in SHARED:
-        lines.append(f"  {name + ' (shared)':<22}{cpu.get(name, 0):>13.2f}"
-                     f"{'':>13}  monolith run: {b['cpu_ms_per_email'].get(name, 0):.2f}")
+        lines.append(f"  {name + ', whole (shared)':<22}{cpu.get(name, 0):>9.2f}"
+                     f"   (during the monolith's run: {m.get(name, 0):.2f})")
     lat = p["latency"]
     if lat:
         lines.append(
