@@ -199,9 +199,18 @@ class Settings:
         1_000_000, "Unwrap: characters kept of each text and HTML body; longer ones are cut, "
         "and the email says so."
     )
+    unwrap_max_header_chars: int = _setting(
+        65_536, "Unwrap: characters read of an address header (To, Cc, ...) or the Subject; a "
+        "longer one is cut (address lists at a comma) and the email says so."
+    )
+    unwrap_max_recipients: int = _setting(
+        1_000, "Unwrap: addresses kept per address header; the rest are left out and the email "
+        "says so."
+    )
     unwrap_over_limit: str = _setting(
-        "omit", "Unwrap, past the attachment-size or part-count limit: 'omit' (store the email "
-        "without what is over, saying so) or 'reject' (dead letter)."
+        "omit", "Unwrap, past the attachment-size, part-count, header-length or recipient "
+        "limit: 'omit' (store the email without what is over, saying so) or 'reject' (dead "
+        "letter)."
     )
     unwrap_authserv_id: str = _setting(
         "", "Unwrap: authserv-id of our own receiving server (the first word of the "

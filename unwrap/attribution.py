@@ -48,12 +48,14 @@ def attribute(outer: Message, mailbox_id: str, context: UnwrapContext,
 
     ``spaced_from``: the raw header block holds a ``From :`` line the parser did not read
     (:func:`unwrap.parse.spaced_from_in_header`, computed on the bytes by the caller)."""
-    value = raw_header(outer, "from")
+    value = raw_header(outer, "from", context.limits.max_header_chars)
     if len(outer.get_all("from") or []) > 1 or spaced_from:
         return Rejection("forwarder_ambiguous",
                          "the forward carries several From headers (or a 'From :' line, which "
                          "some programs read as From); the forwarder is ambiguous")
     try:
+        if len(value) > context.limits.max_header_chars:
+            raise AddressError(f"{len(value)} characters long")  # not worth parsing
         sender = parse_mailbox(value)
     except AddressError as exc:
         return Rejection("forwarder_unparseable",

@@ -45,6 +45,11 @@ class Content:
     blobs: list[Blob] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     parts: int = 0
+    # Body pieces, joined once at the end: appending to a str per part copied the whole body
+    # each time (quadratic in the part count: 500 parts of 60 MB took 17 s). Only as much as
+    # the body limit keeps is held; the rest is counted for the warning.
+    pieces: dict[str, list[str]] = field(default_factory=dict)
+    lengths: dict[str, int] = field(default_factory=dict)
 
 
 def message_bytes(msg: Message) -> bytes:
@@ -94,12 +99,18 @@ def _replace(att: Attachment, **changes: object) -> Attachment:
     return Attachment(**values)  # type: ignore[arg-type]
 
 
-def _add_body(content: Content, kind: str, text: str, mixed: bool) -> None:
-    current = getattr(content, kind)
-    if current is None:
-        setattr(content, kind, text)
-    elif mixed:  # a further inline piece of a mixed body, shown after the first by clients
-        setattr(content, kind, current + "\n" + text)
+def _add_body(content: Content, limits: Limits, kind: str, text: str, mixed: bool) -> None:
+    pieces = content.pieces.setdefault(kind, [])
+    if pieces and not mixed:
+        return  # a second alternative: clients show the first
+    # a further inline piece of a mixed body is shown after the first by clients ("\n" between)
+    held = content.lengths.get(kind, 0)
+    added = len(text) + (1 if pieces else 0)
+    if held < limits.max_body_chars:
+        pieces.append(text[: limits.max_body_chars - held + 1])
+    elif not pieces:
+        pieces.append("")
+    content.lengths[kind] = held + added
 
 
 def collect(msg: Message, limits: Limits) -> Content:
@@ -140,7 +151,8 @@ def _leaf(content: Content, limits: Limits, part: Message, ctype: str, parent: s
     disposition = _disposition(part)
     mixed = parent in ("multipart/mixed", "")
     if ctype in ("text/plain", "text/html") and not name and disposition != "attachment":
-        _add_body(content, "text" if ctype == "text/plain" else "html", part_text(part), mixed)
+        _add_body(content, limits, "text" if ctype == "text/plain" else "html", part_text(part),
+                  mixed)
         return
     data = payload_bytes(part)
     if tnef.is_tnef(name, ctype, data):
@@ -150,9 +162,9 @@ def _leaf(content: Content, limits: Limits, part: Message, ctype: str, parent: s
             content.warnings.append(f"winmail.dat not readable ({exc}): kept as a file")
         else:
             if text:
-                _add_body(content, "text", text, True)
+                _add_body(content, limits, "text", text, True)
             if html:
-                _add_body(content, "html", html, True)
+                _add_body(content, limits, "html", html, True)
             for piece in pieces:
                 _add_piece(content, limits, piece)
             return
@@ -172,9 +184,12 @@ def _default_name(ctype: str) -> str:
 
 def _cut_bodies(content: Content, limits: Limits) -> Content:
     for kind in ("text", "html"):
-        value = getattr(content, kind)
-        if value is not None and len(value) > limits.max_body_chars:
-            setattr(content, kind, value[: limits.max_body_chars])
+        if kind not in content.pieces:
+            continue
+        value = "\n".join(content.pieces[kind])
+        total = content.lengths[kind]
+        setattr(content, kind, value[: limits.max_body_chars])
+        if total > limits.max_body_chars:
             content.warnings.append(f"{kind} body cut at {limits.max_body_chars} characters "
-                                    f"(was {len(value)})")
+                                    f"(was {total})")
     return content

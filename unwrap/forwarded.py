@@ -37,6 +37,7 @@ _FILE_TYPES = {"application/octet-stream", "application/vnd.ms-outlook", "applic
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 _MAIL_HEADERS = {b"from", b"date", b"subject", b"message-id", b"received", b"to",
                  b"return-path", b"mime-version", b"sender", b"reply-to"}
+_MAX_FROM_CHARS = 1_000  # RFC 5321 paths are at most 256 octets; a display name adds a little
 _WRAPPER_TEXT_CHARS = 300  # a wrapper's own text: "FYI", a signature, or nothing at all
 
 
@@ -152,8 +153,11 @@ def _own_text(msg: Message) -> str:
 
 def is_wrapper(msg: Message, forwarder_addresses: Collection[str]) -> bool:
     """Is this original only another forward by a forwarder of the same mailbox?"""
+    value = raw_header(msg, "from")
+    if len(value) > _MAX_FROM_CHARS:
+        return False  # no plain address is that long; not worth parsing
     try:
-        sender = ascii_lower(parse_mailbox(raw_header(msg, "from")).address)
+        sender = ascii_lower(parse_mailbox(value).address)
     except AddressError:
         return False
     return sender in forwarder_addresses and len(_own_text(msg)) <= _WRAPPER_TEXT_CHARS

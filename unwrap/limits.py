@@ -8,7 +8,13 @@
   so; with ``reject``: dead letter ``too_many_parts``;
 * nesting depth (``unwrap_max_depth``): forwards of forwards deeper than this are kept as
   attachments of the deepest original followed, and the email says so;
-* body length (``unwrap_max_body_chars``): text and HTML bodies are cut, and the email says so.
+* body length (``unwrap_max_body_chars``): text and HTML bodies are cut, and the email says so;
+* header length (``unwrap_max_header_chars``): an address header or the Subject longer than this
+  is cut (an address list at the last comma before the limit) and the email says so; a
+  forward's From that long is no plain address (``forwarder_unparseable``); with ``reject``:
+  dead letter ``header_too_long``. Parsing a 22 MB To header whole took 22 s and 1.4 GB;
+* recipients (``unwrap_max_recipients``): addresses past this many in one header are not kept,
+  and the email says so; with ``reject``: dead letter ``too_many_recipients``.
 
 The time budget per message is the stage runner's (it owns the clock and the attempt counter).
 """
@@ -31,14 +37,17 @@ class Limits:
     max_depth: int = 3
     max_parts: int = 500
     max_body_chars: int = 1_000_000
+    max_header_chars: int = 65_536
+    max_recipients: int = 1_000
     over_limit: str = "omit"
 
     def __post_init__(self) -> None:
         if self.over_limit not in OVER_LIMIT_CHOICES:
             raise ConfigError(f"unwrap_over_limit must be one of {OVER_LIMIT_CHOICES}, "
                               f"got {self.over_limit!r}")
-        if min(self.max_message_bytes, self.max_attachment_bytes, self.max_parts) <= 0:
-            raise ConfigError("unwrap size and part limits must be positive")
+        if min(self.max_message_bytes, self.max_attachment_bytes, self.max_parts,
+               self.max_header_chars, self.max_recipients) <= 0:
+            raise ConfigError("unwrap size, part, header and recipient limits must be positive")
         if self.max_depth < 1:
             raise ConfigError("unwrap_max_depth must be at least 1")
 
@@ -51,6 +60,8 @@ class Limits:
             max_depth=settings.unwrap_max_depth,
             max_parts=settings.unwrap_max_parts,
             max_body_chars=settings.unwrap_max_body_chars,
+            max_header_chars=settings.unwrap_max_header_chars,
+            max_recipients=settings.unwrap_max_recipients,
             over_limit=settings.unwrap_over_limit,
         )
 

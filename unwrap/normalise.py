@@ -19,10 +19,10 @@ from email.message import Message
 
 from mailroom.records.email import Address, Delivery, Email, Markers
 from unwrap.addresses import parse_address_list
-from unwrap.content import collect
+from unwrap.content import LimitExceeded, collect
 from unwrap.context import RawInput, SourcePosition
 from unwrap.limits import Limits
-from unwrap.parse import from_line_dropped, header, raw_header
+from unwrap.parse import from_line_dropped, header, raw_header, raw_value
 from unwrap.reports import classify
 
 _MSGID = re.compile(r"<([^<>]*)>")
@@ -101,13 +101,58 @@ def content_hash(from_addr: str, date: datetime | None, subject: str) -> str:
     return _sha(from_addr.lower(), when, collapse(subject))
 
 
-def _addresses(msg: Message, name: str, warnings: list[str]) -> list[Address]:
-    value = raw_header(msg, name)
+_MAX_PROBLEMS = 20  # unparseable entries described per header; more are only counted
+_CUT_RETRIES = 10  # commas tried backwards when a cut lands inside a quoted display name
+
+
+def _too_long(name: str, length: int, limits: Limits) -> LimitExceeded:
+    return LimitExceeded("header_too_long",
+                         f"the {name} header has {length} characters, over the "
+                         f"{limits.max_header_chars}-character limit (unwrap_max_header_chars)")
+
+
+def _addresses(msg: Message, name: str, warnings: list[str], limits: Limits) -> list[Address]:
+    length = len(raw_value(msg, name) or "")
+    value = raw_header(msg, name, limits.max_header_chars)
     if not value:
         return []
-    found, problems = parse_address_list(value)
-    warnings.extend(f"{name}: {p}" for p in problems)
+    if len(value) > limits.max_header_chars:
+        if limits.rejects:
+            raise _too_long(name, length, limits)
+        found, problems, kept = _cut_list(value, limits.max_header_chars)
+        warnings.append(f"{name}: header of {length} characters cut at {kept} "
+                        f"(unwrap_max_header_chars): the addresses after it were not read")
+    else:
+        found, problems = parse_address_list(value)
+    warnings.extend(f"{name}: {p}" for p in problems[:_MAX_PROBLEMS])
+    if len(problems) > _MAX_PROBLEMS:
+        warnings.append(f"{name}: {len(problems) - _MAX_PROBLEMS} more unparseable addresses")
+    if len(found) > limits.max_recipients:
+        if limits.rejects:
+            raise LimitExceeded("too_many_recipients",
+                                f"the {name} header has {len(found)} addresses, over the "
+                                f"limit of {limits.max_recipients} (unwrap_max_recipients)")
+        warnings.append(f"{name}: {len(found)} addresses, only the first "
+                        f"{limits.max_recipients} kept (unwrap_max_recipients)")
+        found = found[: limits.max_recipients]
     return found
+
+
+def _cut_list(value: str, limit: int) -> tuple[list[Address], list[str], int]:
+    """Parse the address list cut at a comma before ``limit``: (addresses, problems, kept
+    characters). A cut inside a quoted name would spoil the whole list, so a few earlier
+    commas are tried before giving up."""
+    end = limit
+    for _ in range(_CUT_RETRIES):
+        comma = value.rfind(",", 0, end)
+        if comma <= 0:
+            break
+        found, problems = parse_address_list(value[:comma])
+        if found:
+            return found, problems, comma
+        end = comma
+    found, problems = parse_address_list(value[:limit])
+    return found, problems, limit
 
 
 def _marker(msg: Message, name: str) -> str | None:
@@ -117,15 +162,21 @@ def _marker(msg: Message, name: str) -> str | None:
 def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
               source: SourcePosition | None = None) -> Email:
     warnings = list(origin.warnings)
-    from_list = _addresses(msg, "from", warnings)
-    sender = _addresses(msg, "sender", warnings)
-    to = _addresses(msg, "to", warnings)
-    cc = _addresses(msg, "cc", warnings)
+    from_list = _addresses(msg, "from", warnings, limits)
+    sender = _addresses(msg, "sender", warnings, limits)
+    to = _addresses(msg, "to", warnings, limits)
+    cc = _addresses(msg, "cc", warnings, limits)
     date_header = header(msg, "date")
     date = parse_date(date_header)
     if date_header and date is None:
         warnings.append(f"unreadable Date header: {date_header[:100]!r}")
     subject = header(msg, "subject")
+    if len(subject) > limits.max_header_chars:
+        if limits.rejects:
+            raise _too_long("Subject", len(subject), limits)
+        warnings.append(f"Subject of {len(subject)} characters cut at "
+                        f"{limits.max_header_chars} (unwrap_max_header_chars)")
+        subject = subject[: limits.max_header_chars]
     message_id = normalise_message_id(raw_header(msg, "message-id"))
     content = collect(msg, limits)
     warnings.extend(content.warnings)
@@ -161,10 +212,10 @@ def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
         thread_topic=_marker(msg, "thread-topic"),
         from_address=from_address,
         sender=sender[0] if sender else None,
-        reply_to=tuple(_addresses(msg, "reply-to", warnings)),
+        reply_to=tuple(_addresses(msg, "reply-to", warnings, limits)),
         to=tuple(to),
         cc=tuple(cc),
-        bcc=tuple(_addresses(msg, "bcc", warnings)),
+        bcc=tuple(_addresses(msg, "bcc", warnings, limits)),
         date=date,
         markers=Markers(
             auto_submitted=_marker(msg, "auto-submitted"),
