@@ -146,6 +146,10 @@ class Settings:
     stage_retry_backoff_ms: int = _setting(
         500, "First retry delay after a TransientError; doubles per attempt (capped at 10 s)."
     )
+    stage_worker_memory_mb: int = _setting(
+        2048, "Address space (MB) a stream stage's worker process may use (isolation "
+        "'process'); a message needing more is dead-lettered 'out_of_memory'. 0: no limit."
+    )
     stage_max_poll_records: int = _setting(
         500, "Records a stream stage takes per poll: one batch, one flush, one commit."
     )

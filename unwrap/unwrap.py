@@ -29,6 +29,8 @@ def unwrap(raw: RawInput, context: UnwrapContext,
         return Rejection(exc.code, exc.reason)
     except RecursionError:
         return Rejection("too_deep", "the MIME structure is nested too deeply to read")
+    except MemoryError:
+        raise  # past the worker's memory limit: the runner dead-letters it out_of_memory
     except Exception as exc:  # noqa: BLE001 - a bug must dead-letter one message, not the stage
         log.exception("unwrap failed on %s", getattr(raw, "mailbox_id", "?"))
         return Rejection("internal_error",

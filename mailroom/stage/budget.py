@@ -19,6 +19,12 @@ cores: the consumer does network I/O while the child parses. The cost is a pipe 
 message (tens of microseconds for bytes; small next to parsing) and a child start (~0.5 s) after
 a kill.
 
+The child's address space is limited (``stage_worker_memory_mb``, ``RLIMIT_AS``): a message
+that needs more — a crafted header or MIME tree that balloons when parsed — fails with
+``MemoryError`` in the child and is dead-lettered ``out_of_memory``, instead of pushing the
+machine into swap or the kernel's OOM killer (which might pick the consumer, or another
+stage). The limit applies to the child only, so the consumer process is never affected.
+
 ``stage_isolation=inline`` runs the handler in the consumer's process: a ``SIGALRM`` timer
 raises :class:`BudgetExceeded` at the next bytecode after the budget (dead letter ``timeout``);
 for a call stuck in C, ``faulthandler``'s watchdog — a C thread that needs no GIL — dumps the
@@ -33,6 +39,7 @@ import faulthandler
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import threading
 import time
@@ -128,6 +135,7 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
                 os._exit(1)
 
     threading.Thread(target=orphan_watch, daemon=True, name="orphan-watch").start()
+    limit_memory(settings.stage_worker_memory_mb)
     from mailroom.codec import Codec as _Codec  # imported here: the child is a fresh interpreter
 
     codec = _Codec.from_settings(settings)
@@ -140,6 +148,17 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
         except (EOFError, OSError):
             return
         conn.send(execute(spec, codec, context))
+
+
+def limit_memory(megabytes: int) -> None:
+    """Cap this process's address space (0: leave it). Only ever called in a worker child."""
+    if megabytes <= 0:
+        return
+    limit = megabytes * 1024 * 1024
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 class ProcessExecutor:

@@ -23,6 +23,7 @@ from mailroom.errors import (
 from mailroom.settings import Settings
 from mailroom.stage.types import (
     CRASH,
+    OUT_OF_MEMORY,
     REJECTED,
     UNDECODABLE,
     Context,
@@ -107,6 +108,11 @@ def execute(spec: StageSpec, codec: Codec, context: Context) -> Verdict:
         return Verdict("pause", reason_code="unknown_schema", reason=str(exc))
     except PermanentError as exc:  # MalformedRecordError from encoding included
         return Verdict("dead", reason_code=REJECTED, reason=_describe(exc))
+    except MemoryError:
+        # Past the worker's memory limit (stage_worker_memory_mb): the message, not a bug.
+        return Verdict("dead", reason_code=OUT_OF_MEMORY,
+                       reason="the message needed more memory than the worker's limit "
+                       "(stage_worker_memory_mb)")
     except Exception as exc:  # noqa: BLE001 - a bug must not block the partition
         return Verdict("dead", reason_code=CRASH, reason=crash_summary(exc))
 

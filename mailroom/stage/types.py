@@ -30,6 +30,7 @@ UNDECODABLE = "undecodable"  # the value is not a readable Avro single-object re
 REJECTED = "rejected"  # the handler raised PermanentError
 RETRY_EXHAUSTED = "retry_exhausted"  # TransientError past the retry deadline
 CRASH = "crash"  # the handler raised an unexpected exception (a bug)
+OUT_OF_MEMORY = "out_of_memory"  # the handler passed the worker's memory limit on this message
 TIMEOUT = "timeout"  # the handler overran its time budget and was killed
 CRASH_LOOP = "crash_loop"  # the record killed the process max_attempts times; sent unparsed
 

@@ -41,6 +41,9 @@ def toy(record: RawMail, context: Context) -> Outcome | Rejection:
         time.sleep(3600)
     if b"DIE" in content:
         os._exit(3)
+    if b"HOG" in content:  # asks for 1.5 GB (zero pages: nothing is touched without a limit)
+        hog = bytearray(1_500_000_000)
+        del hog
     if b"FLAKY" in content and context.attempt < 3:
         raise TransientError(f"flaky, try {context.attempt}")
     upper = content.decode("utf-8", "replace").upper()

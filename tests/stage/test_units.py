@@ -13,6 +13,7 @@ from mailroom.settings import Settings
 from mailroom.stage import CRASH, CRASH_LOOP, REJECTED, TIMEOUT, UNDECODABLE, Context, Source
 from mailroom.stage.budget import InlineExecutor, ProcessExecutor
 from mailroom.stage.execute import execute
+from mailroom.stage.types import OUT_OF_MEMORY
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,17 @@ def test_inline_budget_stops_a_hang(codec: Codec) -> None:
     assert (verdict.kind, verdict.reason_code) == ("dead", TIMEOUT)
     assert time.monotonic() - began < 2
     assert executor.run(context(codec, b"fine")).kind == "ok"  # and it goes on
+
+
+def test_worker_memory_limit_dead_letters_the_message_not_the_worker(codec: Codec) -> None:
+    executor = ProcessExecutor(SPEC, Settings(stage_worker_memory_mb=512))
+    try:
+        verdict = executor.run(context(codec, b"HOG"))
+        assert (verdict.kind, verdict.reason_code) == ("dead", OUT_OF_MEMORY)
+        assert executor.run(context(codec, b"fine")).kind == "ok"
+        assert executor.deaths == 0  # the same worker went on
+    finally:
+        executor.close()
 
 
 def test_process_executor_kills_a_hang_and_survives_deaths(codec: Codec) -> None:
