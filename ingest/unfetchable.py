@@ -79,9 +79,11 @@ class Ledger:
         return self.job.mailbox_id
 
     def imap_suspects(self, folder: str, uidvalidity: int) -> set[int]:
+        # Dead-lettered ones included: if the checkpoint did not pass one (the process lost
+        # the mailbox in between), alone it is dead-lettered again at once, never re-batched.
         rows = self.job.conn.execute(
             "SELECT uid FROM ingest_fetch_attempts WHERE mailbox_id = %s AND folder = %s "
-            "AND uidvalidity = %s AND dead_lettered_at IS NULL", (self._id, folder, uidvalidity))
+            "AND uidvalidity = %s", (self._id, folder, uidvalidity))
         return {int(r[0]) for r in rows}
 
     def pop3_suspects(self) -> set[str]:
