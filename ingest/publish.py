@@ -74,8 +74,11 @@ def publish(
         except Exception as exc:  # noqa: BLE001 - every failure just holds the checkpoint back
             log.warning("raw record %s not acknowledged: %s", record.identity, exc)
             results.append(Sent(record, False, f"{type(exc).__name__}: {exc}"))
-    # Trace events describe what happened; they are sent after the outcome is known. Losing one
-    # in a crash loses no mail, so they are not waited for here (the next flush carries them).
+    # Trace events describe what happened, so they are sent once the outcome is known — and
+    # flushed before the caller moves the checkpoint: a crash after the checkpoint would lose
+    # them for good (the message is never fetched again), and `mailroom trace` would show the
+    # fetch only as the raw record tells it. A trace the broker refuses loses no mail: it holds
+    # nothing back, and is said.
     for sent in results:
         raw = sent.raw
         detail = {
@@ -86,4 +89,8 @@ def publish(
             detail["error"] = sent.error
         tracer.emit(raw.identity, "fetched" if sent.ok else "retried", detail,
                     raw_identity=raw.identity)
+    try:
+        producer.flush(timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - the mail is safe; only its trace may be missing
+        log.warning("trace events of %d fetched messages not confirmed: %s", len(results), exc)
     return results
