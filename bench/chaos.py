@@ -50,6 +50,8 @@ def main() -> int:
                         help="first run the same mail without kills, to compare the time")
     parser.add_argument("--drain-timeout", type=float, default=600.0,
                         help="seconds to wait for the drain after the last kill")
+    parser.add_argument("--stall-timeout", type=float, default=120.0,
+                        help="give up waiting when nothing moved for this many seconds")
     parser.add_argument("--keep", action="store_true",
                         help="keep the schema, topics and mail user for a look afterwards")
     parser.add_argument("--log-dir", type=Path, default=None,
@@ -72,11 +74,13 @@ def main() -> int:
     clean = None
     if args.clean_run:
         clean = run(base, mails=args.mails, seed_value=seed, log_dir=logs / "clean",
-                    drain_timeout_s=args.drain_timeout, keep=args.keep, say=say)
+                    drain_timeout_s=args.drain_timeout,
+                    stall_timeout_s=args.stall_timeout, keep=args.keep, say=say)
         report(clean)
     plan = ChaosPlan(args.kills, args.min_interval, args.max_interval, args.pg_restarts)
     chaos = run(base, mails=args.mails, seed_value=seed, log_dir=logs / "chaos", plan=plan,
-                drain_timeout_s=args.drain_timeout, keep=args.keep, say=say)
+                drain_timeout_s=args.drain_timeout,
+                    stall_timeout_s=args.stall_timeout, keep=args.keep, say=say)
     report(chaos)
     line: dict[str, object] = {"seed": seed, "chaos": chaos.summary()}
     if clean is not None:

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 MAILS = 250
 KILLS = 7  # every stage at least once (kills come in shuffled rounds of the four)
 DRAIN_TIMEOUT_S = 90.0
+STALL_TIMEOUT_S = 45.0  # a restarted stage is back at work within ~15 s even on a busy machine
 
 
 def test_nothing_lost_doubled_or_stuck_when_stage_processes_are_killed(
@@ -38,7 +39,8 @@ def test_nothing_lost_doubled_or_stuck_when_stage_processes_are_killed(
         pytest.skip("seeding writes the local Dovecot's Maildir as its mail user: needs root")
     seed = random.SystemRandom().randrange(1, 10**6)
     result = run(base_settings, mails=MAILS, seed_value=seed, log_dir=tmp_path / "logs",
-                 plan=ChaosPlan(kills=KILLS), drain_timeout_s=DRAIN_TIMEOUT_S)
+                 plan=ChaosPlan(kills=KILLS), drain_timeout_s=DRAIN_TIMEOUT_S,
+                 stall_timeout_s=STALL_TIMEOUT_S)
     repeat = (f"seed {seed}; repeat with: python bench/chaos.py --mails {MAILS} "
               f"--kills {KILLS} --seed {seed} (stage logs: {result.log_dir})")
     assert not result.failed, "\n".join(

@@ -28,8 +28,10 @@ class Progress:
     activities: int | None = None
     owed_actions: int | None = None
     backlog: int | None = None  # messages on the server above ingest's checkpoint
-    behind: dict[str, int] = field(default_factory=dict)  # per stage group; read once all landed
+    behind: dict[str, int] = field(default_factory=dict)  # per stage group, when read
+    members: dict[str, int] = field(default_factory=dict)  # processes in each stage group
     error: str = ""
+    gave_up: str = ""  # why the wait for the drain ended without it
 
     def drained(self, expected: int) -> bool:
         return (self.activities == expected and self.owed_actions == 0 and self.backlog == 0
@@ -39,8 +41,10 @@ class Progress:
     def summary(self) -> str:
         if self.error:
             return f"unreadable ({self.error})"
-        lag = ", ".join(f"{s} {n}" for s, n in self.behind.items()) or "not read"
-        return (f"{self.activities} activities, ingest owes {self.owed_actions} server "
+        lag = ", ".join(f"{s} {n} (members {self.members.get(s, '?')})"
+                        for s, n in self.behind.items()) or "not read"
+        why = f"{self.gave_up}: " if self.gave_up else ""
+        return (f"{why}{self.activities} activities, ingest owes {self.owed_actions} server "
                 f"actions with {self.backlog} messages not fetched, behind: {lag}")
 
 
@@ -53,7 +57,9 @@ def activities(w: World) -> int | None:
         return None
 
 
-def measure(w: World, cluster: Cluster) -> Progress:
+def measure(w: World, cluster: Cluster, *, lag: bool = False) -> Progress:
+    """Where the run is; consumer lag is read once every mail landed, or when ``lag`` (it
+    costs more: it reads what each group has not consumed)."""
     p = Progress()
     try:
         with connect(w.settings) as conn:
@@ -65,29 +71,43 @@ def measure(w: World, cluster: Cluster) -> Progress:
             row = conn.execute("SELECT sum(coalesce(backlog, 1)), count(*) "
                                "FROM ingest_checkpoints").fetchone()
             p.backlog = int(row[0] or 0) if row[1] else len(w.mails)
-        if p.activities >= len(w.mails):  # the lag read costs more: only once all landed
-            p.behind = {g.stage: g.messages_behind for g in sample(cluster, w.settings)}
+        if lag or p.activities >= len(w.mails):
+            groups = sample(cluster, w.settings)
+            p.behind = {g.stage: g.messages_behind for g in groups}
+            p.members = {g.stage: g.members for g in groups}
     except Exception as exc:  # noqa: BLE001 - a restarting database or broker
         p.error = f"{type(exc).__name__}: {exc}"
     return p
 
 
 def wait_drained(w: World, stages: Stages, cluster: Cluster, timeout_s: float,
-                 say: Callable[[str], None] = lambda _: None) -> tuple[bool, float, Progress]:
+                 say: Callable[[str], None] = lambda _: None, stall_s: float = 120.0,
+                 ) -> tuple[bool, float, Progress]:
     """Wait until every mail is an activity and nothing is behind or owed anywhere, starting
-    again any stage that exits meanwhile; (drained, seconds waited, the last progress)."""
-    start = time.monotonic()
-    last_said = start
+    again any stage that exits meanwhile; (drained, seconds waited, the last progress). Gives
+    up after ``timeout_s``, or earlier when nothing moved for ``stall_s``."""
+    start = last_said = last_moved = time.monotonic()
+    seen: object = None
     while True:
         for exit_ in stages.reap():
             say(f"  {exit_.stage} exited on its own (rc {exit_.returncode}); started again")
-        progress = measure(w, cluster)
-        waited = time.monotonic() - start
+        now = time.monotonic()
+        stalled = now - last_moved > stall_s
+        # Every 10 s, and at the end, with the lag of each group: a stalled group tells why.
+        telling = now - last_said > 10 or now - start > timeout_s or stalled
+        progress = measure(w, cluster, lag=telling)
         if progress.drained(len(w.mails)):
-            return True, waited, progress
-        if waited > timeout_s:
-            return False, waited, progress
-        if time.monotonic() - last_said > 10:
+            return True, now - start, progress
+        if now - start > timeout_s or stalled:
+            progress.gave_up = (f"nothing moved for {stall_s:.0f} s" if stalled else
+                                f"not done after {timeout_s:.0f} s")
+            return False, now - start, progress
+        state = (progress.activities, progress.owed_actions, progress.backlog,
+                 tuple(sorted(progress.behind.items())) if progress.activities == len(w.mails)
+                 else None)
+        if state != seen:
+            seen, last_moved = state, now
+        if telling:
             say(f"  +{stages.elapsed():.0f} s: {progress.summary()}")
             last_said = time.monotonic()
         time.sleep(TICK_S)

@@ -53,10 +53,12 @@ class RunResult:
 
 
 def run(base: Settings, *, mails: int, seed_value: int, log_dir: Path,
-        plan: ChaosPlan | None = None, drain_timeout_s: float = 600.0, keep: bool = False,
+        plan: ChaosPlan | None = None, drain_timeout_s: float = 600.0,
+        stall_timeout_s: float = 120.0, keep: bool = False,
         say: Callable[[str], None] = lambda _: None) -> RunResult:
     """Seed ``mails`` forwards, run the stages (under ``plan``'s kills when given), wait for
-    the drain and check. Removes its schema, topics and mail user unless ``keep``."""
+    the drain (at most ``drain_timeout_s`` after the chaos, or until nothing moved for
+    ``stall_timeout_s``) and check. Removes its schema, topics and mail user unless ``keep``."""
     w = seed.world(base, mail.plan_mails(mails, seed_value))
     result = RunResult(mails, plan is not None, log_dir=str(log_dir))
     say(f"{'chaos' if plan else 'clean'} run {w.name}: seeding {mails} forwards "
@@ -70,14 +72,12 @@ def run(base: Settings, *, mails: int, seed_value: int, log_dir: Path,
                 result.log = unleash(w, stages, plan, seed_value, say)
             chaos_over = stages.elapsed()
             result.drained, _, progress = wait_drained(
-                w, stages, cluster, drain_timeout_s, say)
+                w, stages, cluster, drain_timeout_s, say, stall_timeout_s)
             result.total_s = stages.elapsed()
             result.drain_s = max(0.0, result.total_s - max(chaos_over, result.log.last_s))
             result.last_progress = progress.summary()
             if not result.drained:
-                result.checks.append(checks.Check(
-                    "drained", False, f"not drained {drain_timeout_s:.0f} s after the last "
-                    f"kill: {progress.summary()}"))
+                result.checks.append(checks.Check("drained", False, progress.summary()))
             else:
                 result.checks.append(checks.Check(
                     "drained", True, f"drained {result.drain_s:.1f} s after the last kill"))
