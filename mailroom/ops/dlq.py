@@ -102,6 +102,9 @@ def counts(letters: list[Letter]) -> Counter[tuple[str, str]]:
 
 def summary(codec: Codec, letter: DeadLetter) -> dict[str, str]:
     """What the payload is, in a few fields (never the whole message)."""
+    if not sendable(letter):
+        return {"payload": "none: nothing was obtained (ingest could not fetch the message; "
+                "it is still on its mail server)"}
     if letter.payload is None:
         return {"payload": f"in the blob store, sha256 {letter.blob_ref}"}
     try:
@@ -117,6 +120,12 @@ def summary(codec: Codec, letter: DeadLetter) -> dict[str, str]:
     return out
 
 
+def sendable(letter: DeadLetter) -> bool:
+    """Does the letter carry a record to send back? Not one of a message ingest could not fetch
+    (reason ``unfetchable``): there is nothing to retry but the mail server itself."""
+    return letter.payload is not None or letter.blob_ref is not None
+
+
 def payload_bytes(settings: Settings, letter: DeadLetter) -> bytes:
     if letter.payload is not None:
         return letter.payload
@@ -130,7 +139,9 @@ def payload_bytes(settings: Settings, letter: DeadLetter) -> bytes:
 
 
 def retry(settings: Settings, codec: Codec, letters: list[Letter]) -> int:
-    """Send each letter's record back to its source topic (acks=all); returns how many."""
+    """Send each letter's record back to its source topic (acks=all); returns how many. A letter
+    that carries nothing (:func:`sendable`) is skipped."""
+    letters = [x for x in letters if x.letter is not None and sendable(x.letter)]
     producer = kafka.make_producer(settings, client_id="mailroom-dlq")
     tracer = Tracer(producer, codec, settings, "dlq")
     dlq_topic = settings.topic("dlq")

@@ -6,7 +6,7 @@ import argparse
 
 from mailroom.codec import Codec
 from mailroom.errors import ConfigError
-from mailroom.ops.dlq import counts, read_letters, retry, select, summary
+from mailroom.ops.dlq import counts, read_letters, retry, select, sendable, summary
 from mailroom.settings import Settings
 
 
@@ -63,4 +63,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     chosen = select(letters, letter_id=args.id, stage=args.stage, reason=args.reason)
     n = retry(settings, codec, chosen)
     print(f"sent {n} dead letter(s) back to their source topics")
+    if empty := [x.id for x in chosen if x.letter is not None and not sendable(x.letter)]:
+        print(f"skipped {len(empty)} carrying nothing to send (messages ingest could not fetch: "
+              f"still on their mail servers): {', '.join(empty)}")
     return 0

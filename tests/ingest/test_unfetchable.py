@@ -27,7 +27,7 @@ from ingest import store
 from ingest.model import AfterIngest, Mailbox, OwnerKind, Protocol
 from ingest.runner import Ingestor
 from mailroom.codec import Codec
-from mailroom.ops.dlq import read_letters
+from mailroom.ops.dlq import read_letters, retry, summary
 from mailroom.records import DeadLetter
 from mailroom.settings import Settings
 from mailroom.stack import dovecot
@@ -130,6 +130,10 @@ def test_imap_message_the_server_cannot_read_is_dead_lettered_and_passed(
     assert sorted(r.content or b"" for r in raws) == sorted(msgs[:2] + msgs[3:] + [later])
     assert sorted(r.uid or 0 for r in raws) == [1, 2, 4, 5]
     assert len(_letters(db_settings)) == 1
+    # operators see why, and a retry has nothing to send (the message is still on the server)
+    codec = Codec.from_settings(db_settings)
+    assert "nothing was obtained" in summary(codec, letter)["payload"]
+    assert retry(db_settings, codec, read_letters(db_settings, codec)) == 0
     with imap_login(db_settings, user, password) as client:
         client.select_folder("INBOX", readonly=True)
         flags = client.get_flags([1, 3])
