@@ -23,7 +23,7 @@ from ingest_helpers import (
     seed_maildir,
 )
 
-from ingest import store
+from ingest import connect, store
 from ingest.model import AfterIngest, Mailbox, OwnerKind, Protocol
 from ingest.runner import Ingestor
 from mailroom.codec import Codec
@@ -104,6 +104,28 @@ def test_a_message_with_a_100kb_line_is_ingested(
     seed_maildir(db_settings, user, [message(3)])
     ing.next_poll.clear()
     assert ing.run_once() == 1
+
+
+def test_a_pop3_line_over_the_connection_limit_is_dead_lettered_not_a_dead_process(
+    db_settings: Settings, db: psycopg.Connection, topics: Settings, mail_user: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The limit is the batch budget (64 MB); lowered here so a 100 KB line is over it."""
+    monkeypatch.setattr(connect.POP3, "max_line", 50_000)
+    user, password = mail_user
+    msgs = [message(0), long_line_message(), message(2)]
+    seed_maildir(db_settings, user, msgs)
+    mb = add_mailbox(db, db_settings, user, password, protocol=Protocol.POP3)
+    ing = ingestor(db_settings, db)
+    _passes(ing, lambda: len(_letters(db_settings)) == 1)
+    [letter] = _letters(db_settings)
+    assert letter.reason_code == "unfetchable" and "line too long" in letter.reason
+    assert mb.address in letter.reason
+    ing.next_poll.clear()
+    ing.run_once()
+    assert sorted(r.content or b"" for r in read_raw(db_settings, 2)) == sorted(
+        [msgs[0], msgs[2]])
+    assert poplib._MAXLINE == 2048  # the module global is never touched
 
 
 def test_imap_message_the_server_cannot_read_is_dead_lettered_and_passed(
