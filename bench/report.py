@@ -123,22 +123,21 @@ def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
         f"  RATIO pipeline/baseline {p['ratio']:.3f}× (monolith runs around it: "
         f"{p['baseline_emails_per_s']:,.0f} emails/s); the stages spend "
         f"{p['stages_cpu_vs_monolith']:.1f}× the monolith's CPU per email",
-        f"  {'CPU ms/email':<22}{'process':>9}{'+its PG':>9}{'+its IMAP':>10}"
-        f"{'peak RSS MB':>13}",
+        f"  {'CPU ms/email':<22}{'process':>9}{'+its PG':>9}{'peak RSS MB':>13}",
     ]
     cpu, rss = p["cpu_ms_per_email"], p["peak_rss_mb"]
     idle = p["idle_cpu_ms_per_s"]
     for name in STAGES:
         lines.append(f"  {name:<22}{cpu.get(name, 0):>9.2f}{cpu.get('postgres:' + name, 0):>9.2f}"
-                     f"{cpu.get('dovecot:' + name, 0):>10.2f}{rss.get(name, 0):>13.0f}"
+                     f"{rss.get(name, 0):>13.0f}"
                      f"   idle: {idle.get(name, 0):.0f} ms CPU/s")
     lines.append(f"  {'stages, sum':<22}{p['stages_cpu_ms_per_email']:>9.2f}")
     m = b["cpu_ms_per_email"]
     lines.append(f"  {'monolith, for scale':<22}{m.get('monolith', 0):>9.2f}"
-                 f"{m.get('postgres:monolith', 0):>9.2f}{m.get('dovecot:monolith', 0):>10.2f}"
+                 f"{m.get('postgres:monolith', 0):>9.2f}"
                  f"{b['peak_rss_mb'].get('monolith', 0):>13.0f}")
     for name in SHARED:
-        lines.append(f"  {name + ', whole (shared)':<22}{cpu.get(name, 0):>9.2f}"
+        lines.append(f"  {name + ', all (shared)':<22}{cpu.get(name, 0):>9.2f}"
                      f"   (during the monolith's run: {m.get(name, 0):.2f})")
     lat = p["latency"]
     if lat:
@@ -147,7 +146,7 @@ def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
             f"{lat['seconds']:.0f} s ({lat['mails']:.0f} emails): arrival→row p50/p95/p99 "
             f"{lat['row_p50_s']:.2f}/{lat['row_p95_s']:.2f}/{lat['row_p99_s']:.2f} s; "
             f"→visible {lat['visible_p50_s']:.2f}/{lat['visible_p95_s']:.2f}/"
-            f"{lat['visible_p99_s']:.2f} s")
+            f"{lat['visible_p99_s']:.2f} s (max {lat['visible_max_s']:.1f} s)")
     lines.append(f"  rows: {p['rows']} email activities, {p['expected']} expected, "
                  f"{p['dead_letters']} dead letters"
                  + ("" if p["rows_ok"] else "  <-- MISMATCH")
