@@ -21,7 +21,9 @@ from chaoslib import mail
 from chaoslib.seed import World
 from chaoslib.stages import Stages
 from ingest.model import DEFAULT_KEYWORD
+from mailroom.codec import Codec
 from mailroom.db import connect
+from mailroom.ops import dlq
 from mailroom.ops.groups import Cluster
 from mailroom.ops.lag import sample
 
@@ -225,9 +227,16 @@ def topic_records(cluster: Cluster, topic: str) -> int:
 
 def dead_letters(w: World, cluster: Cluster) -> Check:
     n = topic_records(cluster, w.settings.topic("dlq"))
-    return _check("no dead letters", "the dead-letter topic is empty",
-                  f"{n} records on {w.settings.topic('dlq')} (mailroom dlq list says why)"
-                  if n else "")
+    if not n:
+        return Check("no dead letters", True, "the dead-letter topic is empty")
+    letters = dlq.read_letters(w.settings, Codec.from_settings(w.settings))
+    why = ", ".join(f"{stage} {reason} {count}"
+                    for (stage, reason), count in sorted(dlq.counts(letters).items()))
+    first = [f"{x.letter.source_topic}/{x.letter.source_partition}@"
+             f"{x.letter.source_offset}: {x.letter.reason[:160]}"
+             for x in letters[:SHOWN] if x.letter is not None]
+    return Check("no dead letters", False, f"{n} on {w.settings.topic('dlq')}: {why}; "
+                 f"e.g. {first}")
 
 
 def lag(w: World, cluster: Cluster) -> Check:

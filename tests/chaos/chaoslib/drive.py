@@ -34,7 +34,11 @@ class Progress:
     gave_up: str = ""  # why the wait for the drain ended without it
 
     def drained(self, expected: int) -> bool:
-        return (self.activities == expected and self.owed_actions == 0 and self.backlog == 0
+        return self.activities == expected and self.idle()
+
+    def idle(self) -> bool:
+        """Nothing left anywhere for a stage to do (whether or not every mail landed)."""
+        return (self.owed_actions == 0 and self.backlog == 0
                 and set(self.behind) == {"unwrap", "route", "persist"}
                 and not any(self.behind.values()))
 
@@ -85,9 +89,11 @@ def wait_drained(w: World, stages: Stages, cluster: Cluster, timeout_s: float,
                  ) -> tuple[bool, float, Progress]:
     """Wait until every mail is an activity and nothing is behind or owed anywhere, starting
     again any stage that exits meanwhile; (drained, seconds waited, the last progress). Gives
-    up after ``timeout_s``, or earlier when nothing moved for ``stall_s``."""
+    up after ``timeout_s``, or earlier when nothing moved for ``stall_s`` or when two lag reads
+    10 s apart find nothing left to do while mails are missing (nothing will bring them)."""
     start = last_said = last_moved = time.monotonic()
     seen: object = None
+    idle_reads = 0  # lag reads in a row with nothing behind, owed or unfetched anywhere
     while True:
         for exit_ in stages.reap():
             say(f"  {exit_.stage} exited on its own (rc {exit_.returncode}); started again")
@@ -98,9 +104,13 @@ def wait_drained(w: World, stages: Stages, cluster: Cluster, timeout_s: float,
         progress = measure(w, cluster, lag=telling)
         if progress.drained(len(w.mails)):
             return True, now - start, progress
-        if now - start > timeout_s or stalled:
-            progress.gave_up = (f"nothing moved for {stall_s:.0f} s" if stalled else
-                                f"not done after {timeout_s:.0f} s")
+        if progress.behind:
+            idle_reads = idle_reads + 1 if progress.idle() else 0
+        if now - start > timeout_s or stalled or idle_reads >= 2:
+            progress.gave_up = (
+                "the pipeline is idle short of the mails" if idle_reads >= 2 else
+                f"nothing moved for {stall_s:.0f} s" if stalled else
+                f"not done after {timeout_s:.0f} s")
             return False, now - start, progress
         state = (progress.activities, progress.owed_actions, progress.backlog,
                  tuple(sorted(progress.behind.items())) if progress.activities == len(w.mails)
