@@ -29,6 +29,9 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # The clients' own defaults for fetch sizes; we only ever raise them to fit max_record_bytes.
 DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
 DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024
+#: Producer batching (see producer_config).
+PRODUCER_LINGER_MS = 50
+PRODUCER_BATCH_BYTES = 1024 * 1024
 
 
 def check(settings: Settings) -> None:
@@ -95,6 +98,11 @@ def producer_config(settings: Settings, client_id: str = "mailroom") -> dict[str
         # kafka-python measures the whole batch (headers included), so what it accepts fits the
         # topics' max.message.bytes.
         "max_request_size": settings.max_record_bytes,
+        # Every stage flushes at the end of its batch, so lingering adds no latency there; it
+        # lets one request carry many records instead of one request per record (records over
+        # the default 16 KB batch each went alone).
+        "linger_ms": PRODUCER_LINGER_MS,
+        "batch_size": min(PRODUCER_BATCH_BYTES, settings.max_record_bytes),
     }
 
 

@@ -135,6 +135,10 @@ class Settings:
         "runner can kill when a message overruns its budget; heartbeats never starve) or "
         "'inline' (in the consumer's process: faster, for tests and trivial stages)."
     )
+    stage_workers: int = _setting(
+        0, "Worker subprocesses per stage process with stage_isolation=process; each gets a "
+        "chunk of the poll batch. 0: one per CPU core."
+    )
     stage_budget_ms: int = _setting(
         30_000, "Time one message may take in a stage's handler; past it the message is "
         "dead-lettered 'timeout' and the partition moves on."

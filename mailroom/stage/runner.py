@@ -66,6 +66,9 @@ from mailroom.tracing import Tracer
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 10.0
+#: Records handed to the executor at once: enough to keep a pool of workers busy; the liveness
+#: deadline is checked between slices.
+SLICE = 128
 
 
 @dataclass
@@ -202,13 +205,7 @@ class StageRunner:
             record = records[i]
             step = standing.step(record.offset, self.settings.max_attempts)
             if step == "batch":
-                for record in records[i:]:
-                    if time.monotonic() > deadline:
-                        log.warning("batch over half the poll interval: committing early")
-                        return record.offset
-                    if not self._handle(record, standing.attempts):
-                        return record.offset  # paused at this record
-                return records[-1].offset + 1
+                return self._batch(records[i:], standing.attempts, deadline)
             if step == "crash_loop":
                 log.error(
                     "%s/%d@%d killed this stage %d times: dead-lettering it unparsed",
@@ -232,13 +229,42 @@ class StageRunner:
                 standing = self.attempts.begin([Start(tp.topic, tp.partition, nxt, last)])[key]
         return records[-1].offset + 1
 
+    def _batch(self, records: list[Any], attempts: int, deadline: float) -> int:
+        """The happy path: slices of records through the executor at once (a worker pool runs
+        them in parallel), verdicts applied in offset order. Returns the first offset not done."""
+        for start in range(0, len(records), SLICE):
+            if time.monotonic() > deadline:
+                log.warning("batch over half the poll interval: committing early")
+                return records[start].offset
+            part = records[start:start + SLICE]
+            began = time.monotonic()
+            sources = [Source.of(r) for r in part]
+            verdicts = self.executor.run_batch(
+                [Context(self.spec.name, source, 1) for source in sources], deadline
+            )
+            each = (time.monotonic() - began) / len(part)
+            for record, source, verdict in zip(part, sources, verdicts, strict=True):
+                if verdict is None:
+                    log.warning("batch over half the poll interval: committing early")
+                    return record.offset
+                if verdict.kind == "retry":
+                    verdict = self._run_with_retries(source, attempts, verdict)
+                if not self._apply(record, source, verdict, attempts, each):
+                    return record.offset  # paused at this record
+        return records[-1].offset + 1
+
     def _handle(self, record: Any, attempts: int) -> bool:
         """One record through the handler; False when the partition must pause before it."""
         source = Source.of(record)
-        self.status.records_in += 1
         began = time.monotonic()
         verdict = self._run_with_retries(source, attempts)
-        self.status.processing_seconds.append(time.monotonic() - began)
+        return self._apply(record, source, verdict, attempts, time.monotonic() - began)
+
+    def _apply(self, record: Any, source: Source, verdict: Verdict, attempts: int,
+               seconds: float) -> bool:
+        """Act on a record's verdict; False when the partition must pause before it."""
+        self.status.records_in += 1
+        self.status.processing_seconds.append(seconds)
         arrived = arrived_ms(source.headers, source.timestamp)
         self.status.arrivals_ms.append(arrived)
         if verdict.kind == "pause":
@@ -268,12 +294,17 @@ class StageRunner:
             self._dead_letter(source, verdict.reason_code, verdict.reason, attempts)
         return True
 
-    def _run_with_retries(self, source: Source, attempts: int) -> Verdict:
+    def _run_with_retries(
+        self, source: Source, attempts: int, first: Verdict | None = None
+    ) -> Verdict:
+        """The record's verdict, retrying TransientErrors with backoff until the deadline;
+        ``first``: the verdict of a first try already made (in a batch)."""
         give_up = time.monotonic() + self.settings.stage_retry_deadline_ms / 1000
         backoff = self.settings.stage_retry_backoff_ms / 1000
         tries = 1
         while True:
-            verdict = self.executor.run(Context(self.spec.name, source, tries))
+            verdict = first or self.executor.run(Context(self.spec.name, source, tries))
+            first = None
             if verdict.kind != "retry":
                 return verdict
             self.status.retried += 1

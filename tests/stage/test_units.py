@@ -11,9 +11,10 @@ from mailroom.attempts import Standing, next_step
 from mailroom.codec import Codec
 from mailroom.settings import Settings
 from mailroom.stage import CRASH, CRASH_LOOP, REJECTED, TIMEOUT, UNDECODABLE, Context, Source
-from mailroom.stage.budget import InlineExecutor, ProcessExecutor
+from mailroom.stage.budget import InlineExecutor
 from mailroom.stage.execute import execute
 from mailroom.stage.types import OUT_OF_MEMORY
+from mailroom.stage.workers import ProcessExecutor
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +134,36 @@ def test_process_executor_kills_a_hang_and_survives_deaths(codec: Codec) -> None
         assert executor.run(context(codec, b"fine again")).kind == "ok"
     finally:
         executor.close()
+
+
+def test_worker_pool_answers_a_batch_in_order_through_hangs_and_deaths(codec: Codec) -> None:
+    # Two children share a batch in chunks; a hang and a crash in the middle cost only their own
+    # message, and every other message is answered in its place.
+    executor = ProcessExecutor(SPEC, Settings(stage_budget_ms=1500, max_attempts=2), workers=2)
+    contents = [f"m{i}".encode() for i in range(40)]
+    contents[7], contents[25] = b"HANG", b"DIE"
+    try:
+        verdicts = executor.run_batch([context(codec, c) for c in contents])
+    finally:
+        executor.close()
+    assert len(verdicts) == 40 and all(v is not None for v in verdicts)
+    assert (verdicts[7].kind, verdicts[7].reason_code) == ("dead", TIMEOUT)
+    assert (verdicts[25].kind, verdicts[25].reason_code) == ("dead", CRASH_LOOP)
+    for i, verdict in enumerate(verdicts):
+        if i not in (7, 25):
+            [out] = verdict.outputs
+            assert codec.decode(out.value)[1]["detail"] == {"content": f"M{i}"}
+    assert executor.deaths == 2
+
+
+def test_worker_pool_stops_at_the_deadline(codec: Codec) -> None:
+    # Past the deadline nothing more starts: the rest is unanswered and comes again later.
+    executor = ProcessExecutor(SPEC, Settings(stage_budget_ms=5000), workers=1)
+    try:
+        executor.run(context(codec, b"warm"))  # the child's start is not part of the deadline
+        batch = [context(codec, b"fine"), context(codec, b"HANG"), context(codec, b"later")]
+        verdicts = executor.run_batch(batch, deadline=time.monotonic() + 1.0)
+    finally:
+        executor.close()
+    assert verdicts[0] is not None and verdicts[0].kind == "ok"
+    assert verdicts[1:] == [None, None]

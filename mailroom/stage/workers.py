@@ -1,0 +1,290 @@
+"""The pool of worker subprocesses a stream stage's handler runs in (``stage_isolation=process``).
+
+Why subprocesses at all is written down in :mod:`mailroom.stage.budget`. This module is how
+they are used without paying a pipe round trip per message:
+
+- ``stage_workers`` children (default: one per core), each a fresh *spawned* interpreter;
+- the runner hands :meth:`ProcessExecutor.run_batch` a whole slice of its poll batch; the pool
+  deals it out in chunks, one pickled list per pipe write, so the children parse in parallel
+  while the consumer process waits on the pipes (``select``: the GIL is free for heartbeats);
+- a child answers each message as soon as it is done, so the parent knows which message a child
+  is on and since when: the per-message budget ``stage_budget_ms`` holds exactly as with one
+  message in flight — a child over it is SIGKILLed, that message becomes a ``timeout`` verdict
+  and the rest of its chunk is dealt out again;
+- a child that dies (segfault, ``os._exit``, OOM) is replaced; the message it was on is tried
+  again alone, and after ``max_attempts`` deaths it becomes a ``crash_loop`` verdict; the rest
+  of its chunk is dealt out again. Verdicts come back in the order of the contexts given.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from mailroom.settings import Settings
+from mailroom.stage.execute import StageSpec, execute
+from mailroom.stage.types import CRASH_LOOP, TIMEOUT, Context, Verdict
+
+log = logging.getLogger(__name__)
+
+#: Longest a worker child may take to start (import, load the schemas) before it counts as broken.
+STARTUP_S = 60.0
+#: Most messages dealt to one child at a time: small enough that a killed child costs little
+#: re-dealing, large enough that a pipe write carries many messages.
+MAX_CHUNK = 32
+
+
+def timeout_verdict(budget_ms: int) -> Verdict:
+    return Verdict(
+        "dead", reason_code=TIMEOUT,
+        reason=f"the handler overran its budget of {budget_ms} ms (stage_budget_ms)",
+    )
+
+
+def worker_count(settings: Settings) -> int:
+    return settings.stage_workers or os.cpu_count() or 1
+
+
+def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
+    """The child: read chunks of Contexts, answer one Verdict per message, until the pipe closes."""
+    # The parent owns shutdown: SIGTERM/SIGINT to the process group must not kill the child in
+    # the middle of the batch the parent is finishing.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def orphan_watch() -> None:  # a child stuck in a hang must not outlive a killed parent
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=orphan_watch, daemon=True, name="orphan-watch").start()
+    limit_memory(settings.stage_worker_memory_mb)
+    from mailroom.codec import Codec  # imported here: the child is a fresh interpreter
+
+    codec = Codec.from_settings(settings)
+    if spec.setup is not None:  # before "ready": no message's budget pays for it
+        spec.setup(settings)
+    conn.send("ready")
+    while True:
+        try:
+            chunk: list[Context] = conn.recv()
+        except (EOFError, OSError):
+            return
+        for context in chunk:
+            conn.send(execute(spec, codec, context))
+
+
+def limit_memory(megabytes: int) -> None:
+    """Cap this process's address space (0: leave it). Only ever called in a worker child:
+    see :mod:`mailroom.stage.budget` for why."""
+    if megabytes <= 0:
+        return
+    limit = megabytes * 1024 * 1024
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+@dataclass
+class _Job:
+    """One message of a run_batch: its place in the answer and the deaths it has caused."""
+
+    index: int
+    context: Context
+    deaths: list[str] = field(default_factory=list)
+
+
+class _Worker:
+    """One child and the chunk it is working through."""
+
+    def __init__(self, spec: StageSpec, settings: Settings, number: int) -> None:
+        mp = get_context("spawn")
+        parent_end, child_end = mp.Pipe(duplex=True)
+        self.proc: Any = mp.Process(
+            target=_worker_main, args=(child_end, spec, settings),
+            name=f"mailroom-{spec.name}-worker-{number}", daemon=True,
+        )
+        self.proc.start()
+        child_end.close()
+        self.conn = parent_end
+        self.chunk: list[_Job] = []
+        self.done = 0  # answers received for the current chunk
+        self.since = 0.0  # when the message it is on started (monotonic)
+
+    def wait_ready(self, spec_name: str) -> None:
+        # So a message's budget never pays for the start-up.
+        if not self.conn.poll(STARTUP_S) or self.conn.recv() != "ready":
+            self.stop()
+            raise RuntimeError(f"the {spec_name} worker did not start in {STARTUP_S} s")
+
+    @property
+    def busy(self) -> bool:
+        return self.done < len(self.chunk)
+
+    @property
+    def current(self) -> _Job:
+        return self.chunk[self.done]
+
+    def give(self, chunk: list[_Job]) -> None:
+        self.chunk, self.done = chunk, 0
+        self.since = time.monotonic()
+        self.conn.send([job.context for job in chunk])
+
+    def unanswered(self) -> list[_Job]:
+        return self.chunk[self.done:]
+
+    def exit_code(self) -> str:
+        self.proc.join(timeout=5)
+        return str(self.proc.exitcode)
+
+    def stop(self) -> None:
+        self.conn.close()
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+
+
+class ProcessExecutor:
+    """Runs the stage's handler in a pool of worker children; see the module docstring."""
+
+    def __init__(self, spec: StageSpec, settings: Settings, workers: int | None = None) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.budget_ms = settings.stage_budget_ms
+        self.size = workers or worker_count(settings)
+        self._workers: list[_Worker | None] = [None] * self.size
+        self.deaths = 0  # children lost, for the status page
+
+    # --- the pool ------------------------------------------------------------------------------
+    def _worker(self, slot: int) -> _Worker:
+        worker = self._workers[slot]
+        if worker is not None and worker.proc.is_alive():
+            return worker
+        if worker is not None:
+            worker.stop()
+        worker = _Worker(self.spec, self.settings, slot)
+        self._workers[slot] = worker
+        worker.wait_ready(self.spec.name)
+        return worker
+
+    def _replace(self, slot: int) -> None:
+        worker = self._workers[slot]
+        if worker is not None:
+            worker.stop()
+        self._workers[slot] = None
+
+    # --- running messages ----------------------------------------------------------------------
+    def run(self, context: Context) -> Verdict:
+        verdict = self.run_batch([context])[0]
+        assert verdict is not None  # no deadline: every message is answered
+        return verdict
+
+    def run_batch(
+        self, contexts: list[Context], deadline: float | None = None
+    ) -> list[Verdict | None]:
+        """One Verdict per context, in the same order. Past ``deadline`` (monotonic) nothing
+        more is started and children still busy are stopped: their messages answer ``None``
+        (the runner commits the answered prefix and the rest comes again)."""
+        answers: list[Verdict | None] = [None] * len(contexts)
+        todo: deque[_Job] = deque(_Job(i, c) for i, c in enumerate(contexts))
+        budget_s = self.budget_ms / 1000
+        busy: dict[int, _Worker] = {}
+        while todo or busy:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                for slot in busy:
+                    self._replace(slot)
+                break
+            self._deal(todo, busy)
+            timeout = min(w.since + budget_s for w in busy.values()) - now
+            if deadline is not None:
+                timeout = min(timeout, deadline - now)
+            ready = wait([w.conn for w in busy.values()], timeout=max(timeout, 0))
+            for slot, worker in list(busy.items()):
+                if worker.conn in ready:
+                    self._collect(slot, worker, answers, todo)
+                elif time.monotonic() - worker.since > budget_s:
+                    self._overran(slot, worker, answers, todo)
+                if not worker.busy or self._workers[slot] is not worker:
+                    busy.pop(slot)
+        return answers
+
+    def _deal(self, todo: deque[_Job], busy: dict[int, _Worker]) -> None:
+        idle = [slot for slot in range(self.size) if slot not in busy]
+        for slot in idle:
+            if not todo:
+                return
+            if todo[0].deaths:
+                chunk = [todo.popleft()]  # a message that killed a child runs alone
+            else:
+                size = min(MAX_CHUNK, math.ceil(len(todo) / len(idle)))
+                chunk = []
+                while todo and len(chunk) < size and not todo[0].deaths:
+                    chunk.append(todo.popleft())
+            worker = self._worker(slot)
+            try:
+                worker.give(chunk)
+            except OSError:  # died between start and now: the death is found on the next read
+                worker.chunk, worker.done = chunk, 0
+            busy[slot] = worker
+
+    def _collect(self, slot: int, worker: _Worker, answers: list[Verdict | None],
+                 todo: deque[_Job]) -> None:
+        while worker.busy and worker.conn.poll():
+            try:
+                verdict = worker.conn.recv()
+            except (EOFError, OSError):
+                self._died(slot, worker, answers, todo)
+                return
+            answers[worker.current.index] = verdict
+            worker.done += 1
+            worker.since = time.monotonic()
+
+    def _died(self, slot: int, worker: _Worker, answers: list[Verdict | None],
+              todo: deque[_Job]) -> None:
+        code = worker.exit_code()
+        job, rest = worker.current, worker.unanswered()[1:]
+        self.deaths += 1
+        job.deaths.append(code)
+        log.error("worker died (exit code %s) on %s, death %d", code,
+                  job.context.source.coordinates(), len(job.deaths))
+        self._replace(slot)
+        worker.chunk = []
+        todo.extendleft(reversed(rest))
+        if len(job.deaths) >= self.settings.max_attempts:
+            answers[job.index] = Verdict(
+                "dead", reason_code=CRASH_LOOP,
+                reason=f"the handler killed its worker process {len(job.deaths)} times "
+                f"(exit codes {', '.join(job.deaths)})",
+            )
+        else:
+            todo.appendleft(job)
+
+    def _overran(self, slot: int, worker: _Worker, answers: list[Verdict | None],
+                 todo: deque[_Job]) -> None:
+        # A hang: kill it; the message is dead-lettered, not retried (a retry would burn
+        # another whole budget of partition time).
+        job, rest = worker.current, worker.unanswered()[1:]
+        log.error("handler overran %d ms on %s: killing worker pid %s", self.budget_ms,
+                  job.context.source.coordinates(), worker.proc.pid)
+        self._replace(slot)
+        worker.chunk = []
+        answers[job.index] = timeout_verdict(self.budget_ms)
+        todo.extendleft(reversed(rest))
+
+    def close(self) -> None:
+        for slot in range(self.size):
+            self._replace(slot)
