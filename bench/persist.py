@@ -16,10 +16,10 @@ from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(_REPO)
-sys.path.insert(1, str(_REPO / "tests" / "persist"))
+sys.path.insert(1, str(_REPO / "tests"))
 
-from conftest import REFERENCE_SQL  # noqa: E402
 from persistbuild import email, make_plan  # noqa: E402
+from pipeline_testing import REFERENCE_SQL  # noqa: E402
 
 from mailroom import settings as settings_module  # noqa: E402
 from mailroom.codec import Codec  # noqa: E402

@@ -23,6 +23,8 @@ class Applied:
     event: str  # persisted | parked | skipped
     detail: dict[str, str] = field(default_factory=dict)
     landed: list[str] = field(default_factory=list)  # Message-IDs stored for the first time
+    # Message-IDs the plan now watches (parked on them, or waiting to inherit from them)
+    waiting: list[str] = field(default_factory=list)
 
 
 def contact_id(address: str) -> str:
@@ -88,7 +90,8 @@ def apply_plan(
     if upsert.condition is not None and not corr.found:
         if corr.waiting:
             park.remember(conn, plan, encoded, received_ms, corr.waiting, parked=True)
-            return Applied("parked", {**detail, "waiting_on": ", ".join(sorted(corr.waiting))})
+            return Applied("parked", {**detail, "waiting_on": ", ".join(sorted(corr.waiting))},
+                           waiting=sorted(corr.waiting))
         park.forget(conn, plan)
         return Applied("skipped", {**detail, "reason": upsert.condition.otherwise})
 
@@ -153,7 +156,7 @@ def apply_plan(
     if waiting:
         detail["waiting_on"] = ", ".join(sorted(waiting))
     landed = [plan.message_id] if stored.new and not stored.collision and plan.message_id else []
-    return Applied("persisted", detail, landed)
+    return Applied("persisted", detail, landed, sorted(waiting))
 
 
 def _claim_tokens(conn: psycopg.Connection, plan: Plan) -> None:

@@ -104,45 +104,106 @@ def apply_batch(conn: psycopg.Connection, codec: Codec, items: Sequence[Item]) -
     # An error then surfaces at the next read or when the plan's savepoint block ends — still
     # inside that block, so the plan alone is rolled back and classified as before.
     with conn.pipeline():
-        return _apply_items(conn, codec, items)
+        watched = Watched.read(conn, items)
+        return _apply_items(conn, codec, items, watched)
 
 
-def _apply_items(conn: psycopg.Connection, codec: Codec, items: Sequence[Item]) -> list[Result]:
-    results: list[Result] = []
-    for item in items:
-        result = Result()
-        try:
-            with conn.transaction():
-                result.applied = apply_plan(conn, codec, item.plan, item.encoded,
-                                            item.received_ms)
-        except Exception as exc:  # noqa: BLE001 - classified: retried, or dead-lettered
-            result.failure = _classify(exc)
-            log.warning("plan %s failed: %s", item.plan.dedupe_key, result.failure[1][:300])
-        if result.applied is not None:
-            result.reevaluated = _cascade(conn, codec, result.applied.landed)
-        results.append(result)
-    return results
+class Watched:
+    """Which Message-IDs of the batch's own emails may have plans waiting on them, so that
+    landing looks for watchers only where there can be some (one read per plan was a round
+    trip per plan). Read once after the thread locks — no other process can add a watch on a
+    thread this batch holds — and kept up to date with the watches the batch's plans add.
+    Message-IDs from outside the batch (reached by re-evaluation) are looked up as before."""
+
+    def __init__(self, known: set[str], ids: set[str]) -> None:
+        self.known = known  # Message-IDs whose watches were read
+        self.ids = ids  # of those and of the batch's own watches: the ones watched
+
+    @classmethod
+    def read(cls, conn: psycopg.Connection, items: Sequence[Item]) -> Watched:
+        known = {i.plan.message_id for i in items if i.plan.message_id}
+        rows = conn.execute(
+            "SELECT DISTINCT message_id FROM persist_watches WHERE message_id = ANY(%s)",
+            (sorted(known),),
+        ).fetchall() if known else []
+        return cls(known, {r[0] for r in rows})
+
+    def add(self, applied: Applied) -> None:
+        self.ids.update(applied.waiting)
+
+    def watchers(self, conn: psycopg.Connection, message_id: str) -> list[tuple[bytes, int]]:
+        if message_id in self.known and message_id not in self.ids:
+            return []
+        return watchers(conn, message_id)
+
+
+def _apply_items(
+    conn: psycopg.Connection, codec: Codec, items: Sequence[Item], watched: Watched
+) -> list[Result]:
+    """Optimistically, the whole batch under one savepoint: a savepoint per plan costs a
+    subtransaction in PostgreSQL and a pipeline sync each, and nearly every batch has no bad
+    plan. If one fails, the batch is rolled back to that savepoint and applied again plan by
+    plan, each in its own savepoint, so the bad plan alone is reported (same results)."""
+    began = set(watched.ids)
+    try:
+        with conn.transaction():
+            return [_apply_item(conn, codec, item, watched, guarded=False) for item in items]
+    except Exception as exc:  # noqa: BLE001 - classified below; the guarded pass names the plan
+        _classify(exc)  # re-raises what must retry the whole batch (deadlock, lost database)
+        log.info("a plan of the batch failed (%s): applying plan by plan", type(exc).__name__)
+    watched.ids = began  # the failed pass's watches were rolled back
+    return [_apply_item(conn, codec, item, watched, guarded=True) for item in items]
+
+
+def _apply_item(
+    conn: psycopg.Connection, codec: Codec, item: Item, watched: Watched, *, guarded: bool
+) -> Result:
+    result = Result()
+    if not guarded:
+        result.applied = apply_plan(conn, codec, item.plan, item.encoded, item.received_ms)
+        watched.add(result.applied)
+        result.reevaluated = _cascade(conn, codec, result.applied.landed, watched,
+                                      guarded=False)
+        return result
+    try:
+        with conn.transaction():
+            result.applied = apply_plan(conn, codec, item.plan, item.encoded, item.received_ms)
+    except Exception as exc:  # noqa: BLE001 - classified: retried, or dead-lettered
+        result.failure = _classify(exc)
+        log.warning("plan %s failed: %s", item.plan.dedupe_key, result.failure[1][:300])
+    if result.applied is not None:
+        watched.add(result.applied)
+        result.reevaluated = _cascade(conn, codec, result.applied.landed, watched, guarded=True)
+    return result
 
 
 def _cascade(
-    conn: psycopg.Connection, codec: Codec, landed: list[str]
+    conn: psycopg.Connection, codec: Codec, landed: list[str], watched: Watched, *,
+    guarded: bool,
 ) -> list[tuple[Plan, Applied]]:
-    """Re-apply the plans waiting on Message-IDs that just landed (and what those land)."""
+    """Re-apply the plans waiting on Message-IDs that just landed (and what those land).
+    Unguarded (the optimistic pass), a failure fails the batch's pass."""
     done: list[tuple[Plan, Applied]] = []
     queue = list(landed)
     while queue and len(done) < MAX_CASCADE:
         message_id = queue.pop(0)
-        for encoded, received_ms in watchers(conn, message_id):
+        for encoded, received_ms in watched.watchers(conn, message_id):
             plan = codec.decode_record(encoded, Plan)
             try:
-                with conn.transaction():
+                if guarded:
+                    with conn.transaction():
+                        applied = apply_plan(conn, codec, plan, encoded, received_ms)
+                else:
                     applied = apply_plan(conn, codec, plan, encoded, received_ms)
             except Exception as exc:  # noqa: BLE001 - the watcher stays parked; say why
+                if not guarded:
+                    raise
                 code, reason = _classify(exc)
                 log.error("re-evaluating %s after %s landed failed (%s): %s",
                           plan.dedupe_key, message_id, code, reason[:300])
                 continue
             applied.detail["reevaluated_after"] = message_id
+            watched.add(applied)
             done.append((plan, applied))
             queue.extend(applied.landed)
             if applied.event == "persisted" and plan.message_id and not applied.landed:

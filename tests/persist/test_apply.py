@@ -219,3 +219,39 @@ def test_queue_reply_before_parent_withdraws_its_provisional_case(
     apply(db, codec, reply)
     assert snapshot(db) == reply_first
     assert [c[0] for c in reply_first["cases"]] == ["case|p@customer.example"]
+
+
+def test_one_batch_out_of_order_ends_as_in_order(db: psycopg.Connection, codec: Codec) -> None:
+    """The grandchild, its parent and the original in ONE batch (the batch reads who waits on
+    its emails once, then keeps track of the watches its own plans add): as if in order."""
+    original = make_plan(codec, email())
+    reply = make_plan(codec, email(message_id="m2@customer.example", subject="Re: Printer broken",
+                                   in_reply_to="m1@customer.example", minutes=5))
+    again = make_plan(codec, email(message_id="m3@customer.example",
+                                   subject="Re: Re: Printer broken",
+                                   in_reply_to="m2@customer.example", minutes=9))
+    results = apply(db, codec, again, reply, original)
+    assert all(r.failure is None for r in results)
+    assert {p.dedupe_key for p, _ in results[2].reevaluated} >= {"m2@customer.example",
+                                                                 "m3@customer.example"}
+    one_batch = snapshot(db)
+    clear_records(db)
+    for plan in (original, reply, again):
+        apply(db, codec, plan)
+    assert snapshot(db) == one_batch and one_batch["pending"] == []
+
+
+def test_a_bad_plan_in_an_out_of_order_batch_costs_only_itself(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    """The batch is first applied whole; a refused plan sends it plan by plan, and the waiting
+    reply still threads when its parent lands later in the same batch."""
+    reply = make_plan(codec, email(message_id="m2@customer.example", subject="Re: Printer broken",
+                                   in_reply_to="m1@customer.example", minutes=5))
+    bad = make_plan(codec, email(message_id="bad@customer.example", body="nul \x00 byte"))
+    results = apply(db, codec, reply, bad, make_plan(codec, email()))
+    assert results[1].failure and results[1].failure[0] == "refused_by_database"
+    assert [p.dedupe_key for p, _ in results[2].reevaluated] == ["m2@customer.example"]
+    assert rows(db, "SELECT dedupe_key, parent_id IS NOT NULL FROM email_activities "
+                    "ORDER BY 1") == [("m1@customer.example", False),
+                                      ("m2@customer.example", True)]
