@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
+
 _REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(_REPO)
 sys.path.insert(1, str(_REPO / "tests"))
@@ -47,20 +49,31 @@ def main(n: int = 5_000) -> None:
                      for i in range(n)]
             items = [Item(p, codec.encode_record(p), i) for i, p in enumerate(plans)]
             steps = sum(len(p.steps) for p in plans)
+            backend = psutil.Process(conn.info.backend_pid)
+            server_cpu, client_cpu = _cpu(backend), time.process_time()
             start = time.perf_counter()
             for i in range(0, n, BATCH):
                 with conn.transaction():
                     apply_batch(conn, codec, items[i:i + BATCH])
             took = time.perf_counter() - start
+            server_cpu, client_cpu = _cpu(backend) - server_cpu, time.process_time() - client_cpu
             rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
                        for t in TABLES)
             print(f"persist: {n / took:,.0f} plans/s, {steps / took:,.0f} actions/s, "
                   f"{rows / took:,.0f} rows/s ({rows} rows, batches of {BATCH}, one process)")
+            # CPU per plan holds still on a busy machine, where the rate does not.
+            print(f"  CPU per plan: {client_cpu / n * 1000:.2f} ms persist, "
+                  f"{server_cpu / n * 1000:.2f} ms its PostgreSQL backend")
             _copy_vs_executemany(conn)
             _trace_events(conn)
     finally:
         with connect(base, autocommit=True) as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 def _copy_vs_executemany(conn, n: int = 50_000) -> None:  # type: ignore[no-untyped-def]
