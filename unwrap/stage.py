@@ -156,7 +156,7 @@ class UnwrapHandler:
         limit = self.settings.claim_check_bytes
 
         def measure(e: Email) -> int:
-            # Exact (one extra encode per Email): the brief's threshold is on the whole record.
+            # Exact: the brief's threshold is on the whole record.
             return len(edges.codec.encode_record(e))
 
         outputs: list[Output] = []
@@ -164,13 +164,13 @@ class UnwrapHandler:
         for n, email in enumerate(emails, 1):
             if email.blobs:
                 claims.store_blobs(email, edges.blob_store())
-            size = measure(email)
-            if size > limit:
+            encoded = edges.codec.encode_record(email)  # measured, then sent as it is
+            if len(encoded) > limit:
                 email = claims.fit(email, limit, measure, edges.blob_store())
-                size = measure(email)
-            if size > self.settings.max_record_bytes:
-                return _too_big(email, size, self.settings)
-            outputs.append(Output("unwrapped", email.dedupe_key, email))
+                encoded = edges.codec.encode_record(email)
+            if len(encoded) > self.settings.max_record_bytes:
+                return _too_big(email, len(encoded), self.settings)
+            outputs.append(Output("unwrapped", email.dedupe_key, email, encoded))
             traces.append(_trace(raw, email, n, len(emails)))
         return Outcome(outputs=tuple(outputs), traces=tuple(traces))
 

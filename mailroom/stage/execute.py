@@ -98,7 +98,8 @@ def execute(spec: StageSpec, codec: Codec, context: Context) -> Verdict:
         if not isinstance(answer, Outcome):
             raise TypeError(f"handler returned {type(answer).__name__}, not Outcome/Rejection")
         outputs = tuple(
-            EncodedOutput(o.topic, o.key.encode("utf-8"), codec.encode_record(o.record))
+            EncodedOutput(o.topic, o.key.encode("utf-8"),
+                          o.encoded if o.encoded is not None else codec.encode_record(o.record))
             for o in answer.outputs
         )
         return Verdict("ok", outputs=outputs, traces=tuple(answer.traces))

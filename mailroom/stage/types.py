@@ -78,6 +78,9 @@ class Output:
     topic: str
     key: str
     record: Any  # a mailroom.records dataclass (anything the codec adapter can encode)
+    # The record already encoded by the handler (e.g. to measure it), so it is not encoded
+    # twice; must be ``codec.encode_record(record)``.
+    encoded: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -167,3 +167,16 @@ def test_worker_pool_stops_at_the_deadline(codec: Codec) -> None:
         executor.close()
     assert verdicts[0] is not None and verdicts[0].kind == "ok"
     assert verdicts[1:] == [None, None]
+
+
+def test_an_output_encoded_by_its_handler_is_not_encoded_again(codec: Codec) -> None:
+    # unwrap encodes each Email to measure it against the claim-check threshold; those bytes
+    # are what is sent.
+    from mailroom.stage.execute import StageSpec
+    from mailroom.stage.types import Outcome, Output
+
+    record = raw(7, b"x")
+    encoded = codec.encode_record(record)
+    spec = StageSpec("toy", "in", lambda r, c: Outcome(outputs=(Output("out", "k", r, encoded),)))
+    verdict = execute(spec, codec, context(codec, b"x"))
+    assert verdict.outputs[0].value is encoded
