@@ -13,6 +13,7 @@ import multiprocessing
 from collections.abc import Callable
 
 from mailroom.errors import ConfigError
+from mailroom.gctune import tune_for_a_long_run
 from mailroom.settings import Settings
 
 STAGES: dict[str, str] = {
@@ -38,10 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.stage != "all":
-        return int(resolve(args.stage)(settings, args) or 0)
+        return _run_one(args.stage, settings, args)
     # One process per stage, so a crash or a CPU-heavy stage cannot stall the others.
     procs = [
-        multiprocessing.Process(target=resolve(name), args=(settings, args), name=name)
+        multiprocessing.Process(target=_run_one, args=(name, settings, args), name=name)
         for name in STAGES
     ]
     if not procs:
@@ -51,3 +52,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     for p in procs:
         p.join()
     return max((p.exitcode or 0) for p in procs)
+
+
+def _run_one(stage: str, settings: Settings, args: argparse.Namespace) -> int:
+    main = resolve(stage)  # imports the stage: what is alive after this is never garbage
+    tune_for_a_long_run()
+    return int(main(settings, args) or 0)

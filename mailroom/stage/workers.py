@@ -31,6 +31,7 @@ from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from mailroom.gctune import tune_for_a_long_run
 from mailroom.settings import Settings
 from mailroom.stage.execute import StageSpec, execute
 from mailroom.stage.types import CRASH_LOOP, TIMEOUT, Context, Verdict
@@ -76,6 +77,7 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
     codec = Codec.from_settings(settings)
     if spec.setup is not None:  # before "ready": no message's budget pays for it
         spec.setup(settings)
+    tune_for_a_long_run()
     conn.send("ready")
     while True:
         try:
