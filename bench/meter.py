@@ -7,7 +7,7 @@ of user + system time *plus* the time of children they have already reaped (psut
 postmaster reaps every finished backend, Dovecot's master every finished IMAP session.
 
 Memory is RSS summed over a tree (shared pages of forked processes count twice: an upper
-bound), sampled every ``interval`` seconds; the peak is per tree, i.e. per stage process.
+bound), sampled every ``interval`` seconds (1 s); the peak is per tree, i.e. per stage process.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Meter:
     :meth:`stop`; CPU is the difference between the first and last sample of each tree."""
 
     roots: Roots
-    interval: float = 0.5
+    interval: float = 1.0  # each sample scans the process table: keep the bench itself light
     _first: dict[int, float] = field(default_factory=dict)
     _last: dict[int, float] = field(default_factory=dict)
     _peak: dict[int, int] = field(default_factory=dict)
