@@ -293,9 +293,20 @@ def main() -> int:
             harness.remove(mono)
     figures = report.figures(args, mails, baseline, runs, stages_alone)
     figures["loadavg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    figures["code"] = code_version()
     print(report.table(figures))
     print(json.dumps(figures, sort_keys=True))
     return 0 if figures["ok"] else 1
+
+
+def code_version() -> str:
+    """The commit measured, and whether the checkout had changes (they were measured too)."""
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=_HERE.parent, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _monolith(w: harness.World, infra: dict[str, list[int]]) -> dict:

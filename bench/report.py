@@ -107,6 +107,8 @@ def table(f: dict[str, Any]) -> str:
             lines.append(f"  {stage:<9}{a['msgs_per_s']:>9,.0f}{a['cpu_ms_per_msg']:>12.2f}"
                          f"{a['peak_rss_mb']:>13.0f}")
     lines.append("")
+    if "code" in f:
+        lines.append(f"code measured: {f['code']}")
     if "loadavg_1min" in f:
         lines.append("machine load (1 min average) at start and end: "
                      + " / ".join(f"{x:.1f}" for x in f["loadavg_1min"]))
