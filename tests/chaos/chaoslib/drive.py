@@ -61,6 +61,27 @@ def activities(w: World) -> int | None:
         return None
 
 
+@dataclass
+class Landing:
+    """When every mail had become an activity (first seen; looked up at most once a second
+    unless a count is at hand): the time a run took to store the mail, kills or not."""
+
+    expected: int
+    at_s: float | None = None
+    _next_look: float = 0.0
+
+    def look(self, w: World, stages: Stages, count: int | None = None) -> None:
+        if self.at_s is not None:
+            return
+        if count is None:
+            if time.monotonic() < self._next_look:
+                return
+            self._next_look = time.monotonic() + 1.0
+            count = activities(w)
+        if count is not None and count >= self.expected:
+            self.at_s = stages.elapsed()
+
+
 def measure(w: World, cluster: Cluster, *, lag: bool = False) -> Progress:
     """Where the run is; consumer lag is read once every mail landed, or when ``lag`` (it
     costs more: it reads what each group has not consumed)."""
@@ -86,7 +107,7 @@ def measure(w: World, cluster: Cluster, *, lag: bool = False) -> Progress:
 
 def wait_drained(w: World, stages: Stages, cluster: Cluster, timeout_s: float,
                  say: Callable[[str], None] = lambda _: None, stall_s: float = 120.0,
-                 ) -> tuple[bool, float, Progress]:
+                 landing: Landing | None = None) -> tuple[bool, float, Progress]:
     """Wait until every mail is an activity and nothing is behind or owed anywhere, starting
     again any stage that exits meanwhile; (drained, seconds waited, the last progress). Gives
     up after ``timeout_s``, or earlier when nothing moved for ``stall_s`` or when two lag reads
@@ -102,6 +123,8 @@ def wait_drained(w: World, stages: Stages, cluster: Cluster, timeout_s: float,
         # Every 10 s, and at the end, with the lag of each group: a stalled group tells why.
         telling = now - last_said > 10 or now - start > timeout_s or stalled
         progress = measure(w, cluster, lag=telling)
+        if landing is not None:
+            landing.look(w, stages, progress.activities)
         if progress.drained(len(w.mails)):
             return True, now - start, progress
         if progress.behind:
@@ -164,7 +187,8 @@ def victims(rng: random.Random) -> Callable[[], str]:
 
 
 def unleash(w: World, stages: Stages, plan: ChaosPlan, seed: int,
-            say: Callable[[str], None] = lambda _: None) -> ChaosLog:
+            say: Callable[[str], None] = lambda _: None,
+            landing: Landing | None = None) -> ChaosLog:
     """Every min..max interval seconds SIGKILL a random stage's process group and start it
     again, ``plan.kills`` times; PostgreSQL restarts spread evenly among the kills."""
     rng = random.Random(seed)
@@ -173,7 +197,8 @@ def unleash(w: World, stages: Stages, plan: ChaosPlan, seed: int,
     restart_after = {round((j + 1) * plan.kills / (plan.pg_restarts + 1))
                      for j in range(plan.pg_restarts)}
     for n in range(1, plan.kills + 1):
-        _sleep_reaping(stages, rng.uniform(plan.min_interval_s, plan.max_interval_s), say)
+        _sleep_reaping(stages, rng.uniform(plan.min_interval_s, plan.max_interval_s), say,
+                       lambda: landing.look(w, stages) if landing else None)
         stage = pick()
         landed = activities(w)
         stages.kill(stage)
@@ -188,9 +213,11 @@ def unleash(w: World, stages: Stages, plan: ChaosPlan, seed: int,
     return log
 
 
-def _sleep_reaping(stages: Stages, seconds: float, say: Callable[[str], None]) -> None:
+def _sleep_reaping(stages: Stages, seconds: float, say: Callable[[str], None],
+                   look: Callable[[], None]) -> None:
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
+        look()
         for exit_ in stages.reap():
             say(f"  +{exit_.at_s:5.1f} s {exit_.stage} exited on its own "
                 f"(rc {exit_.returncode}); started again")

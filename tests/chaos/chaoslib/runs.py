@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaoslib import checks, mail, seed
-from chaoslib.drive import ChaosLog, ChaosPlan, unleash, wait_drained
+from chaoslib.drive import ChaosLog, ChaosPlan, Landing, unleash, wait_drained
 from chaoslib.stages import STAGES, Exit, Stages
 from mailroom.ops.groups import Cluster
 from mailroom.settings import Settings
@@ -21,6 +21,7 @@ class RunResult:
     mails: int
     chaos: bool
     total_s: float = 0.0  # stages started -> drained (or gave up)
+    stored_s: float | None = None  # stages started -> every mail an activity
     drain_s: float = 0.0  # last kill or restart -> drained
     drained: bool = False
     last_progress: str = ""
@@ -45,6 +46,7 @@ class RunResult:
         return {
             "mails": self.mails, "chaos": self.chaos, "drained": self.drained,
             "total_s": round(self.total_s, 1), "drain_s": round(self.drain_s, 1),
+            "stored_s": None if self.stored_s is None else round(self.stored_s, 1),
             "kills": {s: self.kills[s] for s in STAGES}, "kills_in_flight": self.kills_in_flight,
             "exits": dict(Counter(e.stage for e in self.exits)),
             "pg_restarts": len(self.log.pg_restarts), "raw_records": self.raw_records,
@@ -67,12 +69,14 @@ def run(base: Settings, *, mails: int, seed_value: int, log_dir: Path,
     try:
         seed.create(w)
         with Cluster(w.settings) as cluster:
+            landing = Landing(mails)
             stages.start_all()
             if plan is not None:
-                result.log = unleash(w, stages, plan, seed_value, say)
+                result.log = unleash(w, stages, plan, seed_value, say, landing)
             chaos_over = stages.elapsed()
             result.drained, _, progress = wait_drained(
-                w, stages, cluster, drain_timeout_s, say, stall_timeout_s)
+                w, stages, cluster, drain_timeout_s, say, stall_timeout_s, landing)
+            result.stored_s = landing.at_s
             result.total_s = stages.elapsed()
             result.drain_s = max(0.0, result.total_s - max(chaos_over, result.log.last_s))
             result.last_progress = progress.summary()
@@ -84,6 +88,7 @@ def run(base: Settings, *, mails: int, seed_value: int, log_dir: Path,
             result.checks += checks.run_all(
                 w, stages, cluster, tolerate_exits=bool(plan and plan.pg_restarts))
             result.raw_records = checks.topic_records(cluster, w.settings.topic("raw"))
+            stages.settle()
     finally:
         result.stop_codes = stages.stop()
         result.kills, result.exits = stages.kills, stages.exits

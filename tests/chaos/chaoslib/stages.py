@@ -42,6 +42,7 @@ class _Proc:
     stage: str
     popen: subprocess.Popen[bytes]
     log: IO[bytes]
+    since: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -113,6 +114,13 @@ class Stages:
         found = Exit(proc.stage, int(proc.popen.returncode or 0), self.elapsed(), tail)
         self.exits.append(found)
         return found
+
+    def settle(self, min_uptime_s: float = 10.0) -> None:
+        """Wait until every stage has run ``min_uptime_s``: a SIGTERM in the first instants of
+        a process, before it installed its handler, ends it by the signal (rc -15), which says
+        nothing about how the stage stops."""
+        youngest = max(p.since for p in self._procs.values())
+        time.sleep(max(0.0, youngest + min_uptime_s - time.monotonic()))
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every stage (finish the batch, commit, leave the group), SIGKILL what
