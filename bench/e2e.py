@@ -28,6 +28,7 @@ Prints a table, then one JSON line with every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -47,7 +48,6 @@ sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolv
 from bench import alone, harness, mailgen, report  # noqa: E402
 from bench.meter import Every, Meter, Usage, server_peers  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
-from mailroom.db import connect  # noqa: E402
 from mailroom.settings import Settings  # noqa: E402
 from mailroom.stack import dovecot, kafka, postgres  # noqa: E402
 
@@ -93,9 +93,10 @@ def wait_rows(settings: Settings, expected: int, timeout_s: float, procs: harnes
     Raises when a stage process died or the time is up."""
     deadline = time.monotonic() + timeout_s
     seen, moved = 0, time.monotonic()
-    with connect(settings, autocommit=True) as conn:
+    db = harness.Poller(settings)
+    try:
         while True:
-            n = int(conn.execute("SELECT count(*) FROM email_activities").fetchone()[0])
+            n = int(db.query("SELECT count(*) FROM email_activities")[0][0])
             if n and not seen:
                 on_first()
             if n != seen:
@@ -111,6 +112,8 @@ def wait_rows(settings: Settings, expected: int, timeout_s: float, procs: harnes
                 raise TimeoutError(f"{n} of {expected} email activities; none new for "
                                    f"{time.monotonic() - moved:.0f} s")
             time.sleep(POLL_S)
+    finally:
+        db.close()
 
 
 def _with_peers(clients: Callable[[], dict[str, list[int]]], infra: dict[str, list[int]],
@@ -162,12 +165,14 @@ def run_pipeline(base: Settings, k: int, mails: list[mailgen.Mail], maker: mailg
         if args.latency_seconds > 0:
             run.latency = _latency(w, maker, len(mails), run, args.latency_seconds, procs)
         run.rows = harness.count_rows(w.settings)
-    except (RuntimeError, TimeoutError) as exc:
-        run.error = str(exc)
-        run.rows = harness.count_rows(w.settings)
+    except Exception as exc:  # noqa: BLE001 - a failed run is a figure too: report it
+        run.error = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            run.rows = harness.count_rows(w.settings)
     finally:
         run.exits = procs.stop()
-        run.dead_letters = harness.dead_letters(w.settings)
+        with contextlib.suppress(Exception):
+            run.dead_letters = harness.dead_letters(w.settings)
         if not args.keep:
             harness.remove(w)
     return run
@@ -211,7 +216,8 @@ def _latency(w: harness.World, maker: mailgen.MailMaker, start: int, run: Pipeli
     arrived: dict[str, float] = {}
     seen: dict[str, float] = {}
     t0 = moved = time.time()
-    with connect(w.settings, autocommit=True) as conn:
+    db = harness.Poller(w.settings)
+    try:
         while len(seen) < len(mails):
             due = min(len(staged), int((time.time() - t0) * rate) + 1)
             for s in staged[len(arrived):due]:
@@ -219,16 +225,18 @@ def _latency(w: harness.World, maker: mailgen.MailMaker, start: int, run: Pipeli
             # By Message-ID, not by id > the last id seen: with several persist processes a
             # transaction holding lower ids may commit after one holding higher ids.
             waiting = [m for m in arrived if m not in seen]
-            for (message_id,) in conn.execute("SELECT message_id FROM email_activities "
-                                              "WHERE message_id = ANY(%s)", (waiting,)):
+            for (message_id,) in db.query("SELECT message_id FROM email_activities "
+                                          "WHERE message_id = ANY(%s)", (waiting,)):
                 seen[message_id] = moved = time.time()
             if procs.dead() or time.time() - max(moved, t0 + seconds) > STALL_S:
                 raise RuntimeError(f"latency phase: {len(seen)} of {len(mails)} rows, none new "
                                    f"for {STALL_S:.0f} s; " + "\n".join(procs.dead()))
             time.sleep(min(POLL_S, 1 / rate))
-        created = dict(conn.execute(
+        created = dict(db.query(
             "SELECT message_id, extract(epoch FROM created_at)::float8 FROM email_activities "
-            "WHERE message_id = ANY(%s)", (list(seen),)).fetchall())
+            "WHERE message_id = ANY(%s)", (list(seen),)))
+    finally:
+        db.close()
     row = [created[m] - arrived[m] for m in seen]
     visible = [seen[m] - arrived[m] for m in seen]
     return {"mails": len(mails), "offered_per_s": rate, "seconds": seconds,
@@ -310,7 +318,11 @@ def code_version() -> str:
 
 
 def _monolith(w: harness.World, infra: dict[str, list[int]]) -> dict:
-    result, usage = run_monolith(w, infra)
+    try:
+        result, usage = run_monolith(w, infra)
+    except RuntimeError:
+        # Once more: the shared PostgreSQL or Dovecot may have restarted under it.
+        result, usage = run_monolith(w, infra)
     result["usage"] = usage
     print(f"  monolith: {result['emails'] / result['seconds']:,.0f} emails/s "
           f"({result['seconds']:.1f} s)", flush=True)

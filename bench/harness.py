@@ -20,7 +20,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from kafka.errors import KafkaError
 from psycopg import sql
 
@@ -147,6 +149,36 @@ def _remove_topics(w: World) -> None:
             admin.delete_topics(topics)
     finally:
         admin.close()
+
+
+class Poller:
+    """One autocommit connection for polling, opened again when the database went away (a
+    restart of the shared PostgreSQL should cost a bench a pause, not the run)."""
+
+    def __init__(self, settings: Settings, patience_s: float = 120.0) -> None:
+        self.settings, self.patience_s = settings, patience_s
+        self.conn: psycopg.Connection | None = None
+        self.reconnects = 0
+
+    def query(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        deadline = time.monotonic() + self.patience_s
+        while True:
+            try:
+                if self.conn is None or self.conn.closed:
+                    self.conn = connect(self.settings, autocommit=True)
+                return self.conn.execute(query, params).fetchall()
+            except psycopg.OperationalError:
+                self.close()
+                self.reconnects += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = None
 
 
 def count_rows(settings: Settings) -> int:
