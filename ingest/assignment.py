@@ -16,12 +16,17 @@ Handing over: rebalance callbacks run inside ``consumer.poll``, and this process
 between batches (:meth:`Assignment.serves`), so on a revocation the batch in hand is finished,
 the pass stops, and only then does the process rejoin — the rebalance cannot complete, and no
 other process can start on those mailboxes, before this one has stopped serving them.
+
+PostgreSQL away during a rebalance: the new assignment gets no token in the callback (an
+exception there would end ``poll`` with a KafkaError); its mailboxes are not polled until the
+token is taken at a later :meth:`Assignment.poll`, once the database answers.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -29,6 +34,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer
 
 from ingest import store
 from mailroom.codec import Codec
+from mailroom.db.outage import LOST, renewed
 from mailroom.errors import MailroomError
 from mailroom.records.mailbox import MailboxRecord
 from mailroom.settings import Settings
@@ -45,7 +51,8 @@ class Assignment(ConsumerRebalanceListener):
 
     def __init__(self, settings: Settings, consumer: KafkaConsumer,
                  token_conn: psycopg.Connection, codec: Codec | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 connect: Callable[[], psycopg.Connection] | None = None) -> None:
         self.settings = settings
         self.consumer = consumer
         self.token_conn = token_conn  # autocommit: a token is taken inside consumer.poll
@@ -54,14 +61,17 @@ class Assignment(ConsumerRebalanceListener):
         self.topic = settings.topic("mailboxes")
         self.view: dict[int, dict[str, MailboxRecord]] = {}  # partition -> mailbox id -> record
         self.token: int | None = None
+        self.token_owed = False  # assigned while PostgreSQL was away: no token taken yet
+        self.connect = connect  # reopens token_conn (autocommit) after an outage; None: never
 
     @classmethod
     def join(cls, settings: Settings, token_conn: psycopg.Connection, client_id: str,
-             stop: threading.Event | None = None) -> Assignment:
+             stop: threading.Event | None = None,
+             connect: Callable[[], psycopg.Connection] | None = None) -> Assignment:
         from mailroom.kafka import make_consumer
 
         consumer = make_consumer(settings, group_id(settings), client_id=client_id)
-        assignment = cls(settings, consumer, token_conn, stop=stop)
+        assignment = cls(settings, consumer, token_conn, stop=stop, connect=connect)
         consumer.subscribe([assignment.topic], listener=assignment)
         return assignment
 
@@ -71,17 +81,25 @@ class Assignment(ConsumerRebalanceListener):
             self.view.pop(tp.partition, None)
         # The token stands for one assignment; whatever is kept is claimed again under a new one.
         self.token = None
+        self.token_owed = False
         if revoked:
             log.info("mailboxes partitions revoked: %s",
                      sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         tps = sorted(assigned, key=lambda tp: tp.partition)
-        self.token = store.new_generation(self.token_conn)
         for tp in tps:
             self.view.setdefault(tp.partition, {})
         if tps:
             self.consumer.seek_to_beginning(*tps)
+        try:
+            self.token = store.new_generation(self.token_conn)
+        except LOST as exc:
+            self.token_owed = True
+            log.warning("mailboxes partitions assigned: %s; no fence token yet (%s): none of "
+                        "their mailboxes is polled until PostgreSQL is back",
+                        [tp.partition for tp in tps], str(exc).strip())
+            return
         log.info("mailboxes partitions assigned: %s fence token %d (kafka generation %s)",
                  [tp.partition for tp in tps], self.token, self._kafka_generation())
 
@@ -94,7 +112,13 @@ class Assignment(ConsumerRebalanceListener):
     # --- reading the topic --------------------------------------------------------------------
     def poll(self, timeout_ms: int = 0) -> None:
         """Take part in the group (heartbeats are a background thread; rebalances happen here)
-        and apply new mailbox records to the view."""
+        and apply new mailbox records to the view. Takes the token an outage owed (raising
+        what :data:`~mailroom.db.outage.LOST` names while the database is still away)."""
+        if self.token_owed:
+            self.token = store.new_generation(self.token_conn)
+            self.token_owed = False
+            log.info("mailboxes partitions %s: fence token %d taken after the outage",
+                     self.partitions(), self.token)
         for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
             part = self.view.get(tp.partition)
             if part is None:  # revoked meanwhile
@@ -124,6 +148,11 @@ class Assignment(ConsumerRebalanceListener):
         if not self.serves(mailbox_id, token):
             raise Revoked(f"mailbox {mailbox_id} is no longer served by this process "
                           "(rebalance or shutdown): the batch in hand is done, the pass stops")
+
+    def reconnect(self) -> None:
+        """Reopen the token connection if an outage cut it (raises while still away)."""
+        if self.connect is not None:
+            self.token_conn = renewed(self.token_conn, self.connect)
 
     def partitions(self) -> list[int]:
         return sorted(self.view)

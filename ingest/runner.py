@@ -10,6 +10,10 @@ backoff (and after many in a row ``disabled`` as transient, re-enabled by a logi
 permanent → ``disabled`` with the cause, and no login is attempted again until an administrator
 enables the mailbox. Every checkpoint write is compare-and-set on the fence token the pass
 claimed the mailbox with.
+
+PostgreSQL away (:mod:`mailroom.db.outage`): the pass in hand stops where it is (nothing past the
+last checkpoint is lost: it is fetched again), the process waits with a bounded backoff, reopens
+its connections and carries on; ``/readyz`` says not ready meanwhile. It never exits for it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +42,7 @@ from ingest.model import Mailbox, Protocol
 from ingest.publish import BlobPut, Producer
 from ingest.store import Fenced
 from mailroom.codec import Codec
+from mailroom.db.outage import LOST, Outage, renewed
 from mailroom.errors import PermanentError
 from mailroom.settings import Settings
 
@@ -57,7 +63,8 @@ class Ingestor:
     def __init__(self, settings: Settings, conn: psycopg.Connection, producer: Producer,
                  put_blob: BlobPut, codec: Codec | None = None,
                  assignment: Assignment | None = None,
-                 metrics: IngestMetrics | None = None) -> None:
+                 metrics: IngestMetrics | None = None,
+                 database: Callable[[], psycopg.Connection] | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or IngestMetrics()  # served only when metrics_port is set
         self.assignment = assignment
@@ -72,6 +79,8 @@ class Ingestor:
         self.stop = assignment.stop if assignment else threading.Event()
         # IDLE only inside run(): run_once() is one pass per mailbox and returns (tests, bench).
         self.idle = False
+        self.database = database  # reopens the connection after an outage; None: never
+        self.outage = Outage("mailbox pass")
 
     def token(self) -> int | None:
         """The fence token passes claim mailboxes with (None: no assignment at the moment)."""
@@ -183,7 +192,7 @@ class Ingestor:
             self.metrics.failed("fenced", exc)
             log.warning("mailbox=%s %s", mailbox.address, exc)
             return 0
-        except psycopg.Error:
+        except (psycopg.Error, *LOST):
             raise  # the database's failure, not the mailbox's: nothing to record it in
         except Exception as exc:  # noqa: BLE001 - every failure after login gets a name
             self.conn.rollback()
@@ -278,31 +287,60 @@ class Ingestor:
         tick_ms = self.settings.ingest_idle_tick_ms
         while not self.stop.is_set():
             self.metrics.last_loop = time.monotonic()
-            if self.assignment is not None:
-                # Group membership and mailbox changes; rebalances happen in here, when no
-                # pass is running, or between batches (Job.between_batches).
-                self.assignment.poll(tick_ms)
-            self.run_once()
-            if time.monotonic() - last_observe > OBSERVE_EVERY_S:
-                self.observe()
-                last_observe = time.monotonic()
-            if time.monotonic() - last_revive > self.settings.ingest_revive_interval_s:
-                self.revive()
-                last_revive = time.monotonic()
+            try:
+                if self.assignment is not None:
+                    # Group membership and mailbox changes; rebalances happen in here, when no
+                    # pass is running, or between batches (Job.between_batches).
+                    self.assignment.poll(tick_ms)
+                self.run_once()
+                if time.monotonic() - last_observe > OBSERVE_EVERY_S:
+                    self.observe()
+                    last_observe = time.monotonic()
+                if time.monotonic() - last_revive > self.settings.ingest_revive_interval_s:
+                    self.revive()
+                    last_revive = time.monotonic()
+            except LOST as exc:
+                self._database_lost(exc)
+                continue
+            if self.outage.away:
+                self.outage.over()
             if self.assignment is None:
                 self.stop.wait(tick_ms / 1000)
 
+    def _database_lost(self, exc: Exception) -> None:
+        """Wait (SIGTERM still stops it), then reopen the connections; the loop goes on, and
+        what the pass did not checkpoint is fetched again."""
+        self.outage.wait(exc, sleep=self.stop.wait)
+        if self.database is None:
+            return
+        try:
+            self.conn = renewed(self.conn, self.database)
+            if self.assignment is not None:
+                self.assignment.reconnect()
+        except LOST:
+            pass  # still away: the next turn meets it and waits again
 
-def blob_put(conn: psycopg.Connection) -> BlobPut:
+
+@dataclass
+class BlobPutter:
     """Claim checks go to the kernel's blob store, on a connection of their own (autocommit:
-    a blob must be durable before the record that references it is sent)."""
+    a blob must be durable before the record that references it is sent); ``database``
+    reopens it after an outage."""
 
-    def put(data: bytes) -> str:
+    conn: psycopg.Connection
+    database: Callable[[], psycopg.Connection] | None = None
+
+    def __call__(self, data: bytes) -> str:
         from mailroom import blobs  # imported at the first claim check
 
-        return str(blobs.BlobStore(conn).put(data))
+        if self.database is not None:
+            self.conn = renewed(self.conn, self.database)
+        return str(blobs.BlobStore(self.conn).put(data))
 
-    return put
+
+def blob_put(conn: psycopg.Connection,
+             database: Callable[[], psycopg.Connection] | None = None) -> BlobPutter:
+    return BlobPutter(conn, database)
 
 
 def main(settings: Settings, args: object) -> int:
@@ -312,12 +350,18 @@ def main(settings: Settings, args: object) -> int:
 
     credentials.check_key(settings)  # a weak key: refuse to start, say why
     client_id = f"ingest-{socket.gethostname()}-{os.getpid()}"
-    conn = db_connect(settings)
+    def database() -> psycopg.Connection:  # also after an outage
+        return db_connect(settings)
+
+    def autocommit() -> psycopg.Connection:
+        return db_connect(settings, autocommit=True)
+
+    conn = database()
     producer = kafka.make_producer(settings, client_id=client_id)
-    blob_conn = db_connect(settings, autocommit=True)
-    token_conn = db_connect(settings, autocommit=True)
-    assignment = Assignment.join(settings, token_conn, client_id)
-    ingestor = Ingestor(settings, conn, producer, blob_put(blob_conn), assignment=assignment)
+    blobs = blob_put(autocommit(), autocommit)
+    assignment = Assignment.join(settings, autocommit(), client_id, connect=autocommit)
+    ingestor = Ingestor(settings, conn, producer, blobs, assignment=assignment,
+                        database=database)
     server = watch(settings, ingestor)
     signal.signal(signal.SIGTERM, lambda *_: ingestor.stop.set())
     log.info("ingest started client_id=%s group=%s", client_id, assignment.consumer.config[
@@ -331,9 +375,10 @@ def main(settings: Settings, args: object) -> int:
         producer.flush()
         assignment.close()
         producer.close()
-        conn.close()
-        blob_conn.close()
-        token_conn.close()
+        # The connections of now: an outage may have replaced the first ones.
+        ingestor.conn.close()
+        blobs.conn.close()
+        assignment.token_conn.close()
     return 0
 
 
@@ -348,5 +393,6 @@ def watch(settings: Settings, ingestor: Ingestor) -> Any:
     return serve(settings, ingestor.metrics.stage, Health(
         alive=lambda: not ingestor.stop.is_set()
         and time.monotonic() - ingestor.metrics.last_loop < stale_s,
-        ready=lambda: assignment is None or assignment.token is not None,
+        ready=lambda: (assignment is None or assignment.token is not None)
+        and not ingestor.outage.away,
     ))

@@ -40,15 +40,21 @@ the partition of a dead one sees the same first offset and counts on. A clean ha
 first, so the new owner starts at a new offset and the count resets. A member that loses its
 partition before committing anything (rare: the runner finishes a batch before polling again)
 adds one false attempt, which ``max_attempts`` absorbs.
+
+PostgreSQL away: a lost connection is reopened at the next :meth:`AttemptLog.begin` (with the
+``connect`` the log was given); a release that could not be written is kept and written before
+that begin, so an outage never counts as a death of the records in flight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import psycopg
+
+from mailroom.db.outage import LOST, renewed
 
 Step = Literal["batch", "one", "crash_loop"]
 
@@ -116,16 +122,28 @@ class AttemptLog:
     """The counter of one consumer group. ``conn`` must be in autocommit mode: every begin is
     durable before the records it covers are touched."""
 
-    def __init__(self, conn: psycopg.Connection, group_id: str) -> None:
+    def __init__(self, conn: psycopg.Connection, group_id: str,
+                 connect: Callable[[], psycopg.Connection] | None = None) -> None:
         if not conn.autocommit:
             raise ValueError("AttemptLog needs an autocommit connection (each begin is durable)")
         self.conn = conn
         self.group_id = group_id
+        self.connect = connect  # reopens a lost connection (autocommit); None: never
+        self._owed: list[tuple[str, int, int]] = []  # releases the database was away for
+
+    def _usable(self) -> psycopg.Connection:
+        if self.connect is not None:
+            self.conn = renewed(self.conn, self.connect)
+        return self.conn
 
     def begin(self, starts: Sequence[Start]) -> dict[tuple[str, int], Standing]:
         """Record that processing of these ranges starts now; one statement for all of them."""
         if not starts:
             return {}
+        conn = self._usable()
+        while self._owed:  # first: a begin at a released offset must not count as a death
+            self._release(conn, *self._owed[0])
+            self._owed.pop(0)
         params = {
             "group": self.group_id,
             "topics": [s.topic for s in starts],
@@ -133,13 +151,21 @@ class AttemptLog:
             "firsts": [s.first_offset for s in starts],
             "lasts": [s.last_offset for s in starts],
         }
-        rows = self.conn.execute(_BEGIN, params).fetchall()
+        rows = conn.execute(_BEGIN, params).fetchall()
         return {(topic, part): Standing(att, end) for topic, part, att, end in rows}
 
     def release(self, topic: str, partition: int, first_offset: int) -> None:
         """Take back the begin at ``first_offset``: the stop there was not a crash (the stage
-        paused before an unreadable record, or the broker failed), so it must not count."""
-        self.conn.execute(
+        paused before an unreadable record, the broker or the database failed), so it must not
+        count. With the database away it is kept and written before the next begin."""
+        try:
+            self._release(self._usable(), topic, partition, first_offset)
+        except LOST:
+            self._owed.append((topic, partition, first_offset))
+
+    def _release(self, conn: psycopg.Connection, topic: str, partition: int,
+                 first_offset: int) -> None:
+        conn.execute(
             "UPDATE stage_attempts SET released = true"
             " WHERE group_id = %s AND topic = %s AND partition = %s AND first_offset = %s",
             (self.group_id, topic, partition, first_offset),

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from kafka import ConsumerRebalanceListener, TopicPartition
 
+from mailroom.db.outage import LOST
 from mailroom.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -89,19 +90,41 @@ def stored_offsets(conn: psycopg.Connection, group: str) -> dict[tuple[str, int]
 
 
 class Keeper(ConsumerRebalanceListener):
-    """Claims assigned partitions and seeks the consumer to the stored offsets."""
+    """Claims assigned partitions and seeks the consumer to the stored offsets.
+
+    An assignment that arrives while PostgreSQL is away cannot be claimed in the callback (and
+    an exception there would end ``poll`` with a KafkaError): those partitions are kept in
+    ``unclaimed`` and claimed by :meth:`claim_unclaimed` once the database answers.
+    """
 
     def __init__(self, conn: psycopg.Connection, consumer: Any, group: str) -> None:
         self.conn = conn
         self.consumer = consumer
         self.group = group
         self.tokens: dict[TopicPartition, int] = {}
+        self.unclaimed: set[TopicPartition] = set()
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         for tp in revoked:
             self.tokens.pop(tp, None)
+            self.unclaimed.discard(tp)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        try:
+            self._claim(assigned)
+        except LOST as exc:
+            self.unclaimed.update(assigned)
+            log.warning("partitions %s not claimed yet (%s): claimed when PostgreSQL is back",
+                        sorted(str(tp) for tp in assigned), str(exc).strip())
+
+    def claim_unclaimed(self) -> set[TopicPartition]:
+        """Claim what an outage left unclaimed (still assigned); returns what was claimed."""
+        pending = self.unclaimed & set(self.consumer.assignment())
+        self._claim(pending)
+        self.unclaimed.clear()
+        return pending
+
+    def _claim(self, assigned: Any) -> None:
         tps = sorted(assigned, key=lambda tp: (tp.topic, tp.partition))
         if not tps:
             return

@@ -13,8 +13,11 @@ assignment the consumer seeks to the offsets in PostgreSQL.
 
 A record that cannot be read (not Avro) is dead-lettered; one of an unknown schema pauses its
 partition before it (the stage is older than the writer). A deadlock or serialization failure
-retries the whole batch; the database going away ends the process (its restart resumes from the
-stored offsets). SIGTERM/SIGINT finish the batch in hand, commit and leave the group.
+retries the whole batch. The database going away is an outage (:mod:`mailroom.db.outage`): the
+batch is redone once it is back — the connections reopened, the partitions sought to the
+offsets stored in PostgreSQL (whether the last commit landed or not), the status ``degraded``
+meanwhile — and the process never exits for it. SIGTERM/SIGINT finish the batch in hand,
+commit and leave the group.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from mailroom import faults, kafka
 from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
+from mailroom.db.outage import LOST, Outage, renewed
 from mailroom.deadletters import DeadLetterWriter
 from mailroom.errors import MalformedRecordError, UnknownSchemaError
 from mailroom.metrics import Batch, Health, StageMetrics, arrived_ms, consumer_lag, serve
@@ -63,6 +67,7 @@ BATCH_RETRIES = 5
 class PersistStatus:
     ready: bool = False
     stopping: bool = False
+    degraded: str = ""  # why it cannot work now (PostgreSQL away); empty when it can
     paused: dict[tuple[str, int], str] = field(default_factory=dict)
     plans: int = 0
     traces: int = 0
@@ -87,6 +92,7 @@ class PersistStage:
     def __init__(
         self, settings: Settings, *, consumer: Any, producer: Any, conn: psycopg.Connection,
         codec: Codec, blobs: Any = None, status: PersistStatus | None = None,
+        database: Callable[..., psycopg.Connection] | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -101,6 +107,9 @@ class PersistStage:
         self.actions_topic = settings.topic("actions")
         self.trace_topic = settings.topic("trace")
         self.on_batch: Callable[[PersistStatus], None] | None = None  # metrics (main wires it)
+        # Reopens a connection lost in an outage (``autocommit=`` as for connect); None: never.
+        self.database = database
+        self.outage = Outage("batch")
 
     def stop(self, *_: Any) -> None:
         self.status.stopping = True
@@ -119,6 +128,52 @@ class PersistStage:
 
     # --- one batch -----------------------------------------------------------------------------
     def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        try:
+            if self.keeper.unclaimed:
+                self._claim_unclaimed(batch)
+                return
+            self._process(batch)
+        except LOST as exc:
+            self._database_lost(batch, exc)
+            return
+        if self.outage.away:
+            self.outage.over()
+            self.status.degraded = ""
+
+    def _claim_unclaimed(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Partitions assigned while PostgreSQL was away: claim them now (which seeks them to
+        their stored offsets) and let the next poll bring every partition's records again."""
+        claimed = self.keeper.claim_unclaimed()
+        for tp, records in batch.items():
+            if records and tp not in claimed and tp in self.consumer.assignment():
+                self.consumer.seek(tp, records[0].offset)
+
+    def _database_lost(self, batch: dict[TopicPartition, list[Any]], exc: Exception) -> None:
+        """Wait for PostgreSQL, reopen the connections, seek the batch's partitions to their
+        stored offsets (the first offsets while it is still away); the next poll redoes it."""
+        self.status.degraded = self.outage.reason or f"PostgreSQL unavailable: {exc}"
+        self.outage.wait(exc)
+        self.status.degraded = self.outage.reason
+        stored: dict[tuple[str, int], int | None] = {}
+        database = self.database
+        if database is not None:
+            try:
+                self.conn = renewed(self.conn, database)
+                self.keeper.conn = self.conn
+                stored = offsets.stored_offsets(self.conn, self.group)
+                self.conn.commit()
+                blobs = self.dead.blobs
+                if isinstance(blobs, BlobStore):
+                    blobs.conn = renewed(blobs.conn, lambda: database(autocommit=True))
+            except LOST:
+                stored = {}  # still away: the batch's first offsets, and wait again
+        assigned = self.consumer.assignment()
+        for tp, records in batch.items():
+            if records and tp in assigned and (tp.topic, tp.partition) not in self.status.paused:
+                at = stored.get((tp.topic, tp.partition))
+                self.consumer.seek(tp, records[0].offset if at is None else at)
+
+    def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         began = time.monotonic()
         work = self._decode(batch)
         for attempt in range(1, BATCH_RETRIES + 1):
@@ -213,15 +268,19 @@ class PersistStage:
 
 def main(settings: Settings, args: argparse.Namespace | None = None) -> int:
     codec = Codec.from_settings(settings)
-    conn = connect(settings)
+
+    def database(autocommit: bool = False) -> psycopg.Connection:  # also after an outage
+        return connect(settings, autocommit=autocommit)
+
+    conn = database()
     client = "mailroom-persist"
     consumer = kafka.make_consumer(settings, group_id(settings, STAGE), client_id=client)
     producer = kafka.make_producer(settings, client_id=client)
     # Its own autocommit connection: an oversized dead letter's blob must be stored (and
     # committed) before the dead letter is sent, whatever the batch transaction does.
-    blob_conn = connect(settings, autocommit=True)
+    blobs = BlobStore(database(autocommit=True))
     stage = PersistStage(settings, consumer=consumer, producer=producer, conn=conn, codec=codec,
-                         blobs=BlobStore(blob_conn))
+                         blobs=blobs, database=database)
     server = _watch(stage, settings)
     try:
         return stage.run()
@@ -229,8 +288,8 @@ def main(settings: Settings, args: argparse.Namespace | None = None) -> int:
         if server is not None:
             server.shutdown()
         producer.close()
-        conn.close()
-        blob_conn.close()
+        stage.conn.close()  # the connections of now: an outage may have replaced them
+        blobs.conn.close()
 
 
 def _watch(stage: PersistStage, settings: Settings) -> Any:
@@ -245,5 +304,5 @@ def _watch(stage: PersistStage, settings: Settings) -> Any:
         consumer_lag(stage.consumer), len(s.paused)))
     return serve(settings, metrics, Health(
         alive=lambda: not status.stopping and time.monotonic() - status.last_loop < stale_s,
-        ready=lambda: status.ready and not status.paused,
+        ready=lambda: status.ready and not status.paused and not status.degraded,
     ))

@@ -23,9 +23,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-import psycopg
-
 from mailroom.db import connect
+from mailroom.db.outage import LOST
 from mailroom.errors import TransientError
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
@@ -70,7 +69,7 @@ def setup(settings: Settings) -> None:
     install(settings)
     try:
         _Holder.snapshot = load_snapshot(settings)
-    except psycopg.OperationalError as exc:
+    except LOST as exc:  # a refused connect too, not only a dropped one
         log.warning("route: reference snapshot not loaded at start (%s); retrying later", exc)
 
 
@@ -84,7 +83,7 @@ def _current() -> Snapshot:
         return snap
     try:
         snap = load_snapshot(settings)
-    except psycopg.OperationalError as exc:
+    except LOST as exc:
         if snap is None:  # nothing to decide with: the runner retries the email, then gives up
             raise TransientError(f"route: reference data unavailable: {exc}") from exc
         # The old snapshot is still right (see above); try again one refresh period later.

@@ -16,6 +16,8 @@ import logging
 import time
 from typing import Any
 
+import psycopg
+
 from mailroom import kafka
 from mailroom.attempts import AttemptLog
 from mailroom.blobs import BlobStore
@@ -40,7 +42,11 @@ def build_runner(
     """A ready runner (clients connected). ``schema``: the database schema (tests use their
     own); ``None`` uses the connection's default search_path."""
     codec = Codec.from_settings(settings)
-    conn = connect(settings, schema=schema, autocommit=True)
+
+    def database() -> psycopg.Connection:  # reopens a connection lost in an outage
+        return connect(settings, schema=schema, autocommit=True)
+
+    conn = database()
     client_id = f"mailroom-{spec.name}"
     consumer = kafka.make_consumer(settings, spec.group_id(settings), client_id=client_id)
     producer = kafka.make_producer(settings, client_id=client_id)
@@ -50,11 +56,12 @@ def build_runner(
         consumer=consumer,
         producer=producer,
         codec=codec,
-        attempts=AttemptLog(conn, spec.group_id(settings)),
+        attempts=AttemptLog(conn, spec.group_id(settings), database),
         executor=make_executor(spec, codec, settings),
         # Its own connection: a dead letter's blob must commit even while nothing else does.
-        blobs=BlobStore(connect(settings, schema=schema, autocommit=True)),
+        blobs=BlobStore(database()),
         status=status,
+        database=database,
     )
 
 

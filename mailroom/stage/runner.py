@@ -35,25 +35,34 @@ Every dead letter also gets a ``dead_lettered`` trace event keyed by the source 
 Liveness: a batch stops early (commits what is done, seeks back for the rest) when half of
 ``kafka_max_poll_interval_ms`` has passed, so a slow batch never gets the member evicted.
 
+PostgreSQL away (the attempt counter or a dead letter's blob cannot be written): the batch is
+redone — its partitions are sought back, its starts released (they are no deaths), the status
+says ``degraded`` and the runner waits with a bounded backoff (:mod:`mailroom.db.outage`)
+before it polls again; it never exits for it.
+
 SIGTERM/SIGINT: the batch in hand is finished, flushed and committed, the consumer closed
 (leaving the group, so its partitions move at once) and ``run`` returns 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from mailroom import faults
 from mailroom.attempts import AttemptLog, Standing, Start
+from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
+from mailroom.db.outage import LOST, Outage, renewed
 from mailroom.deadletters import DeadLetterWriter
 from mailroom.metrics import ARRIVED_HEADER, arrived_ms
 from mailroom.settings import Settings
@@ -76,10 +85,12 @@ class StageStatus:
     """What the runner tells the outside world (the metrics/health server of issue 7 reads it).
 
     ``ready``: joined and consuming; ``alive``: the loop turned recently (``last_loop``);
-    ``paused``: partitions stopped at an unreadable record, with the reason.
+    ``paused``: partitions stopped at an unreadable record, with the reason; ``degraded``: why
+    the stage cannot work now (PostgreSQL away), empty when it can.
     """
 
     ready: bool = False
+    degraded: str = ""
     stopping: bool = False
     last_loop: float = field(default_factory=time.monotonic)
     paused: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -95,7 +106,7 @@ class StageStatus:
 
     @property
     def healthy(self) -> bool:
-        return not self.paused
+        return not self.paused and not self.degraded
 
 
 def fault_names(stage: str) -> tuple[str, str]:
@@ -117,6 +128,7 @@ class StageRunner:
         blobs: Any = None,
         status: StageStatus | None = None,
         on_batch: Callable[[StageStatus], None] | None = None,
+        database: Callable[[], psycopg.Connection] | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -132,6 +144,8 @@ class StageRunner:
         faults.register(self.fault_after_begin, "attempts recorded, batch not yet handled")
         faults.register(self.fault_after_produce, "outputs flushed, offsets not yet committed")
         self._dead_futures: list[Any] = []
+        self.database = database  # reopens the blob store's connection after an outage
+        self.outage = Outage("batch")
 
     # --- lifecycle -----------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -161,6 +175,35 @@ class StageRunner:
 
     # --- one batch -----------------------------------------------------------------------------
     def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        try:
+            self._process(batch)
+        except LOST as exc:
+            self._database_lost(batch, exc)
+            return
+        if self.outage.away:
+            self.outage.over()
+            self.status.degraded = ""
+
+    def _database_lost(self, batch: dict[TopicPartition, list[Any]], exc: Exception) -> None:
+        """Redo the batch once PostgreSQL is back: seek back, release the starts (an outage is
+        no record's death), wait; the next poll brings the same records again."""
+        self.status.degraded = self.outage.reason or f"PostgreSQL unavailable: {exc}"
+        assigned = self.consumer.assignment()
+        for tp, records in batch.items():
+            if not records:
+                continue
+            self.attempts.release(tp.topic, tp.partition, records[0].offset)
+            if tp in assigned and (tp.topic, tp.partition) not in self.status.paused:
+                self.consumer.seek(tp, records[0].offset)
+        self.outage.wait(exc)
+        self.status.degraded = self.outage.reason
+        blobs = self.dead.blobs
+        if self.database is not None and isinstance(blobs, BlobStore):
+            # Still away: the next batch meets it and waits again.
+            with contextlib.suppress(*LOST):
+                blobs.conn = renewed(blobs.conn, self.database)
+
+    def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         started = time.monotonic()
         # Stop early at half the poll interval: the member must poll again before eviction.
         deadline = started + self.settings.kafka_max_poll_interval_ms / 2000
