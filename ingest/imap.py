@@ -112,12 +112,21 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
     suspects = ledger.imap_suspects(folder.name, uidvalidity)
     sizes = _sizes(job, ledger, client, folder.name, uidvalidity,
                    [u for u in uids if u not in suspects])
-    for group in fetch_groups(uids, sizes, batch_size, FETCH_BUDGET_BYTES, suspects):
+    # Too large by the server's count: never fetched, dead-lettered alone and passed.
+    limit = job.settings.ingest_max_message_bytes
+    oversize = {uid: size for uid, size in sizes.items() if size > limit}
+    for group in fetch_groups(uids, sizes, batch_size, FETCH_BUDGET_BYTES,
+                              suspects | oversize.keys()):
         progress = UidProgress(start=last)
-        fetched = _fetch(job, ledger, client, folder.name, uidvalidity, group)
+        if len(group) == 1 and group[0] in oversize:
+            ledger.too_large(imap_message(job, folder.name, uidvalidity, group[0]),
+                             oversize[group[0]])
+            fetched = None
+        else:
+            fetched = _fetch(job, ledger, client, folder.name, uidvalidity, group)
         raws = []
         for uid in group:
-            if fetched is None:  # dead-lettered: passed, never fetched
+            if fetched is None:  # dead-lettered (unfetchable or too large): passed
                 progress.pass_over(uid)
                 continue
             data = fetched.get(uid, {})

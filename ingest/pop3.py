@@ -88,9 +88,19 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
     suspects = ledger.pop3_suspects()
     published = 0
     uidl_of = dict(new)
-    groups = fetch_groups([number for number, _ in new], server_sizes(conn), batch_size,
-                          FETCH_BUDGET_BYTES, {n for n, u in new if u in suspects})
+    sizes = server_sizes(conn)
+    # Too large by the server's count: never retrieved, dead-lettered alone and passed.
+    limit = job.settings.ingest_max_message_bytes
+    oversize = {number: sizes[number] for number in uidl_of if sizes.get(number, 0) > limit}
+    groups = fetch_groups([number for number, _ in new], sizes, batch_size, FETCH_BUDGET_BYTES,
+                          {n for n, u in new if u in suspects} | oversize.keys())
     for n, numbers in enumerate(groups):
+        if len(numbers) == 1 and numbers[0] in oversize:
+            ledger.too_large(pop3_message(job, folder.name, uidl_of[numbers[0]]),
+                             oversize[numbers[0]])
+            if n + 1 < len(groups):
+                job.between_batches()
+            continue
         batch = [(number, uidl_of[number]) for number in numbers]
         raws, failure = _retrieve(job, ledger, conn, folder, batch)
         results = publish(job.settings, job.codec, job.producer, raws, job.put_blob)

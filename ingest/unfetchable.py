@@ -19,6 +19,11 @@ offset, in PostgreSQL (``ingest_fetch_attempts``, migration 0052):
   does not fetch it: it is dead-lettered (stage ``ingest``, reason ``unfetchable``, key its raw
   identity, no payload — nothing was obtained) and passed. It stays on the server untouched:
   no flag, move or delete for mail that never reached the topic.
+
+A message larger than ``ingest_max_message_bytes`` by the server's own count (IMAP
+``RFC822.SIZE``, POP3 ``LIST``) is not fetched at all: it is dead-lettered at once with reason
+``too_large`` (mailbox, UID or UIDL, size; no payload) and passed the same way, so one huge
+message can neither exhaust a process's memory nor hold a mailbox back.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "ingest"
 REASON = "unfetchable"
+TOO_LARGE = "too_large"
 
 
 @dataclass(frozen=True)
@@ -160,25 +166,52 @@ class Ledger:
     def dead_letter(self, m: Message, attempts: int) -> None:
         """Send ``m``'s dead letter and wait for the broker; mark it (POP3: fenced, committed —
         the mark is its checkpoint). IMAP moves the checkpoint past it in the caller."""
-        job = self.job
-        reason = (f"mailbox {job.mailbox.address}: {m.label} could not be fetched in "
+        reason = (f"mailbox {self.job.mailbox.address}: {m.label} could not be fetched in "
                   f"{attempts - 1} attempt(s) alone; last error: {self.last_error(m)}. It was "
                   "passed and stays on the server untouched.")
+        self._pass(m, REASON, reason, attempts - 1)
+
+    def too_large(self, m: Message, size: int) -> None:
+        """``m`` is over ``ingest_max_message_bytes`` by the server's count: dead-letter it
+        unfetched and pass it, as :meth:`dead_letter` does."""
+        limit = self.job.settings.ingest_max_message_bytes
+        reason = (f"mailbox {self.job.mailbox.address}: {m.label} is {size} bytes by the "
+                  f"server's count, over ingest_max_message_bytes ({limit}); it was not "
+                  "fetched, was passed and stays on the server untouched.")
+        self._pass(m, TOO_LARGE, reason, 0, size=size)
+
+    def _pass(self, m: Message, code: str, reason: str, attempts: int,
+              size: int | None = None) -> None:
+        job = self.job
         source = Source(job.settings.topic("raw"), -1, -1, m.identity.encode(), None, -1)
         DeadLetterWriter(job.producer, job.codec, job.settings).send_and_wait(
-            STAGE, REASON, reason, source, attempts - 1)
+            STAGE, code, reason, source, attempts)
+        detail = {"reason_code": code, "reason": reason[:1000], "mailbox": job.mailbox.address,
+                  "folder": m.folder}
+        if size is not None:
+            detail["size"] = str(size)
         Tracer(job.producer, job.codec, job.settings, STAGE).emit(
-            m.identity, "dead_lettered",
-            {"reason_code": REASON, "reason": reason[:1000], "mailbox": job.mailbox.address,
-             "folder": m.folder}, raw_identity=m.identity)
+            m.identity, "dead_lettered", detail, raw_identity=m.identity)
         if m.uidl is not None:
+            # POP3 has no high-water mark: this row is the message's checkpoint (a too-large
+            # one was never in flight and has none yet).
             store.fence(job.conn, self._id, job.generation)
-        job.conn.execute(
-            "UPDATE ingest_fetch_attempts SET dead_lettered_at = now(), updated_at = now() "
-            "WHERE mailbox_id = %s AND identity = %s", (self._id, m.identity))
+            job.conn.execute(
+                "INSERT INTO ingest_fetch_attempts AS a (mailbox_id, identity, folder, uidl,"
+                " last_error, dead_lettered_at) VALUES (%s,%s,%s,%s,%s,now())"
+                " ON CONFLICT (mailbox_id, identity) DO UPDATE SET dead_lettered_at = now(),"
+                " updated_at = now()",
+                (self._id, m.identity, m.folder, m.uidl, reason[:2000]))
+        else:
+            # IMAP: the caller's checkpoint passes it (and prunes the row of an unfetchable
+            # one); a too-large one gets no row, so a crash before the checkpoint finds it
+            # too large again instead of fetching it alone.
+            job.conn.execute(
+                "UPDATE ingest_fetch_attempts SET dead_lettered_at = now(), updated_at = now() "
+                "WHERE mailbox_id = %s AND identity = %s", (self._id, m.identity))
         job.conn.commit()
         log.warning("mailbox=%s %s dead-lettered (%s) and passed", job.mailbox.address, m.label,
-                    REASON)
+                    code)
 
 
 def unfetched(job: Job, ledger: Ledger, messages: list[Message], exc: BaseException, *,

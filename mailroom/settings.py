@@ -163,6 +163,11 @@ class Settings:
         100, "Ingest: messages per FETCH/RETR round, publish and checkpoint. A crash repeats at "
         "most one batch; a rebalance waits at most for one batch to finish."
     )
+    ingest_max_message_bytes: int = _setting(
+        64 * 1024 * 1024, "Ingest: a message larger than this by the server's own count (IMAP "
+        "RFC822.SIZE, POP3 LIST) is not fetched: it is dead-lettered 'too_large' (mailbox, UID "
+        "or UIDL, size; no payload) and passed, left untouched on its server."
+    )
     ingest_backoff_base_ms: int = _setting(
         2_000, "Ingest: first retry delay of a mailbox after a transient failure; doubles per "
         "failure in a row (with jitter), up to ingest_backoff_max_ms."

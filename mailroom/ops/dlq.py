@@ -121,8 +121,8 @@ def summary(codec: Codec, letter: DeadLetter) -> dict[str, str]:
 
 
 def sendable(letter: DeadLetter) -> bool:
-    """Does the letter carry a record to send back? Not one of a message ingest could not fetch
-    (reason ``unfetchable``): there is nothing to retry but the mail server itself."""
+    """Does the letter carry a record to send back? Not one of a message ingest did not fetch
+    (reason ``unfetchable`` or ``too_large``): there is nothing to retry but the mail server."""
     return letter.payload is not None or letter.blob_ref is not None
 
 
