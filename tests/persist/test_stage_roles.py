@@ -4,12 +4,15 @@ The roles migration (0051) runs with a prefix of this test's own (roles are clus
 a schema of its own; login users made the documented way connect as each stage. Route cannot
 write records, unwrap cannot write activities; each can still do its real work (route loads its
 snapshot, unwrap reads forwarders and stores a blob, persist applies a plan, ingest moves a
-mailbox's status). A second schema migrated with the same prefix reuses the roles.
+mailbox's status and counts fetch attempts). A second schema migrated with the same prefix
+reuses the roles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import cast
 
 import psycopg
 import pytest
@@ -21,7 +24,9 @@ from psycopg.conninfo import make_conninfo
 
 from ingest import credentials
 from ingest import store as mailbox_store
+from ingest.job import Job
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol
+from ingest.unfetchable import Ledger, Message
 from mailroom.attempts import AttemptLog, Start
 from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
@@ -137,3 +142,22 @@ def test_ingest_moves_status_not_credentials(roles: dict[str, psycopg.Connection
     ingest.commit()
     assert refused(ingest, "UPDATE ingest_mailboxes SET secret = 'x'")
     assert refused(ingest, NEW_ACTIVITY)
+
+
+def test_ingest_counts_fetch_attempts(roles: dict[str, psycopg.Connection]) -> None:
+    """The per-message attempt count (``ingest_fetch_attempts``): every statement the ledger
+    makes, as the ingest role."""
+    ingest = roles["ingest"]
+    row = ingest.execute("SELECT id FROM ingest_mailboxes").fetchone()
+    assert row is not None
+    # The ledger reads only the job's connection and mailbox id.
+    ledger = Ledger(cast(Job, SimpleNamespace(conn=ingest, mailbox_id=int(row[0]))))
+    m = Message(f"{row[0]}/INBOX/7/3", "INBOX", uidvalidity=7, uid=3)
+    ledger.begin([m])
+    assert ledger.begin_alone(m) == 1
+    ledger.failed([m], "BYE", count=True)
+    assert ledger.imap_suspects("INBOX", 7) == {3}
+    assert "BYE" in ledger.last_error(m)
+    ledger.prune_imap("INBOX", 7, 3)
+    ingest.commit()
+    assert ledger.imap_suspects("INBOX", 7) == set()
