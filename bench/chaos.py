@@ -2,7 +2,8 @@
 that every mail became exactly one record and nothing is lost, doubled, stuck or owed.
 
     .venv/bin/python bench/chaos.py [--mails 3000] [--kills 25] [--seed S] [--clean-run]
-                                    [--min-interval 2] [--max-interval 4] [--pg-restarts N]
+                                    [--min-interval 2] [--max-interval 4] [--victims unwrap,...]
+                                    [--pg-restarts N]
 
 Seeds the forwards into one forward mailbox on the local Dovecot, runs ingest, unwrap, route and
 persist as separate processes (each its own process group) with their own topic prefix and
@@ -43,6 +44,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
     parser.add_argument("--min-interval", type=float, default=2.0, help="seconds between kills")
     parser.add_argument("--max-interval", type=float, default=4.0)
+    parser.add_argument("--victims", default=",".join(STAGES),
+                        help="the stages killed, comma separated (default: all four)")
     parser.add_argument("--pg-restarts", type=int, default=0,
                         help="also restart the local stack's PostgreSQL this often (cuts every "
                         "session of everyone using the stack)")
@@ -77,7 +80,11 @@ def main() -> int:
                     drain_timeout_s=args.drain_timeout,
                     stall_timeout_s=args.stall_timeout, keep=args.keep, say=say)
         report(clean)
-    plan = ChaosPlan(args.kills, args.min_interval, args.max_interval, args.pg_restarts)
+    victims = tuple(v.strip() for v in args.victims.split(",") if v.strip())
+    if not victims or set(victims) - set(STAGES):
+        parser.error(f"--victims: one or more of {', '.join(STAGES)}")
+    plan = ChaosPlan(args.kills, args.min_interval, args.max_interval, args.pg_restarts,
+                     victims)
     chaos = run(base, mails=args.mails, seed_value=seed, log_dir=logs / "chaos", plan=plan,
                 drain_timeout_s=args.drain_timeout,
                     stall_timeout_s=args.stall_timeout, keep=args.keep, say=say)

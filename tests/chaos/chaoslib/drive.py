@@ -153,6 +153,7 @@ class ChaosPlan:
     min_interval_s: float = 2.0
     max_interval_s: float = 4.0
     pg_restarts: int = 0
+    victims: tuple[str, ...] = STAGES  # the stages killed
 
 
 @dataclass
@@ -173,14 +174,14 @@ class ChaosLog:
                    default=0.0)
 
 
-def victims(rng: random.Random) -> Callable[[], str]:
-    """The next stage to kill: random, in shuffled rounds of all four, so even a short run
-    hits every stage."""
+def victims(rng: random.Random, stages: tuple[str, ...] = STAGES) -> Callable[[], str]:
+    """The next stage to kill: random, in shuffled rounds of all of ``stages``, so even a short
+    run hits every one."""
     pool: list[str] = []
 
     def pick() -> str:
         if not pool:
-            pool.extend(rng.sample(STAGES, len(STAGES)))
+            pool.extend(rng.sample(stages, len(stages)))
         return pool.pop()
 
     return pick
@@ -192,7 +193,7 @@ def unleash(w: World, stages: Stages, plan: ChaosPlan, seed: int,
     """Every min..max interval seconds SIGKILL a random stage's process group and start it
     again, ``plan.kills`` times; PostgreSQL restarts spread evenly among the kills."""
     rng = random.Random(seed)
-    pick = victims(rng)
+    pick = victims(rng, plan.victims)
     log = ChaosLog()
     restart_after = {round((j + 1) * plan.kills / (plan.pg_restarts + 1))
                      for j in range(plan.pg_restarts)}
