@@ -23,7 +23,10 @@ from mailroom.settings import Settings
 pytestmark = pytest.mark.integration
 
 MAILS = 250
-KILLS = 7  # every stage at least once (kills come in shuffled rounds of the four)
+# Every stage at least once, none more than twice (kills come in shuffled rounds of the four).
+# Four kills of one stage can already dead-letter a healthy record as crash_loop: the attempt
+# counter blames the record in flight for a kill from outside (docs/chaos.md, still open).
+KILLS = 7
 DRAIN_TIMEOUT_S = 90.0
 STALL_TIMEOUT_S = 45.0  # a restarted stage is back at work within ~15 s even on a busy machine
 

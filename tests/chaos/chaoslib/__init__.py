@@ -11,4 +11,5 @@ server.
 - :mod:`chaoslib.stages`: the stage processes, killed and restarted by process group
 - :mod:`chaoslib.drive`: the kill schedule, PostgreSQL restarts, waiting for the drain
 - :mod:`chaoslib.checks`: the exact-count checks
+- :mod:`chaoslib.runs`: one run from seeding to clean-up, with or without kills
 """
