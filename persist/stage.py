@@ -16,8 +16,9 @@ partition before it (the stage is older than the writer). A deadlock or serializ
 retries the whole batch. The database going away is an outage (:mod:`mailroom.db.outage`): the
 batch is redone once it is back — the connections reopened, the partitions sought to the
 offsets stored in PostgreSQL (whether the last commit landed or not), the status ``degraded``
-meanwhile — and the process never exits for it. SIGTERM/SIGINT finish the batch in hand,
-commit and leave the group.
+meanwhile — and the process never exits for it; nor for a dead letter or trace event the
+broker did not acknowledge in time (the batch is rolled back and redone the same way).
+SIGTERM/SIGINT finish the batch in hand, commit and leave the group.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class PersistStage:
         # Reopens a connection lost in an outage (``autocommit=`` as for connect); None: never.
         self.database = database
         self.outage = Outage("batch")
+        self.broker_outage = Outage("batch", dependency="the Kafka broker")
 
     def stop(self, *_: Any) -> None:
         self.status.stopping = True
@@ -134,11 +136,15 @@ class PersistStage:
                 return
             self._process(batch)
         except LOST as exc:
-            self._database_lost(batch, exc)
+            self._redo(batch, self.outage, exc)
             return
-        if self.outage.away:
-            self.outage.over()
-            self.status.degraded = ""
+        except KafkaError as exc:  # a dead letter or trace not acknowledged in time
+            self._redo(batch, self.broker_outage, exc)
+            return
+        for outage in (self.outage, self.broker_outage):
+            if outage.away:
+                outage.over()
+        self.status.degraded = ""
 
     def _claim_unclaimed(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Partitions assigned while PostgreSQL was away: claim them now (which seeks them to
@@ -148,12 +154,14 @@ class PersistStage:
             if records and tp not in claimed and tp in self.consumer.assignment():
                 self.consumer.seek(tp, records[0].offset)
 
-    def _database_lost(self, batch: dict[TopicPartition, list[Any]], exc: Exception) -> None:
-        """Wait for PostgreSQL, reopen the connections, seek the batch's partitions to their
-        stored offsets (the first offsets while it is still away); the next poll redoes it."""
-        self.status.degraded = self.outage.reason or f"PostgreSQL unavailable: {exc}"
-        self.outage.wait(exc)
-        self.status.degraded = self.outage.reason
+    def _redo(self, batch: dict[TopicPartition, list[Any]], outage: Outage,
+              exc: Exception) -> None:
+        """Wait for the dependency, reopen lost connections, seek the batch's partitions to
+        their stored offsets (the first offsets while PostgreSQL is still away); the next poll
+        redoes the batch."""
+        wait_s = outage.next_wait(exc)
+        self.status.degraded = outage.reason
+        time.sleep(wait_s)
         stored: dict[tuple[str, int], int | None] = {}
         database = self.database
         if database is not None:

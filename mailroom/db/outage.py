@@ -48,11 +48,13 @@ def renewed(conn: psycopg.Connection | None,
 
 
 class Outage:
-    """One process's wait for PostgreSQL: a doubling backoff, capped, reset when it is back."""
+    """One process's wait for a dependency (PostgreSQL unless named): a doubling backoff,
+    capped, reset when it is back."""
 
     def __init__(self, what: str, first_s: float = FIRST_WAIT_S,
-                 max_s: float = MAX_WAIT_S) -> None:
+                 max_s: float = MAX_WAIT_S, dependency: str = "PostgreSQL") -> None:
         self.what = what  # the work redone afterwards, for the log line
+        self.dependency = dependency
         self.first_s = first_s
         self.max_s = max_s
         self.since: float | None = None
@@ -67,11 +69,12 @@ class Outage:
         """Record the failure; the seconds to wait before trying again (logged)."""
         if self.since is None:
             self.since = time.monotonic()
-        self.reason = f"PostgreSQL unavailable: {str(exc).strip() or type(exc).__name__}"
+        cause = str(exc).strip() or type(exc).__name__
+        self.reason = f"{self.dependency} unavailable: {type(exc).__name__}: {cause}"
         wait = min(self.max_s, self.first_s * 2 ** self._waits)
         self._waits += 1
-        log.warning("%s; waiting %.1f s for PostgreSQL to come back, then the %s is redone",
-                    self.reason, wait, self.what)
+        log.warning("%s; waiting %.1f s for %s to come back, then the %s is redone",
+                    self.reason, wait, self.dependency, self.what)
         return wait
 
     def wait(self, exc: BaseException, sleep: Callable[[float], object] = time.sleep) -> None:
@@ -80,6 +83,6 @@ class Outage:
     def over(self) -> None:
         """The database answered again (call after work that needed it succeeded)."""
         if self.since is not None:
-            log.warning("PostgreSQL is back after %.1f s: carrying on",
+            log.warning("%s is back after %.1f s: carrying on", self.dependency,
                         time.monotonic() - self.since)
         self.since, self.reason, self._waits = None, "", 0

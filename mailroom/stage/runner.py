@@ -35,10 +35,11 @@ Every dead letter also gets a ``dead_lettered`` trace event keyed by the source 
 Liveness: a batch stops early (commits what is done, seeks back for the rest) when half of
 ``kafka_max_poll_interval_ms`` has passed, so a slow batch never gets the member evicted.
 
-PostgreSQL away (the attempt counter or a dead letter's blob cannot be written): the batch is
-redone — its partitions are sought back, its starts released (they are no deaths), the status
-says ``degraded`` and the runner waits with a bounded backoff (:mod:`mailroom.db.outage`)
-before it polls again; it never exits for it.
+PostgreSQL away (the attempt counter or a dead letter's blob cannot be written), or the broker
+failing the batch (a flush or dead letter not acknowledged in time, after a broker came back):
+the batch is redone — its partitions are sought back, its starts released (they are no deaths),
+the status says ``degraded`` and the runner waits with a bounded backoff
+(:mod:`mailroom.db.outage`) before it polls again; it never exits for it.
 
 SIGTERM/SIGINT: the batch in hand is finished, flushed and committed, the consumer closed
 (leaving the group, so its partitions move at once) and ``run`` returns 0.
@@ -146,6 +147,7 @@ class StageRunner:
         self._dead_futures: list[Any] = []
         self.database = database  # reopens the blob store's connection after an outage
         self.outage = Outage("batch")
+        self.broker_outage = Outage("batch", dependency="the Kafka broker")
 
     # --- lifecycle -----------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -178,16 +180,23 @@ class StageRunner:
         try:
             self._process(batch)
         except LOST as exc:
-            self._database_lost(batch, exc)
+            self._redo(batch, self.outage, exc)
             return
-        if self.outage.away:
-            self.outage.over()
-            self.status.degraded = ""
+        except KafkaError as exc:
+            self._redo(batch, self.broker_outage, exc)
+            return
+        for outage in (self.outage, self.broker_outage):
+            if outage.away:
+                outage.over()
+        self.status.degraded = ""
 
-    def _database_lost(self, batch: dict[TopicPartition, list[Any]], exc: Exception) -> None:
-        """Redo the batch once PostgreSQL is back: seek back, release the starts (an outage is
-        no record's death), wait; the next poll brings the same records again."""
-        self.status.degraded = self.outage.reason or f"PostgreSQL unavailable: {exc}"
+    def _redo(self, batch: dict[TopicPartition, list[Any]], outage: Outage,
+              exc: Exception) -> None:
+        """Redo the batch once the dependency is back: seek back, release the starts (an outage
+        is no record's death), wait; the next poll brings the same records again."""
+        wait_s = outage.next_wait(exc)  # logs what failed; the wait comes after the seeks
+        self.status.degraded = outage.reason
+        self._dead_futures.clear()  # the batch's dead letters are sent again with it
         assigned = self.consumer.assignment()
         for tp, records in batch.items():
             if not records:
@@ -195,8 +204,7 @@ class StageRunner:
             self.attempts.release(tp.topic, tp.partition, records[0].offset)
             if tp in assigned and (tp.topic, tp.partition) not in self.status.paused:
                 self.consumer.seek(tp, records[0].offset)
-        self.outage.wait(exc)
-        self.status.degraded = self.outage.reason
+        time.sleep(wait_s)
         blobs = self.dead.blobs
         if self.database is not None and isinstance(blobs, BlobStore):
             # Still away: the next batch meets it and waits again.
@@ -214,23 +222,16 @@ class StageRunner:
             Start(tp.topic, tp.partition, r[0].offset, r[-1].offset) for tp, r in parts.items()
         ]
         standings = self.attempts.begin(starts)
-        try:
-            faults.point(self.settings, self.fault_after_begin)
-            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-            for tp, records in parts.items():
-                standing = standings[(tp.topic, tp.partition)]
-                next_offset = self._partition(tp, records, standing, deadline)
-                offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
-                if next_offset <= records[-1].offset:
-                    # Stopped early (pause or deadline): the rest must come again, not be skipped.
-                    self.consumer.seek(tp, next_offset)
-            self._commit(offsets)
-        except KafkaError:
-            # The broker failed us, not the records: these starts must not count as attempts
-            # that a record killed the process (or an outage would dead-letter good mail).
-            for start in starts:
-                self.attempts.release(start.topic, start.partition, start.first_offset)
-            raise
+        faults.point(self.settings, self.fault_after_begin)
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, records in parts.items():
+            standing = standings[(tp.topic, tp.partition)]
+            next_offset = self._partition(tp, records, standing, deadline)
+            offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
+            if next_offset <= records[-1].offset:
+                # Stopped early (pause or deadline): the rest must come again, not be skipped.
+                self.consumer.seek(tp, next_offset)
+        self._commit(offsets)
         self.status.batches += 1
         if self.on_batch is not None:
             self.on_batch(self.status)
