@@ -40,17 +40,23 @@ def run_all(base: Settings, mails: list[Mail], log_dir: Path, *,
     try:
         harness.lay(w, mails)
         n = len(mails)
+        db = harness.Poller(w.settings)
         with Cluster(w.settings) as cluster:
             progress: dict[str, Callable[[], int]] = {
                 "ingest": lambda: raw_count(cluster, w.settings),
                 "unwrap": lambda: consumed(cluster, w.settings, "unwrap"),
                 "route": lambda: consumed(cluster, w.settings, "route"),
-                "persist": lambda: harness.count_rows(w.settings),
+                "persist": lambda: int(db.query("SELECT count(*) FROM email_activities")[0][0]),
             }
             for stage in harness.STAGES:
-                out[stage] = alone(w, stage, progress[stage], n, log_dir / w.name)
+                try:
+                    out[stage] = alone(w, stage, progress[stage], n, log_dir / w.name)
+                except Exception as exc:  # noqa: BLE001 - reported, and the next stage waits
+                    print(f"  {stage} alone failed: {type(exc).__name__}: {exc}", flush=True)
+                    break  # the later stages' input is not complete
                 print(f"  {stage} alone: {out[stage]['msgs_per_s']:,.0f} msg/s, "
                       f"{out[stage]['cpu_ms_per_msg']:.2f} ms CPU/msg", flush=True)
+        db.close()
     finally:
         if not keep:
             harness.remove(w)

@@ -167,6 +167,7 @@ def run_pipeline(base: Settings, k: int, mails: list[mailgen.Mail], maker: mailg
         run.rows = harness.count_rows(w.settings)
     except Exception as exc:  # noqa: BLE001 - a failed run is a figure too: report it
         run.error = f"{type(exc).__name__}: {exc}"
+        print(f"  pipeline K={k} failed: {run.error}", flush=True)
         with contextlib.suppress(Exception):
             run.rows = harness.count_rows(w.settings)
     finally:

@@ -29,6 +29,7 @@ from psycopg import sql
 from bench.mailgen import AUTHSERV_ID, DIRECT, DOMAIN, FORWARD_LOCAL, FORWARDERS, Mail
 from mailroom import kafka
 from mailroom.db import connect
+from mailroom.db.connection import DatabaseUnavailable
 from mailroom.db.migrate import migrate
 from mailroom.demo.pipeline import Child, Children
 from mailroom.demo.seed import command
@@ -167,7 +168,7 @@ class Poller:
                 if self.conn is None or self.conn.closed:
                     self.conn = connect(self.settings, autocommit=True)
                 return self.conn.execute(query, params).fetchall()
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, DatabaseUnavailable):
                 self.close()
                 self.reconnects += 1
                 if time.monotonic() > deadline:
