@@ -347,6 +347,7 @@ def main(settings: Settings, args: object) -> int:
     """Entry of ``mailroom run ingest``: SIGTERM finishes the mailbox in hand and stops."""
     from mailroom import kafka  # the kernel's clients (imported late: heavy)
     from mailroom.db import connect as db_connect
+    from mailroom.db.outage import connected
 
     credentials.check_key(settings)  # a weak key: refuse to start, say why
     client_id = f"ingest-{socket.gethostname()}-{os.getpid()}"
@@ -356,10 +357,12 @@ def main(settings: Settings, args: object) -> int:
     def autocommit() -> psycopg.Connection:
         return db_connect(settings, autocommit=True)
 
-    conn = database()
+    # Started while PostgreSQL is down or restarting: wait for it, never exit.
+    conn = connected(database, "start of ingest")
     producer = kafka.make_producer(settings, client_id=client_id)
-    blobs = blob_put(autocommit(), autocommit)
-    assignment = Assignment.join(settings, autocommit(), client_id, connect=autocommit)
+    blobs = blob_put(connected(autocommit, "start of ingest"), autocommit)
+    assignment = Assignment.join(settings, connected(autocommit, "start of ingest"), client_id,
+                                 connect=autocommit)
     ingestor = Ingestor(settings, conn, producer, blobs, assignment=assignment,
                         database=database)
     server = watch(settings, ingestor)

@@ -86,3 +86,19 @@ class Outage:
             log.warning("%s is back after %.1f s: carrying on", self.dependency,
                         time.monotonic() - self.since)
         self.since, self.reason, self._waits = None, "", 0
+
+
+def connected(connect: Callable[[], psycopg.Connection], what: str,
+              sleep: Callable[[float], object] = time.sleep) -> psycopg.Connection:
+    """``connect()``, waiting out an outage: a stage process started while PostgreSQL is down
+    or restarting (a supervisor restarting it at that moment) waits for it instead of
+    exiting."""
+    outage = Outage(what)
+    while True:
+        try:
+            conn = connect()
+        except LOST as exc:
+            outage.wait(exc, sleep)
+            continue
+        outage.over()
+        return conn
