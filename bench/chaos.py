@@ -38,7 +38,7 @@ from mailroom.log import configure as configure_logging  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--mails", type=int, default=3000)
     parser.add_argument("--kills", type=int, default=25)
     parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
@@ -80,6 +80,8 @@ def main() -> int:
                     drain_timeout_s=args.drain_timeout,
                     stall_timeout_s=args.stall_timeout, keep=args.keep, say=say)
         report(clean)
+    if args.pg_restarts > args.kills:
+        parser.error("--pg-restarts: at most one per kill (they are spread among the kills)")
     victims = tuple(v.strip() for v in args.victims.split(",") if v.strip())
     if not victims or set(victims) - set(STAGES):
         parser.error(f"--victims: one or more of {', '.join(STAGES)}")

@@ -85,8 +85,7 @@ def run(base: Settings, *, mails: int, seed_value: int, log_dir: Path,
             else:
                 result.checks.append(checks.Check(
                     "drained", True, f"drained {result.drain_s:.1f} s after the last kill"))
-            result.checks += checks.run_all(
-                w, stages, cluster, tolerate_exits=bool(plan and plan.pg_restarts))
+            result.checks += checks.run_all(w, stages, cluster)
             result.raw_records = checks.topic_records(cluster, w.settings.topic("raw"))
             stages.settle()
     finally:
