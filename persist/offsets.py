@@ -118,24 +118,29 @@ class Keeper(ConsumerRebalanceListener):
                         sorted(str(tp) for tp in assigned), str(exc).strip())
 
     def claim_unclaimed(self) -> set[TopicPartition]:
-        """Claim what an outage left unclaimed (still assigned); returns what was claimed."""
+        """Claim what an outage left unclaimed (still assigned); returns the partitions sought
+        to an offset stored in PostgreSQL (a partition claimed for the first time has none)."""
         pending = self.unclaimed & set(self.consumer.assignment())
-        self._claim(pending)
+        sought = self._claim(pending)
         self.unclaimed.clear()
-        return pending
+        return sought
 
-    def _claim(self, assigned: Any) -> None:
+    def _claim(self, assigned: Any) -> set[TopicPartition]:
+        """Claim ``assigned``; returns those sought to their stored offsets."""
         tps = sorted(assigned, key=lambda tp: (tp.topic, tp.partition))
         if not tps:
-            return
+            return set()
         try:
             generation = int(self.consumer.group_metadata().generation_id)
         except Exception:  # noqa: BLE001 - only recorded for information
             generation = -1
         token, stored = claim(self.conn, self.group, tps, generation)
+        sought = set()
         for tp in tps:
             self.tokens[tp] = token
             if stored[tp] is not None:
                 self.consumer.seek(tp, stored[tp])
+                sought.add(tp)
         log.info("claimed %d partitions with fence token %d (kafka generation %d)",
                  len(tps), token, generation)
+        return sought

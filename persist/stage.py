@@ -147,11 +147,13 @@ class PersistStage:
         self.status.degraded = ""
 
     def _claim_unclaimed(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Partitions assigned while PostgreSQL was away: claim them now (which seeks them to
-        their stored offsets) and let the next poll bring every partition's records again."""
-        claimed = self.keeper.claim_unclaimed()
+        """Partitions assigned while PostgreSQL was away: claim them now (which seeks those
+        with a stored offset to it) and let the next poll bring every partition's records
+        again — a partition without a stored offset too, or the batch in hand would be skipped
+        (its position is already past it)."""
+        sought = self.keeper.claim_unclaimed()
         for tp, records in batch.items():
-            if records and tp not in claimed and tp in self.consumer.assignment():
+            if records and tp not in sought and tp in self.consumer.assignment():
                 self.consumer.seek(tp, records[0].offset)
 
     def _redo(self, batch: dict[TopicPartition, list[Any]], outage: Outage,
