@@ -31,7 +31,11 @@ decoding it, commits past it and goes on. Past ``suspect_end`` the partition is 
 batches.
 
 A record that kills the process is therefore dead-lettered after ``max_attempts`` deaths with
-it alone in flight, plus the one death in the batch it first came in. The happy path costs one
+it alone in flight, plus the one death in the batch it first came in. That limit applies when
+the handler runs in the consumer's own process (``stage_isolation=inline``): with worker
+children (``process``) a record cannot kill the consumer — the worker pool counts the deaths a
+record causes itself — so the runner's own deaths (killed from outside) only make it go one
+record at a time, and never dead-letter healthy mail. The happy path costs one
 statement per poll() — never one per message; the careful path costs a statement and a commit
 per suspect record, only after a crash.
 

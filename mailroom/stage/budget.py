@@ -58,6 +58,9 @@ class BudgetExceeded(BaseException):  # noqa: N818 - not an Exception: handlers 
 
 
 class Executor(Protocol):
+    #: True when a handler cannot kill the calling process (it runs in a child).
+    isolates_crashes: bool
+
     def run(self, context: Context) -> Verdict: ...
 
     def run_batch(
@@ -83,6 +86,8 @@ def make_executor(spec: StageSpec, codec: Codec, settings: Settings) -> Executor
 
 
 class InlineExecutor:
+    isolates_crashes = False
+
     def __init__(self, spec: StageSpec, codec: Codec, settings: Settings) -> None:
         self.spec = spec
         self.codec = codec

@@ -76,6 +76,7 @@ from mailroom.tracing import Tracer
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 10.0
+NO_CRASH_LIMIT = 2**31  # suspect records still go one by one, never dead-lettered for it
 #: Records handed to the executor at once: enough to keep a pool of workers busy; the liveness
 #: deadline is checked between slices.
 SLICE = 128
@@ -137,6 +138,11 @@ class StageRunner:
         self.producer = producer
         self.attempts = attempts
         self.executor = executor
+        # Deaths of this process that count against the record in flight. Only a handler that
+        # runs in this process can kill it; with worker children the pool counts the deaths a
+        # record causes itself, and a runner that dies was killed from outside (a deploy, a node
+        # drain, the OOM killer) — repeated, that must not dead-letter healthy mail.
+        self._crash_limit = NO_CRASH_LIMIT if executor.isolates_crashes else settings.max_attempts
         self.status = status or StageStatus()
         self.on_batch = on_batch  # hook for metrics; called after every committed batch
         self.dead = DeadLetterWriter(producer, codec, settings, blobs)
@@ -247,7 +253,7 @@ class StageRunner:
         i = 0
         while i < len(records):
             record = records[i]
-            step = standing.step(record.offset, self.settings.max_attempts)
+            step = standing.step(record.offset, self._crash_limit)
             if step == "batch":
                 return self._batch(records[i:], standing.attempts, deadline)
             if step == "crash_loop":

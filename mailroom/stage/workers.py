@@ -162,6 +162,8 @@ class _Worker:
 class ProcessExecutor:
     """Runs the stage's handler in a pool of worker children; see the module docstring."""
 
+    isolates_crashes = True
+
     def __init__(self, spec: StageSpec, settings: Settings, workers: int | None = None) -> None:
         self.spec = spec
         self.settings = settings

@@ -105,3 +105,21 @@ def test_dead_letter_is_acknowledged_before_the_commit(stage_settings: Settings)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_kills_from_outside_never_dead_letter_healthy_mail(stage_settings: Settings) -> None:
+    # With worker children a record cannot kill the runner: repeated deaths of the runner (a
+    # deploy, a node drain, the OOM killer) while a batch is in flight are not the records'.
+    s = stage_settings.replace(stage_isolation="process", max_attempts=1)
+    codec = Codec.from_settings(s)
+    produce(s, "in", values(codec, [(1, b"a"), (2, b"b"), (3, b"c")]))
+    for _ in range(3):  # killed each time with the batch's attempts recorded, nothing handled
+        assert start(s.replace(fault_points="toy:after_begin")).wait(timeout=60) != 0
+    proc = start(s)
+    try:
+        wait_for(lambda: sorted(contents(codec, s)) == ["A", "B", "C"], timeout=60)
+        wait_for(lambda: committed(s, SPEC.group_id(s)).get((s.topic("in"), 0)) == 3)
+        assert read_all(s, "dlq") == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
