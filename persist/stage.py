@@ -39,7 +39,7 @@ from mailroom import faults, kafka
 from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
-from mailroom.db.outage import LOST, Outage, renewed
+from mailroom.db.outage import LOST, Outage, connected, renewed
 from mailroom.deadletters import DeadLetterWriter
 from mailroom.errors import MalformedRecordError, UnknownSchemaError
 from mailroom.metrics import Batch, Health, StageMetrics, arrived_ms, consumer_lag, serve
@@ -282,13 +282,14 @@ def main(settings: Settings, args: argparse.Namespace | None = None) -> int:
     def database(autocommit: bool = False) -> psycopg.Connection:  # also after an outage
         return connect(settings, autocommit=autocommit)
 
-    conn = database()
+    # Started while PostgreSQL is down (a supervisor restarting it then): wait, do not exit.
+    conn = connected(database, "start of persist")
     client = "mailroom-persist"
     consumer = kafka.make_consumer(settings, group_id(settings, STAGE), client_id=client)
     producer = kafka.make_producer(settings, client_id=client)
     # Its own autocommit connection: an oversized dead letter's blob must be stored (and
     # committed) before the dead letter is sent, whatever the batch transaction does.
-    blobs = BlobStore(database(autocommit=True))
+    blobs = BlobStore(connected(lambda: database(autocommit=True), "start of persist"))
     stage = PersistStage(settings, consumer=consumer, producer=producer, conn=conn, codec=codec,
                          blobs=blobs, database=database)
     server = _watch(stage, settings)

@@ -23,6 +23,7 @@ from mailroom.attempts import AttemptLog
 from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
+from mailroom.db.outage import connected
 from mailroom.metrics import Batch, Health, StageMetrics, consumer_lag, serve
 from mailroom.settings import Settings
 from mailroom.stage.budget import make_executor
@@ -46,7 +47,9 @@ def build_runner(
     def database() -> psycopg.Connection:  # reopens a connection lost in an outage
         return connect(settings, schema=schema, autocommit=True)
 
-    conn = database()
+    # A process started while PostgreSQL is down (restarted by a supervisor at that moment)
+    # waits for it instead of exiting.
+    conn = connected(database, f"start of {spec.name}")
     client_id = f"mailroom-{spec.name}"
     consumer = kafka.make_consumer(settings, spec.group_id(settings), client_id=client_id)
     producer = kafka.make_producer(settings, client_id=client_id)
@@ -59,7 +62,7 @@ def build_runner(
         attempts=AttemptLog(conn, spec.group_id(settings), database),
         executor=make_executor(spec, codec, settings),
         # Its own connection: a dead letter's blob must commit even while nothing else does.
-        blobs=BlobStore(database()),
+        blobs=BlobStore(connected(database, f"start of {spec.name}")),
         status=status,
         database=database,
     )
