@@ -299,15 +299,20 @@ class StageRunner:
                     return record.offset
                 if verdict.kind == "retry":
                     verdict = self._run_with_retries(source, attempts, verdict)
+                    if verdict is None:
+                        return record.offset  # stopping: the next owner tries it again
                 if not self._apply(record, source, verdict, attempts, each):
                     return record.offset  # paused at this record
         return records[-1].offset + 1
 
     def _handle(self, record: Any, attempts: int) -> bool:
-        """One record through the handler; False when the partition must pause before it."""
+        """One record through the handler; False when the partition must stop before it
+        (paused, or the process is stopping while the record is being retried)."""
         source = Source.of(record)
         began = time.monotonic()
         verdict = self._run_with_retries(source, attempts)
+        if verdict is None:
+            return False
         return self._apply(record, source, verdict, attempts, time.monotonic() - began)
 
     def _apply(self, record: Any, source: Source, verdict: Verdict, attempts: int,
@@ -346,9 +351,12 @@ class StageRunner:
 
     def _run_with_retries(
         self, source: Source, attempts: int, first: Verdict | None = None
-    ) -> Verdict:
+    ) -> Verdict | None:
         """The record's verdict, retrying TransientErrors with backoff until the deadline;
-        ``first``: the verdict of a first try already made (in a batch)."""
+        ``first``: the verdict of a first try already made (in a batch). None when SIGTERM
+        came while retrying: the record is left uncommitted for whoever takes the partition,
+        so a stop never waits out ``stage_retry_deadline_ms`` (longer than a usual grace
+        period)."""
         give_up = time.monotonic() + self.settings.stage_retry_deadline_ms / 1000
         backoff = self.settings.stage_retry_backoff_ms / 1000
         tries = 1
@@ -366,9 +374,21 @@ class StageRunner:
                 )
             log.warning("transient failure on %s (try %d): %s; retrying in %.1f s",
                         source.coordinates(), tries, verdict.reason, backoff)
-            time.sleep(backoff)  # the main thread sleeps: heartbeats continue
+            if not self._sleep_unless_stopping(backoff):
+                log.info("stopping: %s is left for the next owner", source.coordinates())
+                return None
             backoff = min(backoff * 2, MAX_BACKOFF_S)
             tries += 1
+
+    def _sleep_unless_stopping(self, seconds: float) -> bool:
+        """Sleep (heartbeats go on in their thread); False as soon as a stop is asked for."""
+        until = time.monotonic() + seconds
+        while not self.status.stopping:
+            left = until - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, 0.2))
+        return False
 
     def _dead_letter(self, source: Source, code: str, reason: str, attempts: int) -> None:
         self._dead_futures.append(

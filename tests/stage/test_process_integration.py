@@ -123,3 +123,19 @@ def test_kills_from_outside_never_dead_letter_healthy_mail(stage_settings: Setti
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_sigterm_does_not_wait_out_a_record_being_retried(stage_settings: Settings) -> None:
+    # A transient failure is retried for stage_retry_deadline_ms (60 s here), longer than a
+    # usual termination grace period: SIGTERM leaves that record uncommitted for the next owner.
+    s = stage_settings.replace(stage_retry_deadline_ms=60_000)
+    codec = Codec.from_settings(s)
+    produce(s, "in", values(codec, [(1, b"a"), (2, b"TRANSIENT"), (3, b"b")]), partition=0)
+    proc = start(s)
+    try:
+        wait_for(lambda: "A" in contents(codec, s), timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    assert committed(s, SPEC.group_id(s)).get((s.topic("in"), 0)) == 1
+    assert read_all(s, "dlq") == [] and contents(codec, s) == ["A"]
