@@ -4,7 +4,7 @@ Acme (``acme.example``) runs a CRM. Alice, Bob and Carol have a server rule that
 every incoming message as an attachment to ``crm-forward@``; Dave's mailbox and the support
 queue's are polled directly over IMAP, Erin's over POP3. Customers are Contoso and Fabrikam.
 
-The mail covers what the product must get right (issues 6 and 8): forwarded originals, a reply
+The mail covers what the product must get right: forwarded originals, a reply
 threaded by In-Reply-To and one by tracking token, one message delivered to three mailboxes,
 a support case, an outgoing reply from the queue's Sent folder and the bounce it earned, an
 auto-reply, an unknown sender (contact created) and one that is not tracked, a spoofed forward,

@@ -84,7 +84,7 @@ SLICE = 128
 
 @dataclass
 class StageStatus:
-    """What the runner tells the outside world (the metrics/health server of issue 7 reads it).
+    """What the runner tells the outside world (the metrics and health server reads it).
 
     ``ready``: joined and consuming; ``alive``: the loop turned recently (``last_loop``);
     ``paused``: partitions stopped at an unreadable record, with the reason; ``degraded``: why

@@ -43,7 +43,7 @@ def test_forwards_carry_the_original_as_message_rfc822() -> None:
 
 
 def test_msg_forward_carries_the_committed_msg_of_the_direct_copy() -> None:
-    """Issue 6: the .msg-forwarded copy lands first, the direct copy (phase 2) then supplies
+    """The .msg-forwarded copy lands first, the direct copy (phase 2) then supplies
     the content — only if both give one dedupe key and one content hash."""
     from unwrap.context import UnwrapContext
     from unwrap.msgfile import read_msg

@@ -1,4 +1,4 @@
-"""Issue 8's acceptance for ``mailroom demo``: it reaches its summary, the figures are the ones
+"""The acceptance of ``mailroom demo``: it reaches its summary, the figures are the ones
 the scenario fixes (written out here, not read back from the database), new mail shows up,
 and SIGINT stops every process cleanly. Run as a subprocess in this test's own topic prefix
 and database schema, so it leaves the local stack's demo alone.

@@ -1,4 +1,4 @@
-"""Issue 6's end-to-end acceptance: mailbox → records, every stage its own process.
+"""The end-to-end acceptance: mailbox → records, every stage its own process.
 
 Real Dovecot, Kafka and PostgreSQL; this module's own topic prefix, consumer groups, database
 schema and mail users. The demo scenario's mail goes in (phase 2 — the parent of a parked
@@ -190,7 +190,7 @@ def test_scenario_mail_gives_exactly_the_expected_records(run: Run) -> None:
 
 
 def test_msg_copy_landed_first_and_the_direct_copy_supplied_the_content(run: Run) -> None:
-    """Issue 6: the .msg-forwarded copy is stored first (phase 1), its direct copy (phase 2)
+    """The .msg-forwarded copy is stored first (phase 1), its direct copy (phase 2)
     then supplies the content; both receiving mailboxes stay linked, each with its path."""
     subject, key = "Updated delivery address", "new-address.demo@mail.acme.example"
     with connect(run.settings) as conn:
@@ -215,7 +215,7 @@ def test_msg_copy_landed_first_and_the_direct_copy_supplied_the_content(run: Run
 
 
 def test_trace_of_a_forwarded_message_shows_all_four_stages(run: Run) -> None:
-    """Issue 7: `mailroom trace` of a forwarded original tells the whole story."""
+    """`mailroom trace` of a forwarded original tells the whole story."""
     tracer = Tracer(run.settings, Codec.from_settings(run.settings))
     try:
         def story() -> list:

@@ -1,6 +1,6 @@
 """Regenerate ``corpus_manifest.json``: the expected unwrap outcome of every corpus message.
 
-``MAILROOM_CORPUS=/work/shared/corpus .venv/bin/python tests/unwrap/make_manifest.py``
+``MAILROOM_CORPUS=path/to/corpus .venv/bin/python tests/unwrap/make_manifest.py``
 Review the diff by eye before committing it: the manifest is the test's expectation.
 Prints the counts by outcome for ``docs/unwrap.md``.
 """
