@@ -47,7 +47,7 @@ from mailroom.records import TraceEvent
 from mailroom.records.action import Plan
 from mailroom.settings import Settings
 from mailroom.stage.execute import group_id
-from mailroom.stage.loop import poll_until_stopped, stop_signals
+from mailroom.stage.loop import Dependencies, poll_until_stopped, stop_signals
 from mailroom.stage.types import UNDECODABLE, Source
 from mailroom.tracing import Tracer
 from persist import offsets, traces
@@ -110,8 +110,7 @@ class PersistStage:
         self.on_batch: Callable[[PersistStatus], None] | None = None  # metrics (main wires it)
         # Reopens a connection lost in an outage (``autocommit=`` as for connect); None: never.
         self.database = database
-        self.outage = Outage("batch")
-        self.broker_outage = Outage("batch", dependency="the Kafka broker")
+        self.dependencies = Dependencies(self._redo, self.status)
 
     def stop(self, *_: Any) -> None:
         self.status.stopping = True
@@ -130,21 +129,13 @@ class PersistStage:
 
     # --- one batch -----------------------------------------------------------------------------
     def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        try:
-            if self.keeper.unclaimed:
-                self._claim_unclaimed(batch)
-                return
+        self.dependencies.run(lambda: self._claim_or_process(batch), batch)
+
+    def _claim_or_process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        if self.keeper.unclaimed:
+            self._claim_unclaimed(batch)
+        else:
             self._process(batch)
-        except LOST as exc:
-            self._redo(batch, self.outage, exc)
-            return
-        except KafkaError as exc:  # a dead letter or trace not acknowledged in time
-            self._redo(batch, self.broker_outage, exc)
-            return
-        for outage in (self.outage, self.broker_outage):
-            if outage.away:
-                outage.over()
-        self.status.degraded = ""
 
     def _claim_unclaimed(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Partitions assigned while PostgreSQL was away: claim them now (which seeks those

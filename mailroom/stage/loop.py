@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from kafka import TopicPartition
+from kafka.errors import KafkaError
+
+from mailroom.db.outage import LOST, Outage
 
 
 class LoopStatus(Protocol):
@@ -20,6 +23,33 @@ class LoopStatus(Protocol):
     ready: bool  # joined and consuming
     stopping: bool  # set by ``stop``: finish the batch in hand, then leave
     last_loop: float  # monotonic time the loop last turned (``alive``)
+
+
+class Dependencies:
+    """The outages a batch may hit — PostgreSQL and the broker — and what one costs: the batch
+    is redone once the dependency is back (``redo``), never a process exit."""
+
+    def __init__(self, redo: Callable[[Any, Outage, Exception], None], status: Any) -> None:
+        self.database = Outage("batch")
+        self.broker = Outage("batch", dependency="the Kafka broker")
+        self.redo = redo
+        self.status = status  # has ``degraded``: why the stage cannot work now, or ''
+
+    def run(self, work: Callable[[], None], batch: Any) -> None:
+        """``work()`` on ``batch``; a lost database connection or a broker failure makes it
+        ``redo(batch, outage, error)``."""
+        try:
+            work()
+        except LOST as exc:
+            self.redo(batch, self.database, exc)
+            return
+        except KafkaError as exc:  # flush, a dead letter or a commit not acknowledged in time
+            self.redo(batch, self.broker, exc)
+            return
+        for outage in (self.database, self.broker):
+            if outage.away:
+                outage.over()
+        self.status.degraded = ""
 
 
 @contextmanager

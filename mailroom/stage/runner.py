@@ -56,7 +56,7 @@ from typing import Any
 
 import psycopg
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
 from mailroom import faults
@@ -69,7 +69,7 @@ from mailroom.metrics import ARRIVED_HEADER, arrived_ms
 from mailroom.settings import Settings
 from mailroom.stage.budget import Executor
 from mailroom.stage.execute import StageSpec
-from mailroom.stage.loop import poll_until_stopped, stop_signals
+from mailroom.stage.loop import Dependencies, poll_until_stopped, stop_signals
 from mailroom.stage.types import CRASH_LOOP, RETRY_EXHAUSTED, Context, Source, Verdict
 from mailroom.tracing import Tracer
 
@@ -152,8 +152,7 @@ class StageRunner:
         faults.register(self.fault_after_produce, "outputs flushed, offsets not yet committed")
         self._dead_futures: list[Any] = []
         self.database = database  # reopens the blob store's connection after an outage
-        self.outage = Outage("batch")
-        self.broker_outage = Outage("batch", dependency="the Kafka broker")
+        self.dependencies = Dependencies(self._redo, self.status)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -183,18 +182,7 @@ class StageRunner:
 
     # --- one batch -----------------------------------------------------------------------------
     def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        try:
-            self._process(batch)
-        except LOST as exc:
-            self._redo(batch, self.outage, exc)
-            return
-        except KafkaError as exc:
-            self._redo(batch, self.broker_outage, exc)
-            return
-        for outage in (self.outage, self.broker_outage):
-            if outage.away:
-                outage.over()
-        self.status.degraded = ""
+        self.dependencies.run(lambda: self._process(batch), batch)
 
     def _redo(self, batch: dict[TopicPartition, list[Any]], outage: Outage,
               exc: Exception) -> None:
