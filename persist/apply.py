@@ -75,8 +75,10 @@ def _create_contact(conn: psycopg.Connection, step: Step) -> tuple[str, str]:
 
 
 def apply_plan(
-    conn: psycopg.Connection, codec: Codec, plan: Plan, encoded: bytes, received_ms: int
+    conn: psycopg.Connection, codec: Codec, plan: Plan, encoded: bytes, received_ms: int,
+    known: activities.KnownRows | None = None,
 ) -> Applied:
+    """``known``: the batch's activity rows read ahead (an all-or-nothing pass only)."""
     if plan.skipped:
         skip = plan.steps_of("skip")[0]
         return Applied("skipped", {"reason": skip.params.get("reason", ""),
@@ -96,7 +98,7 @@ def apply_plan(
         return Applied("skipped", {**detail, "reason": upsert.condition.otherwise})
 
     email = codec.decode_record(plan.email, Email)
-    stored = activities.upsert(conn, plan, email, upsert.params, received_ms)
+    stored = activities.upsert(conn, plan, email, upsert.params, received_ms, known)
     detail["activity"] = str(stored.id)
     if stored.collision:
         detail["collision"] = "same dedupe key, different content hash: kept apart"

@@ -26,6 +26,7 @@ from mailroom.codec import Codec
 from mailroom.errors import MalformedRecordError
 from mailroom.records.action import Plan
 from mailroom.stage.execute import crash_summary
+from persist.activities import KnownRows
 from persist.apply import Applied, apply_plan
 from persist.park import watchers
 
@@ -108,6 +109,14 @@ def apply_batch(conn: psycopg.Connection, codec: Codec, items: Sequence[Item]) -
         return _apply_items(conn, codec, items, watched)
 
 
+def _known_rows(conn: psycopg.Connection, items: Sequence[Item]) -> KnownRows:
+    """The activity rows of the batch's dedupe keys, and as many ids as it may insert."""
+    upserting = [i.plan for i in items if not i.plan.skipped
+                 and i.plan.steps_of("upsert_email_activity")]
+    return KnownRows.read(conn, (p.dedupe_key for p in upserting),
+                          wanted=len({(p.dedupe_key, p.content_hash) for p in upserting}))
+
+
 class Watched:
     """Which Message-IDs of the batch's own emails may have plans waiting on them, so that
     landing looks for watchers only where there can be some (one read per plan was a round
@@ -147,23 +156,27 @@ def _apply_items(
     began = set(watched.ids)
     try:
         with conn.transaction():
-            return [_apply_item(conn, codec, item, watched, guarded=False) for item in items]
+            known = _known_rows(conn, items)
+            return [_apply_item(conn, codec, item, watched, known) for item in items]
     except Exception as exc:  # noqa: BLE001 - classified below; the guarded pass names the plan
         _classify(exc)  # re-raises what must retry the whole batch (deadlock, lost database)
         log.info("a plan of the batch failed (%s): applying plan by plan", type(exc).__name__)
     watched.ids = began  # the failed pass's watches were rolled back
-    return [_apply_item(conn, codec, item, watched, guarded=True) for item in items]
+    return [_apply_item(conn, codec, item, watched, None) for item in items]
 
 
 def _apply_item(
-    conn: psycopg.Connection, codec: Codec, item: Item, watched: Watched, *, guarded: bool
+    conn: psycopg.Connection, codec: Codec, item: Item, watched: Watched,
+    known: KnownRows | None,
 ) -> Result:
+    """``known`` set: the optimistic pass (any failure fails the pass); None: guarded, the
+    plan in its own savepoint."""
     result = Result()
-    if not guarded:
-        result.applied = apply_plan(conn, codec, item.plan, item.encoded, item.received_ms)
+    if known is not None:
+        result.applied = apply_plan(conn, codec, item.plan, item.encoded, item.received_ms,
+                                    known)
         watched.add(result.applied)
-        result.reevaluated = _cascade(conn, codec, result.applied.landed, watched,
-                                      guarded=False)
+        result.reevaluated = _cascade(conn, codec, result.applied.landed, watched, known)
         return result
     try:
         with conn.transaction():
@@ -173,16 +186,17 @@ def _apply_item(
         log.warning("plan %s failed: %s", item.plan.dedupe_key, result.failure[1][:300])
     if result.applied is not None:
         watched.add(result.applied)
-        result.reevaluated = _cascade(conn, codec, result.applied.landed, watched, guarded=True)
+        result.reevaluated = _cascade(conn, codec, result.applied.landed, watched, None)
     return result
 
 
 def _cascade(
-    conn: psycopg.Connection, codec: Codec, landed: list[str], watched: Watched, *,
-    guarded: bool,
+    conn: psycopg.Connection, codec: Codec, landed: list[str], watched: Watched,
+    known: KnownRows | None,
 ) -> list[tuple[Plan, Applied]]:
     """Re-apply the plans waiting on Message-IDs that just landed (and what those land).
-    Unguarded (the optimistic pass), a failure fails the batch's pass."""
+    In the optimistic pass (``known`` set), a failure fails the batch's pass."""
+    guarded = known is None
     done: list[tuple[Plan, Applied]] = []
     queue = list(landed)
     while queue and len(done) < MAX_CASCADE:
@@ -194,7 +208,7 @@ def _cascade(
                     with conn.transaction():
                         applied = apply_plan(conn, codec, plan, encoded, received_ms)
                 else:
-                    applied = apply_plan(conn, codec, plan, encoded, received_ms)
+                    applied = apply_plan(conn, codec, plan, encoded, received_ms, known)
             except Exception as exc:  # noqa: BLE001 - the watcher stays parked; say why
                 if not guarded:
                     raise

@@ -1,0 +1,98 @@
+"""A batch's activity rows are read once and its ids taken ahead: what that must not change, and
+what it saves (reads that wait on PostgreSQL, counted on a real connection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from persistbuild import apply, config, email, make_plan, rows
+
+from mailroom.codec import Codec
+
+pytestmark = pytest.mark.integration  # needs the local stack's PostgreSQL
+
+
+class CountingCursor(psycopg.Cursor[Any]):
+    """Counts the reads of results: in pipeline mode each one waits for PostgreSQL."""
+
+    reads = 0
+
+    def fetchone(self) -> Any:
+        CountingCursor.reads += 1
+        return super().fetchone()
+
+    def fetchall(self) -> list[Any]:
+        CountingCursor.reads += 1
+        return super().fetchall()
+
+
+def reads_to_apply(db: psycopg.Connection, codec: Codec, n: int, first: int) -> int:
+    everyone = config(track={"default": "all"}, queues={})  # no case rules: activities only
+    plans = [make_plan(codec, email(message_id=f"m{first + i}@customer.example",
+                                    subject=f"Question {first + i}"), everyone)
+             for i in range(n)]
+    db.cursor_factory = CountingCursor
+    CountingCursor.reads = 0
+    try:
+        results = apply(db, codec, *plans)
+    finally:
+        db.cursor_factory = psycopg.Cursor
+    assert all(r.applied and r.applied.event == "persisted" for r in results)
+    return CountingCursor.reads
+
+
+def test_new_emails_cost_no_read_each(db: psycopg.Connection, codec: Codec) -> None:
+    few = reads_to_apply(db, codec, 3, first=100)
+    many = reads_to_apply(db, codec, 30, first=200)
+    # Reading the rows and inserting plan by plan read twice per plan: 54 more for 27 more
+    # plans. Now a batch reads the same few times whatever its size.
+    assert many == few, (few, many)
+    assert rows(db, "SELECT count(*) FROM email_activities") == [(33,)]
+
+
+def test_ids_follow_the_order_of_the_batch(db: psycopg.Connection, codec: Codec) -> None:
+    everyone = config(track={"default": "all"})
+    keys = [f"o{i}@customer.example" for i in range(5)]
+    apply(db, codec, *[make_plan(codec, email(message_id=k), everyone) for k in keys])
+    assert [r[0] for r in rows(db, "SELECT dedupe_key FROM email_activities ORDER BY id")] == keys
+
+
+def test_richer_copy_later_in_the_same_batch_supplies_the_content(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    msg = email(copy_kind="msg", body="from the .msg copy")
+    direct = email(mailbox="13", to=("support@acme.example", "sales@acme.example"),
+                   body="from the direct copy")
+    poorer_again = email(copy_kind="inline", mailbox="11", body="from an inline copy")
+    results = apply(db, codec, *[make_plan(codec, e) for e in (msg, direct, poorer_again)])
+    assert all(r.failure is None for r in results)
+    assert rows(db, "SELECT copy_kind, copy_rank, text_body FROM email_activities") == [
+        ("direct", 0, "from the direct copy")]
+    assert results[1].applied and "richer copy" in results[1].applied.detail["content"]
+    assert results[2].applied and "content" not in results[2].applied.detail
+
+
+def test_forged_copy_in_the_same_batch_is_a_collision(db: psycopg.Connection,
+                                                      codec: Codec) -> None:
+    forged = email(subject="Pay this invoice", body="forged", content_hash="h-forged")
+    results = apply(db, codec, make_plan(codec, email()), make_plan(codec, forged),
+                    make_plan(codec, email()))
+    assert all(r.failure is None for r in results)
+    assert rows(db, "SELECT subject, collision FROM email_activities ORDER BY id") == [
+        ("Printer broken", False), ("Pay this invoice", True)]
+    assert rows(db, "SELECT r.subject FROM email_collisions c "
+                    "JOIN email_activities r ON r.id = c.real_activity_id") == [
+        ("Printer broken",)]
+
+
+def test_a_failed_plan_sends_the_batch_plan_by_plan_with_the_same_end(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    bad = email(message_id="bad@customer.example", subject="nul \x00 byte")
+    good = [email(message_id=f"g{i}@customer.example") for i in range(3)]
+    results = apply(db, codec, *[make_plan(codec, e) for e in (good[0], bad, *good[1:], good[0])])
+    assert [r.failure is not None for r in results] == [False, True, False, False, False]
+    assert rows(db, "SELECT dedupe_key FROM email_activities ORDER BY id") == [
+        ("g0@customer.example",), ("g1@customer.example",), ("g2@customer.example",)]
