@@ -131,6 +131,10 @@ def test_persist_applies_plans_and_touches_nothing_else(
     assert rows(persist, "SELECT count(*) FROM cases") == [(1,)]
     with persist.transaction():
         claim(persist, "g.persist", [TopicPartition("t.actions", 0)], 1)
+    persist.commit()
+    persist.autocommit = True  # as the runner's attempt counter uses it
+    AttemptLog(persist, "g.persist").begin([Start("t.actions", 0, 0, 9)])
+    persist.autocommit = False
     assert refused(persist, "UPDATE ingest_mailboxes SET status = 'ok'")
     assert refused(persist, "DELETE FROM users")
     assert refused(persist, "UPDATE route_settings SET token_prefix = 'X'")
