@@ -90,3 +90,20 @@ def test_domains_fold_ascii_only() -> None:
     r = parse("mx; dmarc=pass header.from=korp.example")
     assert verdict(r, "KORP.example") is None
     assert verdict(r, "\u212aorp.example") is not None
+
+
+def test_patterns_are_compiled_once_whatever_flushes_the_re_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    value = ("mx.crm.example; dkim=pass header.d=corp.example header.s=s1; "
+             "spf=pass smtp.mailfrom=alice@corp.example; dmarc=pass header.from=corp.example")
+    first = parse(value)
+    re_module = __import__("re")
+    re_module.purge()  # what the email parser's one-off boundary patterns do to the cache
+
+    def no_compile(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a pattern was compiled again")
+
+    monkeypatch.setattr(re_module, "compile", no_compile)
+    assert parse(value) == first
+    assert verdict(first, "corp.example") is None
