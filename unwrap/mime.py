@@ -1,0 +1,191 @@
+"""Bytes to the same ``email.message.Message`` tree as the stdlib's compat32 parser, faster.
+
+``email.parser.BytesParser(policy=compat32)`` feeds the text line by line through a stack of
+generators and tests every line of every part, long base64 bodies included, against every open
+multipart's boundary regex (compiled afresh for each boundary, so the ``re`` cache never helps).
+For well-formed mail the result is fully determined by a few facts — where the header blocks
+end and where the boundary lines are — and those are found here with ``str.find`` and one regex
+per header over the whole text.
+
+The fast path builds the tree exactly as ``email.feedparser.FeedParser`` would (``_headers``
+through compat32's header rules, payloads, preambles, epilogues, the trailing newline that RFC
+2046 gives to the boundary, message/rfc822 children, multipart/digest default types,
+message/delivery-status blocks). Whenever the input has a shape whose FeedParser result it does
+not reproduce — anything that would record a defect, a bare CR line ending, repeated boundary
+lines, deep nesting — it gives up and the stdlib parses the whole message, so the result is
+always the stdlib's.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import re
+from email import policy
+from email.message import Message
+
+_STDLIB = email.parser.BytesParser(policy=policy.compat32)
+
+# One header: a field name (FeedParser's headerRE: printable ASCII but ':' and space), its
+# value from after the colon and the blanks that follow it, and its continuation lines.
+_HEADER = re.compile(r"([\041-\071\073-\176]+):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)(?:\n|\Z)")
+_BARE_CR = re.compile("\r(?!\n)")
+_MULTIPART_ENCODINGS = ("7bit", "8bit", "binary")
+# Deeper nesting goes to the stdlib, which then behaves (or runs out of stack) as it always has.
+_MAX_DEPTH = 40
+
+
+class _Unusual(Exception):
+    """The input has a shape the fast path does not reproduce: the stdlib parses it."""
+
+
+def parse(data: bytes) -> Message:
+    """Parse message bytes exactly as ``BytesParser(policy=compat32).parsebytes`` does."""
+    msg = parse_fast(data)
+    return msg if msg is not None else _STDLIB.parsebytes(data)
+
+
+def parse_fast(data: bytes) -> Message | None:
+    """The stdlib's tree for ``data`` built by the fast path, or None when the message has a
+    shape the fast path leaves to the stdlib."""
+    text = data.decode("ascii", "surrogateescape")
+    # FeedParser also ends lines at a lone CR; here lines end only at LF (or CRLF).
+    if "\r" in text and _BARE_CR.search(text):
+        return None
+    try:
+        return _part(text, 0, len(text), False, 0)[0]
+    except _Unusual:
+        return None
+
+
+def _part(text: str, start: int, end: int, in_digest: bool,
+          depth: int) -> tuple[Message, Message]:
+    """The message in ``text[start:end]`` and the part whose content runs to ``end`` (the one
+    that loses its last newline to the enclosing boundary, FeedParser's ``_last``)."""
+    if depth > _MAX_DEPTH:
+        raise _Unusual
+    msg = Message()
+    if in_digest:
+        msg.set_default_type("message/rfc822")
+    body = _read_headers(msg, text, start, end)
+    ctype = msg.get_content_type()
+    if ctype == "message/delivery-status":
+        return _delivery_status(msg, text, body, end)
+    maintype = ctype.split("/")[0]
+    if maintype == "message":
+        inner, last = _part(text, body, end, False, depth + 1)
+        msg._payload = [inner]  # noqa: SLF001 - as Message.attach would set it
+        return msg, last
+    if maintype == "multipart":
+        _multipart(msg, ctype, text, body, end, depth)
+    else:
+        msg._payload = text[body:end]  # noqa: SLF001 - as set_payload(str) sets it
+    return msg, msg
+
+
+def _read_headers(msg: Message, text: str, pos: int, end: int) -> int:
+    """Read the header block at ``pos`` into ``msg``; where its body starts."""
+    if text.startswith("From ", pos, end):  # an mbox envelope line, only as the first line
+        nl = text.find("\n", pos, end)
+        line_end = end if nl < 0 else nl
+        line = text[pos:line_end]
+        msg.set_unixfrom(line[:-1] if line.endswith("\r") else line)
+        pos = end if nl < 0 else nl + 1
+    headers: list[tuple[str, str]] = []
+    match = _HEADER.match
+    while (found := match(text, pos, end)) is not None:
+        # compat32's header_source_parse: the value keeps its folding, loses trailing CR/LF
+        headers.append((found[1], found[2].rstrip("\r\n")))
+        pos = found.end()
+    msg._headers = headers  # noqa: SLF001 - the list set_raw appends to
+    if pos == end:  # the part ends with its headers: no body
+        return end
+    if text[pos] == "\n":
+        return pos + 1
+    if text.startswith("\r\n", pos):
+        return pos + 2
+    # Not a header, not a blank line: a defect (or an envelope line out of place) to FeedParser.
+    raise _Unusual
+
+
+def _multipart(msg: Message, ctype: str, text: str, body: int, end: int, depth: int) -> None:
+    boundary = msg.get_boundary()
+    if boundary is None or "\n" in boundary or "\r" in boundary:
+        raise _Unusual
+    if str(msg.get("content-transfer-encoding", "8bit")).lower() not in _MULTIPART_ENCODINGS:
+        raise _Unusual
+    separator = "--" + boundary
+    digest = ctype == "multipart/digest"
+    found = _boundary_line(text, separator, body, end)
+    if found is None or found[2]:  # no opening boundary, or only a closing one
+        raise _Unusual
+    start, line_end, _close = found
+    if start > body:
+        msg.preamble = _strip_eol(text[body:start])
+    parts: list[Message] = []
+    while True:
+        found = _boundary_line(text, separator, line_end, end)
+        # No closing boundary, or boundary lines one after another (FeedParser skips them).
+        if found is None or found[0] == line_end:
+            raise _Unusual
+        child, last = _part(text, line_end, found[0], digest, depth + 1)
+        parts.append(child)
+        _give_newline_to_boundary(last)
+        _start, line_end, close = found
+        if close:
+            break
+    msg._payload = parts  # noqa: SLF001 - as Message.attach would build it
+    msg.epilogue = text[line_end:end]
+
+
+def _boundary_line(text: str, separator: str, pos: int, end: int) -> tuple[int, int, bool] | None:
+    """The first line in ``text[pos:end]`` (``pos`` at a line start) that FeedParser's boundary
+    regex matches: ``separator``, optionally ``--``, blanks, the line end. Its start, where the
+    next line starts, and whether it is the closing boundary."""
+    skip = len(separator)
+    while (start := text.find(separator, pos, end)) >= 0:
+        nl = text.find("\n", start, end)
+        line_end = end if nl < 0 else nl + 1
+        if start == 0 or text[start - 1] == "\n":
+            rest = text[start + skip:line_end]
+            close = rest.startswith("--")
+            if rest.removeprefix("--" if close else "").lstrip(" \t") in ("", "\n", "\r\n"):
+                return start, line_end, close
+        pos = start + 1
+    return None
+
+
+def _strip_eol(value: str) -> str:
+    if value.endswith("\r\n"):
+        return value[:-2]
+    return value[:-1] if value.endswith("\n") else value
+
+
+def _give_newline_to_boundary(last: Message) -> None:
+    """RFC 2046: the newline before a boundary line belongs to the boundary (FeedParser's own
+    rule: a multipart's epilogue or a leaf's payload loses it, an empty epilogue becomes None)."""
+    if isinstance(last._payload, list):  # noqa: SLF001 - a multipart (message/* is never last)
+        epilogue = last.epilogue
+        if epilogue == "":
+            last.epilogue = None
+        elif epilogue is not None:
+            last.epilogue = _strip_eol(epilogue)
+    elif isinstance(last._payload, str):  # noqa: SLF001
+        last._payload = _strip_eol(last._payload)  # noqa: SLF001
+
+
+def _delivery_status(msg: Message, text: str, pos: int,
+                     end: int) -> tuple[Message, Message]:
+    """message/delivery-status: each blank-line separated block of fields is a message with
+    headers only (FeedParser reads them with a blank line as the end of every block)."""
+    blocks: list[Message] = []
+    while True:
+        block = Message()
+        pos = _read_headers(block, text, pos, end)
+        if block.get_content_maintype() in ("message", "multipart"):
+            raise _Unusual
+        block._payload = ""  # noqa: SLF001
+        blocks.append(block)
+        if pos == end:
+            break
+    msg._payload = blocks  # noqa: SLF001
+    return msg, blocks[-1]
