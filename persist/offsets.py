@@ -11,25 +11,37 @@ token it was claimed with and is refused when the row holds a newer one — a pr
 its partitions (evicted while stalled, say) cannot move them back, and its whole batch rolls
 back. Kafka's generation id is stored beside it for the record; it is not the fence because it
 restarts from 1 when a group is deleted.
+
+:class:`PostgresCommit` is all of this as the stage runner's commit strategy
+(:mod:`mailroom.stage.commit`): each unit of the runner — persist's whole poll batch, or one
+suspect record — is one transaction holding its effects and the offsets past them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
 from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import KafkaError
 
-from mailroom.db.outage import LOST
-from mailroom.errors import TransientError
+from mailroom import faults
+from mailroom.db.outage import LOST, renewed
+from mailroom.settings import Settings
+from mailroom.stage.commit import Batch, Fenced, as_kafka, seek_to_first
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Fenced", "Keeper", "PostgresCommit", "claim", "store", "stored_offsets"]
 
-class Fenced(TransientError):  # noqa: N818 - the name says what happened
-    """Another process owns these partitions now; this batch must not commit."""
+AFTER_APPLY = faults.register(
+    "persist:after_apply_before_commit", "batch applied in the transaction, not committed")
+AFTER_DB_COMMIT = faults.register(
+    "persist:after_db_commit_before_kafka_commit",
+    "records and offsets committed in PostgreSQL, offsets not yet committed to Kafka")
 
 
 def claim(
@@ -144,3 +156,69 @@ class Keeper(ConsumerRebalanceListener):
         log.info("claimed %d partitions with fence token %d (kafka generation %d)",
                  len(tps), token, generation)
         return sought
+
+
+class PostgresCommit:
+    """Persist's commit strategy: a unit is one PostgreSQL transaction; its offsets are written
+    in it, fenced by the claim token, after the broker acknowledged the unit's dead letters and
+    trace events; only after the commit are they copied to Kafka. On assignment (``listener``)
+    the partitions are claimed and sought to the offsets stored here.
+
+    ``connect`` reopens ``conn`` after an outage (None: never); the batch handler reads
+    :attr:`conn` for every unit, so it always writes on the connection of now.
+    """
+
+    def __init__(self, conn: psycopg.Connection, consumer: Any, group: str, settings: Settings,
+                 connect: Callable[[], psycopg.Connection] | None = None) -> None:
+        self.conn = conn
+        self.consumer = consumer
+        self.group = group
+        self.settings = settings
+        self.connect = connect
+        self.keeper = Keeper(conn, consumer, group)
+        self.listener = self.keeper
+
+    def ready(self, batch: Batch) -> bool:
+        """Partitions assigned while PostgreSQL was away are claimed now (which seeks those with
+        a stored offset to it); then the next poll brings every partition's records again — a
+        partition without a stored offset too, or the batch in hand would be skipped (its
+        position is already past it)."""
+        if not self.keeper.unclaimed:
+            return True
+        sought = self.keeper.claim_unclaimed()
+        assigned = self.consumer.assignment()
+        for tp, records in batch.items():
+            if records and tp not in sought and tp in assigned:
+                self.consumer.seek(tp, records[0].offset)
+        return False
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        return self.conn.transaction()
+
+    def store(self, offsets: Mapping[TopicPartition, int], handled: bool) -> None:
+        store(self.conn, self.group, offsets, self.keeper.tokens)
+        if handled:  # a unit that only dead-letters a crash loop applied nothing
+            faults.point(self.settings, AFTER_APPLY)
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        faults.point(self.settings, AFTER_DB_COMMIT)
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(as_kafka(offsets))
+        except KafkaError as exc:  # a copy only: PostgreSQL has the offsets
+            log.warning("committing the offsets' copy to Kafka failed: %s", exc)
+
+    def rewind(self, batch: Batch, paused: Collection[tuple[str, int]]) -> None:
+        """Reopen the connection and seek to the offsets stored here, whether the last commit
+        landed or not; to the batch's first offsets while PostgreSQL is still away."""
+        stored: dict[tuple[str, int], int | None] = {}
+        if self.connect is not None:
+            try:
+                self.conn = renewed(self.conn, self.connect)
+                self.keeper.conn = self.conn
+                stored = stored_offsets(self.conn, self.group)
+                self.conn.commit()
+            except LOST:
+                stored = {}  # still away: the batch's first offsets, and wait again
+        seek_to_first(self.consumer, batch, paused, stored)

@@ -58,8 +58,16 @@ class BudgetExceeded(BaseException):  # noqa: N818 - not an Exception: handlers 
 
 
 class Executor(Protocol):
+    """Runs a stage's handler over records and answers a Verdict for each. A stage with a
+    per-record handler gets one of the two below from :func:`make_executor`; a stage with a
+    batch handler (persist) is an executor itself."""
+
     #: True when a handler cannot kill the calling process (it runs in a child).
     isolates_crashes: bool
+    #: True when the executor takes the poll batch as one piece — its effects are one unit of
+    #: the commit strategy (persist's transaction) — so the runner hands it every partition's
+    #: records at once instead of slices. It may raise TransientError: the unit is retried whole.
+    whole_batch: bool
 
     def run(self, context: Context) -> Verdict: ...
 
@@ -87,6 +95,7 @@ def make_executor(spec: StageSpec, codec: Codec, settings: Settings) -> Executor
 
 class InlineExecutor:
     isolates_crashes = False
+    whole_batch = False
 
     def __init__(self, spec: StageSpec, codec: Codec, settings: Settings) -> None:
         self.spec = spec

@@ -60,6 +60,32 @@ class StageSpec:
     input_type: Any = None
     setup: Callable[[Settings], None] | None = None
 
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.input_topic,)
+
+    def group_id(self, settings: Settings) -> str:
+        return group_id(settings, self.name)
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """A stage that brings its own batch handler (an executor, :mod:`mailroom.stage.budget`)
+    instead of a per-record one — persist, which applies a whole poll batch in one PostgreSQL
+    transaction. Only what it reads is declared; the runner does the rest as for every stage.
+
+    ``input_topic`` is the main input, on which end-to-end latency is measured; ``also_reads``
+    are further topics of the same consumer group (persist stores every stage's trace events).
+    """
+
+    name: str
+    input_topic: str
+    also_reads: tuple[str, ...] = ()
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.input_topic, *self.also_reads)
+
     def group_id(self, settings: Settings) -> str:
         return group_id(settings, self.name)
 

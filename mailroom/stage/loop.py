@@ -1,6 +1,5 @@
-"""The poll loop every consumer loop shares: the stage runner's and persist's own (persist
-cannot be a StageRunner: its offsets live in PostgreSQL), so SIGTERM/SIGINT, liveness and
-readiness mean the same for every stage."""
+"""The poll loop of a stage process, its stop signals and its guard against outages: what
+SIGTERM/SIGINT, liveness, readiness and a lost dependency mean, the same for every stage."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -28,7 +29,8 @@ from mailroom.metrics import Batch, Health, StageMetrics, consumer_lag, serve
 from mailroom.settings import Settings
 from mailroom.stage.budget import make_executor
 from mailroom.stage.execute import StageSpec
-from mailroom.stage.runner import StageRunner, StageStatus
+from mailroom.stage.runner import StageRunner
+from mailroom.stage.status import StageStatus
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +70,20 @@ def build_runner(
     )
 
 
-def watch(runner: StageRunner, settings: Settings) -> Any:
-    """Metrics and health endpoints for the runner (settings.metrics_port; 0: none)."""
+def watch(runner: StageRunner, settings: Settings,
+          records_out: Callable[[StageStatus], int] | None = None) -> Any:
+    """Metrics and health endpoints for the runner (settings.metrics_port; 0: none).
+    ``records_out``: what the stage counts as its output, when it is not records produced
+    (persist: plans applied)."""
     if not settings.metrics_port:
         return None
     metrics = StageMetrics(runner.spec.name)
     status = runner.status
     stale_s = settings.kafka_max_poll_interval_ms / 1000
+    out = records_out or (lambda s: s.records_out)
 
     def on_batch(s: StageStatus) -> None:
-        metrics.batch(Batch(s.records_in, s.records_out, s.dead_lettered, s.retried,
+        metrics.batch(Batch(s.records_in, out(s), s.dead_lettered, s.retried,
                             s.processing_seconds, s.arrivals_ms, consumer_lag(runner.consumer),
                             len(s.paused)))
 

@@ -93,6 +93,9 @@ class Trace:
     message_id: str | None = None
     dedupe_key: str | None = None
     raw_identity: str | None = None
+    # False: the event is about another message than the record handled (persist re-evaluating
+    # a parked plan when this one landed), so it carries no source coordinates.
+    from_source: bool = True
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ class ProcessExecutor:
     """Runs the stage's handler in a pool of worker children; see the module docstring."""
 
     isolates_crashes = True
+    whole_batch = False
 
     def __init__(self, spec: StageSpec, settings: Settings, workers: int | None = None) -> None:
         self.spec = spec

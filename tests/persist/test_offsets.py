@@ -6,6 +6,7 @@ import psycopg
 import pytest
 from kafka import TopicPartition
 
+from mailroom.settings import Settings
 from persist import offsets
 
 pytestmark = pytest.mark.integration
@@ -67,14 +68,15 @@ def test_claim_after_an_outage_sends_back_partitions_with_no_stored_offset(
     assert keeper.tokens.keys() == {TP0, TP1} and not keeper.unclaimed
 
 
-def test_the_batch_polled_with_the_claim_comes_again_whole(db: psycopg.Connection) -> None:
+def test_the_batch_polled_with_the_claim_comes_again_whole(
+    db: psycopg.Connection, persist_settings: Settings,
+) -> None:
     from types import SimpleNamespace
 
     from mailroom.codec import Codec
-    from mailroom.settings import Settings
     from persist.stage import PersistStage
 
-    settings = Settings()
+    settings = persist_settings
     consumer = _Positions([TP0, TP1])
     stage = PersistStage(settings, consumer=consumer, producer=None, conn=db,
                          codec=Codec.from_settings(settings))
@@ -85,5 +87,8 @@ def test_the_batch_polled_with_the_claim_comes_again_whole(db: psycopg.Connectio
     stage.keeper.unclaimed = {TP0, TP1}
     batch = {TP0: [SimpleNamespace(offset=10)], TP1: [SimpleNamespace(offset=0),
                                                       SimpleNamespace(offset=1)]}
-    stage.process(batch)  # claims, applies nothing
+    try:
+        stage.process(batch)  # claims, applies nothing
+    finally:
+        stage.attempts.conn.close()
     assert consumer.sought == {TP0: 10, TP1: 0}
