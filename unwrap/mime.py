@@ -150,7 +150,9 @@ def _boundary_line(text: str, separator: str, pos: int, end: int) -> tuple[int, 
             close = rest.startswith("--")
             if rest.removeprefix("--" if close else "").lstrip(" \t") in ("", "\n", "\r\n"):
                 return start, line_end, close
-        pos = start + 1
+        # A boundary starts a line: the next candidate is on the next line (resuming inside
+        # this one would make a long line full of the separator quadratic).
+        pos = line_end
     return None
 
 

@@ -90,6 +90,9 @@ FAST = {
     "very long lines": (
         "Subject: " + "long " * 20_000 + "\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
         "Content-Transfer-Encoding: base64\n\n" + "QUJD" * 250_000 + "\n--b--\n"),
+    # quadratic if the boundary search resumed inside a line after each separator it finds
+    "a long line full of the separator": (
+        "Content-Type: multipart/mixed; boundary=-\n\n---\n\n" + "-" * 2_000_000 + "\n-----\n"),
     "rfc822 part that is empty": "Content-Type: multipart/mixed; boundary=b\n\n--b\n"
                                  "Content-Type: message/rfc822\n\n--b--\n",
     "message/rfc822 at the root": "Content-Type: message/rfc822\n\nSubject: inner\n\ninner body\n",
