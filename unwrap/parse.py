@@ -16,14 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
-import email.parser
 import email.utils
 import quopri
 import re
-from email import policy
 from email.message import Message, _parseparam
 
-_PARSER = email.parser.BytesParser(policy=policy.compat32)
+from unwrap import mime
 
 # Declared charsets that are very often lies: real-world mail labelled as one of these is
 # frequently UTF-8 (or Windows-1252 labelled Latin-1). Valid UTF-8 with non-ASCII bytes is almost
@@ -51,8 +49,11 @@ _SMUGGLED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def parse_message(data: bytes) -> Message:
-    """Parse message bytes; never raises on malformed mail (defects are recorded on the parts)."""
-    return _PARSER.parsebytes(data)
+    """Parse message bytes; never raises on malformed mail (defects are recorded on the parts).
+
+    The tree is exactly ``BytesParser(policy=compat32)``'s; :mod:`unwrap.mime` builds it
+    without the stdlib's line-by-line machinery when the message has a common shape."""
+    return mime.parse(data)
 
 
 def clean(text: str) -> str:
