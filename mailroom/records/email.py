@@ -161,8 +161,8 @@ class Email:
             "date": self.date,
             "direction": self.direction,
             "markers": {k: getattr(self.markers, k) for k in Markers.__slots__},
-            "report": {"kind": self.report.kind, "detail": self.report.detail,
-                       "failed_recipients": list(self.report.failed_recipients)},
+            "report": {k: (list(getattr(self.report, k)) if k == "failed_recipients"
+                           else getattr(self.report, k)) for k in Report.__slots__},
             "text_body": self.text_body,
             "html_body": self.html_body,
             "attachments": [{k: getattr(a, k) for k in Attachment.__slots__}
