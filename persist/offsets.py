@@ -197,7 +197,7 @@ class PostgresCommit:
 
     def store(self, offsets: Mapping[TopicPartition, int], handled: bool) -> None:
         store(self.conn, self.group, offsets, self.keeper.tokens)
-        if handled:  # a unit that only dead-letters a crash loop applied nothing
+        if handled:  # plans applied (not only trace events stored, or a crash loop's letter)
             faults.point(self.settings, AFTER_APPLY)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

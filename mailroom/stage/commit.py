@@ -18,6 +18,15 @@ hooks), called around each *unit* — the happy path's whole poll batch, or one 
 
 ``listener`` is given to ``subscribe``: persist claims its partitions on assignment and seeks to
 the offsets stored in PostgreSQL.
+
+Why not Kafka transactions (exactly-once read-process-write)? kafka-python 3.0 implements them
+(``send_offsets_to_transaction`` with ``group_metadata()`` for KIP-447 fencing), but the support
+is young (offsets support landed in 2025, abort fixes in 2026, a report of ``commit()`` ignoring
+its timeout after a broker blip, dpkp/kafka-python#3121) and would buy little: the end effect is
+already exactly once through persist, while every downstream reader would have to read
+committed only and a process killed mid-transaction would hold back the last stable offset of
+its output partitions until ``transaction.timeout.ms``. Should it earn trust, it is one more
+commit strategy.
 """
 
 from __future__ import annotations
@@ -58,7 +67,9 @@ class Commit(Protocol):
 
     def store(self, offsets: Mapping[TopicPartition, int], handled: bool) -> None:
         """Inside the transaction, after the broker acknowledged the unit's sends. ``handled``:
-        the unit ran the handler (it was not only a dead letter). May raise :class:`Fenced`."""
+        records of the stage's main input went through the handler (the unit was not only a
+        dead letter, nor only side inputs such as persist's trace events). May raise
+        :class:`Fenced`."""
         ...
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -3,26 +3,16 @@ persist included.
 
 Units
 -----
-Per ``poll()`` batch: (1) the durable attempt counter records the ranges about to be processed
-(one statement, :mod:`mailroom.attempts`); (2) records the counter suspects (in flight when a
-process died) go one at a time, each its own *unit*; the rest of every partition is one unit.
-A unit is: inside the commit strategy's transaction (:mod:`mailroom.stage.commit`), the
-handler over its records (in its budget, :mod:`mailroom.stage.budget`), their outputs, trace
-events and dead letters sent with the idempotent producer (acks=all, :mod:`mailroom.stage.outbox`),
-the broker's acknowledgement of all of it, the strategy's ``store``; then the strategy's
-``commit``. With :class:`~mailroom.stage.commit.KafkaCommit` (unwrap, route) that is at least
-once: a crash before the commit redelivers, outputs may be written twice but never lost, and
-the next stages dedupe by natural keys. Persist's strategy stores the offsets in its PostgreSQL
-transaction, so its effects are exactly once (``persist/offsets.py``).
-
-Why not Kafka transactions (exactly-once read-process-write)? kafka-python 3.0 implements them
-(``send_offsets_to_transaction`` with ``group_metadata()`` for KIP-447 fencing), but the support
-is young (offsets support landed in 2025, abort fixes in 2026, a report of ``commit()`` ignoring
-its timeout after a broker blip, dpkp/kafka-python#3121) and would buy little: the end effect is
-already exactly once through persist, while every downstream reader would have to read
-committed only and a process killed mid-transaction would hold back the last stable offset of
-its output partitions until ``transaction.timeout.ms``. Should it earn trust, it is one more
-commit strategy.
+Per ``poll()`` batch the durable attempt counter records the ranges about to be processed (one
+statement, :mod:`mailroom.attempts`); records it suspects (in flight when a process died) go
+one at a time, each its own *unit*; the rest of every partition is one unit. A unit: in the
+commit strategy's transaction (:mod:`mailroom.stage.commit`) the handler over its records (in
+budget, :mod:`mailroom.stage.budget`), their outputs, trace events and dead letters sent
+(acks=all) and acknowledged (:mod:`mailroom.stage.outbox`), the strategy's ``store``; then its
+``commit``. :class:`~mailroom.stage.commit.KafkaCommit` (unwrap, route) is at least once: a
+crash before the commit redelivers, outputs may be written twice but never lost, the next
+stages dedupe by natural keys. Persist stores its offsets in its PostgreSQL transaction: its
+effects are exactly once (``persist/offsets.py``).
 
 Failure paths (named, never silent)
 -----------------------------------
@@ -204,14 +194,14 @@ class StageRunner:
             [Start(tp.topic, tp.partition, r[0].offset, r[-1].offset) for tp, r in parts.items()]
         )
         faults.point(self.settings, self.fault_after_begin)
-        whole: dict[TopicPartition, list[Any]] = {}
-        attempts: dict[TopicPartition, int] = {}
-        for tp, records in parts.items():
-            left = self._careful(tp, records, standings[(tp.topic, tp.partition)], deadline)
-            if left is not None:
-                whole[tp], attempts[tp] = left
-        if whole:
-            self._whole(whole, attempts, deadline)
+        suspects = {tp for tp, r in parts.items()
+                    if standings[(tp.topic, tp.partition)].step(r[0].offset, self._crash_limit)
+                    != "batch"}
+        if suspects:
+            self._suspected(parts, standings, suspects, deadline)
+        else:
+            self._whole(parts, {tp: standings[(tp.topic, tp.partition)].attempts
+                                for tp in parts}, deadline)
         self.status.batches += 1
         if self.on_batch is not None:
             self.on_batch(self.status)
@@ -222,20 +212,36 @@ class StageRunner:
             self._begun[TopicPartition(s.topic, s.partition)] = s.first_offset
         return standings
 
+    def _suspected(self, parts: dict[TopicPartition, list[Any]],
+                   standings: dict[tuple[str, int], Standing], suspects: set[TopicPartition],
+                   deadline: float) -> None:
+        """After a death: the suspect records one at a time, then the rest as one unit. Only the
+        record in hand may be blamed for a death meanwhile, so the other partitions' starts are
+        taken back now and every partition's rest is begun again (one statement) after."""
+        rest = {tp: r for tp, r in parts.items() if tp not in suspects}
+        for tp, records in rest.items():
+            self.attempts.release(tp.topic, tp.partition, records[0].offset)
+        for tp in suspects:
+            left = self._careful(tp, parts[tp], standings[(tp.topic, tp.partition)], deadline)
+            if left:
+                rest[tp] = left
+        if rest:
+            begun = self._begin([Start(tp.topic, tp.partition, r[0].offset, r[-1].offset)
+                                 for tp, r in rest.items()])
+            self._whole(rest, {tp: begun[(tp.topic, tp.partition)].attempts for tp in rest},
+                        deadline)
+
     def _careful(self, tp: TopicPartition, records: list[Any], standing: Standing,
-                 deadline: float) -> tuple[list[Any], int] | None:
-        """Records the counter suspects, one at a time, each its own unit (so the next death
-        pins the culprit). Returns the records left for the whole batch and their attempt
-        count; None when the partition is done with (or stopped) here."""
+                 deadline: float) -> list[Any] | None:
+        """The records the counter suspects, each alone in flight and its own unit (so the next
+        death pins the culprit). Returns the records past them (not begun); None when the
+        partition stops here."""
         for i, record in enumerate(records):
-            step = standing.step(record.offset, self._crash_limit)
-            if step == "batch":
-                return records[i:], standing.attempts
             if time.monotonic() > deadline:
                 log.warning("batch over half the poll interval: committing early")
                 self._stop_at(tp, record.offset)
                 return None
-            if step == "crash_loop":
+            if standing.step(record.offset, self._crash_limit) == "crash_loop":
                 log.error(
                     "%s/%d@%d killed this stage %d times: dead-lettering it unparsed",
                     tp.topic, tp.partition, record.offset, standing.attempts - 1,
@@ -250,12 +256,13 @@ class StageRunner:
                 moved = self._single(tp, record, standing.attempts)
             if not moved:
                 return None
-            if i + 1 < len(records):
+            if i + 1 < len(records) and records[i + 1].offset <= standing.suspect_end:
                 nxt = records[i + 1].offset
-                last = nxt if nxt <= standing.suspect_end else records[-1].offset
-                key = (tp.topic, tp.partition)
-                standing = self._begin([Start(tp.topic, tp.partition, nxt, last)])[key]
-        return None
+                standing = self._begin([Start(tp.topic, tp.partition, nxt, nxt)])[
+                    (tp.topic, tp.partition)]
+            else:
+                return records[i + 1:]
+        return []
 
     def _whole(self, parts: dict[TopicPartition, list[Any]], attempts: dict[TopicPartition, int],
                deadline: float) -> None:
@@ -344,8 +351,8 @@ class StageRunner:
         if verdict is None or not self._apply(record, source, verdict, attempts,
                                               time.monotonic() - began):
             self._stop_at(tp, record.offset)  # paused, or stopping while it was retried
-            return {tp: record.offset}, True
-        return {tp: record.offset + 1}, True
+            return {tp: record.offset}, record.topic == self.main_topic
+        return {tp: record.offset + 1}, record.topic == self.main_topic
 
     def _handle_all(self, parts: dict[TopicPartition, list[Any]],
                     attempts: dict[TopicPartition, int], deadline: float) -> tuple[Offsets, bool]:
@@ -377,7 +384,8 @@ class StageRunner:
             verdicts = self.executor.run_batch(
                 [Context(self.spec.name, source, 1) for source in sources], deadline
             )
-            handled = True
+            # Handled: records of the main input reached the handler (not only side inputs).
+            handled = handled or any(r.topic == self.main_topic for _, r in part)
             each = (time.monotonic() - began) / len(part)
             for (tp, record), source, verdict in zip(part, sources, verdicts, strict=True):
                 if tp in stopped:
