@@ -21,10 +21,10 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from mailroom.errors import ConfigError
-from mailroom.settings import Settings
+from mailroom.settings import CHOICES, Settings
 
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: The SASL mechanisms the clients speak (the allowed values are checked in mailroom.settings).
+SASL_MECHANISMS = tuple(m for m in CHOICES["kafka_sasl_mechanism"] if m)
 
 # The clients' own defaults for fetch sizes; we only ever raise them to fit max_record_bytes.
 DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
@@ -35,15 +35,12 @@ PRODUCER_BATCH_BYTES = 1024 * 1024
 
 
 def check(settings: Settings) -> None:
-    """Refuse combinations the clients would reject later, or that break group membership."""
-    if settings.kafka_security_protocol not in SECURITY_PROTOCOLS:
-        raise ConfigError(
-            f"kafka_security_protocol must be one of {SECURITY_PROTOCOLS}, "
-            f"got {settings.kafka_security_protocol!r}"
-        )
+    """Refuse combinations the clients would reject later, or that break group membership.
+    (Each choice setting's own values are checked when the Settings is made.)"""
     if settings.kafka_security_protocol.startswith("SASL_"):
-        if settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
-            raise ConfigError(f"kafka_sasl_mechanism must be one of {SASL_MECHANISMS}")
+        if not settings.kafka_sasl_mechanism:
+            raise ConfigError(f"{settings.kafka_security_protocol} needs kafka_sasl_mechanism: "
+                              f"one of {', '.join(SASL_MECHANISMS)}")
         if not settings.kafka_sasl_username:
             raise ConfigError("SASL needs kafka_sasl_username and kafka_sasl_password")
     if settings.kafka_heartbeat_interval_ms * 3 > settings.kafka_session_timeout_ms:

@@ -6,6 +6,11 @@ precedence, from the defaults, an optional TOML file (``MAILROOM_CONFIG`` or ``m
 the working directory; keys are the field names) and the environment. Nothing is read at import
 time: :func:`load` is called once by the CLI and the result is passed down explicitly.
 
+What is not understood is refused, never guessed (a typo must not silently leave a setting at its
+default): an unknown ``MAILROOM_*`` variable (but the few in :data:`NOT_SETTINGS`) or file key, a
+boolean that is not true/false, 1/0, yes/no or on/off, and a choice setting's value outside
+:data:`CHOICES` are each a :class:`~mailroom.errors.ConfigError` naming the setting.
+
 Pointing Mailroom at an external Kafka cluster, PostgreSQL or mail servers is only configuration:
 ``kafka_bootstrap``, the ``kafka_security_*`` settings and ``database_url``.
 """
@@ -13,7 +18,9 @@ Pointing Mailroom at an external Kafka cluster, PostgreSQL or mail servers is on
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +39,47 @@ def _setting(default: Any, doc: str, *, secret: bool = False) -> Any:
 #: Words that make a setting secret even when not marked so: a new password or key setting
 #: is masked from the start rather than shown until someone remembers to mark it.
 _SECRET_WORDS = ("password", "secret")
+
+#: The allowed values of every choice setting: the one place they are checked, whenever a
+#: Settings is made (by :func:`load` or :meth:`Settings.replace`). Matched regardless of case and
+#: kept in the spelling given here, so the code compares against these words only.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "kafka_security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    # Empty: none, which only a protocol without SASL accepts (mailroom.kafka.check).
+    "kafka_sasl_mechanism": ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "stage_isolation": ("process", "inline"),
+    "unwrap_over_limit": ("omit", "reject"),
+    "unwrap_non_forwarded": ("reject", "accept"),
+}
+
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+#: ``MAILROOM_*`` environment variables that are not settings, and who reads each. Every other
+#: ``MAILROOM_*`` name that is no setting is refused by :func:`load`.
+NOT_SETTINGS: dict[str, str] = {
+    "MAILROOM_CONFIG": "the settings file to read (load, here)",
+    "MAILROOM_CORPUS": "tests and .ci: the folder of the shared corpus of real mail",
+    "MAILROOM_SCREENSHOT": "tests: where the dashboard browser test saves a screenshot",
+    "MAILROOM_DEMO_MAILBOX_PASSWORD": "mailroom demo: its mailboxes' password (--password-env)",
+    "MAILROOM_BENCH_MAILBOX_PASSWORD": "bench/: its mailboxes' password (--password-env)",
+    "MAILROOM_CHAOS_MAILBOX_PASSWORD": "chaos tests: their mailboxes' password (--password-env)",
+}
+
+#: Name patterns of ``MAILROOM_*`` variables that are not settings either: a mailbox password
+#: an operator hands to ``mailroom mailbox add|set-password --password-env``, and the variables
+#: Kubernetes gives every pod for each Service of its namespace ("service links": the Service
+#: ``mailroom-web`` makes ``MAILROOM_WEB_SERVICE_HOST``, ``MAILROOM_WEB_PORT_80_TCP`` and so on).
+_NOT_SETTING_PATTERNS = re.compile(
+    r"MAILROOM_\w+_MAILBOX_PASSWORD"
+    r"|MAILROOM_\w+_SERVICE_(HOST|PORT(_\w+)?)"
+    r"|MAILROOM_\w+_PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?"
+)
+#: Kubernetes' ``<SERVICE>_PORT`` holds a URL such as ``tcp://10.0.0.7:80``; a number there is a
+#: misspelt port setting.
+_SERVICE_LINK_PORT = re.compile(r"MAILROOM_\w+_PORT")
+_SERVICE_LINK_URL = re.compile(r"(tcp|udp|sctp)://\S+")
 
 
 @dataclass(frozen=True)
@@ -266,6 +314,17 @@ class Settings:
         5, "Stats: seconds between refreshes of the mailroom_mail_volume gauges."
     )
 
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            canonical = {a.lower(): a for a in allowed}.get(str(value).strip().lower())
+            if canonical is None:
+                raise ConfigError(
+                    f"{name} ({env_name(name)}) must be one of "
+                    f"{', '.join(repr(a) for a in allowed)}; got {value!r}"
+                )
+            object.__setattr__(self, name, canonical)
+
     # --- derived values -----------------------------------------------------------------------
     @property
     def state_path(self) -> Path:
@@ -302,11 +361,16 @@ def env_name(field_name: str) -> str:
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in _TRUE_WORDS | _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        raise ConfigError(
+            f"{name}: expected a boolean (true/false, 1/0, yes/no, on/off), got {value!r}"
+        )
     try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            return str(value).strip().lower() in {"1", "true", "yes", "on"}
         if kind is int:
             return int(value)
         return str(value)
@@ -314,9 +378,47 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}") from exc
 
 
+def _closest(word: str) -> str | None:
+    """The setting whose name is nearest ``word`` (a field name, any case), if one is near."""
+    names = [f.name for f in dataclasses.fields(Settings)]
+    close = difflib.get_close_matches(word.lower(), names, n=1)
+    return close[0] if close else None
+
+
+def _unknown_variable(name: str) -> str:
+    closest = _closest(name.removeprefix("MAILROOM_"))
+    return f"{name} (did you mean {env_name(closest)}?)" if closest else name
+
+
+def is_setting_variable(name: str, value: str = "") -> bool:
+    """Is this environment variable one :func:`load` accepts: not ``MAILROOM_*``, a setting, or
+    one of the known ``MAILROOM_*`` variables that are no setting?"""
+    if not name.startswith("MAILROOM_") or name in NOT_SETTINGS:
+        return True
+    if name in {env_name(f.name) for f in dataclasses.fields(Settings)}:
+        return True
+    if _NOT_SETTING_PATTERNS.fullmatch(name):
+        return True
+    return bool(_SERVICE_LINK_PORT.fullmatch(name) and _SERVICE_LINK_URL.fullmatch(value))
+
+
+def _check_environment_names(environ: Mapping[str, str]) -> None:
+    """Refuse unknown ``MAILROOM_*`` variables, all of them in one message. Values are never
+    shown: a misspelt password variable holds a password."""
+    unknown = sorted(n for n in environ if not is_setting_variable(n, environ[n]))
+    if unknown:
+        named = ", ".join(_unknown_variable(n) for n in unknown)
+        if len(unknown) == 1:
+            raise ConfigError(f"unknown environment variable {named}: not a Mailroom setting; "
+                              "correct or unset it")
+        raise ConfigError(f"unknown environment variables {named}: not Mailroom settings; "
+                          "correct or unset them")
+
+
 def load(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> Settings:
     """Read the settings: defaults < TOML file < ``MAILROOM_*`` environment variables."""
     environ = os.environ if environ is None else environ
+    _check_environment_names(environ)
     hints = get_type_hints(Settings)
     values: dict[str, Any] = {}
     path = config_file or environ.get("MAILROOM_CONFIG") or "mailroom.toml"
@@ -327,8 +429,10 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         for key, value in data.items():
             if key not in hints:
-                raise ConfigError(f"{path}: unknown setting {key!r}")
-            values[key] = _coerce(key, hints[key], value)
+                closest = _closest(key)
+                hint = f" (did you mean {closest!r}?)" if closest else ""
+                raise ConfigError(f"{path}: unknown setting {key!r}{hint}")
+            values[key] = _coerce(f"{path}: {key}", hints[key], value)
     elif config_file or environ.get("MAILROOM_CONFIG"):
         raise ConfigError(f"configuration file {path} does not exist")
     for f in dataclasses.fields(Settings):

@@ -11,15 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from mailroom.errors import ConfigError
 from mailroom.settings import Settings
 from unwrap.addresses import ascii_lower
 from unwrap.limits import Limits
 
 #: forward mailbox id -> {forwarding user's address (ASCII lower case) -> user id}
 Forwarders = Mapping[str, Mapping[str, str]]
-
-NON_FORWARDED_CHOICES = ("reject", "accept")
 
 
 class RawInput(Protocol):
@@ -70,13 +67,10 @@ class UnwrapContext:
     #: ids of forward mailboxes whose operator opted out of the Authentication-Results check
     #: (their receiving server cannot stamp results); every other forward needs a pass
     unchecked_forward_mailboxes: frozenset[str] = frozenset()
-    non_forwarded: str = "reject"
+    non_forwarded: str = "reject"  # or "accept" (checked with the setting unwrap_non_forwarded)
     inline_forwards: bool = True
 
     def __post_init__(self) -> None:
-        if self.non_forwarded not in NON_FORWARDED_CHOICES:
-            raise ConfigError(f"unwrap_non_forwarded must be one of {NON_FORWARDED_CHOICES}, "
-                              f"got {self.non_forwarded!r}")
         # Addresses compare ASCII-case-insensitively: store the table folded once.
         object.__setattr__(self, "forwarders", {
             box: {ascii_lower(addr.strip()): user for addr, user in table.items()}

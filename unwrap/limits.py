@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from mailroom.errors import ConfigError
 from mailroom.settings import Settings
 
-OVER_LIMIT_CHOICES = ("omit", "reject")
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -39,12 +37,9 @@ class Limits:
     max_body_chars: int = 1_000_000
     max_header_chars: int = 65_536
     max_recipients: int = 1_000
-    over_limit: str = "omit"
+    over_limit: str = "omit"  # or "reject" (checked with the setting unwrap_over_limit)
 
     def __post_init__(self) -> None:
-        if self.over_limit not in OVER_LIMIT_CHOICES:
-            raise ConfigError(f"unwrap_over_limit must be one of {OVER_LIMIT_CHOICES}, "
-                              f"got {self.over_limit!r}")
         if min(self.max_message_bytes, self.max_attachment_bytes, self.max_parts,
                self.max_header_chars, self.max_recipients) <= 0:
             raise ConfigError("unwrap size, part, header and recipient limits must be positive")
