@@ -125,16 +125,10 @@ def check_kafka(settings: Settings) -> Iterator[Finding]:
         brokers = admin.describe_cluster().get("brokers", [])
         yield Finding("OK", "kafka", f"{servers} reachable, API version {version}, "
                       f"{len(brokers)} broker(s)")
-        if settings.topic_replication_factor < 3 or len(brokers) < 3:
-            yield Finding(
-                "WARN", "durability",
-                f"replication factor {settings.topic_replication_factor} on {len(brokers)} "
-                "broker(s) is not durable: fine for the demo, not for deleting mail from servers",
-                "run 3 brokers and set MAILROOM_TOPIC_REPLICATION_FACTOR=3 before enabling "
-                "move/delete on mailboxes",
-            )
-        reports = topics.ensure_topics(admin, topics.topic_specs(settings), create=False,
-                                       fix=False)
+        specs = topics.topic_specs(settings)
+        yield _durability(settings, len(brokers),
+                          topics.read_state(admin, [s.name for s in specs]))
+        reports = topics.ensure_topics(admin, specs, create=False, fix=False)
         bad = [r for r in reports if r.status != "ok"]
         if not bad:
             yield Finding("OK", "topics", f"{len(reports)} topics present with expected settings")
@@ -146,6 +140,41 @@ def check_kafka(settings: Settings) -> Iterator[Finding]:
         yield Finding("FAIL", "kafka", f"{servers}: {exc}", "see the broker's log")
     finally:
         admin.close()
+
+
+def _durability(settings: Settings, brokers: int, states: dict[str, Any]) -> Finding:
+    """Can a broker be lost without losing a message ingest was told is safe? Three copies,
+    acknowledged (acks=all) once two have it: the settings, the live brokers and the topics as
+    they are on the cluster (``states``: the pipeline's topics that exist)."""
+    from mailroom import topics
+
+    rf = settings.topic_replication_factor
+    if rf < 3 or brokers < 3:
+        return Finding(
+            "WARN", "durability",
+            f"replication factor {rf} on {brokers} broker(s) is not durable: fine for the "
+            "demo, not for deleting mail from servers",
+            "run 3 brokers and set MAILROOM_TOPIC_REPLICATION_FACTOR=3 before enabling "
+            "move/delete on mailboxes",
+        )
+    weak = sorted(
+        name for name, state in states.items()
+        if state.replication_factor < 3
+        or int(state.configs.get("min.insync.replicas") or 1) < topics.min_insync_replicas(3))
+    if weak:
+        return Finding(
+            "WARN", "durability",
+            f"{len(weak)} topic(s) keep fewer than 3 copies or acknowledge a write with fewer "
+            f"than 2: {', '.join(weak)}",
+            "`mailroom topics create` sets min.insync.replicas; more replicas for an existing "
+            "topic need a partition reassignment",
+        )
+    return Finding(
+        "OK", "durability",
+        f"replication factor {rf} on {brokers} brokers, min.insync.replicas "
+        f"{topics.min_insync_replicas(rf)}: a broker can be lost without losing or refusing a "
+        "write",
+    )
 
 
 def _tcp_open(server: str, timeout: float = 2.0) -> bool:

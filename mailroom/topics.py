@@ -37,13 +37,18 @@ class TopicSpec:
     configs: dict[str, str]
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """With acks=all, "acknowledged" means on this many replicas. 2 of 3 survives one broker
+    loss without refusing writes; fewer than 3 replicas can only promise 1 (2 of 2 would
+    refuse every write while one broker is down)."""
+    return max(1, min(2, replication_factor - 1))
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     rf = settings.topic_replication_factor
     common = {
         "max.message.bytes": str(settings.max_record_bytes),
-        # With acks=all, "acknowledged" means on this many replicas. 2 of 3 survives one broker
-        # loss without refusing writes; a single broker can only promise 1.
-        "min.insync.replicas": str(max(1, min(2, rf - 1))),
+        "min.insync.replicas": str(min_insync_replicas(rf)),
     }
 
     def deleting(days: int) -> dict[str, str]:
@@ -169,6 +174,7 @@ def ensure_topics(
     reports: dict[str, TopicReport] = {}
     missing = [s for s in specs if s.name not in states]
     if missing and create:
+        _enough_brokers(admin, missing)
         for spec in missing:
             try:
                 admin.create_topics(
@@ -203,6 +209,21 @@ def ensure_topics(
         status = "differs" if remaining else ("fixed" if to_fix else "ok")
         reports[spec.name] = TopicReport(spec, status, to_fix, remaining)
     return [reports[s.name] for s in specs]
+
+
+def _enough_brokers(admin: KafkaAdminClient, specs: list[TopicSpec]) -> None:
+    """Refuse, naming the setting, a replication factor the cluster cannot place (the broker's
+    own answer is a bare INVALID_REPLICATION_FACTOR, after some topics may have been made)."""
+    brokers = len(admin.describe_cluster().get("brokers", []))
+    wanted = max(s.replication_factor for s in specs)
+    if wanted > brokers:
+        servers = admin.config["bootstrap_servers"]
+        at = servers if isinstance(servers, str) else ",".join(servers)
+        raise ConfigError(
+            f"replication factor {wanted} needs {wanted} live brokers, the cluster at {at} "
+            f"has {brokers}: start the missing brokers, or set "
+            "MAILROOM_TOPIC_REPLICATION_FACTOR to the number the cluster has (3 wherever "
+            "there are three)")
 
 
 def _await_configs(

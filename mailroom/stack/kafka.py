@@ -25,6 +25,12 @@ HEAP = "-Xmx768m"
 # Room for the record batch header and the protocol around a record of max_record_bytes.
 RECORD_OVERHEAD_BYTES = 64 * 1024
 READY_TIMEOUT_S = 120.0
+#: The listener layout of every local node: clients on PLAINTEXT, the quorum on CONTROLLER.
+LISTENER_NAMES = (
+    "controller.listener.names=CONTROLLER",
+    "inter.broker.listener.name=PLAINTEXT",
+    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+)
 
 
 def home(settings: Settings) -> Path:
@@ -72,20 +78,26 @@ def server_properties(settings: Settings) -> str:
         f"controller.quorum.voters=1@127.0.0.1:{c}",
         f"listeners=PLAINTEXT://127.0.0.1:{settings.kafka_port},CONTROLLER://127.0.0.1:{c}",
         f"advertised.listeners=PLAINTEXT://127.0.0.1:{settings.kafka_port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        *LISTENER_NAMES,
         f"log.dirs={h / 'data'}",
-        # Topics are created explicitly (`mailroom topics create`) with chosen partition counts;
-        # a typo in a topic name must fail, not create a one-partition topic.
-        "auto.create.topics.enable=false",
-        "num.partitions=1",
         # One node: every internal topic has one replica.
         "offsets.topic.replication.factor=1",
         "transaction.state.log.replication.factor=1",
         "transaction.state.log.min.isr=1",
         "share.coordinator.state.topic.replication.factor=1",
         "share.coordinator.state.topic.min.isr=1",
+        *common_properties(settings),
+        "",
+    ])
+
+
+def common_properties(settings: Settings) -> list[str]:
+    """What every local broker shares, the single node and the cluster's nodes alike."""
+    return [
+        # Topics are created explicitly (`mailroom topics create`) with chosen partition counts;
+        # a typo in a topic name must fail, not create a one-partition topic.
+        "auto.create.topics.enable=false",
+        "num.partitions=1",
         # Tests: no initial rebalance delay, and short session timeouts are allowed.
         "group.initial.rebalance.delay.ms=0",
         "group.min.session.timeout.ms=1000",
@@ -93,12 +105,15 @@ def server_properties(settings: Settings) -> str:
         "group.consumer.min.heartbeat.interval.ms=500",
         f"message.max.bytes={settings.max_record_bytes + RECORD_OVERHEAD_BYTES}",
         f"replica.fetch.max.bytes={settings.max_record_bytes + RECORD_OVERHEAD_BYTES}",
-        "",
-    ])
+    ]
 
 
 def log4j_config(settings: Settings) -> str:
-    log = home(settings) / "kafka.log"
+    return log4j_properties(home(settings) / "kafka.log")
+
+
+def log4j_properties(log: Path) -> str:
+    """log4j2 settings that write a broker's log to ``log``, rolled."""
     return "\n".join([
         "status = warn",
         # Rolled at 50 MB, three kept: a long-lived dev stack must not fill the disk.
@@ -125,15 +140,20 @@ def log4j_config(settings: Settings) -> str:
 
 
 def _java(settings: Settings, main: str, *args: str) -> list[str]:
+    return java(libs(settings), home(settings) / "log4j2.properties", HEAP, main, *args)
+
+
+def java(jars: Path, log4j: Path, heap: str, main: str, *args: str) -> list[str]:
+    """The command line of a Kafka main class run from the jars in ``jars``."""
     return [
-        "java", HEAP, "-XX:+UseG1GC", "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={home(settings) / 'log4j2.properties'}",
-        "-cp", f"{libs(settings)}/*", main, *args,
+        "java", heap, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp", f"{jars}/*", main, *args,
     ]
 
 
-def _cluster_id(settings: Settings) -> str:
-    path = home(settings) / "cluster.id"
+def cluster_id(path: Path) -> str:
+    """The cluster id kept in ``path``, made once."""
     if not path.exists():
         # Kafka's cluster id: a random UUID in unpadded URL-safe base64 (22 characters).
         path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
@@ -145,29 +165,38 @@ def _format_storage(settings: Settings) -> None:
         return
     process.run(
         _java(settings, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-              "-t", _cluster_id(settings), "-c", str(home(settings) / "server.properties")),
+              "-t", cluster_id(home(settings) / "cluster.id"),
+              "-c", str(home(settings) / "server.properties")),
         "formatting Kafka storage",
     )
 
 
 def _ready(settings: Settings) -> bool:
-    if not process.port_open(settings.kafka_port):
-        return False
+    return brokers_ready([settings.kafka_port]) >= 1
+
+
+def brokers_ready(ports: list[int]) -> int:
+    """How many brokers the cluster behind ``ports`` has registered and unfenced; 0 while no
+    port answers a metadata request (an open port alone is not a broker that serves)."""
+    open_ports = [p for p in ports if process.port_open(p)]
+    if not open_ports:
+        return 0
     from kafka import KafkaAdminClient  # imported late: `stack status` stays fast
     from kafka.errors import KafkaError
 
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=f"127.0.0.1:{settings.kafka_port}",
+            bootstrap_servers=[f"127.0.0.1:{p}" for p in open_ports],
             request_timeout_ms=5000, client_id="mailroom-stack",
         )
     except (KafkaError, OSError):
-        return False
+        return 0
     try:
         admin.list_topics()
-        return True
+        brokers = admin.describe_cluster().get("brokers", [])
+        return sum(1 for b in brokers if not b.get("is_fenced"))
     except (KafkaError, OSError):
-        return False
+        return 0
     finally:
         admin.close()
 
