@@ -9,14 +9,15 @@ and among equal ranks the first stored keeps it — a replay applies copies in t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
 
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
+from persist.batchrows import BatchRows
 
 _RANK = {"direct": 0, "forwarded_rfc822": 1, "forwarded_eml": 1, "msg": 2, "tnef": 2,
          "inline": 3}
@@ -34,61 +35,9 @@ class Stored:
     content_from_this_copy: bool
 
 
-#: Ids taken from the sequence at once when a batch runs out (gaps are harmless: a serial).
-_ID_CHUNK = 64
-
-
-@dataclass
-class KnownRows:
-    """The ``email_activities`` rows of a batch's dedupe keys, read (and locked) in one query
-    when the batch starts, and ids for its new rows taken from the sequence ahead: a plan's
-    upsert then needs no read of its own. Reading and inserting plan by plan cost two round
-    trips per plan, a quarter of persist's time.
-
-    Kept up to date with the batch's own inserts and content changes, so a second copy of an
-    email later in the batch meets the first. Only for a pass that is all or nothing (the
-    optimistic pass of a batch): a plan rolled back to its own savepoint would leave it wrong.
-    A dedupe key from outside the batch (a re-evaluated plan) is read when met, as before.
-    """
-
-    # dedupe key -> its rows as [id, content_hash, copy_rank, collision], in id order
-    rows: dict[str, list[list[object]]] = field(default_factory=dict)
-    _ids: list[int] = field(default_factory=list)
-    wanted: int = 0  # ids the batch's plans may need
-
-    @classmethod
-    def read(cls, conn: psycopg.Connection, keys: Iterable[str], wanted: int) -> KnownRows:
-        known = cls(wanted=wanted)
-        known.fetch(conn, sorted(set(keys)))
-        return known
-
-    def fetch(self, conn: psycopg.Connection, keys: list[str]) -> None:
-        for key in keys:
-            self.rows.setdefault(key, [])
-        if not keys:
-            return
-        for key, *row in conn.execute(
-            "SELECT dedupe_key, id, content_hash, copy_rank, collision FROM email_activities "
-            "WHERE dedupe_key = ANY(%s) ORDER BY id FOR UPDATE", (keys,),
-        ).fetchall():
-            self.rows[key].append(row)
-
-    def of(self, conn: psycopg.Connection, key: str) -> list[list[object]]:
-        if key not in self.rows:
-            self.fetch(conn, [key])
-        return self.rows[key]
-
-    def next_id(self, conn: psycopg.Connection) -> int:
-        if not self._ids:
-            n = max(self.wanted, _ID_CHUNK)
-            self.wanted = 0
-            self._ids = [r[0] for r in conn.execute(
-                "SELECT nextval(pg_get_serial_sequence('email_activities', 'id')) "
-                "FROM generate_series(1, %s)", (n,),
-            ).fetchall()]
-            self._ids.reverse()  # handed out in ascending order: ids follow the batch's order
-        return self._ids.pop()
-
+MAILBOX_COLUMNS = ("activity_id, mailbox_id, accepting_owner, copy_kind, delivery_path, "
+                   "forwarded_by")
+PARTY_COLUMNS = "activity_id, role, address, record, name, outcome, detail"
 
 _CONTENT = ("message_id, direction, subject, text_body, html_body, sent_at, copy_kind, "
             "copy_rank, delivery_path, sender, thread_root, subject_hash, participants, "
@@ -109,7 +58,7 @@ def _content(plan: Plan, email: Email, p: Mapping[str, str]) -> tuple[object, ..
 
 def upsert(
     conn: psycopg.Connection, plan: Plan, email: Email, params: Mapping[str, str],
-    received_ms: int, known: KnownRows | None = None,
+    received_ms: int, known: BatchRows | None = None,
 ) -> Stored:
     received = datetime.fromtimestamp(received_ms / 1000, UTC) if received_ms >= 0 else None
     if known is not None:
@@ -173,13 +122,14 @@ def upsert(
     if stored.content_from_this_copy:
         _attachments(conn, stored.id, email, replace=not stored.new)
     d = email.delivery
-    conn.execute(
-        "INSERT INTO activity_mailboxes (activity_id, mailbox_id, accepting_owner, copy_kind, "
-        "delivery_path, forwarded_by) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (stored.id, params.get("receiving_mailbox") or plan.receiving_mailbox,
-         params.get("accepting_owner") or plan.accepting_owner, d.copy_kind,
-         " / ".join(d.path), d.forwarded_by_user or ""),
-    )
+    mailbox = (stored.id, params.get("receiving_mailbox") or plan.receiving_mailbox,
+               params.get("accepting_owner") or plan.accepting_owner, d.copy_kind,
+               " / ".join(d.path), d.forwarded_by_user or "")
+    if known is not None:
+        known.mailboxes.append(mailbox)
+    else:
+        conn.execute(f"INSERT INTO activity_mailboxes ({MAILBOX_COLUMNS}) VALUES "
+                     "(%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", mailbox)
     return stored
 
 
@@ -232,11 +182,15 @@ def set_regarding(conn: psycopg.Connection, activity_id: int, regarding: str) ->
     )
 
 
-def link_parties(conn: psycopg.Connection, rows: list[tuple[object, ...]]) -> None:
+def link_parties(conn: psycopg.Connection, rows: list[tuple[object, ...]],
+                 known: BatchRows | None = None) -> None:
     if not rows:
+        return
+    if known is not None:
+        known.parties.extend(rows)
         return
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO activity_parties (activity_id, role, address, record, name, outcome, "
-            "detail) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows,
+            f"INSERT INTO activity_parties ({PARTY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING", rows,
         )

@@ -16,6 +16,7 @@ from mailroom.codec import Codec
 from mailroom.records.action import Plan, Step
 from mailroom.records.email import Email
 from persist import activities, cases, correlate, park
+from persist.batchrows import BatchRows
 
 
 @dataclass
@@ -76,9 +77,10 @@ def _create_contact(conn: psycopg.Connection, step: Step) -> tuple[str, str]:
 
 def apply_plan(
     conn: psycopg.Connection, codec: Codec, plan: Plan, encoded: bytes, received_ms: int,
-    known: activities.KnownRows | None = None,
+    known: BatchRows | None = None,
 ) -> Applied:
-    """``known``: the batch's activity rows read ahead (an all-or-nothing pass only)."""
+    """``known``: the batch's rows read ahead and written behind (an all-or-nothing pass
+    only; :mod:`persist.batchrows`)."""
     if plan.skipped:
         skip = plan.steps_of("skip")[0]
         return Applied("skipped", {"reason": skip.params.get("reason", ""),
@@ -91,10 +93,10 @@ def apply_plan(
     detail = {"correlation": corr.describe()}
     if upsert.condition is not None and not corr.found:
         if corr.waiting:
-            park.remember(conn, plan, encoded, received_ms, corr.waiting, parked=True)
+            park.remember(conn, plan, encoded, received_ms, corr.waiting, parked=True, known=known)
             return Applied("parked", {**detail, "waiting_on": ", ".join(sorted(corr.waiting))},
                            waiting=sorted(corr.waiting))
-        park.forget(conn, plan)
+        park.forget(conn, plan, known)
         return Applied("skipped", {**detail, "reason": upsert.condition.otherwise})
 
     email = codec.decode_record(plan.email, Email)
@@ -153,8 +155,8 @@ def apply_plan(
                 "ON CONFLICT DO NOTHING",
                 (step.params.get("queue", ""), stored.id, step.params.get("rule_item", "")),
             )
-    activities.link_parties(conn, parties)
-    park.remember(conn, plan, encoded, received_ms, waiting, parked=False)
+    activities.link_parties(conn, parties, known)
+    park.remember(conn, plan, encoded, received_ms, waiting, parked=False, known=known)
     if waiting:
         detail["waiting_on"] = ", ".join(sorted(waiting))
     landed = [plan.message_id] if stored.new and not stored.collision and plan.message_id else []

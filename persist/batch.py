@@ -26,8 +26,8 @@ from mailroom.codec import Codec
 from mailroom.errors import MalformedRecordError
 from mailroom.records.action import Plan
 from mailroom.stage.execute import crash_summary
-from persist.activities import KnownRows
 from persist.apply import Applied, apply_plan
+from persist.batchrows import BatchRows
 from persist.park import watchers
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,11 @@ def apply_batch(conn: psycopg.Connection, codec: Codec, items: Sequence[Item]) -
         return _apply_items(conn, codec, items, watched)
 
 
-def _known_rows(conn: psycopg.Connection, items: Sequence[Item]) -> KnownRows:
+def _known_rows(conn: psycopg.Connection, items: Sequence[Item]) -> BatchRows:
     """The activity rows of the batch's dedupe keys, and as many ids as it may insert."""
     upserting = [i.plan for i in items if not i.plan.skipped
                  and i.plan.steps_of("upsert_email_activity")]
-    return KnownRows.read(conn, (p.dedupe_key for p in upserting),
+    return BatchRows.read(conn, (p.dedupe_key for p in upserting),
                           wanted=len({(p.dedupe_key, p.content_hash) for p in upserting}))
 
 
@@ -157,7 +157,9 @@ def _apply_items(
     try:
         with conn.transaction():
             known = _known_rows(conn, items)
-            return [_apply_item(conn, codec, item, watched, known) for item in items]
+            results = [_apply_item(conn, codec, item, watched, known) for item in items]
+            known.flush(conn)
+            return results
     except Exception as exc:  # noqa: BLE001 - classified below; the guarded pass names the plan
         _classify(exc)  # re-raises what must retry the whole batch (deadlock, lost database)
         log.info("a plan of the batch failed (%s): applying plan by plan", type(exc).__name__)
@@ -167,7 +169,7 @@ def _apply_items(
 
 def _apply_item(
     conn: psycopg.Connection, codec: Codec, item: Item, watched: Watched,
-    known: KnownRows | None,
+    known: BatchRows | None,
 ) -> Result:
     """``known`` set: the optimistic pass (any failure fails the pass); None: guarded, the
     plan in its own savepoint."""
@@ -192,7 +194,7 @@ def _apply_item(
 
 def _cascade(
     conn: psycopg.Connection, codec: Codec, landed: list[str], watched: Watched,
-    known: KnownRows | None,
+    known: BatchRows | None,
 ) -> list[tuple[Plan, Applied]]:
     """Re-apply the plans waiting on Message-IDs that just landed (and what those land).
     In the optimistic pass (``known`` set), a failure fails the batch's pass."""

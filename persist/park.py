@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import psycopg
 
 from mailroom.records.action import Plan
+from persist.batchrows import BatchRows
 
 
 def _ident(plan: Plan) -> tuple[str, str, str]:
@@ -24,14 +25,16 @@ def _ident(plan: Plan) -> tuple[str, str, str]:
 
 def remember(
     conn: psycopg.Connection, plan: Plan, encoded: bytes, received_ms: int,
-    waiting: Iterable[str], parked: bool,
+    waiting: Iterable[str], parked: bool, known: BatchRows | None = None,
 ) -> None:
     """Record (or update) the plan's watches; with nothing to wait on, forget it."""
     awaited = sorted(set(waiting))
     if not awaited:
-        forget(conn, plan)
+        forget(conn, plan, known)
         return
     ident = _ident(plan)
+    if known is not None:
+        known.pending.add(ident)
     conn.execute(
         "INSERT INTO persist_pending_plans (dedupe_key, content_hash, receiving_mailbox, plan, "
         "received_ms, parked) VALUES (%s, %s, %s, %s, %s, %s) "
@@ -51,7 +54,13 @@ def remember(
         )
 
 
-def forget(conn: psycopg.Connection, plan: Plan) -> None:
+def forget(conn: psycopg.Connection, plan: Plan, known: BatchRows | None = None) -> None:
+    """Drop the plan's pending row (its watches go with it); no statement when the batch
+    knows it has none."""
+    if known is not None:
+        if not known.may_be_pending(_ident(plan)):
+            return
+        known.pending.discard(_ident(plan))
     conn.execute(
         "DELETE FROM persist_pending_plans WHERE dedupe_key = %s AND content_hash = %s "
         "AND receiving_mailbox = %s", _ident(plan),
