@@ -14,7 +14,8 @@ from mailroom.records.email import Email
 from route.mail import norm
 from route.reference import ReferenceData
 
-MAILER_DAEMONS = frozenset({"mailer-daemon", "mailer_daemon", "mailerdaemon"})
+MAILER_DAEMONS = frozenset({"mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster",
+                            "mail-daemon", "maildaemon"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,20 @@ def mailer_daemon(email: Email, reference: ReferenceData) -> Finding | None:
     return None
 
 
+def null_sender(email: Email, reference: ReferenceData) -> Finding | None:
+    # Return-Path <> is what bounces and auto-replies are sent with (RFC 5321 4.5.5, RFC 3834):
+    # even a notice unwrap could not classify never opens a case or creates a contact.
+    if "".join((email.markers.return_path or "").split()) == "<>":
+        return Finding("autoreply.null_sender", "Return-Path: <> (the null sender)")
+    return None
+
+
+def auto_reply(email: Email, reference: ReferenceData) -> Finding | None:
+    if email.report.kind == "auto_reply":
+        return Finding("autoreply.auto_reply", f"an auto-reply ({email.report.detail or ''})")
+    return None
+
+
 def report(email: Email, reference: ReferenceData) -> Finding | None:
     if email.report.kind != "none":
         return Finding("autoreply.report", f"a {email.report.kind.replace('_', ' ')}")
@@ -76,8 +91,8 @@ def own_queue(email: Email, reference: ReferenceData) -> Finding | None:
 
 
 RULES: tuple[Callable[[Email, ReferenceData], Finding | None], ...] = (
-    auto_submitted, precedence, auto_response_suppress, x_autoreply, mailer_daemon, report,
-    own_queue,
+    auto_submitted, precedence, auto_response_suppress, x_autoreply, auto_reply, mailer_daemon,
+    null_sender, report, own_queue,
 )
 
 

@@ -21,9 +21,11 @@ from mailroom.records.base import check_choice, optional_utc_millis, set_field
 COPY_KINDS: tuple[str, ...] = (
     "direct", "forwarded_rfc822", "forwarded_eml", "msg", "tnef", "inline",
 )
-#: What kind of report the email is, if any (``none`` for ordinary mail).
+#: What kind of report the email is, if any (``none`` for ordinary mail). ``auto_reply`` came
+#: with schema v2: a reader older than that refuses it, so route is upgraded before unwrap.
 REPORT_KINDS: frozenset[str] = frozenset({
-    "none", "bounce", "delayed", "delivery_status", "read_receipt", "feedback_report", "other",
+    "none", "bounce", "delayed", "delivery_status", "read_receipt", "feedback_report",
+    "auto_reply", "other",
 })
 DIRECTIONS: frozenset[str] = frozenset({"incoming", "outgoing"})
 
@@ -56,6 +58,8 @@ class Markers:
     list_id: str | None = None
     x_auto_response_suppress: str | None = None
     x_autoreply: str | None = None
+    x_autorespond: str | None = None  # schema v2
+    return_path: str | None = None  # schema v2; "<>" is the null sender of bounces
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,11 +67,15 @@ def test_cpython_email_data() -> None:
     assert fast > 0
 
 
+# Fixtures that are unusual on purpose: the stdlib parses them (the same tree either way).
+UNUSUAL = {"dsn_sloppy.eml"}  # a status field with a space before its colon
+
+
 def test_unwrap_fixtures_all_take_the_fast_path() -> None:
     mail = [path for path in _files(FIXTURES) if path.suffix == ".eml"]
     differences, fast = _differences(mail)
     assert not differences, differences
-    assert fast == len(mail)
+    assert fast == len([path for path in mail if path.name not in UNUSUAL])
 
 
 def test_generated_mail_of_every_kind_takes_the_fast_path() -> None:

@@ -1,0 +1,39 @@
+"""Auto-replies and delivery notices unwrap could not classify: tracked as configured, but never
+a case, a contact, or a bounce of anything — whatever their sender claims to be."""
+
+from __future__ import annotations
+
+import pytest
+from routebuild import config, email, reference
+
+from mailroom.records.email import Markers, Report
+from route.plan import plan
+
+CONTACTS = {"owners": {"queue:support": "all"}, "create_contacts": {"queue:support": True}}
+
+
+@pytest.mark.parametrize(("kw", "rule"), [
+    ({"report": Report("auto_reply", "subject 'Automatic reply:'"),
+      "sender": "new@person.example"}, "autoreply.auto_reply"),
+    ({"sender": "postmaster@mx.example"}, "autoreply.mailer_daemon"),
+    ({"sender": "new@person.example", "markers": Markers(return_path="<>")},
+     "autoreply.null_sender"),
+    ({"sender": "new@person.example", "markers": Markers(return_path=" < > ")},
+     "autoreply.null_sender"),
+])
+def test_no_case_no_contact(kw: dict, rule: str) -> None:
+    p = plan(email(subject="urgent", **kw), reference(), config(track=CONTACTS))
+    assert rule in [d.rule for d in p.decisions]
+    assert not p.steps_of("create_or_update_case")
+    assert not p.steps_of("create_contact")
+    assert not p.steps_of("mark_delivery_failed")
+    (activity,) = p.steps_of("upsert_email_activity")  # still tracked as configured
+    assert activity.params["automated"]
+
+
+def test_an_ordinary_return_path_is_a_person() -> None:
+    p = plan(email(subject="urgent", sender="new@person.example",
+                   markers=Markers(return_path="<new@person.example>")),
+             reference(), config(track=CONTACTS))
+    assert p.steps_of("create_contact")
+    assert p.steps_of("create_or_update_case")

@@ -1,0 +1,91 @@
+"""Delivery notices in every common form, auto-replies, and ordinary mail that must stay so.
+
+Fixtures: ``fixtures/notices/`` (written by ``make_notice_fixtures.py`` from each server's
+published format). Each bounce must name its failed recipients (addresses only) and the
+Message-ID of the returned original, and it must survive the Avro round trip with them.
+"""
+
+from __future__ import annotations
+
+import pytest
+from unwrap_helpers import direct
+
+from mailroom.codec import Codec
+from mailroom.records.email import Email
+from mailroom.schemas import shipped_schemas_dir
+
+BOB = ("bob@customer.example",)
+ORIGINAL = "quote-7@corp.example"
+
+BOUNCES = {
+    "qmail.eml": BOB,  # the pipe recipient is no address and is left out
+    "exim.eml": BOB,
+    "postfix_plain.eml": BOB,
+    "sendmail_plain.eml": BOB,  # the source route is dropped
+    "gmail.eml": BOB,
+    "yahoo.eml": BOB,
+    "exchange2003.eml": BOB,
+    "opensmtpd.eml": BOB,
+    "ses.eml": BOB,
+    "workmail.eml": BOB,
+    "google_groups.eml": ("sales-team@groups.example",),
+    "mailru.eml": BOB,
+    "domino.eml": BOB,
+    "dsn_in_mixed.eml": BOB,
+    "dsn_sloppy.eml": BOB,  # "Action : failed" after an unindented continuation line
+}
+
+
+def notice(name: str) -> Email:
+    (email,) = direct(f"notices/{name}")
+    return email
+
+
+@pytest.mark.parametrize("name", sorted(BOUNCES))
+def test_bounce_forms_are_classified_with_recipients_and_original(name: str) -> None:
+    email = notice(name)
+    assert email.report.kind == "bounce", email.report
+    assert email.report.failed_recipients == BOUNCES[name]
+    assert email.report.original_message_id == ORIGINAL
+
+
+@pytest.mark.parametrize("name", ["exim_delayed.eml", "gmail_delayed.eml"])
+def test_delay_warnings_are_delayed_not_bounces(name: str) -> None:
+    email = notice(name)
+    assert email.report.kind == "delayed", email.report
+    assert email.report.original_message_id == ORIGINAL
+
+
+@pytest.mark.parametrize("name", ["person_quotes_bounce.eml", "auto_generated.eml",
+                                  "null_sender_unclassified.eml"])
+def test_no_false_reports(name: str) -> None:
+    assert notice(name).report.kind == "none"
+
+
+@pytest.mark.parametrize("name, marker", [
+    ("oof_exchange.eml", "Auto-Submitted: auto-replied"),
+    ("oof_german.eml", "Abwesenheitsnotiz:"),
+    ("oof_french.eml", "Réponse automatique :"),
+    ("x_autoreply.eml", "X-Autoreply: yes"),
+    ("x_autorespond.eml", "X-Autorespond"),
+    ("precedence_auto_reply.eml", "Precedence: auto_reply"),
+])
+def test_auto_replies_get_their_kind(name: str, marker: str) -> None:
+    report = notice(name).report
+    assert report.kind == "auto_reply"
+    assert marker in (report.detail or "")
+
+
+def test_null_sender_and_autorespond_markers_are_kept() -> None:
+    assert notice("null_sender_unclassified.eml").markers.return_path == "<>"
+    assert notice("x_autorespond.eml").markers.x_autorespond == "Thank you for your mail"
+
+
+def test_bounce_survives_the_topic() -> None:
+    path = shipped_schemas_dir()
+    assert path is not None
+    codec = Codec.load(path)
+    email = notice("exim.eml")
+    back = codec.decode_record(codec.encode_record(email), Email)
+    assert back.report == email.report
+    assert back.report.original_message_id == ORIGINAL
