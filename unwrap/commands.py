@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("unwrap", help="show what the unwrap stage makes of message files")
     parser.add_argument("files", nargs="+", metavar="FILE", help="raw message files (.eml)")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--summary", action="store_true",
+                        help="only counts per outcome, dead-letter reason, report kind, copy "
+                        "kind and warning; FILE may be a folder (read recursively)")
     parser.add_argument("--mailbox-kind", choices=("user", "queue", "forward"), default=None,
                         help="kind of mailbox the files arrived in (default: user, or forward "
                         "with --forward-mailbox)")
@@ -118,6 +123,50 @@ def _describe(email: Email) -> list[str]:
     return lines
 
 
+_DETAIL = re.compile(r"'[^']*'|\"[^\"]*\"|\d+")
+
+
+def warning_kind(text: str) -> str:
+    """A warning without its particulars (names, numbers), so like ones are counted together."""
+    return " ".join(_DETAIL.sub("…", text).split())[:120]
+
+
+def _paths(names: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*")) if p.is_file())
+        else:
+            found.append(path)
+    return found
+
+
+def summarise(results: list[list[Email] | Rejection]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter[str]] = {k: Counter() for k in (
+        "outcome", "dead_letter_reason", "report_kind", "copy_kind", "warning")}
+    for result in results:
+        if isinstance(result, Rejection):
+            counts["outcome"]["dead letter"] += 1
+            counts["dead_letter_reason"][result.reason_code] += 1
+            continue
+        counts["outcome"]["emails" if len(result) == 1 else f"{len(result)} emails"] += 1
+        for email in result:
+            counts["report_kind"][email.report.kind] += 1
+            counts["copy_kind"][email.delivery.copy_kind] += 1
+            for text in {warning_kind(w) for w in email.warnings}:
+                counts["warning"][text] += 1
+    return {k: dict(c.most_common()) for k, c in counts.items()}
+
+
+def _print_summary(files: int, summary: dict[str, dict[str, int]]) -> None:
+    print(f"{files} files")
+    for section, counts in summary.items():
+        print(f"{section.replace('_', ' ')}:")
+        for key, count in counts.items():
+            print(f"  {count:7d}  {key}")
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
     kind = args.mailbox_kind or ("forward" if args.forward_mailbox else "user")
     if args.authserv_id is not None:
@@ -128,8 +177,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                                           unchecked)
     files = emails = dead = unreadable = 0
     report: list[dict[str, Any]] = []
-    for uid, name in enumerate(args.files, 1):
-        path = Path(name)
+    results: list[list[Email] | Rejection] = []
+    for uid, path in enumerate(_paths(args.files) if args.summary else map(Path, args.files), 1):
+        name = str(path)
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -139,6 +189,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         files += 1
         result = unwrap(_raw(path, data, kind, args.forward_mailbox, args.direction, uid),
                         context)
+        if args.summary:
+            results.append(result)
+            continue
         if isinstance(result, Rejection):
             dead += 1
             if args.json:
@@ -154,6 +207,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{name}: {len(result)} email{'s' if len(result) != 1 else ''}")
             for email in result:
                 print("\n".join(_describe(email)))
+    if args.summary:
+        counted = summarise(results)
+        if args.json:
+            json.dump({"files": files, **counted}, sys.stdout, indent=2, ensure_ascii=False)
+            print()
+        else:
+            _print_summary(files, counted)
+        return 1 if unreadable else 0
     summary = f"{files} files, {emails} emails, {dead} dead letters"
     if args.json:
         json.dump({"files": report, "summary": {"files": files, "emails": emails,

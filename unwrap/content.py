@@ -10,7 +10,10 @@ Outlook showed.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import quopri
 from dataclasses import dataclass, field
 from email.message import Message
 
@@ -22,6 +25,7 @@ from unwrap.parse import (
     content_type,
     filename,
     header,
+    parse_message,
     part_text,
     payload_bytes,
 )
@@ -135,6 +139,11 @@ def collect(msg: Message, limits: Limits) -> Content:
         if isinstance(payload, list):  # message/rfc822 and friends: an attached email
             inner = payload[0] if payload and isinstance(payload[0], Message) else None
             data = message_bytes(inner) if inner is not None else b""
+            encoded = _encoding(part)
+            if inner is not None and encoded:
+                # RFC 2046 forbids it, gateways do it: the parser read the encoded text as the
+                # message; the file is the decoded message
+                data, inner = _decoded_message(content, data, encoded)
             subject = header(inner, "subject") if inner is not None else ""
             if ctype in ("message/rfc822", "message/global"):
                 name = filename(part) or f"{(subject or 'message')[:100]}.eml"
@@ -144,6 +153,21 @@ def collect(msg: Message, limits: Limits) -> Content:
             continue
         _leaf(content, limits, part, ctype, parent)
     return _cut_bodies(content, limits)
+
+
+def _encoding(part: Message) -> str:
+    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+    return cte if cte in ("base64", "quoted-printable") else ""
+
+
+def _decoded_message(content: Content, data: bytes, cte: str) -> tuple[bytes, Message | None]:
+    try:
+        decoded = base64.b64decode(data) if cte == "base64" else quopri.decodestring(data)
+    except (binascii.Error, ValueError):
+        content.warnings.append(f"an attached message declared {cte} could not be decoded: "
+                                "kept as it came")
+        return data, None
+    return decoded, parse_message(decoded)
 
 
 def _leaf(content: Content, limits: Limits, part: Message, ctype: str, parent: str) -> None:

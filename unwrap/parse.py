@@ -48,12 +48,34 @@ _FOLD = re.compile(r"\r?\n[ \t]*")
 _SMUGGLED_BYTE = re.compile("[\udc80-\udcff]")
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def parse_message(data: bytes) -> Message:
     """Parse message bytes; never raises on malformed mail (defects are recorded on the parts).
 
     The tree is exactly ``BytesParser(policy=compat32)``'s; :mod:`unwrap.mime` builds it
     without the stdlib's line-by-line machinery when the message has a common shape."""
-    return mime.parse(data)
+    return parse_with_notes(data)[0]
+
+
+def parse_with_notes(data: bytes) -> tuple[Message, list[str]]:
+    """:func:`parse_message`, first repairing two things that cost every header, and saying so.
+
+    * a UTF-8 byte order mark before the first header (editors and some exporters write one):
+      the parser would read the first line as no header, end the header block there and lose
+      every header;
+    * CR-only line ends (old Mac mail, some gateways): the parser ends lines at a lone CR but
+      keeps it in the values it reads. Turned into LF before parsing, such a message also takes
+      the fast path (mime.py leaves bare CRs to the stdlib)."""
+    notes: list[str] = []
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+        notes.append("a UTF-8 byte order mark before the first header was removed")
+    if b"\r" in data and b"\n" not in data:
+        data = data.replace(b"\r", b"\n")
+        notes.append("lines ended with CR only: read as LF line ends")
+    return mime.parse(data), notes
 
 
 def clean(text: str) -> str:

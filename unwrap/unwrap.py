@@ -14,7 +14,7 @@ from unwrap.attribution import Attribution, attribute
 from unwrap.content import LimitExceeded, collect
 from unwrap.context import RawInput, Rejection, SourcePosition, UnwrapContext
 from unwrap.normalise import Origin, normalise
-from unwrap.parse import parse_message, spaced_from_in_header
+from unwrap.parse import parse_with_notes, spaced_from_in_header
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,13 @@ def _unwrap(raw: RawInput, context: UnwrapContext,
     if len(content) > limits.max_message_bytes:
         return Rejection("too_large", f"the message is {len(content)} bytes, over the "
                          f"{limits.max_message_bytes}-byte limit (unwrap_max_message_bytes)")
-    msg = parse_message(content)
+    msg, notes = parse_with_notes(content)
     if raw.owner_kind != "forward":
-        return [normalise(msg, raw, Origin(), limits, source)]
+        return [normalise(msg, raw, Origin(warnings=tuple(notes)), limits, source)]
 
     table = context.forwarders.get(raw.mailbox_id, {})
     originals, warnings = forwarded.expand(msg, table.keys(), limits)
+    warnings = notes + warnings
     if not originals and context.inline_forwards:
         found = inline.find_inline(collect(msg, limits).text)
         if found is not None:
