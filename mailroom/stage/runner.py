@@ -80,9 +80,7 @@ Work = Callable[[], tuple[Offsets, bool]]
 
 
 class _Exhausted(Exception):  # noqa: N818 - control flow inside the runner only
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """A unit's retries ran out; ``args[0]``: the dead letter's reason."""
 
 
 def fault_names(stage: str) -> tuple[str, str]:
@@ -272,7 +270,7 @@ class StageRunner:
                        lambda: self._handle_all(parts, attempts, deadline))
             return
         except _Exhausted as exc:
-            reason = exc.reason
+            reason = exc.args[0]
         pending = [(tp, record) for tp, records in parts.items() for record in records]
         if len(pending) == 1:  # alone already: its retries are used up
             tp, record = pending[0]
@@ -328,7 +326,7 @@ class StageRunner:
         try:
             done = self._unit({tp: record.offset}, lambda: self._handle_one(tp, record, attempts))
         except _Exhausted as exc:
-            return self._dead_letter_unit(tp, record, RETRY_EXHAUSTED, exc.reason, attempts)
+            return self._dead_letter_unit(tp, record, RETRY_EXHAUSTED, exc.args[0], attempts)
         return done is not None and done[tp] > record.offset
 
     def _dead_letter_unit(self, tp: TopicPartition, record: Any, code: str, reason: str,
@@ -359,7 +357,7 @@ class StageRunner:
         """Every partition's records through the executor — in slices for a pool, at once for a
         whole-batch executor — verdicts applied in offset order per partition."""
         order = [(tp, r) for tp, records in parts.items() for r in records]
-        size = len(order) if self.executor.whole_batch else SLICE
+        size = max(len(order), 1) if self.executor.whole_batch else SLICE
         offsets = {tp: records[-1].offset + 1 for tp, records in parts.items()}
         stopped: set[TopicPartition] = set()
         handled = late = False

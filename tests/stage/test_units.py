@@ -180,3 +180,23 @@ def test_an_output_encoded_by_its_handler_is_not_encoded_again(codec: Codec) -> 
     spec = StageSpec("toy", "in", lambda r, c: Outcome(outputs=(Output("out", "k", r, encoded),)))
     verdict = execute(spec, codec, context(codec, b"x"))
     assert verdict.outputs[0].value is encoded
+
+
+# --- the shared retry schedule ----------------------------------------------------------------
+def test_retries_back_off_until_the_deadline_and_end_at_a_stop() -> None:
+    from types import SimpleNamespace
+
+    from mailroom.stage.retry import Retries
+
+    settings = Settings().replace(stage_retry_backoff_ms=1, stage_retry_deadline_ms=40)
+    status = SimpleNamespace(stopping=False, retried=0)
+    retries = Retries(settings, status)
+    waits = 0
+    while (step := retries.after_failure("t.in/0@5", "busy")) == "again":
+        waits += 1
+    assert step == "exhausted" and waits >= 1
+    assert status.retried == waits + 1 and retries.tries == waits + 1
+    assert retries.exhausted("busy") == f"still failing after {waits + 1} tries over 40 ms: busy"
+    status.stopping = True  # SIGTERM: no waiting out the deadline
+    assert Retries(settings.replace(stage_retry_deadline_ms=60_000), status).after_failure(
+        "t.in/0@5", "busy") == "stopping"
