@@ -26,7 +26,7 @@ from mailroom.settings import CHOICES, Settings
 #: The SASL mechanisms the clients speak (the allowed values are checked in mailroom.settings).
 SASL_MECHANISMS = tuple(m for m in CHOICES["kafka_sasl_mechanism"] if m)
 
-# The clients' own defaults for fetch sizes; we only ever raise them to fit max_record_bytes.
+# The clients' own defaults for fetch sizes (faust's are raised to fit max_record_bytes).
 DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
 DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024
 #: Producer batching (see producer_config).
@@ -56,12 +56,9 @@ def check(settings: Settings) -> None:
 
 
 def partition_fetch_bytes(settings: Settings) -> int:
-    """Per-partition fetch size: at least one whole record of the largest allowed size."""
+    """faust's (aiokafka's) per-partition fetch size: a whole record of the largest allowed
+    size. (kafka-python's stays at its default: see consumer_config.)"""
     return max(DEFAULT_PARTITION_FETCH_BYTES, settings.max_record_bytes)
-
-
-def fetch_max_bytes(settings: Settings) -> int:
-    return max(DEFAULT_FETCH_MAX_BYTES, settings.max_record_bytes)
 
 
 def _common(settings: Settings) -> dict[str, Any]:
@@ -119,8 +116,13 @@ def consumer_config(
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
         "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
-        "max_partition_fetch_bytes": partition_fetch_bytes(settings),
-        "fetch_max_bytes": fetch_max_bytes(settings),
+        # The client's own fetch sizes, even though a record may be larger (max_record_bytes):
+        # a broker returns the first record batch of a partition whole whatever the limit
+        # (KIP-74), so nothing gets stuck. Raised to max_record_bytes, every fetch carried up to
+        # 8 MB per partition, and copying those buffers doubled the consumer's CPU per record
+        # (156 against 72 µs for 27 KB records, measured).
+        "max_partition_fetch_bytes": DEFAULT_PARTITION_FETCH_BYTES,
+        "fetch_max_bytes": DEFAULT_FETCH_MAX_BYTES,
     }
 
 

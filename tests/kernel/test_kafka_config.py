@@ -44,9 +44,10 @@ def test_kafka_python_and_faust_agree(settings: Settings) -> None:
     assert producer["enable_idempotence"] is True
     assert producer["max_request_size"] == conf.producer_max_request_size
     assert producer["max_request_size"] == settings.max_record_bytes
-    assert consumer["max_partition_fetch_bytes"] == conf.consumer_max_fetch_size
-    assert consumer["max_partition_fetch_bytes"] >= settings.max_record_bytes
-    assert consumer["fetch_max_bytes"] >= settings.max_record_bytes
+    # kafka-python fetches at its default sizes (a larger record still comes whole: see
+    # tests/kernel/test_kafka_large_record.py); faust's fetch holds the largest record.
+    assert consumer["max_partition_fetch_bytes"] == kafka.DEFAULT_PARTITION_FETCH_BYTES
+    assert conf.consumer_max_fetch_size >= settings.max_record_bytes
     assert consumer["enable_auto_commit"] is False
     assert consumer["auto_offset_reset"] == conf.consumer_auto_offset_reset == "earliest"
     for ms_key, faust_value in [
