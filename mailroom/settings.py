@@ -153,7 +153,7 @@ class Settings:
     # --- behaviour ----------------------------------------------------------------------------
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
     secret_key: str = _setting(
-        "", "Key that encrypts mailbox credentials at rest and signs web sessions. "
+        "", "Key that encrypts mailbox credentials at rest. "
         "Empty: a key generated once into the state folder (local stack only).", secret=True
     )
     secret_key_previous: str = _setting(
@@ -162,8 +162,8 @@ class Settings:
         "emptied after it."
     )
     web_secret: str = _setting(
-        "", "Secret that logs in to the dashboard (mailroom web). Empty: one generated once into "
-        "the state folder (web-secret) and printed by mailroom web.", secret=True
+        "", "Not used any more: the dashboard has named accounts (mailroom web user add). "
+        "Kept so that environments which still set it load unchanged.", secret=True
     )
     fault_points: str = _setting(
         "", "Comma-separated 'stage:point' names at which the process dies on purpose (tests)."
