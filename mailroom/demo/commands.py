@@ -142,7 +142,7 @@ def _mismatches(figures: summary.Figures) -> list[str]:
 
 
 def _start_web(settings: Settings, children: Children, port: int) -> None:
-    """Start ``mailroom web`` (when this build has it) and print its address and secret."""
+    """Start ``mailroom web`` (when this build has it) and print its address and a login."""
     from mailroom.cli import build_parser
 
     choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
@@ -156,9 +156,12 @@ def _start_web(settings: Settings, children: Children, port: int) -> None:
         found = re.search(r"^dashboard: (\S+)", text, re.MULTILINE)
         if found:
             print(f"  dashboard: {found.group(1)} (pid {child.process.pid})")
-            secret = re.search(r"^login secret: (\S+)", text, re.MULTILINE)
-            value = secret.group(1) if secret else settings.web_secret
-            print(f"  dashboard login secret: {value or '(MAILROOM_WEB_SECRET)'}")
+            from mailroom.web.accounts import Passwords, demo_admin
+
+            with connect(settings) as conn:  # an admin account with a fresh password per run
+                name, password = demo_admin(conn, Passwords())
+                conn.commit()
+            print(f"  dashboard login: account {name}, password {password}")
             return
         time.sleep(0.2)
     print(f"  dashboard: did not start; see {child.log_path}")

@@ -1,37 +1,61 @@
-"""Routing, login gate and security headers over the standard library's threading HTTP server.
+"""The dashboard as an ASGI application (Starlette): routes, the login gate, roles, CSRF, forms
+and the security headers. :mod:`.server` serves it with uvicorn.
 
 Every response carries a strict Content-Security-Policy: no script at all, styles only from our
 own stylesheet, forms only to ourselves, no framing — so even markup that slipped past escaping
-could not run. Every path but the login page and the stylesheet needs a valid session (else a
-redirect to ``/login``); every POST needs the session's CSRF token (else 403).
+could not run. Every path but the login page and the stylesheet needs a live session (else a
+redirect to ``/login``) and the role its page asks for (else 403); every POST behind the login
+needs the session's CSRF token (else 403). The pages themselves are plain functions from a
+:class:`Request` to a :class:`Response`, run on a worker thread (they block on PostgreSQL and
+Kafka), so none of them deals with HTTP.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.cookies import CookieError, SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlencode, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import anyio
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response as HttpResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailroom.codec import Codec
+from mailroom.db import DatabaseUnavailable, connect
 from mailroom.settings import Settings
-from mailroom.web import csrf
-from mailroom.web.auth import COOKIE, Sessions
+from mailroom.web import csrf, sessions
+from mailroom.web.accounts import Passwords, Role
 from mailroom.web.data.stages import StageMonitor
 from mailroom.web.data.volume import VolumeMonitor
+from mailroom.web.sessions import Session
 from mailroom.web.templates import CSS
+from mailroom.web.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000")
 MAX_FORM_BYTES = 64 * 1024
-FAILED_LOGIN_DELAY_S = 0.5  # slows guessing; the server is threaded, others are not held up
+MAX_HEAD_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 50
+BODY_TIMEOUT_S = 10.0  # a client that sends its form slower than this is answered 408
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 @dataclass
@@ -41,8 +65,14 @@ class Request:
     query: dict[str, str]
     form: dict[str, str]
     cookies: dict[str, str]
-    session: str | None = None
-    csrf_token: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # from the path, e.g. {"id": 3}
+    address: str = ""  # the client's (the proxy's X-Forwarded-For when it is trusted)
+    secure: bool = False  # came over TLS (directly or through a trusted proxy)
+    session: Session | None = None
+
+    @property
+    def csrf_token(self) -> str:
+        return self.session.csrf if self.session else ""
 
 
 @dataclass
@@ -57,47 +87,56 @@ def redirect(location: str, *headers: tuple[str, str]) -> Response:
     return Response("", HTTPStatus.SEE_OTHER, headers=[("Location", location), *headers])
 
 
-Handler = Callable[["Dashboard", Request, re.Match[str]], Response]
+def plain(status: int, text: str) -> Response:
+    return Response(text, status, "text/plain; charset=utf-8")
+
+
+Handler = Callable[["Dashboard", Request], Response]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One route: method, Starlette path, handler and the least role it needs (None: public)."""
+
+    method: str
+    path: str
+    handler: Handler
+    role: Role | None = Role.viewer
 
 
 class Dashboard:
-    """The application: settings, sessions, the stage monitor and the route table."""
+    """The application's state: settings, the monitors, password hashing and login limits."""
 
-    def __init__(self, settings: Settings, secret: str) -> None:
-        from mailroom.web.pages import ROUTES
-
+    def __init__(self, settings: Settings, *, throttle: LoginThrottle | None = None,
+                 passwords: Passwords | None = None) -> None:
         self.settings = settings
-        self.sessions = Sessions(secret)
+        self.throttle = throttle or LoginThrottle()
+        self.passwords = passwords or Passwords()
         self.stages = StageMonitor(settings)
         self.volume = VolumeMonitor(settings)
         self._codec: Codec | None = None
-        self.routes: list[tuple[str, re.Pattern[str], Handler, bool]] = [
-            (method, re.compile(f"^{pattern}$"), handler, public)
-            for method, pattern, handler, public in ROUTES
-        ]
 
-    def handle(self, request: Request) -> Response:
-        if request.method == "GET" and request.path == "/static/mailroom.css":
-            return Response(CSS, content_type="text/css; charset=utf-8")
-        if request.path == "/favicon.ico":  # browsers ask on their own; no login redirect
-            return Response(b"", HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8")
-        request.session = self.sessions.verify(request.cookies.get(COOKIE))
-        if request.session:
-            request.csrf_token = csrf.token(self.sessions.key, request.session)
-        for method, pattern, handler, public in self.routes:
-            match = pattern.match(request.path)
-            if match is None or method != request.method:
-                continue
-            if not public and request.session is None:
-                return redirect("/login")
-            if method == "POST" and not public and not csrf.valid(
-                    self.sessions.key, request.session or "", request.form.get("csrf")):
-                return Response("403 Forbidden: missing or wrong CSRF token", 403,
-                                "text/plain; charset=utf-8")
-            return handler(self, request, match)
-        if request.session is None:
-            return redirect("/login")
-        return Response("404 Not Found", 404, "text/plain; charset=utf-8")
+    def handle(self, request: Request, route: Page) -> Response:
+        """The gate, then the page; runs on a worker thread."""
+        try:
+            if route.role is not None:
+                with connect(self.settings, autocommit=True) as conn:
+                    request.session = sessions.lookup(conn, request.cookies.get(sessions.COOKIE))
+                if request.session is None:
+                    return redirect("/login")
+                if not request.session.may(route.role):
+                    return plain(403, f"403 Forbidden: this needs the {route.role.name} role "
+                                      f"(you are {request.session.role.name})")
+                if request.method == "POST" and not csrf.valid(request.session.csrf,
+                                                               request.form.get("csrf")):
+                    return plain(403, "403 Forbidden: missing or wrong CSRF token")
+            return route.handler(self, request)
+        except DatabaseUnavailable as exc:
+            log.warning("web: %s %s: %s", request.method, request.path, exc)
+            return plain(503, "503: PostgreSQL is unavailable; try again shortly")
+        except Exception:  # a page that fails must not take the server down: log, answer 500
+            log.exception("web: %s %s failed", request.method, request.path)
+            return plain(500, "500: the page failed; the server log has the details")
 
     @property
     def codec(self) -> Codec:
@@ -105,92 +144,152 @@ class Dashboard:
             self._codec = Codec.from_settings(self.settings)
         return self._codec
 
-    def flash_redirect(self, path: str, text: str) -> Response:
-        """Post/redirect/get with a message: signed, so a crafted link cannot put words on our
-        page (it is escaped either way)."""
-        query = urlencode({"flash": text, "sig": self.sessions.sign_text(text)})
+    def flash_redirect(self, request: Request, path: str, text: str) -> Response:
+        """Post/redirect/get with a message, signed under the session's CSRF token: a crafted
+        link cannot put words on our page (and it is escaped either way)."""
+        query = urlencode({"flash": text, "sig": csrf.sign(request.csrf_token, text)})
         return redirect(f"{path}?{query}")
 
     def flash(self, request: Request) -> str:
         text = request.query.get("flash", "")
-        return text if text and self.sessions.check_text(text, request.query.get("sig")) else ""
+        ok = text and request.session and csrf.signed(request.session.csrf, text,
+                                                      request.query.get("sig"))
+        return text if ok else ""
 
     def close(self) -> None:
         self.stages.close()
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    server: DashboardServer
-    server_version = "mailroom-web"
-    sys_version = ""
+def parse_cookies(header: str) -> dict[str, str]:
+    """Our own cookies from a Cookie header, in one linear pass: only the names we set, only
+    values made of the characters we issue, nothing unquoted. (The standard library's parser
+    — ``SimpleCookie``, and ``_unquote`` that Starlette's uses — is quadratic on crafted quoted
+    values on some Python versions, CVE-2024-7592; a cookie we did not issue is no session.)"""
+    wanted = {sessions.COOKIE, csrf.PRE_COOKIE}
+    found: dict[str, str] = {}
+    for chunk in header.split(";"):
+        name, sep, value = chunk.partition("=")
+        name, value = name.strip(), value.strip()
+        if sep and name in wanted and name not in found and value.isascii() and \
+                all(c.isalnum() or c in "-_" for c in value):
+            found[name] = value
+    return found
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        self._serve("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._serve("POST")
+async def read_form(request: HttpRequest) -> dict[str, str] | Response:
+    """The urlencoded form, at most ``MAX_FORM_BYTES`` *as read*, not as declared: the
+    Content-Length is checked first, and the stream is cut off at the limit whatever it said
+    (a negative or missing length, chunked encoding)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+        return plain(413, "413: form too large")
+    kind = request.headers.get("content-type", FORM_TYPE).split(";")[0].strip().lower()
+    if kind != FORM_TYPE:
+        return plain(415, f"415: forms are {FORM_TYPE}")
+    body = bytearray()
+    try:
+        with anyio.fail_after(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > MAX_FORM_BYTES:
+                    return plain(413, "413: form too large")
+    except TimeoutError:
+        return plain(408, "408: the form came too slowly")
+    except ClientDisconnect:
+        return plain(400, "400: the client went away")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        return plain(400, "400: unreadable form")
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)  # the first of a repeated field, like the old server
+    return form
 
-    def _serve(self, method: str) -> None:
-        url = urlsplit(self.path)
+
+def _http(response: Response) -> HttpResponse:
+    body = response.body.encode() if isinstance(response.body, str) else response.body
+    out = HttpResponse(body, response.status)
+    out.raw_headers.append((b"content-type", response.content_type.encode("latin-1")))
+    for name, value in response.headers:
+        out.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    return out
+
+
+def _endpoint(dashboard: Dashboard, route: Page) -> Callable[[HttpRequest], Any]:
+    async def endpoint(http: HttpRequest) -> HttpResponse:
         form: dict[str, str] = {}
-        if method == "POST":
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_FORM_BYTES:
-                self._send(Response("413 form too large", 413, "text/plain; charset=utf-8"))
-                return
-            raw = self.rfile.read(length).decode("utf-8", "replace")
-            form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+        if http.method == "POST":
+            read = await read_form(http)
+            if isinstance(read, Response):
+                return _http(read)
+            form = read
+        query: dict[str, str] = {}
+        for name, value in http.query_params.multi_items():
+            query.setdefault(name, value)
         request = Request(
-            method, url.path,
-            {k: v[0] for k, v in parse_qs(url.query).items()}, form, self._cookies(),
-        )
-        try:
-            response = self.server.app.handle(request)
-        except Exception:  # a page that fails must not take the server down: log, answer 500
-            log.exception("web: %s %s failed", method, url.path)
-            response = Response("500: the page failed; the server log has the details", 500,
-                                "text/plain; charset=utf-8")
-        self._send(response)
-
-    def _cookies(self) -> dict[str, str]:
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(self.headers.get("Cookie") or "")
-        except CookieError:
-            return {}
-        return {k: m.value for k, m in jar.items()}
-
-    def _send(self, response: Response) -> None:
-        body = response.body.encode() if isinstance(response.body, str) else response.body
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Content-Security-Policy", CSP)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cache-Control", "no-store")
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
-        log.debug("web: %s " + format, self.address_string(), *args)
+            http.method, http.url.path, query, form,
+            parse_cookies(http.headers.get("cookie", "")), dict(http.path_params),
+            http.client.host if http.client else "", http.url.scheme == "https")
+        return _http(await run_in_threadpool(dashboard.handle, request, route))
+    return endpoint
 
 
-class DashboardServer(ThreadingHTTPServer):
-    daemon_threads = True
+class SecurityHeaders:
+    """Adds the security headers to every response, including Starlette's own errors, and
+    refuses request heads over ``max_head_bytes`` before anything reads them. (h11 limits only
+    a head still arriving; one that came whole in a single read is parsed at any size.)"""
 
-    def __init__(self, address: tuple[str, int], app: Dashboard) -> None:
+    def __init__(self, app: ASGIApp, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
         self.app = app
-        super().__init__(address, _RequestHandler)
+        self.max_head_bytes = max_head_bytes
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        size = sum(len(k) + len(v) + 4 for k, v in scope["headers"]) + len(
+            scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if size > self.max_head_bytes:
+            await send({"type": "http.response.start", "status": 431,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                    (b"connection", b"close"), *SECURITY_HEADERS]})
+            await send({"type": "http.response.body", "body": b"431: request head too large"})
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", [])
+                           if h[0].lower() not in {n for n, _ in SECURITY_HEADERS}]
+                headers += SECURITY_HEADERS
+                if scope.get("scheme") == "https":
+                    headers.append(HSTS)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
-def failed_login_delay() -> None:
-    time.sleep(FAILED_LOGIN_DELAY_S)
+def _css(_: Dashboard, __: Request) -> Response:
+    return Response(CSS, content_type="text/css; charset=utf-8")
+
+
+def _no_favicon(_: Dashboard, __: Request) -> Response:
+    return plain(404, "")  # browsers ask on their own; no login redirect
+
+
+def _not_found(_: Dashboard, __: Request) -> Response:
+    return plain(404, "404 Not Found")
+
+
+def build(dashboard: Dashboard) -> ASGIApp:
+    from mailroom.web.pages import ROUTES
+
+    fixed = [Page("GET", "/static/mailroom.css", _css, None),
+             Page("GET", "/favicon.ico", _no_favicon, None)]
+    # Last: any other path is the login page's redirect without a session, else 404.
+    rest = [Page(m, "/{rest:path}", _not_found) for m in ("GET", "POST")]
+    routes = [Route(r.path, _endpoint(dashboard, r), methods=[r.method])
+              for r in (*fixed, *ROUTES, *rest)]
+    return SecurityHeaders(Starlette(routes=routes))

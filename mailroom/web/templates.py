@@ -11,7 +11,12 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from mailroom.web.accounts import Role
+
+if TYPE_CHECKING:
+    from mailroom.web.sessions import Session
 
 
 class Html(str):
@@ -103,18 +108,21 @@ def post_button(action: str, label: str, csrf: str, **fields: str) -> Html:
                 f'<button type="submit">{esc(label)}</button></form>')
 
 
-NAV = (("/", "Mailboxes"), ("/stages", "Stages"), ("/dead-letters", "Dead letters"),
-       ("/emails", "Emails"), ("/cases", "Cases"))
+NAV = (("/", "Mailboxes", "viewer"), ("/stages", "Stages", "viewer"),
+       ("/dead-letters", "Dead letters", "viewer"), ("/emails", "Emails", "viewer"),
+       ("/cases", "Cases", "viewer"), ("/audit", "Audit", "admin"))
 
 
-def page(title: str, body: Any, *, current: str = "", csrf: str = "",
+def page(title: str, body: Any, *, current: str = "", who: Session | None = None,
          refresh_s: int | None = None, flash: str = "") -> Html:
-    """The layout every page shares. ``csrf`` empty: not logged in (no navigation)."""
+    """The layout every page shares. ``who`` None: not logged in (no navigation)."""
     nav = Html("")
-    if csrf:
+    if who is not None:
         items = join(tag("a", label, href=href, cls="here" if href == current else None)
-                     for href, label in NAV)
-        nav = Html(f"<nav>{items}{post_button('/logout', 'Log out', csrf)}</nav>")
+                     for href, label, role in NAV if who.may(Role[role]))
+        account = tag("a", f"{who.name} ({who.role.name})", href="/account", cls="who")
+        nav = Html(f"<nav>{items}<span class=\"end\">{account}"
+                   f"{post_button('/logout', 'Log out', who.csrf)}</span></nav>")
     meta = Html(f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else "")
     note = tag("p", flash, cls="flash", role="status") if flash else Html("")
     return Html(
@@ -133,7 +141,7 @@ header{display:flex;align-items:center;gap:1.5em;padding:.6em 1.2em;background:#
 header b{font-size:16px}
 nav{display:flex;align-items:center;gap:1em;flex:1}
 nav a{color:#cde;text-decoration:none}nav a.here{color:#fff;font-weight:600}
-nav form.inline{margin-left:auto}
+nav .end{margin-left:auto;display:flex;gap:1em;align-items:center}
 main{padding:.5em 1.2em 2em}
 h1{font-size:20px;margin:.6em 0}h2{font-size:16px;margin:1.2em 0 .4em}
 table{border-collapse:collapse;background:#fff;margin-bottom:1em;min-width:40%}
@@ -149,5 +157,5 @@ pre{white-space:pre-wrap;background:#fff;border:1px solid #ddd;padding:.6em;max-
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}
 dd{margin:0}
 .login{max-width:22em;background:#fff;border:1px solid #ddd;padding:1em}
-.login input[type=password]{width:100%;box-sizing:border-box;margin:.4em 0 .8em;padding:.3em}
+.login input{width:100%;box-sizing:border-box;margin:.4em 0 .8em;padding:.3em}
 """

@@ -4,13 +4,17 @@ database schema and Dovecot user (never a fake)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from webseed import Running
 
 from mailroom.codec import Codec
+from mailroom.db import connect
 from mailroom.settings import Settings
 
 
@@ -20,7 +24,7 @@ def web_settings(isolated_settings: Settings, db_schema: str) -> Settings:
     schema goes into the DSN so every connection the server opens lands in it."""
     return isolated_settings.replace(
         database_url=f"{isolated_settings.dsn} options='-csearch_path={db_schema}'",
-        topic_partitions=2, web_secret="s3cret-" + uuid.uuid4().hex[:8],
+        topic_partitions=2,
     )
 
 
@@ -48,21 +52,39 @@ def codec(base_settings: Settings) -> Codec:
 
 @pytest.fixture
 def dashboard(topics: Settings) -> Iterator[Running]:
-    """``mailroom web`` in-process on a free port (the same server objects the command uses)."""
-    from mailroom.web.app import Dashboard, DashboardServer
+    """``mailroom web`` in-process on a free port (the same server objects the command uses),
+    with one account per role."""
+    with serve(topics) as running:
+        yield running
 
-    app = Dashboard(topics, topics.web_secret)
-    server = DashboardServer(("127.0.0.1", 0), app)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              daemon=True)
+
+@contextmanager
+def serve(settings: Settings, **server_options: Any) -> Iterator[Running]:
+    from mailroom.web import accounts
+    from mailroom.web.app import Dashboard
+    from mailroom.web.server import DashboardServer
+
+    app = Dashboard(settings)
+    logins = {}
+    with connect(settings) as db:
+        for role in accounts.Role:
+            name, password = f"{role.name}-{uuid.uuid4().hex[:6]}", "pw-" + uuid.uuid4().hex
+            accounts.add(db, app.passwords, name, role, password)
+            logins[role.name] = (name, password)
+        db.commit()
+    server = DashboardServer(app, "127.0.0.1", 0, **server_options)
+    thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
     try:
-        yield Running(server.url.rstrip("/"), topics.web_secret, topics)
+        yield Running(server.url.rstrip("/"), logins, settings, app)
     finally:
         server.shutdown()
-        server.server_close()
+        thread.join(10)
         app.close()
-        thread.join(5)
 
 
 @pytest.fixture

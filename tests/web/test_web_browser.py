@@ -84,9 +84,10 @@ def test_dashboard_in_chromium(dashboard: Running, browser, codec, mail_user) ->
         assert page.url == dashboard.url + "/login", path
         assert page.locator("input[type=password]").count() == 1
         assert page.locator("nav").count() == 0 and page.locator("table").count() == 0
-    page.fill("#secret", "wrong")
+    page.fill("#account", dashboard.admin[0])
+    page.fill("#password", "wrong")
     page.click("button[type=submit]")
-    assert "Wrong secret" in page.inner_text("main")
+    assert "Wrong account name or password" in page.inner_text("main")
     anonymous.close()
 
     context = browser.new_context(viewport={"width": 1280, "height": 720})
@@ -94,7 +95,8 @@ def test_dashboard_in_chromium(dashboard: Running, browser, codec, mail_user) ->
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(dashboard.url + "/")
-    page.fill("#secret", dashboard.secret)
+    page.fill("#account", dashboard.logins["operator"][0])
+    page.fill("#password", dashboard.logins["operator"][1])
     page.click("button[type=submit]")
     assert page.url == dashboard.url + "/"
 

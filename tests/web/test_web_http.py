@@ -1,5 +1,6 @@
 """The dashboard over real HTTP on localhost (http.client), on the real stack: login required,
-wrong secret refused, signed cookies, CSRF on every POST, strict CSP, mail content escaped."""
+wrong password refused, strict session cookies, roles, CSRF on every POST, strict CSP, mail
+content escaped, the audit log."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import webseed
 from webseed import Running
 
 from mailroom.db import connect
-from mailroom.web.auth import COOKIE
+from mailroom.web.sessions import COOKIE
 
 pytestmark = pytest.mark.integration
 
 PAGES = ["/", "/stages", "/dead-letters", "/emails", "/cases", "/emails/1", "/cases/1",
-         "/no-such-page"]
+         "/account", "/audit", "/no-such-page"]
 
 
 class Client:
@@ -28,10 +29,11 @@ class Client:
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, form: dict[str, str] | None = None
+    def request(self, method: str, path: str, form: dict[str, str] | None = None,
+                headers: dict[str, str] | None = None
                 ) -> tuple[int, dict[str, str], str, list[str]]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        headers = {}
+        headers = dict(headers or {})
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         body = None
@@ -50,13 +52,15 @@ class Client:
             else:
                 self.cookies[name] = value
         conn.close()
-        return resp.status, dict(resp.headers), text, set_cookies
+        return resp.status, resp.headers, text, set_cookies  # type: ignore[return-value]
 
-    def login(self, secret: str) -> tuple[int, dict[str, str], str, list[str]]:
-        _, _, page, _ = self.request("GET", "/login")
+    def login(self, account: str, password: str, headers: dict[str, str] | None = None
+              ) -> tuple[int, dict[str, str], str, list[str]]:
+        _, _, page, _ = self.request("GET", "/login", headers=headers)
         token = re.search(r'name="csrf" value="([^"]+)"', page)
         assert token, page
-        return self.request("POST", "/login", {"csrf": token[1], "secret": secret})
+        return self.request("POST", "/login", {"csrf": token[1], "account": account,
+                                               "password": password}, headers)
 
     def csrf(self) -> str:
         _, _, page, _ = self.request("GET", "/")
@@ -80,34 +84,39 @@ def test_every_page_needs_login(dashboard: Running) -> None:
     assert "script-src" not in headers["Content-Security-Policy"]  # no script may run at all
 
 
-def test_wrong_secret_refused_right_one_gives_a_strict_cookie(dashboard: Running) -> None:
+def test_wrong_password_refused_right_one_gives_a_strict_cookie(dashboard: Running) -> None:
+    name, password = dashboard.admin
     client = Client(dashboard.url)
-    status, _, page, cookies = client.login("not-" + dashboard.secret)
-    assert status == 403 and "Wrong secret" in page
-    assert not any(c.startswith(COOKIE + "=") for c in cookies)
+    for who, pw in ((name, "not-" + password), ("nobody", password)):
+        status, _, page, cookies = client.login(who, pw)
+        assert status == 403 and "Wrong account name or password" in page
+        assert not any(c.startswith(COOKIE + "=") for c in cookies)
     assert client.request("GET", "/")[0] == 303
 
-    status, headers, _, cookies = client.login(dashboard.secret)
+    status, headers, _, cookies = client.login(name, password)
     assert (status, headers["Location"]) == (303, "/")
     session = next(c for c in cookies if c.startswith(COOKIE + "="))
     assert "HttpOnly" in session and "SameSite=Strict" in session
+    assert "Secure" not in session  # plain HTTP on localhost: a Secure cookie would not come back
     assert client.request("GET", "/")[0] == 200
 
-    # A cookie edited by hand (another session id, same signature) is not a session.
-    sid, expiry, mac = client.cookies[COOKIE].split(".")
-    client.cookies[COOKIE] = f"{'0' * len(sid)}.{expiry}.{mac}"
+    # A cookie edited by hand is not a session.
+    value = client.cookies[COOKIE]
+    client.cookies[COOKIE] = ("A" if value[0] != "A" else "B") + value[1:]
     assert client.request("GET", "/")[0] == 303
 
 
 def test_login_form_itself_needs_its_csrf_token(dashboard: Running) -> None:
     client = Client(dashboard.url)
-    status, _, _, cookies = client.request("POST", "/login", {"secret": dashboard.secret})
+    name, password = dashboard.admin
+    status, _, _, cookies = client.request("POST", "/login", {"account": name,
+                                                              "password": password})
     assert status == 403 and not cookies
 
 
 def test_post_without_csrf_token_is_forbidden(dashboard: Running, codec) -> None:
     client = Client(dashboard.url)
-    client.login(dashboard.secret)
+    client.login(*dashboard.admin)
     with connect(dashboard.settings) as db:
         mid = webseed.add_mailbox(db, dashboard.settings, "nobody", "pw")
     partition, offset = webseed.dead_letter(dashboard.settings, codec)
@@ -118,7 +127,7 @@ def test_post_without_csrf_token_is_forbidden(dashboard: Running, codec) -> None
         assert client.request("POST", path, {**form, "csrf": "0" * 64})[0] == 403
     # A token from another session is worthless here.
     other = Client(dashboard.url)
-    other.login(dashboard.secret)
+    other.login(*dashboard.admin)
     assert client.request("POST", f"/mailboxes/{mid}/test", {"csrf": other.csrf()})[0] == 403
     with connect(dashboard.settings) as db:
         assert db.execute("SELECT last_test_at FROM ingest_mailboxes").fetchone() == (None,)
@@ -137,7 +146,7 @@ def test_script_subject_renders_escaped(dashboard: Running, codec) -> None:
     with connect(dashboard.settings) as db:
         seeded = webseed.activity(db, codec)
     client = Client(dashboard.url)
-    client.login(dashboard.secret)
+    client.login(*dashboard.admin)
     for path in ("/emails", f"/emails/{seeded.activity_id}", f"/cases/{seeded.case_id}",
                  "/cases"):
         status, _, page, _ = client.request("GET", path)
@@ -151,7 +160,7 @@ def test_script_subject_renders_escaped(dashboard: Running, codec) -> None:
 
 def test_flash_messages_cannot_be_forged(dashboard: Running) -> None:
     client = Client(dashboard.url)
-    client.login(dashboard.secret)
+    client.login(*dashboard.admin)
     _, _, page, _ = client.request("GET", "/?" + urlencode({"flash": "Call 555 now",
                                                             "sig": "0" * 64}))
     assert "Call 555" not in page
@@ -160,7 +169,7 @@ def test_flash_messages_cannot_be_forged(dashboard: Running) -> None:
 def test_stages_and_dead_letters_pages_read_the_real_topics(dashboard: Running, codec) -> None:
     partition, offset = webseed.dead_letter(dashboard.settings, codec)
     client = Client(dashboard.url)
-    client.login(dashboard.secret)
+    client.login(*dashboard.admin)
     status, _, page, _ = client.request("GET", "/stages")
     assert status == 200 and 'http-equiv="refresh"' in page
     for stage in ("unwrap", "route", "persist"):

@@ -64,7 +64,7 @@ def test_stages_page_shows_volume_per_mailbox_and_sender(dashboard: Running, cod
         assert proc.wait(timeout=30) == 0
 
     client = Client(dashboard.url)
-    client.login(dashboard.secret)
+    client.login(*dashboard.admin)
     status, _, page, _ = client.request("GET", "/stages")
     assert status == 200 and "<h2>Volume</h2>" in page, page
     assert "<script>" not in page

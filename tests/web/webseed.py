@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from pipeline_testing import REFERENCE_SQL
@@ -106,8 +107,14 @@ def activity(db: psycopg.Connection, codec: Codec, subject: str = EVIL_SUBJECT) 
 
 @dataclass
 class Running:
-    """A dashboard started by the ``dashboard`` fixture: where it is and how to log in."""
+    """A dashboard started by the ``dashboard`` fixture: where it is, its accounts by role
+    name (viewer, operator, admin → (account, password)) and the application object."""
 
     url: str
-    secret: str
+    logins: dict[str, tuple[str, str]]
     settings: Settings
+    app: Any = None
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        return self.logins["admin"]

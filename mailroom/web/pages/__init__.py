@@ -1,24 +1,30 @@
-"""The dashboard's pages and the route table :class:`mailroom.web.app.Dashboard` serves.
+"""The dashboard's pages and the route table :func:`mailroom.web.app.build` serves.
 
-Each route is (method, path pattern, handler, public). Only the login page is public; POST
-routes that are not public are checked for the session's CSRF token before the handler runs.
+Each route names the least role it needs: None is public (the login page only), viewer reads,
+operator also repairs (*Test*, *Retry*), admin also reads the audit log. Every POST behind the
+login is checked for the session's CSRF token before the handler runs.
 """
 
 from __future__ import annotations
 
-from mailroom.web.pages import deadletters, login, mailboxes, records, stages
+from mailroom.web.accounts import Role
+from mailroom.web.app import Page
+from mailroom.web.pages import account, audit, deadletters, login, mailboxes, records, stages
 
 ROUTES = [
-    ("GET", "/login", login.show, True),
-    ("POST", "/login", login.submit, True),
-    ("POST", "/logout", login.logout, False),
-    ("GET", "/", mailboxes.show, False),
-    ("POST", r"/mailboxes/(\d+)/test", mailboxes.test, False),
-    ("GET", "/stages", stages.show, False),
-    ("GET", "/dead-letters", deadletters.show, False),
-    ("POST", "/dead-letters/retry", deadletters.retry, False),
-    ("GET", "/emails", records.emails, False),
-    (r"GET", r"/emails/(\d+)", records.email, False),
-    ("GET", "/cases", records.cases, False),
-    ("GET", r"/cases/(\d+)", records.case, False),
+    Page("GET", "/login", login.show, None),
+    Page("POST", "/login", login.submit, None),
+    Page("POST", "/logout", login.logout),
+    Page("GET", "/account", account.show),
+    Page("POST", "/account/password", account.change_password),
+    Page("GET", "/", mailboxes.show),
+    Page("POST", "/mailboxes/{id:int}/test", mailboxes.test, Role.operator),
+    Page("GET", "/stages", stages.show),
+    Page("GET", "/dead-letters", deadletters.show),
+    Page("POST", "/dead-letters/retry", deadletters.retry, Role.operator),
+    Page("GET", "/emails", records.emails),
+    Page("GET", "/emails/{id:int}", records.email),
+    Page("GET", "/cases", records.cases),
+    Page("GET", "/cases/{id:int}", records.case),
+    Page("GET", "/audit", audit.show, Role.admin),
 ]

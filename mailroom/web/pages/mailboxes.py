@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from mailroom.db import connect
+from mailroom.web import audit
+from mailroom.web.accounts import Role
 from mailroom.web.data import mailboxes as data
 from mailroom.web.templates import Html, ago, duration, esc, page, post_button, status, table
 
@@ -26,30 +27,37 @@ def _test(m: data.MailboxView) -> Html:
     return Html(f"{word} {esc(ago(m.last_test_at))}: {esc(m.last_test_detail)}")
 
 
-def show(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
+def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
     with connect(app.settings) as conn:
         boxes = data.mailboxes(conn)
+    operator = request.session is not None and request.session.may(Role.operator)
     rows = [
         (m.address, m.kind, m.method, status(m.status), ago(m.last_poll) if m.last_poll else
          "never", _backlog(m), m.last_error, _test(m),
-         post_button(f"/mailboxes/{m.id}/test", "Test", request.csrf_token))
+         post_button(f"/mailboxes/{m.id}/test", "Test", request.csrf_token)
+         if operator else "")
         for m in boxes
     ]
     body = table(("Mailbox", "Kind", "Method", "Status", "Last poll", "Backlog", "Last error",
                   "Last test", ""), rows, empty="no mailboxes (mailroom mailbox add)",
                  id="mailboxes")
-    return Response(page("Mailboxes", body, current="/", csrf=request.csrf_token,
+    return Response(page("Mailboxes", body, current="/", who=request.session,
                          flash=app.flash(request)))
 
 
-def test(app: Dashboard, request: Request, match: re.Match[str]) -> Response:
+def test(app: Dashboard, request: Request) -> Response:
     with connect(app.settings) as conn:
-        mailbox = next((m for m in data.mailboxes(conn) if m.id == int(match[1])), None)
+        mailbox = next((m for m in data.mailboxes(conn) if m.id == int(request.params["id"])), None)
         if mailbox is None:
-            return app.flash_redirect("/", "No such mailbox.")
+            return app.flash_redirect(request, "/", "No such mailbox.")
         result = data.test_mailbox(app.settings, conn, mailbox.id)
+        assert request.session is not None
+        audit.record(conn, request.session.name, "mailbox.test", mailbox.address,
+                     {"ok": result.ok, "detail": result.detail}, request.address)
+        conn.commit()
     word = "Success" if result.ok else "Failure"
     # Post/redirect/get: a reload does not log in to the server again.
-    return app.flash_redirect("/", f"Test of {mailbox.address}: {word}: {result.detail}")
+    return app.flash_redirect(request, "/",
+                              f"Test of {mailbox.address}: {word}: {result.detail}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from mailroom.db import connect
@@ -33,13 +32,13 @@ EMAIL_HEADERS = ("Subject", "From", "Received", "Mailboxes", "Correlation", "Reg
                  "Flags")
 
 
-def emails(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
+def emails(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
     with connect(app.settings) as conn:
         rows = _email_rows(data.recent_emails(conn))
     body = table(EMAIL_HEADERS, rows, empty="no emails yet", id="emails")
-    return Response(page("Recent emails", body, current="/emails", csrf=request.csrf_token))
+    return Response(page("Recent emails", body, current="/emails", who=request.session))
 
 
 def _trace(found: tuple[list[data.TraceStep], str]) -> Html:
@@ -52,13 +51,13 @@ def _trace(found: tuple[list[data.TraceStep], str]) -> Html:
     return join([tag("p", summary, cls="muted", id="trace-summary"), table_html])
 
 
-def email(app: Dashboard, request: Request, match: re.Match[str]) -> Response:
+def email(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
     with connect(app.settings) as conn:
-        e = data.email(conn, int(match[1]))
+        e = data.email(conn, request.params["id"])
     if e is None:
-        return Response(page("No such email", "", csrf=request.csrf_token), 404)
+        return Response(page("No such email", "", who=request.session), 404)
     facts = [("Subject", e.subject), ("From", e.sender), ("Message-ID", e.message_id or ""),
              ("Dedupe key", e.dedupe_key), ("Sent", e.sent_at), ("Received", e.received_at),
              ("Copy", e.copy_kind), ("Mailboxes", e.mailboxes),
@@ -69,10 +68,10 @@ def email(app: Dashboard, request: Request, match: re.Match[str]) -> Response:
     dl = tag("dl", join(tag("dt", k) + tag("dd", v) for k, v in facts))
     parties = table(("Role", "Address", "Record", "Outcome"), e.parties, id="parties")
     body = join([dl, tag("h2", "Parties"), parties, tag("h2", "Trace"), _trace(steps)])
-    return Response(page(f"Email {e.id}", body, current="/emails", csrf=request.csrf_token))
+    return Response(page(f"Email {e.id}", body, current="/emails", who=request.session))
 
 
-def cases(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
+def cases(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
     with connect(app.settings) as conn:
@@ -81,19 +80,19 @@ def cases(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
              status(c.status), c.created_at, c.reopened_count) for c in found]
     body = table(("Case", "Title", "Customer", "Queue", "Status", "Created", "Reopened"),
                  rows, empty="no cases yet", id="cases")
-    return Response(page("Recent cases", body, current="/cases", csrf=request.csrf_token))
+    return Response(page("Recent cases", body, current="/cases", who=request.session))
 
 
-def case(app: Dashboard, request: Request, match: re.Match[str]) -> Response:
+def case(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
     with connect(app.settings) as conn:
-        c = data.case(conn, int(match[1]))
+        c = data.case(conn, request.params["id"])
         mails = data.case_emails(conn, c.id) if c else []
         origin = data.email(conn, c.originating_activity_id) if c and \
             c.originating_activity_id else None
     if c is None:
-        return Response(page("No such case", "", csrf=request.csrf_token), 404)
+        return Response(page("No such case", "", who=request.session), 404)
     steps = data.trace(app.settings, app.codec, origin.dedupe_key) if origin else ([], "")
     facts = [("Title", c.title), ("Status", status(c.status)), ("Customer", c.customer),
              ("Queue", c.queue_id), ("Created", c.created_at), ("Reopened", c.reopened_count)]
@@ -102,5 +101,5 @@ def case(app: Dashboard, request: Request, match: re.Match[str]) -> Response:
         tag("h2", "Emails"), table(EMAIL_HEADERS, _email_rows(mails), id="emails"),
         tag("h2", "Trace of the originating email"), _trace(steps),
     ])
-    return Response(page(f"Case {c.number}", body, current="/cases", csrf=request.csrf_token))
+    return Response(page(f"Case {c.number}", body, current="/cases", who=request.session))
 

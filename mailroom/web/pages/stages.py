@@ -7,7 +7,6 @@ Content-Security-Policy can forbid scripts entirely.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 REFRESH_S = 5
 
 
-def show(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
+def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
     snap = app.stages.snapshot()
@@ -58,7 +57,7 @@ def show(app: Dashboard, request: Request, _: re.Match[str]) -> Response:
         parts.append(tag("p", f"Sampled {r.taken_at:%H:%M:%S} UTC; refreshes every "
                               f"{REFRESH_S} s.", cls="muted"))
     parts.append(volume_section(app.volume.snapshot()))
-    return Response(page("Stages", join(parts), current="/stages", csrf=request.csrf_token,
+    return Response(page("Stages", join(parts), current="/stages", who=request.session,
                          refresh_s=REFRESH_S))
 
 

@@ -1,0 +1,109 @@
+"""Serving the dashboard: uvicorn (h11) on a socket bound here, with the limits a server facing
+people needs.
+
+- Request heads: at most ``MAX_HEAD_BYTES`` (431 beyond), and they must arrive
+  within ``head_timeout_s`` of the connection opening or of the previous response — a client
+  that sends its headers slowly, or never, is cut off (:class:`_Protocol`). Bodies have their
+  own deadline (:data:`mailroom.web.app.BODY_TIMEOUT_S`). Idle keep-alive connections close
+  after 5 s (uvicorn's own).
+- At most ``max_connections`` connections and requests at once; beyond that, 503 at once.
+- TLS directly (``tls_cert``/``tls_key``), or behind a reverse proxy on this machine: uvicorn
+  believes ``X-Forwarded-Proto``/``-For`` only from 127.0.0.1 and ::1, so the session cookie
+  is ``Secure`` and the login limits count the real client when the proxy says so.
+
+One event loop serves every connection (a slow client holds a socket, not a thread); the
+pages run on Starlette's worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from mailroom.web.app import MAX_HEAD_BYTES, Dashboard, build
+
+HEAD_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 256
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's head."""
+
+    head_timeout_s = HEAD_TIMEOUT_S
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and self._between_requests():
+            self._arm()  # the first bytes of the next request on a kept-alive connection
+        super().data_received(data)
+        if not self._between_requests():
+            self._disarm()  # the head is complete: the app (and its body deadline) has it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _between_requests(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._expire)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _expire(self) -> None:
+        self._head_timer = None
+        if self._between_requests() and not self.transport.is_closing():
+            self.transport.close()
+
+
+class DashboardServer:
+    def __init__(self, dashboard: Dashboard, host: str, port: int, *,
+                 tls_cert: Path | None = None, tls_key: Path | None = None,
+                 head_timeout_s: float = HEAD_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family)
+        self.tls = tls_cert is not None
+        protocol = type("HeadTimedH11Protocol", (_Protocol,), {"head_timeout_s": head_timeout_s})
+        config = uvicorn.Config(
+            build(dashboard), http=protocol, lifespan="off", log_config=None, access_log=False,
+            server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1,::1",
+            limit_concurrency=max_connections, timeout_keep_alive=5,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+        )
+        self.server = uvicorn.Server(config)
+
+    @property
+    def url(self) -> str:
+        host, port = self.socket.getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{port}/"
+
+    def serve(self) -> None:
+        """Until :meth:`shutdown` (or, on the main thread, SIGINT/SIGTERM)."""
+        try:
+            self.server.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    @property
+    def started(self) -> bool:
+        return self.server.started
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
