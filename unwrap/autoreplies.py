@@ -18,10 +18,10 @@ What marks one, strongest first; ``detail`` says which it was:
 from __future__ import annotations
 
 import re
-from email.message import Message
+from collections.abc import Mapping
 
 from mailroom.records.email import Report
-from unwrap.parse import header
+from unwrap.parse import quick_text
 
 # Subject prefixes, case-insensitive, at the start of the subject (after "Re:"-like noise is
 # not allowed: a person's reply to an auto-reply is a person's mail).
@@ -41,20 +41,27 @@ _SUBJECT = re.compile(
     r"^\s*(?:" + "|".join(re.escape(p) for p in _PREFIXES) + r")\s*[:：]", re.IGNORECASE)
 
 
-def detect(msg: Message) -> Report | None:
-    """An ``auto_reply`` report naming its marker, or None."""
-    submitted = header(msg, "auto-submitted").split(";")[0].strip().lower()
+#: The headers :func:`detect` reads (``parse.first_raw`` collects them in one pass).
+HEADERS = frozenset({"auto-submitted", "x-autoreply", "x-autorespond", "precedence", "subject"})
+
+
+def detect(heads: Mapping[str, str]) -> Report | None:
+    """An ``auto_reply`` report naming its marker, or None. ``heads``: the first raw value of
+    each of :data:`HEADERS` present (``parse.first_raw``)."""
+    if not heads:
+        return None
+    submitted = quick_text(heads.get("auto-submitted")).split(";")[0].strip().lower()
     if submitted == "auto-replied":
         return Report("auto_reply", "Auto-Submitted: auto-replied")
-    value = header(msg, "x-autoreply").strip()
+    value = quick_text(heads.get("x-autoreply")).strip()
     if value and value.lower() != "no":
         return Report("auto_reply", f"X-Autoreply: {value[:100]}")
-    value = header(msg, "x-autorespond").strip()
+    value = quick_text(heads.get("x-autorespond")).strip()
     if value:
         return Report("auto_reply", f"X-Autorespond: {value[:100]}")
-    if header(msg, "precedence").strip().lower() in ("auto_reply", "auto-reply"):
+    if quick_text(heads.get("precedence")).strip().lower() in ("auto_reply", "auto-reply"):
         return Report("auto_reply", "Precedence: auto_reply")
-    subject = header(msg, "subject")
+    subject = quick_text(heads.get("subject"))
     match = _SUBJECT.match(subject)
     if match:
         return Report("auto_reply", f"subject {match.group(0).strip()!r}")

@@ -23,14 +23,24 @@ is not an address; a source route (``@relay:user@example.com``) keeps its final 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from email.message import Message
 
 from mailroom.records.email import Report
-from unwrap.parse import content_type, filename, header, part_text, raw_header
+from unwrap.parse import (
+    content_type,
+    filename,
+    first_raw,
+    header,
+    part_text,
+    quick_text,
+    raw_header,
+)
 
 #: Local parts of the senders of delivery notices.
 _DAEMONS = frozenset({"mailer-daemon", "mailer_daemon", "mailerdaemon", "mail-daemon",
                       "maildaemon", "postmaster", "mail.delivery.subsystem", "mdaemon"})
+_DAEMON_WORDS = ("daemon", "postmaster", "delivery", "mail system", "administrator")
 _DAEMON_NAME = re.compile(
     r"mail ?delivery (sub)?system|mail delivery service|mailer.daemon|postmaster|"
     r"mail administrator|mail system|delivery status notification", re.IGNORECASE)
@@ -129,22 +139,33 @@ def _local(value: str) -> str:
     return address.rpartition("@")[0] if "@" in address else address
 
 
-def _sent_by_daemon(msg: Message) -> bool:
+#: The headers the per-email checks read (``parse.first_raw`` collects them in one pass).
+HEADERS = frozenset({"from", "return-path", "x-failed-recipients", "subject"})
+
+
+def _sent_by_daemon(heads: Mapping[str, str]) -> bool:
     """Headers a person's mail does not have: the null sender, a daemon's From, Exim's and
     Gmail's list of failed recipients."""
-    if raw_header(msg, "x-failed-recipients"):
+    if heads.get("x-failed-recipients", "").strip():
         return True
-    sender = raw_header(msg, "from")
-    if _local(sender) in _DAEMONS or _DAEMON_NAME.search(sender):
+    sender = heads.get("from", "").lower()
+    # substring tests first: nearly every From has none of these words
+    if any(word in sender for word in _DAEMON_WORDS) and (
+            _local(sender) in _DAEMONS or _DAEMON_NAME.search(sender)):
         return True
-    return "".join(raw_header(msg, "return-path").split()) == "<>"
+    path = heads.get("return-path")
+    return path is not None and "".join(path.split()) == "<>"
 
 
-def likely_bounce(msg: Message) -> bool:
-    """Could ``msg`` be a delivery notice? Headers only: cheap enough for every email."""
-    if content_type(msg) in _REPORT_TYPES or _sent_by_daemon(msg):
+def likely_bounce(msg: Message, heads: Mapping[str, str] | None = None,
+                  ctype: str | None = None) -> bool:
+    """Could ``msg`` be a delivery notice? Headers only: cheap enough for every email
+    (``heads`` and ``ctype``, when the caller has them already, spare reading them again)."""
+    if heads is None:
+        heads = first_raw(msg, HEADERS)
+    if (ctype or content_type(msg)) in _REPORT_TYPES or _sent_by_daemon(heads):
         return True
-    return bool(_SUBJECT.search(header(msg, "subject")))
+    return bool(_SUBJECT.search(quick_text(heads.get("subject"))))
 
 
 def clean_recipient(value: str) -> str | None:
@@ -243,7 +264,7 @@ def from_text(msg: Message) -> Report | None:
     failed = _FAILED.search(text)
     delayed = _DELAYED.search(text) or _DELAY_SUBJECT.search(header(msg, "subject"))
     listed = raw_header(msg, "x-failed-recipients")
-    daemon = _sent_by_daemon(msg)
+    daemon = _sent_by_daemon(first_raw(msg, HEADERS))
     if _SUCCESS.search(text) and not failed:
         return None
     if not (failed or delayed or listed or daemon):

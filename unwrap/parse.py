@@ -187,6 +187,27 @@ def raw_value(msg: Message, name: str) -> str | None:
     return None
 
 
+def first_raw(msg: Message, names: frozenset[str]) -> dict[str, str]:
+    """The first raw value of each header in ``names`` (lower case), in one pass over the
+    headers: what per-email checks read, without one scan of the header list per name."""
+    found: dict[str, str] = {}
+    for key, value in msg.raw_items():
+        lower = key.lower()
+        if lower in names and lower not in found:
+            found[lower] = value if isinstance(value, str) else str(value)
+    return found
+
+
+def quick_text(raw: str | None) -> str:
+    """:func:`header_text` for a test by pattern: plain ASCII without encoded words (most
+    headers) is returned as it is, skipping the decoding work."""
+    if not raw:
+        return ""
+    if raw.isascii() and "=?" not in raw:
+        return raw
+    return header_text(raw)
+
+
 def header(msg: Message, name: str) -> str:
     """The first ``name`` header's display text, or '' (never raises)."""
     return header_text(raw_value(msg, name))

@@ -33,11 +33,13 @@ from email.parser import BytesHeaderParser
 
 from mailroom.records.email import Report
 from unwrap import autoreplies, bounces
-from unwrap.parse import content_type, header_text, param, payload_bytes
+from unwrap.parse import content_type, first_raw, header_text, param, payload_bytes
 
 _STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
 #: Where a report returns the original, in order of preference (RFC 3462/6522, RFC 6533).
 _RETURNED = ("message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers")
+_HEADERS = bounces.HEADERS | autoreplies.HEADERS
+_NONE = Report()
 _MAX_PARTS = 200  # a notice has a handful; the limit only bounds a hostile tree
 _FIELD = re.compile(r"^([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*)$")
 
@@ -209,17 +211,19 @@ def _notice(msg: Message) -> Report | None:
 
 
 def classify(msg: Message) -> Report:
-    if content_type(msg) == "multipart/report":
+    ctype = content_type(msg)
+    if ctype == "multipart/report":
         report = _report(msg)
         if report.kind != "other":
             return report
         # a report whose status cannot be read may still say in words what happened
         return _notice(msg) or report
-    if bounces.likely_bounce(msg):  # headers only: ordinary mail stops here
+    heads = first_raw(msg, _HEADERS)  # one pass over the headers for both checks
+    if bounces.likely_bounce(msg, heads, ctype):  # headers only: ordinary mail stops here
         found = _notice(msg)
         if found is not None:
             return found
-    return autoreplies.detect(msg) or Report()
+    return autoreplies.detect(heads) or _NONE
 
 
 def _report(msg: Message) -> Report:
