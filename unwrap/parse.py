@@ -22,6 +22,7 @@ import re
 from email.message import Message, _parseparam
 
 from unwrap import mime
+from unwrap.transfer import base64_body
 
 # Declared charsets that are very often lies: real-world mail labelled as one of these is
 # frequently UTF-8 (or Windows-1252 labelled Latin-1). Valid UTF-8 with non-ASCII bytes is almost
@@ -272,6 +273,9 @@ def filename(part: Message) -> str:
 
 def payload_bytes(part: Message) -> bytes:
     """A leaf part's decoded body bytes (base64, quoted-printable, uuencode), never raising."""
+    data = base64_body(part)  # the stdlib's bytes with a third of its peak memory
+    if data is not None:
+        return data
     try:
         data = part.get_payload(decode=True)
     except Exception:  # noqa: BLE001 - a broken transfer encoding yields the raw text

@@ -1,0 +1,54 @@
+"""A part's base64 body decoded with as few copies as the stdlib's result allows.
+
+``Message.get_payload(decode=True)`` on a base64 body encodes the text twice (once only to see
+whether it holds surrogates), splits it into a list of line objects and joins them again before
+decoding: for a 50 MB attachment ~280 MB of peak memory in the worker, the largest share of
+unwrap's peak with big mail. Here: the ASCII text encoded once, line breaks deleted in one pass
+(``bytes.translate``: the same bytes as joining ``splitlines()``), decoded — the same bytes and
+the same defects on the part as the stdlib's, which the tests check on valid, mispadded,
+malformed and truncated input. Anything else (not ASCII, another encoding) is left to the stdlib.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from email import errors
+from email.message import Message
+
+
+def base64_body(part: Message) -> bytes | None:
+    """The decoded body of a base64 leaf part, or None when the stdlib should decode it."""
+    if part.is_multipart():
+        return None
+    if str(part.get("content-transfer-encoding", "")).lower() != "base64":
+        return None
+    payload = part.get_payload()
+    if not isinstance(payload, str) or not payload.isascii():
+        return None
+    encoded = payload.encode("ascii").translate(None, b"\r\n")
+    value, defects = _decode(encoded)
+    for defect in defects:
+        part.policy.handle_defect(part, defect)
+    return value
+
+
+def _decode(encoded: bytes) -> tuple[bytes, list[errors.MessageDefect]]:
+    """The stdlib's ``decode_b`` (email._encoded_words), step for step."""
+    pad_err = len(encoded) % 4
+    missing_padding = b"==="[: 4 - pad_err] if pad_err else b""
+    try:
+        return (base64.b64decode(encoded + missing_padding if pad_err else encoded,
+                                 validate=True),
+                [errors.InvalidBase64PaddingDefect()] if pad_err else [])
+    except binascii.Error:
+        pass
+    try:
+        return base64.b64decode(encoded, validate=False), [errors.InvalidBase64CharactersDefect()]
+    except binascii.Error:
+        pass
+    try:
+        return (base64.b64decode(encoded + b"==", validate=False),
+                [errors.InvalidBase64CharactersDefect(), errors.InvalidBase64PaddingDefect()])
+    except binascii.Error:
+        return encoded, [errors.InvalidBase64LengthDefect()]
