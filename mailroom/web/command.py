@@ -35,6 +35,9 @@ def register(sub: Any) -> None:
                    help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    p.add_argument("--forwarded-allow-ips", default="127.0.0.1,::1", metavar="ADDRS",
+                   help="comma-separated addresses of the TLS proxies whose X-Forwarded-For "
+                   "and -Proto are believed (default 127.0.0.1,::1: a proxy on this machine)")
     p.set_defaults(func=run)
     web = p.add_subparsers(dest="web_command", metavar="{user}")
     user = web.add_parser("user", help="dashboard accounts").add_subparsers(
@@ -73,7 +76,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     app = Dashboard(settings)
     try:
         server = DashboardServer(app, args.host, args.port, tls_cert=args.tls_cert,
-                                 tls_key=args.tls_key)
+                                 tls_key=args.tls_key, proxies=args.forwarded_allow_ips)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
     if args.host not in LOCAL and not args.tls_cert:

@@ -7,9 +7,10 @@ people needs.
   own deadline (:data:`mailroom.web.app.BODY_TIMEOUT_S`). Idle keep-alive connections close
   after 5 s (uvicorn's own).
 - At most ``max_connections`` connections and requests at once; beyond that, 503 at once.
-- TLS directly (``tls_cert``/``tls_key``), or behind a reverse proxy on this machine: uvicorn
-  believes ``X-Forwarded-Proto``/``-For`` only from 127.0.0.1 and ::1, so the session cookie
-  is ``Secure`` and the login limits count the real client when the proxy says so.
+- TLS directly (``tls_cert``/``tls_key``), or behind a reverse proxy: uvicorn believes
+  ``X-Forwarded-Proto``/``-For`` only from ``proxies`` (default 127.0.0.1 and ::1, a proxy on
+  this machine), so the session cookie is ``Secure`` and the login limits count the real client
+  when the proxy says so.
 
 One event loop serves every connection (a slow client holds a socket, not a thread); the
 pages run on Starlette's worker threads.
@@ -73,14 +74,15 @@ class DashboardServer:
     def __init__(self, dashboard: Dashboard, host: str, port: int, *,
                  tls_cert: Path | None = None, tls_key: Path | None = None,
                  head_timeout_s: float = HEAD_TIMEOUT_S,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS, proxies: str = "127.0.0.1,::1"
+                 ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.create_server((host, port), family=family)
         self.tls = tls_cert is not None
         protocol = type("HeadTimedH11Protocol", (_Protocol,), {"head_timeout_s": head_timeout_s})
         config = uvicorn.Config(
             build(dashboard), http=protocol, lifespan="off", log_config=None, access_log=False,
-            server_header=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1,::1",
+            server_header=False, proxy_headers=True, forwarded_allow_ips=proxies,
             limit_concurrency=max_connections, timeout_keep_alive=5,
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
             ssl_certfile=str(tls_cert) if tls_cert else None,

@@ -54,9 +54,11 @@ def _login_page(request: Request, status: int = 200, error: str = "", name: str 
 def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import redirect
 
-    with connect(app.settings, autocommit=True) as conn:
-        if sessions.lookup(conn, request.cookies.get(sessions.COOKIE)):
-            return redirect("/")
+    held = request.cookies.get(sessions.COOKIE)
+    if held:  # without a cookie (a first visit, a health probe) no database is asked
+        with connect(app.settings, autocommit=True) as conn:
+            if sessions.lookup(conn, held):
+                return redirect("/")
     return _login_page(request)
 
 
