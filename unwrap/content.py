@@ -181,16 +181,17 @@ def _leaf(content: Content, limits: Limits, part: Message, ctype: str, parent: s
     data = payload_bytes(part)
     if tnef.is_tnef(name, ctype, data):
         try:
-            text, html, pieces = tnef.contents(data)
+            found = tnef.contents(data)
         except tnef.UnreadableTnef as exc:
             content.warnings.append(f"winmail.dat not readable ({exc}): kept as a file")
         else:
-            if text:
-                _add_body(content, limits, "text", text, True)
-            if html:
-                _add_body(content, limits, "html", html, True)
-            for piece in pieces:
+            if found.text:
+                _add_body(content, limits, "text", found.text, True)
+            if found.html:
+                _add_body(content, limits, "html", found.html, True)
+            for piece in found.pieces:
                 _add_piece(content, limits, piece)
+            content.warnings.extend(found.notes)
             return
     cid = part.get("content-id")
     add_attachment(content, limits, clean(name) or _default_name(ctype), ctype, data,

@@ -129,7 +129,7 @@ def _file_original(found: list[Original], warnings: list[str], name: str, ctype:
         except tnef.UnreadableTnef as exc:
             warnings.append(f"{label}: winmail.dat not readable ({exc})")
             return
-        found.extend(Original(o.message, "tnef", (label, o.label)) for o in inside)
+        found.extend(Original(o.message, "tnef", (label, o.label), o.notes) for o in inside)
     elif msgfile.looks_like_msg(name, ctype, data):
         try:
             message, notes = msgfile.read_msg(data)
