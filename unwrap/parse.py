@@ -19,7 +19,7 @@ import codecs
 import email.utils
 import quopri
 import re
-from email.message import Message, _parseparam
+from email.message import Message
 
 from unwrap import mime
 from unwrap.transfer import base64_body
@@ -246,7 +246,7 @@ def param(part: Message, name: str, header_name: str = "content-type") -> str:
     try:
         # the stdlib's own parameter splitting, applied to the raw value (see raw_value)
         pairs = []
-        for item in _parseparam(";" + _FOLD.sub(" ", raw).split(";", 1)[1]):
+        for item in _split_params(_FOLD.sub(" ", raw).split(";", 1)[1]):
             key, sep, val = item.partition("=")
             if sep:
                 pairs.append((key.strip().lower(), val.strip()))
@@ -264,6 +264,28 @@ def param(part: Message, name: str, header_name: str = "content-type") -> str:
             return header_text(decode_bytes(data, charset or "utf-8"))
         return header_text(email.utils.unquote(str(value)))
     return ""
+
+
+def _split_params(text: str) -> list[str]:
+    """``a=1; b="x;y"`` -> ``['a=1', 'b="x;y"']``: split at the semicolons outside quoted
+    strings, names lower-cased, as the stdlib's own parameter parsing does."""
+    items = []
+    rest = ";" + text
+    while rest[:1] == ";":
+        rest = rest[1:]
+        end = rest.find(";")
+        # Inside an open quote (an odd number of unescaped quotes before it): not a separator.
+        while end > 0 and (rest.count('"', 0, end) - rest.count('\\"', 0, end)) % 2:
+            end = rest.find(";", end + 1)
+        if end < 0:
+            end = len(rest)
+        item = rest[:end]
+        if "=" in item:
+            name, _, value = item.partition("=")
+            item = name.strip().lower() + "=" + value.strip()
+        items.append(item.strip())
+        rest = rest[end:]
+    return items
 
 
 def filename(part: Message) -> str:
