@@ -143,7 +143,7 @@ def _local(value: str) -> str:
 HEADERS = frozenset({"from", "return-path", "x-failed-recipients", "subject"})
 
 
-def _sent_by_daemon(heads: Mapping[str, str]) -> bool:
+def sent_by_daemon(heads: Mapping[str, str]) -> bool:
     """Headers a person's mail does not have: the null sender, a daemon's From, Exim's and
     Gmail's list of failed recipients."""
     if heads.get("x-failed-recipients", "").strip():
@@ -163,7 +163,7 @@ def likely_bounce(msg: Message, heads: Mapping[str, str] | None = None,
     (``heads`` and ``ctype``, when the caller has them already, spare reading them again)."""
     if heads is None:
         heads = first_raw(msg, HEADERS)
-    if (ctype or content_type(msg)) in _REPORT_TYPES or _sent_by_daemon(heads):
+    if (ctype or content_type(msg)) in _REPORT_TYPES or sent_by_daemon(heads):
         return True
     return bool(_SUBJECT.search(quick_text(heads.get("subject"))))
 
@@ -264,7 +264,7 @@ def from_text(msg: Message) -> Report | None:
     failed = _FAILED.search(text)
     delayed = _DELAYED.search(text) or _DELAY_SUBJECT.search(header(msg, "subject"))
     listed = raw_header(msg, "x-failed-recipients")
-    daemon = _sent_by_daemon(first_raw(msg, HEADERS))
+    daemon = sent_by_daemon(first_raw(msg, HEADERS))
     if _SUCCESS.search(text) and not failed:
         return None
     if not (failed or delayed or listed or daemon):

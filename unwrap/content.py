@@ -25,6 +25,7 @@ from unwrap.parse import (
     content_type,
     filename,
     header,
+    param,
     parse_message,
     part_text,
     payload_bytes,
@@ -175,8 +176,12 @@ def _leaf(content: Content, limits: Limits, part: Message, ctype: str, parent: s
     disposition = _disposition(part)
     mixed = parent in ("multipart/mixed", "")
     if ctype in ("text/plain", "text/html") and not name and disposition != "attachment":
-        _add_body(content, limits, "text" if ctype == "text/plain" else "html", part_text(part),
-                  mixed)
+        text = part_text(part)
+        if "\ufffd" in text:  # C-speed test; decode_bytes replaced what no charset could read
+            content.warnings.append(f"{ctype} body: bytes undecodable in its charset "
+                                    f"({param(part, 'charset') or 'none declared'}) were "
+                                    "replaced by U+FFFD")
+        _add_body(content, limits, "text" if ctype == "text/plain" else "html", text, mixed)
         return
     data = payload_bytes(part)
     if tnef.is_tnef(name, ctype, data):

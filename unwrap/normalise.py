@@ -23,7 +23,7 @@ from unwrap.content import LimitExceeded, collect
 from unwrap.context import RawInput, SourcePosition
 from unwrap.limits import Limits
 from unwrap.parse import from_line_dropped, header, raw_header, raw_value
-from unwrap.reports import classify
+from unwrap.reports import classify_with_notes
 
 _MSGID = re.compile(r"<([^<>]*)>")
 _MAX_REFERENCES = 100  # a thread deeper than this gains nothing from more; bounds the record
@@ -185,6 +185,8 @@ def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
                         "other programs may show it as the sender")
     from_address = from_list[0] if from_list else None
     from_addr = from_address.address if from_address else ""
+    report, notes = classify_with_notes(msg)
+    warnings.extend(notes)
     references = message_ids(raw_header(msg, "references"))[-_MAX_REFERENCES:]
     in_reply_to = message_ids(raw_header(msg, "in-reply-to"))
     delivery = Delivery(
@@ -226,7 +228,7 @@ def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
             x_autorespond=_marker(msg, "x-autorespond"),
             return_path=raw_header(msg, "return-path") or None,
         ),
-        report=classify(msg),
+        report=report,
         text_body=content.text,
         html_body=content.html,
         attachments=tuple(content.attachments),

@@ -40,6 +40,8 @@ _STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
 _RETURNED = ("message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers")
 _HEADERS = bounces.HEADERS | autoreplies.HEADERS
 _NONE = Report()
+_UNREAD_NOTICE = ("sent like a delivery notice (null sender, mailer daemon or postmaster) but no "
+                  "failed or delayed delivery could be read from it")
 _MAX_PARTS = 200  # a notice has a handful; the limit only bounds a hostile tree
 _FIELD = re.compile(r"^([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*)$")
 
@@ -211,19 +213,31 @@ def _notice(msg: Message) -> Report | None:
 
 
 def classify(msg: Message) -> Report:
+    return classify_with_notes(msg)[0]
+
+
+def classify_with_notes(msg: Message) -> tuple[Report, list[str]]:
+    """The report and, for a message whose headers say it is a delivery notice but whose
+    content could not be read as one, a warning saying so (route still treats it as automated
+    by those headers)."""
     ctype = content_type(msg)
     if ctype == "multipart/report":
         report = _report(msg)
         if report.kind != "other":
-            return report
+            return report, []
         # a report whose status cannot be read may still say in words what happened
-        return _notice(msg) or report
+        return _notice(msg) or report, []
     heads = first_raw(msg, _HEADERS)  # one pass over the headers for both checks
     if bounces.likely_bounce(msg, heads, ctype):  # headers only: ordinary mail stops here
         found = _notice(msg)
         if found is not None:
-            return found
-    return autoreplies.detect(heads) or _NONE
+            return found, []
+    auto = autoreplies.detect(heads)
+    if auto is not None:
+        return auto, []
+    if bounces.sent_by_daemon(heads):
+        return _NONE, [_UNREAD_NOTICE]
+    return _NONE, []
 
 
 def _report(msg: Message) -> Report:

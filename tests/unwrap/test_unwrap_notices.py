@@ -89,3 +89,9 @@ def test_bounce_survives_the_topic() -> None:
     back = codec.decode_record(codec.encode_record(email), Email)
     assert back.report == email.report
     assert back.report.original_message_id == ORIGINAL
+
+
+def test_an_unreadable_notice_says_so() -> None:
+    email = notice("null_sender_unclassified.eml")
+    assert any("sent like a delivery notice" in w for w in email.warnings)
+    assert not any("delivery notice" in w for w in notice("oof_german.eml").warnings)

@@ -41,3 +41,12 @@ def test_base64_attached_message_is_stored_decoded() -> None:
     (attached,) = email.attachments
     assert attached.content is not None and attached.content.startswith(b"From: Carol")
     assert attached.name == "Quote.eml"
+
+
+def test_undecodable_body_bytes_are_a_warning() -> None:
+    data = MAIL.replace(b"Please quote", b"Content-Type: text/plain; charset=shift_jis\r\n\r\n"
+                        b"\x82\xa0\xff\xfe quote", 1).replace(b"\r\n\r\nContent-Type",
+                                                             b"\r\nContent-Type", 1)
+    (email,) = direct(data)
+    assert "\ufffd" in (email.text_body or "")
+    assert any("undecodable" in w and "shift_jis" in w for w in email.warnings)
