@@ -92,7 +92,7 @@ _RETURNED_START = re.compile(
     r"below this line is a copy|returned mail follows|-+ ?original message ?-+|"
     r"original message headers|message headers follow|included is a copy|"
     r"this is a copy of your message|undelivered message attached|original message details|"
-    r"---+ the header|header of the original message|^old message:|message text follows|"
+    r"--+ the header|header of the original message|^old message:|message text follows|"
     r"^(return-path|received|dkim-signature|message-id)\s*:).*$",
     re.IGNORECASE | re.MULTILINE)
 
@@ -190,7 +190,9 @@ def _notice_text(msg: Message) -> str:
         ctype = content_type(part)
         if ctype in ("message/rfc822", "message/global", "text/rfc822-headers"):
             break
-        if ctype in ("text/plain", "text/html") and not filename(part):
+        broken = ctype.startswith("multipart/") and isinstance(part.get_payload(), str)
+        if (ctype in ("text/plain", "text/html") and not filename(part)) or broken:
+            # a multipart whose boundary never appears is all one text to its readers too
             text = part_text(part)
             if ctype == "text/html":
                 text = _html_text(text)
@@ -236,9 +238,11 @@ def _recipients(msg: Message, text: str) -> list[str]:
     return found[:_MAX_RECIPIENTS]
 
 
-def _returns_message(msg: Message) -> bool:
+def _structured(msg: Message, text: str) -> bool:
     if _REPLY.match(header(msg, "subject")):
         return False
+    if any(p.search(text) for p in _RECIPIENT_LINES[:2]):
+        return True
     for part in msg.walk():
         if content_type(part) in ("message/rfc822", "message/global", "text/rfc822-headers"):
             return True
@@ -250,8 +254,8 @@ def returned_id_in_text(msg: Message) -> str | None:
     """The Message-ID of a message returned as text (qmail, Exim, Gmail quote it inline)."""
     for part in msg.walk():
         ctype = content_type(part)
-        if ctype in ("text/plain", "text/rfc822-headers") or (
-                ctype == "text/html" and not part.is_multipart()):
+        broken = ctype.startswith("multipart/") and isinstance(part.get_payload(), str)
+        if ctype in ("text/plain", "text/rfc822-headers", "text/html") or broken:
             match = _MESSAGE_ID_LINE.search(part_text(part))
             if match:
                 return match.group(1)
@@ -275,9 +279,10 @@ def from_text(msg: Message) -> Report | None:
     # like one, the notice must name whom it failed for.
     if not recipients and not (daemon and (failed or delayed)):
         return None
-    if not daemon and not _returns_message(msg):
+    if not daemon and not _structured(msg, text):
         # only the subject looked like a notice: without the returned message (a part, or the
-        # line where a copy starts) a person may be writing about a failed delivery
+        # line where a copy starts) or the failed address alone on its line, a person may be
+        # writing about a failed delivery
         return None
     from unwrap.normalise import normalise_message_id
 
