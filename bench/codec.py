@@ -1,8 +1,10 @@
-"""Encode + decode round trips per second of a 30 KB RawMail: ``avro`` against ``fastavro``.
+"""Codec speed: a 30 KB RawMail's round trip with ``avro`` against ``fastavro``, then the typed
+records' mapping (dataclass ↔ Avro datum) and whole codec round trips of a 27 KB Email and a
+Plan, the records every stage decodes and encodes per email.
 
-Run: ``.venv/bin/python bench/codec.py [seconds-per-library]``. Both paths write the same single
-object encoding (marker, fingerprint, payload), so the figures compare like with like; the
-codec uses fastavro for the per-message path because of this measurement.
+Run: ``.venv/bin/python bench/codec.py [seconds-per-measurement]``. Both library paths write the
+same single object encoding (marker, fingerprint, payload), so the figures compare like with
+like; the codec uses fastavro for the per-message path because of this measurement.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from datetime import UTC, datetime
 import avro.io
 
 from mailroom.codec import HEADER_BYTES, MARKER, Codec
-from mailroom.records import RawMail
+from mailroom.records import Email, Plan, RawMail
+from mailroom.records.action import Candidate, Condition, Decision, Step
+from mailroom.records.email import Address, Attachment, Delivery, Markers, Report
 from mailroom.schemas import shipped_schemas_dir
 
 
@@ -28,6 +32,51 @@ def sample() -> RawMail:
         folder="INBOX", direction="incoming", protocol="imap", uidvalidity=1, uid=42,
         server_date=datetime.now(UTC), fetched_at=datetime.now(UTC), size=len(content),
         content=content,
+    )
+
+
+def sample_email() -> Email:
+    """A 27 KB forwarded email: text and HTML bodies, a small inline attachment, a thread."""
+    people = [Address(f"Person {i}", f"person{i}@example.com") for i in range(6)]
+    return Email(
+        dedupe_key="abc.123@example.com", content_hash="ab" * 32, subject="Re: the order",
+        direction="incoming", message_id="abc.123@example.com", in_reply_to="p.1@example.com",
+        references=tuple(f"p.{i}@example.com" for i in range(4)), from_address=people[0],
+        sender=people[0], to=tuple(people[1:3]), cc=tuple(people[3:]),
+        date=datetime.now(UTC), markers=Markers(list_id="<orders.example.com>"),
+        report=Report(), text_body="Hello, this is a line of the body.\n" * 300,
+        html_body="<p>Hello, this is a line of the body.</p>\n" * 300,
+        attachments=(Attachment("logo.png", "image/png", 2_000, "cd" * 32,
+                                content=b"\x89PNG" * 500, content_id="logo", inline=True),),
+        delivery=Delivery("mbx-1", "forward@example.com", "forward", None, "INBOX",
+                          "forwarded_rfc822", "mbx-1/INBOX/1/42", ("part 2: message/rfc822",),
+                          forwarded_by_user="u-1", source_topic="mailroom.raw",
+                          source_partition=0, source_offset=42),
+        warnings=("one warning",),
+    )
+
+
+def sample_plan(email: bytes) -> Plan:
+    return Plan(
+        dedupe_key="abc.123@example.com", content_hash="ab" * 32, email=email,
+        receiving_mailbox="mbx-1", accepting_owner="queue:q-1", message_id="abc.123@example.com",
+        correlation=[Candidate("in_reply_to", "p.1@example.com"),
+                     Candidate("references", "p.0@example.com")],
+        steps=[
+            Step("upsert_email_activity", "abc.123@example.com", None,
+                 {"receiving_mailbox": "mbx-1", "accepting_owner": "queue:q-1",
+                  "direction": "incoming", "copy_kind": "forwarded_rfc822",
+                  "sent_at": "2026-12-02T10:00:00.000Z", "sender": "person0@example.com",
+                  "participants": "person0@example.com,person1@example.com"}),
+            Step("link_party", "abc.123@example.com|from|person0@example.com", None,
+                 {"role": "from", "address": "person0@example.com", "name": "Person 0",
+                  "record": "contact:c-1", "outcome": "resolved", "detail": "one match"}),
+            Step("set_regarding", "abc.123@example.com",
+                 Condition("correlates", otherwise="no candidate thread is tracked")),
+            Step("create_queue_item", "queue_item|q-1|abc.123@example.com", None,
+                 {"queue": "q-1", "rule_item": "q-1#1"}),
+        ],
+        decisions=[Decision("filter", "accept", "queue:q-1 tracks everything")],
     )
 
 
@@ -65,6 +114,24 @@ def main() -> int:
     slow, fast = rate(with_avro, seconds), rate(with_fastavro, seconds)
     print(f"30 KB RawMail round trips/s: avro {slow:,.0f}  fastavro {fast:,.0f}"
           f"  ({fast / slow:.1f}x)")
+
+    email = sample_email()
+    encoded = codec.encode_record(email)
+    plan = sample_plan(encoded)
+    plan_bytes = codec.encode_record(plan)
+    print(f"Email {len(encoded):,} bytes, Plan {len(plan_bytes):,} bytes (µs per call)")
+    email_datum, plan_datum = email.to_avro(), plan.to_avro()
+    for label, call in (
+        ("Email.to_avro", email.to_avro),
+        ("Email.from_avro", lambda: Email.from_avro(email_datum)),
+        ("codec.encode_record(Email)", lambda: codec.encode_record(email)),
+        ("codec.decode_record(Email)", lambda: codec.decode_record(encoded, Email)),
+        ("Plan.to_avro", plan.to_avro),
+        ("Plan.from_avro", lambda: Plan.from_avro(plan_datum)),
+        ("codec.encode_record(Plan)", lambda: codec.encode_record(plan)),
+        ("codec.decode_record(Plan)", lambda: codec.decode_record(plan_bytes, Plan)),
+    ):
+        print(f"  {label:<28} {1e6 / rate(call, seconds):8.2f}")
     return 0
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
+from mailroom.records.avro import NOT_SERIALISED
 from mailroom.records.base import check_choice, optional_utc_millis, set_field
 
 #: How the copy reached us, richest first (the brief's copy precedence).
@@ -133,7 +134,8 @@ class Email:
     html_body: str | None = None
     attachments: tuple[Attachment, ...] = ()
     warnings: tuple[str, ...] = ()  # what was cut, omitted or guessed, in words
-    blobs: tuple[Blob, ...] = field(default=(), compare=False, repr=False)  # not serialised
+    blobs: tuple[Blob, ...] = field(default=(), compare=False, repr=False,
+                                    metadata=NOT_SERIALISED)  # to the blob store, not Kafka
 
     def __post_init__(self) -> None:
         check_choice("direction", self.direction, DIRECTIONS)
