@@ -13,13 +13,19 @@ rebalances — a stage's group).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import OffsetSpec
+from kafka.errors import (
+    CoordinatorNotAvailableError,
+    KafkaConnectionError,
+    NodeNotReadyError,
+    NotCoordinatorError,
+)
 from kafka.protocol.consumer.offsets import IsolationLevel
 
 from mailroom import kafka
@@ -36,6 +42,10 @@ STREAM_STAGES: dict[str, tuple[str, ...]] = {
 }
 #: Stages whose offsets of record are in PostgreSQL, not in Kafka.
 DB_OFFSETS = frozenset({"persist"})
+#: A group's coordinator is gone (its broker died) or moved (handed the group over).
+MOVED = (NotCoordinatorError, CoordinatorNotAvailableError, KafkaConnectionError,
+         NodeNotReadyError)
+T = TypeVar("T")
 
 
 def check_stage(stage: str) -> str:
@@ -113,12 +123,26 @@ class Cluster:
         return {tp: int(v.offset) for tp, v in got.items()}
 
     # --- groups ----------------------------------------------------------------------------
+    def _at_coordinator(self, call: Callable[[], T]) -> T:
+        """``call()``, once more with a new admin client when the group's coordinator is gone:
+        kafka-python's admin client keeps the first coordinator it found for a group for good,
+        so once that broker died every later call of a long-lived Cluster failed, even after
+        the group had moved to another broker."""
+        try:
+            return call()
+        except MOVED:
+            self.admin.close()
+            self.admin = kafka.make_admin(self.settings, client_id="mailroom-ops")
+            return call()
+
     def kafka_committed(self, group: str) -> dict[TopicPartition, int]:
-        got = self.admin.list_group_offsets({group: None}).get(group, {})
+        got = self._at_coordinator(
+            lambda: self.admin.list_group_offsets({group: None})).get(group, {})
         return {tp: int(om.offset) for tp, om in got.items() if om.offset >= 0}
 
     def members(self, group: str) -> list[Member]:
-        described = self.admin.describe_groups([group]).get(group, {})
+        described = self._at_coordinator(
+            lambda: self.admin.describe_groups([group])).get(group, {})
         return [
             Member(str(m.get("member_id", "")), str(m.get("client_id", "")),
                    str(m.get("client_host", "")))

@@ -250,7 +250,11 @@ def kill(settings: Settings, node_id: int) -> int:
     if victim is None:
         raise StackError(f"cluster node {node_id} is not running")
     os.kill(victim, signal.SIGKILL)
-    process.wait_for(lambda: not process.alive(victim, this.marker), 30,
+    # A JVM's main thread is a zombie while its other threads still exit and hold the
+    # sockets: gone means no listener left either.
+    process.wait_for(lambda: not process.alive(victim, this.marker)
+                     and not process.listening(this.port)
+                     and not process.listening(this.controller_port), 30,
                      f"cluster node {node_id} (pid {victim}) to die", 0.1)
     return victim
 

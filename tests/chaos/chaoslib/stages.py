@@ -52,6 +52,8 @@ class Stages:
     kills: Counter[str] = field(default_factory=Counter)
     exits: list[Exit] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)  # groups with a process after a kill
+    #: a port per stage for its /metrics, /healthz and /readyz (none: the endpoints are off)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
     _procs: dict[str, _Proc] = field(default_factory=dict)
 
@@ -68,8 +70,10 @@ class Stages:
         log = self.log_path(stage).open("ab")
         log.write(f"--- chaos: started at +{self.elapsed():.1f} s ---\n".encode())
         log.flush()
+        settings = self.settings.replace(
+            metrics_port=self.metrics_ports.get(stage, self.settings.metrics_port))
         popen = subprocess.Popen(
-            [*mailroom_command(), "run", stage], env=child_environment(self.settings),
+            [*mailroom_command(), "run", stage], env=child_environment(settings),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: killpg reaches the worker too
         )

@@ -1,0 +1,120 @@
+"""The three-broker cluster as an operator meets it: started idempotently beside the single
+broker, topics with three copies acknowledged by two, doctor's durability check answered, and
+the operator's tools (``mailroom lag``'s :class:`~mailroom.ops.groups.Cluster`) carrying on
+when the broker coordinating a group dies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from brokers import coordinator, wait_in_sync
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from mailroom import cli, doctor, kafka, topics
+from mailroom.errors import ConfigError
+from mailroom.ops.groups import Cluster
+from mailroom.settings import Settings
+from mailroom.stack import cluster
+from mailroom.stack import kafka as single_broker
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def on_cluster(kafka_cluster: Settings, unique_name: str) -> Iterator[Settings]:
+    """Cluster settings with this test's own topics (created), removed afterwards."""
+    s = kafka_cluster.replace(topic_prefix=f"test.{unique_name}")
+    admin = kafka.make_admin(s)
+    try:
+        topics.ensure_topics(admin, topics.topic_specs(s))
+        yield s
+    finally:
+        admin.delete_topics([spec.name for spec in topics.topic_specs(s)])
+        admin.close()
+
+
+def test_up_again_is_quick_and_leaves_the_single_broker_alone(
+    kafka_cluster: Settings, base_settings: Settings, capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = single_broker.status(base_settings)
+    assert cli.main(["stack", "cluster", "up"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("already running") == 3
+    assert cli.main(["stack", "cluster", "status"]) == 0
+    assert single_broker.status(base_settings) == before  # same pid, same ports
+    assert cli.main(["stack", "cluster", "env"]) == 0
+    env = capsys.readouterr().out
+    assert f"export MAILROOM_KAFKA_BOOTSTRAP={kafka_cluster.kafka_bootstrap}" in env
+    assert "export MAILROOM_TOPIC_REPLICATION_FACTOR=3" in env
+
+
+def test_topics_keep_three_copies_and_doctor_calls_it_durable(on_cluster: Settings) -> None:
+    admin = kafka.make_admin(on_cluster)
+    try:
+        states = topics.read_state(admin, [s.name for s in topics.topic_specs(on_cluster)])
+        described = admin.describe_topics(list(states))
+    finally:
+        admin.close()
+    assert len(states) == len(topics.ROLES)
+    for state in states.values():
+        assert state.replication_factor == 3
+        assert state.configs["min.insync.replicas"] == "2"
+    # Spread over the three brokers, every replica in sync.
+    assert {p["leader_id"] for t in described for p in t["partitions"]} == {1, 2, 3}
+    assert all(len(p["isr_nodes"]) == 3 for t in described for p in t["partitions"])
+    findings = list(doctor.check_kafka(on_cluster))
+    levels = {f.component: f.level for f in findings}
+    assert levels["durability"] == "OK", [f.line() for f in findings]
+    assert levels["topics"] == "OK", [f.line() for f in findings]
+    assert "3 broker(s)" in next(f.detail for f in findings if f.component == "kafka")
+
+
+def test_a_replication_factor_the_brokers_cannot_place_is_refused(
+    base_settings: Settings, unique_name: str,
+) -> None:
+    # The single broker, asked for three copies: a clear refusal, and no topic made.
+    s = base_settings.replace(topic_prefix=f"test.{unique_name}", topic_replication_factor=3)
+    admin = kafka.make_admin(s)
+    try:
+        with pytest.raises(ConfigError, match="needs 3 live brokers.*has 1"):
+            topics.ensure_topics(admin, topics.topic_specs(s))
+        assert not [t for t in admin.list_topics() if t.startswith(s.topic_prefix)]
+    finally:
+        admin.close()
+
+
+def test_the_lag_tool_finds_a_group_again_after_its_coordinator_died(
+    on_cluster: Settings, base_settings: Settings,
+) -> None:
+    group = f"{on_cluster.topic_prefix}.unwrap"
+    tp = TopicPartition(on_cluster.topic("raw"), 0)
+    consumer = kafka.make_consumer(on_cluster, group)
+    try:
+        consumer.assign([tp])
+        consumer.commit({tp: OffsetAndMetadata(0, "", -1)})
+    finally:
+        consumer.close()
+    victim = coordinator(on_cluster, group)
+    with Cluster(on_cluster) as tool:
+        assert tool.kafka_committed(group) == {tp: 0}  # the coordinator is known now
+        cluster.kill(base_settings, victim)
+        try:
+            # The group moves to another broker once the dead one is fenced (seconds); until
+            # then a call may fail, after that every call must answer.
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    answer = tool.kafka_committed(group)
+                    break
+                except KafkaError as exc:
+                    assert time.monotonic() < deadline, f"still failing: {exc!r}"
+                    time.sleep(1)
+            assert answer == {tp: 0}
+            assert coordinator(on_cluster, group) != victim
+        finally:
+            cluster.up(base_settings, cluster.DEFAULT_BROKERS)
+            wait_in_sync(on_cluster)
