@@ -1,0 +1,98 @@
+"""The dependency rule, read from the imports: kernel ← stages ← console.
+
+- the kernel (``mailroom`` without its console modules) imports no stage and no console module:
+  it is what every stage shares, and must not grow a way back up;
+- a stage (``ingest``, ``unwrap``, ``route``, ``persist``) imports the kernel only — never
+  another stage (stages talk through topics) nor the console;
+- the console (the operator's surface: the command line, dashboard, operations, demo, local
+  stack and doctor) may import anything.
+
+Imports inside functions count too (a lazy import is still a dependency). A violation names the
+module, the line and what it imports.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ("ingest", "unwrap", "route", "persist")
+CONSOLE = ("mailroom.cli", "mailroom.commands", "mailroom.web", "mailroom.ops", "mailroom.demo",
+           "mailroom.stack", "mailroom.doctor")
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, root: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the file, relative ones resolved."""
+    here = module_name(path, root)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            found.append((node.lineno, name))
+    return found
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def layer(name: str) -> str:
+    if within(name, CONSOLE):
+        return "console"
+    if within(name, ("mailroom",)):
+        return "kernel"
+    if within(name, STAGES):
+        return name.split(".")[0]
+    return "outside"
+
+
+def violations(root: Path = ROOT) -> list[str]:
+    out = []
+    for top in ("mailroom", *STAGES):
+        for path in sorted((root / top).rglob("*.py")):
+            source = module_name(path, root)
+            mine = layer(source)
+            if mine == "console":
+                continue
+            for line, target in imports(path, root):
+                theirs = layer(target)
+                if theirs in ("outside", "kernel") or theirs == mine:
+                    continue
+                out.append(f"{path.relative_to(root)}:{line} ({mine}) imports {target} "
+                           f"({theirs})")
+    return out
+
+
+def test_kernel_stages_console() -> None:
+    assert violations() == []
+
+
+def test_the_rule_sees_a_violation(tmp_path: Path) -> None:
+    # The checker itself, on a tree of its own: a stage importing another stage and the
+    # console, the kernel importing a stage lazily; the console may import a stage.
+    assert layer("unwrap.parse") == "unwrap" and layer("mailroom.web.app") == "console"
+    assert layer("mailroom.codec") == "kernel" and layer("kafka") == "outside"
+    (tmp_path / "route").mkdir()
+    (tmp_path / "mailroom" / "web").mkdir(parents=True)
+    (tmp_path / "route" / "probe.py").write_text(
+        "import persist.apply\nfrom mailroom.web import app\n")
+    (tmp_path / "mailroom" / "codec.py").write_text("def f():\n    from unwrap import parse\n")
+    (tmp_path / "mailroom" / "web" / "app.py").write_text("import ingest.store\n")  # allowed
+    assert violations(tmp_path) == [
+        "mailroom/codec.py:2 (kernel) imports unwrap (unwrap)",
+        "route/probe.py:1 (route) imports persist.apply (persist)",
+        "route/probe.py:2 (route) imports mailroom.web (console)",
+    ]
