@@ -60,9 +60,7 @@ def publish(settings: Settings, conn: psycopg.Connection, producer: Producer,
     wanted = None if ids is None else set(ids)
     profiles = {p.id: p for p in store.profiles(conn)}
     futures = []
-    for m in store.mailboxes(conn):
-        if wanted is not None and m.id not in wanted:
-            continue
+    for m in store.mailboxes(conn, ids=wanted):  # a status change: one row, not a scan
         assert m.id is not None
         value = codec.encode_record(record(m, profiles[m.profile_id]))
         futures.append(producer.send(settings.topic("mailboxes"), key=key(m.id), value=value))

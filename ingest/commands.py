@@ -1,5 +1,5 @@
 """``mailroom profile add|list`` and ``mailroom mailbox add|list|show|test|enable|disable|
-auth-results|set-password|rotate-key``.
+auth-results|set-password|rotate-key`` (``mailbox import``: :mod:`ingest.bulk`).
 
 Passwords never go on the command line (it is visible to every user in ``ps``): they come from
 an environment variable named with ``--password-env``, from standard input, or from a prompt
@@ -14,7 +14,7 @@ import os
 import sys
 from datetime import datetime
 
-from ingest import announce, credentials, probe, rekey, store
+from ingest import announce, bulk, credentials, probe, rekey, store
 from ingest.model import (
     DEFAULT_KEYWORD,
     DEFAULT_PORTS,
@@ -105,6 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pw.add_argument("mailbox", help="address or id")
     pw.add_argument("--password-env", help="environment variable holding the new password")
     pw.set_defaults(func=mailbox_set_password)
+    bulk.register(mb)
     mb.add_parser("rotate-key", help="re-encrypt every stored credential under "
                   "MAILROOM_SECRET_KEY (old keys in MAILROOM_SECRET_KEY_PREVIOUS still decrypt)"
                   ).set_defaults(func=mailbox_rotate_key)

@@ -122,14 +122,68 @@ def add_mailbox(conn: psycopg.Connection, m: Mailbox) -> int:
     return mailbox_id
 
 
-def mailboxes(conn: psycopg.Connection, *, runnable_only: bool = False) -> list[Mailbox]:
+def add_mailboxes(conn: psycopg.Connection, profile: Profile, boxes: list[Mailbox]) -> list[int]:
+    """Many direct mailboxes of one profile, each validated first; the caller commits (all or
+    none). Returns their ids in order."""
+    if not boxes:
+        return []
+    seen: set[str] = set()
+    for m in boxes:
+        m.validate(profile)
+        if m.via_mailbox_id is not None:
+            raise ConfigError(f"mailbox {m.address}: a bulk import adds direct mailboxes only")
+        if m.address in seen:
+            raise ConfigError(f"mailbox {m.address} appears twice")
+        seen.add(m.address)
+    taken = conn.execute("SELECT address FROM ingest_mailboxes WHERE address = ANY(%s)",
+                         (sorted(seen),)).fetchall()
+    if taken:
+        raise ConfigError("mailbox(es) exist already: " + ", ".join(r[0] for r in taken[:10]))
+    ids: list[int] = []
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ingest_mailboxes (address, owner_kind, owner_id, profile_id, username, "
+            "secret, after_ingest, keyword, move_to, enabled, approved, check_auth_results) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            [(m.address, m.owner_kind.value, m.owner_id, profile.id, m.username, m.secret,
+              m.after_ingest.value, m.keyword, m.move_to, m.enabled, m.approved,
+              m.check_auth_results) for m in boxes],
+            returning=True,
+        )
+        while True:
+            row = cur.fetchone()
+            assert row is not None
+            ids.append(int(row[0]))
+            if not cur.nextset():
+                break
+        cur.executemany(
+            "INSERT INTO ingest_folders (mailbox_id, name, direction, position) "
+            "VALUES (%s,%s,%s,%s)",
+            [(mid, f.name, f.direction.value, i)
+             for mid, m in zip(ids, boxes, strict=True) for i, f in enumerate(m.folders)],
+        )
+    return ids
+
+
+def mailboxes(conn: psycopg.Connection, *, runnable_only: bool = False,
+              ids: Iterable[int] | None = None) -> list[Mailbox]:
     """Every mailbox; ``runnable_only``: those ingest polls — enabled, approved and direct (a
-    mailbox "via forward mailbox X" is never logged in to: its mail arrives through X)."""
-    where = "WHERE enabled AND approved AND via_mailbox_id IS NULL" if runnable_only else ""
+    mailbox "via forward mailbox X" is never logged in to: its mail arrives through X);
+    ``ids``: only those (a look-up by key, not a scan of every mailbox)."""
+    where = ["enabled AND approved AND via_mailbox_id IS NULL"] if runnable_only else []
+    params: list[object] = []
+    if ids is not None:
+        where.append("id = ANY(%s)")
+        params.append(list(ids))
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    folder_clause = "WHERE mailbox_id = ANY(%s)" if ids is not None else ""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(f"SELECT * FROM ingest_mailboxes {where} ORDER BY id").fetchall()
+        rows = cur.execute(f"SELECT * FROM ingest_mailboxes {clause} ORDER BY id",
+                           params).fetchall()
         folders: dict[int, list[Folder]] = {}
-        for f in cur.execute("SELECT * FROM ingest_folders ORDER BY mailbox_id, position"):
+        for f in cur.execute(f"SELECT * FROM ingest_folders {folder_clause} "
+                             "ORDER BY mailbox_id, position", params[-1:] if ids is not None
+                             else []):
             folders.setdefault(f["mailbox_id"], []).append(
                 Folder(f["name"], Direction(f["direction"]))
             )
@@ -137,12 +191,18 @@ def mailboxes(conn: psycopg.Connection, *, runnable_only: bool = False) -> list[
 
 
 def mailbox(conn: psycopg.Connection, key: int | str) -> Mailbox:
+    """One mailbox by id or address (an indexed look-up)."""
     if isinstance(key, str) and key.isdigit():
         key = int(key)
-    for m in mailboxes(conn):
-        if m.id == key or m.address == key:
-            return m
-    raise ConfigError(f"no mailbox {key!r}")
+    if isinstance(key, str):
+        row = conn.execute("SELECT id FROM ingest_mailboxes WHERE address = %s",
+                           (key,)).fetchone()
+        found = mailboxes(conn, ids=[int(row[0])]) if row else []
+    else:
+        found = mailboxes(conn, ids=[key])
+    if not found:
+        raise ConfigError(f"no mailbox {key!r}")
+    return found[0]
 
 
 def forward_address(conn: psycopg.Connection, m: Mailbox) -> str:
@@ -200,6 +260,12 @@ def set_status(
         "disabled_kind = COALESCE(%(k)s, disabled_kind), updated_at = now() WHERE id = %(id)s",
         {"s": status, "d": detail, "n": next_attempt_at, "k": disabled_kind, "id": mailbox_id},
     )
+
+
+def status(conn: psycopg.Connection, mailbox_id: int) -> str:
+    row = conn.execute("SELECT status FROM ingest_mailboxes WHERE id = %s",
+                       (mailbox_id,)).fetchone()
+    return str(row[0]) if row else ""
 
 
 def failures(conn: psycopg.Connection, mailbox_id: int) -> int:

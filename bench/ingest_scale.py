@@ -1,0 +1,251 @@
+"""Ingest at scale: how many mailboxes ``mailroom run ingest`` keeps polled, and how often.
+
+N Dovecot users with a few messages each (written straight into their Maildirs), configured
+through the product's own commands (``profile add``, ``mailbox import``), then K ``mailroom run
+ingest`` processes. Once every mailbox has had a first pass (its mail ingested), the steady
+state is measured for a window: most polls find nothing new. Figures, from ingest's own
+records (each pass stamps the mailbox's ``status_at``; the bench samples them):
+
+* mailboxes polled per second (passes in the window / window);
+* poll interval p50/p95: time between two passes of the same mailbox;
+* CPU per poll: the ingest processes' CPU, and Dovecot's (the whole local server), per pass.
+
+The profile's poll interval is 1 s by default, so a mailbox is due again at once: the
+interval measured is how long the processes take to go round every mailbox.
+
+Everything is named after the run (topic prefix, schema, Dovecot users) and removed after.
+
+    .venv/bin/python bench/ingest_scale.py [--mailboxes 1000 10000] [--processes 1 2]
+        [--window 60] [--max-connections 8] [--keep-logs DIR] [--code CHECKOUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import psutil
+
+# Run as a script, this folder would come first on the path and its ingest.py would shadow the
+# package: the repository comes first instead, the bench's helpers are the ``bench`` package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
+
+from bench import harness  # noqa: E402
+from mailroom import kafka  # noqa: E402
+from mailroom import settings as settings_module  # noqa: E402
+from mailroom.db import connect  # noqa: E402
+from mailroom.db.migrate import migrate  # noqa: E402
+from mailroom.demo.pipeline import Children  # noqa: E402
+from mailroom.demo.seed import command  # noqa: E402
+from mailroom.settings import Settings  # noqa: E402
+from mailroom.stack import dovecot  # noqa: E402
+from mailroom.topics import ensure_topics, topic_specs  # noqa: E402
+
+MESSAGES_PER_MAILBOX = 3
+
+
+@dataclass
+class Scale:
+    """One run's world: its users are ``<name>-<n>``."""
+
+    world: harness.World
+    count: int
+
+    def users(self) -> list[str]:
+        return [self.world.login(f"m{n}") for n in range(self.count)]
+
+
+def create(base: Settings, count: int, max_connections: int, poll_interval: int) -> Scale:
+    w = harness.world(base, f"scale{count}")
+    scale = Scale(w, count)
+    harness.create(w, pipeline=False)  # the schema (and the standard users, unused)
+    with connect(w.settings) as conn:
+        migrate(conn)
+    admin = kafka.make_admin(w.settings)
+    try:
+        ensure_topics(admin, topic_specs(w.settings))
+    finally:
+        admin.close()
+    vmail = pwd.getpwnam(dovecot.MAIL_USER)
+    started = time.monotonic()
+    for user in scale.users():
+        dovecot.add_user(base, user, w.password)
+        _seed(dovecot.maildir(base, user), vmail)
+    print(f"  {count} Dovecot users with {MESSAGES_PER_MAILBOX} messages each: "
+          f"{time.monotonic() - started:.1f} s", flush=True)
+    command(w.settings, ["profile", "add", "scale-imap", "--protocol", "imap",
+                         "--host", "127.0.0.1", "--port", str(w.settings.imap_port),
+                         "--tls", "none", "--poll-interval", str(poll_interval),
+                         "--max-connections", str(max_connections)])
+    with tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp:
+        path = Path(tmp) / "mailboxes.csv"
+        path.write_text("address,username\n" + "".join(
+            f"{u}@scale.example,{u}\n" for u in scale.users()))
+        os.environ[harness.PASSWORD_ENV] = w.password
+        started = time.monotonic()
+        command(w.settings, ["mailbox", "import", str(path), "--profile", "scale-imap",
+                             "--password-env", harness.PASSWORD_ENV])
+    print(f"  mailroom mailbox import of {count}: {time.monotonic() - started:.1f} s",
+          flush=True)
+    return scale
+
+
+def _seed(maildir: Path, vmail: pwd.struct_passwd) -> None:
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    for path in (maildir.parent, maildir, *(maildir / s for s in ("new", "cur", "tmp"))):
+        os.chown(path, vmail.pw_uid, vmail.pw_gid)
+    for i in range(MESSAGES_PER_MAILBOX):
+        msg = EmailMessage()
+        msg["From"], msg["To"] = f"s{i}@example.org", "someone@scale.example"
+        msg["Subject"] = f"scale {i}"
+        msg["Message-ID"] = f"<s{i}.{uuid.uuid4().hex}@example.org>"
+        msg.set_content("hello\n" * 20)
+        path = maildir / "new" / f"{time.time_ns()}.s{i}.bench"
+        path.write_bytes(bytes(msg))
+        os.chown(path, vmail.pw_uid, vmail.pw_gid)
+
+
+def remove(scale: Scale) -> None:
+    base = scale.world.base
+    harness.remove(scale.world)
+    for user in scale.users():
+        dovecot.user_file(base, user).unlink(missing_ok=True)
+        shutil.rmtree(dovecot.mail_root(base) / user, ignore_errors=True)
+
+
+# --- measuring -------------------------------------------------------------------------------
+def cpu_s(pids: Iterable[int]) -> float:
+    """CPU seconds of these processes and their descendants (reaped children included)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for p in (root, *root.children(recursive=True)):
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            continue
+    return total
+
+
+def stamps(poller: harness.Poller) -> dict[int, float]:
+    """Each mailbox's last pass that went well (epoch s)."""
+    return {int(i): float(t) for i, t in poller.query(
+        "SELECT id, extract(epoch FROM status_at) FROM ingest_mailboxes WHERE status = 'ok'")}
+
+
+@dataclass
+class Figures:
+    mailboxes: int
+    processes: int
+    warmup_s: float
+    window_s: float
+    passes: int
+    intervals: list[float]
+    ingest_cpu_s: float
+    dovecot_cpu_s: float
+
+    def line(self) -> str:
+        rate = self.passes / self.window_s
+        p50 = statistics.median(self.intervals) if self.intervals else float("nan")
+        p95 = (statistics.quantiles(self.intervals, n=20)[-1]
+               if len(self.intervals) >= 20 else float("nan"))
+        per = 1000 / self.passes if self.passes else float("nan")
+        return (f"{self.mailboxes:>6} mailboxes {self.processes} process(es): "
+                f"{rate:7.1f} mailboxes polled/s, interval p50 {p50:6.1f} s p95 {p95:6.1f} s "
+                f"({len(self.intervals)} intervals), CPU per poll: ingest "
+                f"{self.ingest_cpu_s * per:5.1f} ms, Dovecot {self.dovecot_cpu_s * per:5.1f} ms"
+                f" (first round {self.warmup_s:.0f} s)")
+
+
+def measure(scale: Scale, processes: int, window_s: float, warmup_limit_s: float,
+            log_dir: Path) -> Figures:
+    w = scale.world
+    poller = harness.Poller(w.settings)
+    children = Children(w.settings, log_dir)
+    dovecot_pid = [p for p in [dovecot._pid(w.base)] if p]  # noqa: SLF001 - the stack's own
+    try:
+        started = time.time()
+        for i in range(processes):
+            children.start(f"ingest-{processes}-{i + 1}", ["run", "ingest"])
+        pids = [c.process.pid for c in children.children]
+        # First round: every mailbox passed once by these processes (and its mail ingested).
+        while True:
+            fresh = sum(1 for t in stamps(poller).values() if t > started)
+            if fresh >= scale.count or time.time() - started > warmup_limit_s:
+                break
+            if children.dead():
+                raise SystemExit(f"an ingest process died; see {log_dir}")
+            time.sleep(1.0)
+        warmup_s = time.time() - started
+        print(f"  {processes} process(es): {fresh} of {scale.count} mailboxes passed once in "
+              f"{warmup_s:.0f} s; measuring {window_s:.0f} s", flush=True)
+        seen = {i: [t] for i, t in stamps(poller).items()}
+        cpu0, dov0, t0 = cpu_s(pids), cpu_s(dovecot_pid), time.time()
+        while time.time() - t0 < window_s:
+            time.sleep(0.5)
+            for i, t in stamps(poller).items():
+                if t != seen.setdefault(i, [t])[-1]:
+                    seen[i].append(t)
+        cpu1, dov1, t1 = cpu_s(pids), cpu_s(dovecot_pid), time.time()
+        passes = sum(len(ts) - 1 for ts in seen.values())
+        intervals = [b - a for ts in seen.values() for a, b in zip(ts, ts[1:], strict=False)]
+        return Figures(scale.count, processes, warmup_s, t1 - t0, passes, intervals,
+                       cpu1 - cpu0, dov1 - dov0)
+    finally:
+        children.stop()
+        poller.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mailboxes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--window", type=float, default=60.0, help="seconds measured")
+    parser.add_argument("--warmup-limit", type=float, default=900.0,
+                        help="longest wait for the first round (seconds)")
+    parser.add_argument("--max-connections", type=int, default=8,
+                        help="the profile's max_connections")
+    parser.add_argument("--poll-interval", type=int, default=1, help="the profile's, seconds")
+    parser.add_argument("--keep-logs", type=Path, help="keep the processes' logs here")
+    parser.add_argument("--code", type=Path, help="run the ingest processes from this checkout "
+                        "(e.g. `git archive` of an earlier commit), to compare versions")
+    args = parser.parse_args()
+    if args.code:
+        os.environ["PYTHONPATH"] = str(args.code.resolve())  # the children's, not ours
+    base = settings_module.load()
+    logs = args.keep_logs or Path(tempfile.mkdtemp(prefix="mailroom-ingest-scale-"))
+    results = []
+    for count in args.mailboxes:
+        print(f"{count} mailboxes:", flush=True)
+        scale = create(base, count, args.max_connections, args.poll_interval)
+        try:
+            for k in args.processes:
+                figures = measure(scale, k, args.window, args.warmup_limit, logs / str(count))
+                print("  " + figures.line(), flush=True)
+                results.append(figures)
+        finally:
+            remove(scale)
+    print(f"\ncpus={os.cpu_count()} max_connections={args.max_connections} "
+          f"poll_interval={args.poll_interval}s window={args.window:.0f}s")
+    for f in results:
+        print(f.line())
+    if not args.keep_logs:
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
