@@ -18,12 +18,19 @@ from datetime import UTC, datetime
 from email.message import Message
 
 from mailroom.records.email import Address, Delivery, Email, Markers
+from unwrap import reports
 from unwrap.addresses import parse_address_list
 from unwrap.content import LimitExceeded, collect
 from unwrap.context import RawInput, SourcePosition
 from unwrap.limits import Limits
-from unwrap.parse import from_line_dropped, header, raw_header, raw_value
-from unwrap.reports import classify_with_notes
+from unwrap.parse import (
+    first_raw,
+    from_line_dropped,
+    header,
+    header_text,
+    raw_header,
+    raw_value,
+)
 
 _MSGID = re.compile(r"<([^<>]*)>")
 _MAX_REFERENCES = 100  # a thread deeper than this gains nothing from more; bounds the record
@@ -159,6 +166,19 @@ def _marker(msg: Message, name: str) -> str | None:
     return header(msg, name) or None
 
 
+_MARKERS = {"auto-submitted": "auto_submitted", "precedence": "precedence",
+            "list-id": "list_id", "x-auto-response-suppress": "x_auto_response_suppress",
+            "x-autoreply": "x_autoreply", "x-autorespond": "x_autorespond",
+            "return-path": "return_path"}
+#: Read in one pass over the headers: the markers and what the report checks need.
+_ONE_PASS = frozenset(_MARKERS) | reports.HEADERS
+
+
+def _markers(found: dict[str, str]) -> Markers:
+    return Markers(**{_MARKERS[name]: header_text(value) or None
+                      for name, value in found.items() if name in _MARKERS})
+
+
 def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
               source: SourcePosition | None = None) -> Email:
     warnings = list(origin.warnings)
@@ -185,7 +205,8 @@ def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
                         "other programs may show it as the sender")
     from_address = from_list[0] if from_list else None
     from_addr = from_address.address if from_address else ""
-    report, notes = classify_with_notes(msg)
+    found = first_raw(msg, _ONE_PASS)
+    report, notes = reports.classify_with_notes(msg, found)
     warnings.extend(notes)
     references = message_ids(raw_header(msg, "references"))[-_MAX_REFERENCES:]
     in_reply_to = message_ids(raw_header(msg, "in-reply-to"))
@@ -219,15 +240,7 @@ def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
         cc=tuple(cc),
         bcc=tuple(_addresses(msg, "bcc", warnings, limits)),
         date=date,
-        markers=Markers(
-            auto_submitted=_marker(msg, "auto-submitted"),
-            precedence=_marker(msg, "precedence"),
-            list_id=_marker(msg, "list-id"),
-            x_auto_response_suppress=_marker(msg, "x-auto-response-suppress"),
-            x_autoreply=_marker(msg, "x-autoreply"),
-            x_autorespond=_marker(msg, "x-autorespond"),
-            return_path=raw_header(msg, "return-path") or None,
-        ),
+        markers=_markers(found),
         report=report,
         text_body=content.text,
         html_body=content.html,

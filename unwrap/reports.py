@@ -27,6 +27,7 @@ Status fields are read leniently (``Action : failed``, continuation lines withou
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -38,7 +39,8 @@ from unwrap.parse import content_type, first_raw, header_text, param, payload_by
 _STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
 #: Where a report returns the original, in order of preference (RFC 3462/6522, RFC 6533).
 _RETURNED = ("message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers")
-_HEADERS = bounces.HEADERS | autoreplies.HEADERS
+#: The headers the bounce and auto-reply checks read.
+HEADERS = bounces.HEADERS | autoreplies.HEADERS
 _NONE = Report()
 _UNREAD_NOTICE = ("sent like a delivery notice (null sender, mailer daemon or postmaster) but no "
                   "failed or delayed delivery could be read from it")
@@ -216,10 +218,12 @@ def classify(msg: Message) -> Report:
     return classify_with_notes(msg)[0]
 
 
-def classify_with_notes(msg: Message) -> tuple[Report, list[str]]:
+def classify_with_notes(msg: Message, heads: Mapping[str, str] | None = None,
+                        ) -> tuple[Report, list[str]]:
     """The report and, for a message whose headers say it is a delivery notice but whose
     content could not be read as one, a warning saying so (route still treats it as automated
-    by those headers)."""
+    by those headers). ``heads``: the first raw value of each of :data:`HEADERS` present, when
+    the caller has read them already (``parse.first_raw``)."""
     ctype = content_type(msg)
     if ctype == "multipart/report":
         report = _report(msg)
@@ -227,7 +231,8 @@ def classify_with_notes(msg: Message) -> tuple[Report, list[str]]:
             return report, []
         # a report whose status cannot be read may still say in words what happened
         return _notice(msg) or report, []
-    heads = first_raw(msg, _HEADERS)  # one pass over the headers for both checks
+    if heads is None:
+        heads = first_raw(msg, HEADERS)  # one pass over the headers for both checks
     if bounces.likely_bounce(msg, heads, ctype):  # headers only: ordinary mail stops here
         found = _notice(msg)
         if found is not None:
