@@ -33,6 +33,8 @@ from mailroom.db import DatabaseUnavailable, connect
 from mailroom.settings import Settings
 from mailroom.web import csrf, sessions
 from mailroom.web.accounts import Passwords, Role
+from mailroom.web.charts import CHART_CSS
+from mailroom.web.data.history import Sampler
 from mailroom.web.data.stages import StageMonitor
 from mailroom.web.data.volume import VolumeMonitor
 from mailroom.web.sessions import Session
@@ -114,7 +116,12 @@ class Dashboard:
         self.passwords = passwords or Passwords()
         self.stages = StageMonitor(settings)
         self.volume = VolumeMonitor(settings)
+        self.sampler = Sampler(settings, self.stages)
         self._codec: Codec | None = None
+
+    def start_sampling(self) -> None:
+        """The stage history's sampler (the command starts it; tests sample by hand)."""
+        self.sampler.start()
 
     def handle(self, request: Request, route: Page) -> Response:
         """The gate, then the page; runs on a worker thread."""
@@ -157,6 +164,7 @@ class Dashboard:
         return text if ok else ""
 
     def close(self) -> None:
+        self.sampler.stop()
         self.stages.close()
 
 
@@ -272,7 +280,7 @@ class SecurityHeaders:
 
 
 def _css(_: Dashboard, __: Request) -> Response:
-    return Response(CSS, content_type="text/css; charset=utf-8")
+    return Response(CSS + CHART_CSS, content_type="text/css; charset=utf-8")
 
 
 def _no_favicon(_: Dashboard, __: Request) -> Response:

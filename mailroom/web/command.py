@@ -83,6 +83,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host}: reachable from other machines over plain "
               "HTTP; use --tls-cert/--tls-key or put TLS in front of it", file=sys.stderr)
     _warn_without_accounts(settings)
+    app.start_sampling()
     print(f"dashboard: {server.url}", flush=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -152,6 +152,57 @@ def test_dashboard_in_chromium(dashboard: Running, browser, codec, mail_user) ->
     assert webseed.EVIL_SUBJECT in page.inner_text("main")
     assert dialogs == []
 
+    # The pictures: stage history, arrivals per mailbox, dead letters over time, the timeline.
+    page.goto(dashboard.url + "/stages")
+    page.get_by_role("link", name="History: throughput and lag over the last hour and day").click()
+    assert page.url == dashboard.url + "/stages/history"
+    assert page.locator("svg#throughput-hour").count() == 1
+    page.goto(dashboard.url + "/")
+    page.get_by_role("link", name="Arrivals per mailbox over time").click()
+    assert page.locator(f"svg#arrivals-{mailbox_id}").count() == 1
+    page.goto(dashboard.url + "/dead-letters")
+    assert page.locator("svg#dead-letters-hour rect.bar").count() >= 1
+    assert page.locator("main script").count() == 0 and dialogs == []
+
+    # The operator's own account page; the audit log is the admin's, not the operator's.
+    page.get_by_role("link", name=f"{dashboard.logins['operator'][0]} (operator)").click()
+    assert page.url == dashboard.url + "/account"
+    assert page.locator("nav a", has_text="Audit").count() == 0
+    assert page.goto(dashboard.url + "/audit").status == 403
+
+    admin = browser.new_context()
+    admin_page = admin.new_page()
+    admin_page.goto(dashboard.url + "/login")
+    admin_page.fill("#account", dashboard.admin[0])
+    admin_page.fill("#password", dashboard.admin[1])
+    admin_page.click("button[type=submit]")
+    admin_page.get_by_role("link", name="Audit").click()
+    audit = admin_page.inner_text("#audit")
+    assert "mailbox.test" in audit and "dead_letter.retry" in audit
+    assert dashboard.logins["operator"][0] in audit
+    admin.close()
+
+    # A viewer sees no buttons that change anything, and changes its own password.
+    viewer = browser.new_context()
+    viewer_page = viewer.new_page()
+    name, password = dashboard.logins["viewer"]
+    viewer_page.goto(dashboard.url + "/login")
+    viewer_page.fill("#account", name)
+    viewer_page.fill("#password", password)
+    viewer_page.click("button[type=submit]")
+    assert viewer_page.get_by_role("button", name="Test").count() == 0
+    viewer_page.goto(dashboard.url + "/dead-letters")
+    assert viewer_page.get_by_role("button", name="Retry").count() == 0
+    viewer_page.goto(dashboard.url + "/account")
+    viewer_page.fill("#current", password)
+    viewer_page.fill("#new", "a brand new password")
+    viewer_page.fill("#repeat", "a brand new password")
+    viewer_page.get_by_role("button", name="Change password").click()
+    assert "Password changed" in viewer_page.inner_text("main")
+    viewer_page.goto(dashboard.url + "/")
+    assert viewer_page.url == dashboard.url + "/login"
+    viewer.close()
+
     shot = os.environ.get("MAILROOM_SCREENSHOT")
     if shot:
         page.goto(dashboard.url + "/")

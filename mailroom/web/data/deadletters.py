@@ -33,9 +33,14 @@ class LetterView:
 
 
 def letters(settings: Settings, codec: Codec, conn: psycopg.Connection | None,
-            limit: int = 200) -> tuple[list[LetterView], Counter[tuple[str, str]]]:
+            limit: int = 200) -> tuple[list[LetterView], Counter[tuple[str, str]],
+                                       list[tuple[datetime, str]]]:
+    """The newest ``limit`` letters, the counts by (stage, reason) of all, and when each of all
+    failed with its ``stage/reason`` (for the chart over time)."""
     found = dlq.read_letters(settings, codec)
     counts = dlq.counts(found)
+    failures = [(i.letter.failed_at, f"{i.letter.stage}/{i.letter.reason_code}")
+                for i in found if i.letter is not None and i.letter.failed_at is not None]
     retried = _retried(settings, conn)
     out = []
     for item in reversed(found[-limit:] if len(found) > limit else found):
@@ -50,7 +55,7 @@ def letters(settings: Settings, codec: Codec, conn: psycopg.Connection | None,
             summary, retried.get(f"{settings.topic('dlq')}/{item.id}"),
         ))
     out.sort(key=lambda v: (v.failed_at is None, v.failed_at), reverse=True)
-    return out, counts
+    return out, counts, failures
 
 
 def _retried(settings: Settings, conn: psycopg.Connection | None) -> dict[str, datetime]:

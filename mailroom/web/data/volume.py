@@ -20,6 +20,9 @@ class VolumeSnapshot:
     mailboxes: list[tuple[str, dict[str, int]]] = field(default_factory=list)
     senders: list[tuple[str, dict[str, int]]] = field(default_factory=list)  # top N
     undecodable: dict[str, int] = field(default_factory=dict)
+    # Per mailbox, every kept window of the smallest size: start (ms) → messages (the charts).
+    arrivals: dict[str, dict[int, int]] = field(default_factory=dict)
+    arrival_window: w.Window | None = None
     error: str = ""
 
 
@@ -39,8 +42,14 @@ def summarise(volumes: dict[str, w.Volume], windows: tuple[w.Window, ...],
         return sorted(by[dimension].items(),
                       key=lambda kv: (-kv[1].get(names[-1], 0), -max(kv[1].values()), kv[0]))
 
+    smallest = min(windows, key=lambda x: x.size_ms) if windows else None
+    arrivals = {
+        value: {int(start): n for start, n in volume.get(smallest.name, {}).items()}
+        for key, volume in volumes.items() if smallest
+        for dimension, value in [w.split_key(key)] if dimension == w.MAILBOX
+    }
     return VolumeSnapshot(names, starts, ranked(w.MAILBOX), ranked(w.SENDER)[:top],
-                          by[w.UNDECODABLE].get("", {}))
+                          by[w.UNDECODABLE].get("", {}), arrivals, smallest)
 
 
 class VolumeMonitor:

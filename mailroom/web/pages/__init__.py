@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from mailroom.web.accounts import Role
 from mailroom.web.app import Page
-from mailroom.web.pages import account, audit, deadletters, login, mailboxes, records, stages
+from mailroom.web.pages import (
+    account,
+    arrivals,
+    audit,
+    deadletters,
+    history,
+    login,
+    mailboxes,
+    records,
+    stages,
+)
 
 ROUTES = [
     Page("GET", "/login", login.show, None),
@@ -19,7 +29,9 @@ ROUTES = [
     Page("POST", "/account/password", account.change_password),
     Page("GET", "/", mailboxes.show),
     Page("POST", "/mailboxes/{id:int}/test", mailboxes.test, Role.operator),
+    Page("GET", "/mailboxes/arrivals", arrivals.show),
     Page("GET", "/stages", stages.show),
+    Page("GET", "/stages/history", history.show),
     Page("GET", "/dead-letters", deadletters.show),
     Page("POST", "/dead-letters/retry", deadletters.retry, Role.operator),
     Page("GET", "/emails", records.emails),

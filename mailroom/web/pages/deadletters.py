@@ -1,18 +1,42 @@
-"""Dead letters: counts by stage and reason, each letter with a *Retry* button."""
+"""Dead letters: counts by stage and reason, over time (charts), each letter with a *Retry*
+button."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mailroom.db import connect
 from mailroom.errors import MailroomError
 from mailroom.web import audit
 from mailroom.web.accounts import Role
+from mailroom.web.charts import Stack, bar_chart
 from mailroom.web.data import deadletters as data
 from mailroom.web.templates import Html, ago, join, page, post_button, table, tag
 
 if TYPE_CHECKING:
     from mailroom.web.app import Dashboard, Request, Response
+
+
+# (span, bucket, name): by hour over the last day, by day over the last two weeks.
+SPANS = ((86400, 3600, "day"), (14 * 86400, 86400, "two weeks"))
+
+
+def over_time(failures: list[tuple[datetime, str]], now: float, span_s: int, bucket_s: int,
+              name: str) -> Html:
+    """Dead letters per bucket, stacked by stage/reason (buckets aligned to UTC)."""
+    first = (int(now - span_s) // bucket_s + 1) * bucket_s
+    starts = list(range(first, int(now) + 1, bucket_s))
+    counts: dict[str, list[int]] = {}
+    for at, reason in sorted(failures, key=lambda f: f[1]):
+        t = at.timestamp()
+        if first <= t <= now:
+            counts.setdefault(reason, [0] * len(starts))[int((t - first) // bucket_s)] += 1
+    per = "hour" if bucket_s == 3600 else "day"
+    return bar_chart(f"Dead letters per {per} by stage/reason, last {name}",
+                     Stack([float(s) for s in starts], bucket_s, counts), first, now,
+                     id=f"dead-letters-{per}")
 
 
 def show(app: Dashboard, request: Request) -> Response:
@@ -22,7 +46,7 @@ def show(app: Dashboard, request: Request) -> Response:
     operator = request.session is not None and request.session.may(Role.operator)
     try:
         with connect(app.settings) as conn:
-            found, counts = data.letters(app.settings, app.codec, conn)
+            found, counts, failures = data.letters(app.settings, app.codec, conn)
     except MailroomError as exc:
         body = tag("p", f"Dead letters unavailable: {exc}", cls="st bad")
         return Response(page("Dead letters", body, current="/dead-letters", who=request.session))
@@ -43,8 +67,11 @@ def show(app: Dashboard, request: Request) -> Response:
     ]
     letters = table(("Letter", "Stage", "Reason", "Why", "Attempts", "Source", "Failed",
                      "Payload", "Retries", ""), rows, empty="no dead letters", id="letters")
-    body = join([tag("h2", "By stage and reason"), by_reason, tag("h2", "Letters, newest first"),
-                 letters])
+    now = time.time()
+    body = join([tag("h2", "By stage and reason"), by_reason,
+                 tag("div", join([over_time(failures, now, span, bucket, name)
+                                  for span, bucket, name in SPANS]), cls="charts"),
+                 tag("h2", "Letters, newest first"), letters])
     return Response(page("Dead letters", body, current="/dead-letters", who=request.session,
                          flash=app.flash(request)))
 

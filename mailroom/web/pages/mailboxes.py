@@ -8,7 +8,18 @@ from mailroom.db import connect
 from mailroom.web import audit
 from mailroom.web.accounts import Role
 from mailroom.web.data import mailboxes as data
-from mailroom.web.templates import Html, ago, duration, esc, page, post_button, status, table
+from mailroom.web.templates import (
+    Html,
+    ago,
+    duration,
+    esc,
+    link,
+    page,
+    post_button,
+    status,
+    table,
+    tag,
+)
 
 if TYPE_CHECKING:
     from mailroom.web.app import Dashboard, Request, Response
@@ -43,6 +54,7 @@ def show(app: Dashboard, request: Request) -> Response:
     body = table(("Mailbox", "Kind", "Method", "Status", "Last poll", "Backlog", "Last error",
                   "Last test", ""), rows, empty="no mailboxes (mailroom mailbox add)",
                  id="mailboxes")
+    body = tag("p", link("/mailboxes/arrivals", "Arrivals per mailbox over time")) + body
     return Response(page("Mailboxes", body, current="/", who=request.session,
                          flash=app.flash(request)))
 

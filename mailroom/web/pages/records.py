@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailroom.db import connect
+from mailroom.web.charts import timeline
 from mailroom.web.data import records as data
 from mailroom.web.templates import Html, esc, join, link, page, status, table, tag
 
@@ -28,6 +29,7 @@ def _email_rows(emails: list[data.EmailView]) -> list[tuple[object, ...]]:
     ]
 
 
+LANES = ("ingest", "unwrap", "route", "persist")
 EMAIL_HEADERS = ("Subject", "From", "Received", "Mailboxes", "Correlation", "Regarding",
                  "Flags")
 
@@ -48,7 +50,12 @@ def _trace(found: tuple[list[data.TraceStep], str]) -> Html:
             for s in steps]
     table_html = table(("At", "Stage", "Event", "Detail", "Source"), rows,
                  empty="no trace events for this email", id="trace")
-    return join([tag("p", summary, cls="muted", id="trace-summary"), table_html])
+    lanes = sorted({s.stage for s in steps}, key=lambda x: (
+        LANES.index(x) if x in LANES else len(LANES), x))
+    chart = timeline("The email across the stages (seconds after its first event)", lanes,
+                     [(s.at.timestamp(), s.stage, s.event) for s in steps],
+                     id="trace-timeline") if steps else Html("")
+    return join([tag("p", summary, cls="muted", id="trace-summary"), chart, table_html])
 
 
 def email(app: Dashboard, request: Request) -> Response:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mailroom.web.data.volume import VolumeSnapshot
-from mailroom.web.templates import Html, duration, join, page, status, table, tag, when
+from mailroom.web.templates import Html, duration, join, link, page, status, table, tag, when
 
 if TYPE_CHECKING:
     from mailroom.web.app import Dashboard, Request, Response
@@ -23,7 +23,8 @@ def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
     snap = app.stages.snapshot()
-    parts: list[Html] = []
+    parts: list[Html] = [tag("p", link("/stages/history", "History: throughput and lag over "
+                                       "the last hour and day"))]
     if snap.report is None:
         parts.append(tag("p", f"Lag unavailable: {snap.error}", cls="st bad"))
     else:
