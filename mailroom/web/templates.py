@@ -110,7 +110,8 @@ def post_button(action: str, label: str, csrf: str, **fields: str) -> Html:
 
 NAV = (("/", "Mailboxes", "viewer"), ("/stages", "Stages", "viewer"),
        ("/dead-letters", "Dead letters", "viewer"), ("/emails", "Emails", "viewer"),
-       ("/cases", "Cases", "viewer"), ("/audit", "Audit", "admin"))
+       ("/cases", "Cases", "viewer"), ("/search", "Search", "viewer"),
+       ("/audit", "Audit", "admin"))
 
 
 def page(title: str, body: Any, *, current: str = "", who: Session | None = None,
@@ -157,5 +158,6 @@ pre{white-space:pre-wrap;background:#fff;border:1px solid #ddd;padding:.6em;max-
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}
 dd{margin:0}
 .login{max-width:22em;background:#fff;border:1px solid #ddd;padding:1em}
+form.search input{padding:.2em;margin-right:.6em}form.search{margin:.4em 0 1em}
 .login input{width:100%;box-sizing:border-box;margin:.4em 0 .8em;padding:.3em}
 """

@@ -1,9 +1,11 @@
 """Acceptance: Debian's Chromium, headless, driven by Playwright through its executable path.
 
-Logs in, loads every page, clicks *Test* on a mailbox (a real Dovecot user) and *Retry* on a
-dead letter and checks what changed (on the page, in PostgreSQL, on the source topic), sees a
-``<script>`` subject rendered as text (and no dialog), a POST without the CSRF token refused,
-and a browser without a session seeing only the login page.
+Logs in (an operator), loads every page, clicks *Test* on a mailbox (a real Dovecot user) and
+*Retry* on a dead letter and checks what changed (on the page, in PostgreSQL, on the source
+topic), sees a ``<script>`` subject rendered as text (and no dialog), a POST without the CSRF
+token refused, the charts, the search, and a browser without a session seeing only the login
+page; the admin reads the operator's actions on the audit page; a viewer sees no buttons and
+changes its password.
 
 ``MAILROOM_SCREENSHOT=docs/dashboard.png`` also saves a screenshot of the dashboard.
 """
@@ -163,6 +165,15 @@ def test_dashboard_in_chromium(dashboard: Running, browser, codec, mail_user) ->
     page.goto(dashboard.url + "/dead-letters")
     assert page.locator("svg#dead-letters-hour rect.bar").count() >= 1
     assert page.locator("main script").count() == 0 and dialogs == []
+
+    # Why wasn't it tracked? The search finds the stored email by its sender.
+    page.get_by_role("link", name="Search").click()
+    page.fill("#q", "ann@customer.example")
+    page.get_by_role("button", name="Search").click()
+    assert webseed.EVIL_SUBJECT in page.inner_text("#search-emails")
+    page.fill("#q", "nobody-sent-this@nowhere.example")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("#never-arrived").count() == 1
 
     # The operator's own account page; the audit log is the admin's, not the operator's.
     page.get_by_role("link", name=f"{dashboard.logins['operator'][0]} (operator)").click()

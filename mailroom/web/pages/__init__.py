@@ -18,6 +18,7 @@ from mailroom.web.pages import (
     login,
     mailboxes,
     records,
+    search,
     stages,
 )
 
@@ -38,5 +39,6 @@ ROUTES = [
     Page("GET", "/emails/{id:int}", records.email),
     Page("GET", "/cases", records.cases),
     Page("GET", "/cases/{id:int}", records.case),
+    Page("GET", "/search", search.show),
     Page("GET", "/audit", audit.show, Role.admin),
 ]
