@@ -44,6 +44,8 @@ HEADERS = bounces.HEADERS | autoreplies.HEADERS
 _NONE = Report()
 _UNREAD_NOTICE = ("sent like a delivery notice (null sender, mailer daemon or postmaster) but no "
                   "failed or delayed delivery could be read from it")
+_SIEVE_REJECT = re.compile(r"automatic-action\s*/\s*MDN-sent-automatically\s*;\s*deleted",
+                           re.IGNORECASE)
 _MAX_PARTS = 200  # a notice has a handful; the limit only bounds a hostile tree
 _FIELD = re.compile(r"^([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*)$")
 
@@ -258,7 +260,19 @@ def _report(msg: Message) -> Report:
         part = _part(msg, "message/disposition-notification",
                      "message/global-disposition-notification")
         fields = {k: v for b in (_blocks(part) if part is not None else []) for k, v in b.items()}
-        return Report("read_receipt", fields.get("disposition") or None)
+        disposition = fields.get("disposition") or ""
+        if _SIEVE_REJECT.search(disposition):
+            # RFC 5429: a Sieve "reject" refuses delivery with an automatic "deleted" MDN
+            # (Dovecot's over-quota refusals too): the mail did not reach its recipient
+            from unwrap.normalise import normalise_message_id
+
+            recipient = _recipient(fields)
+            original = fields.get("original-message-id")
+            return Report("bounce", f"rejected ({disposition})",
+                          (recipient,) if recipient else (),
+                          (normalise_message_id(original) if original else None)
+                          or returned_message_id(msg))
+        return Report("read_receipt", disposition or None)
     if report_type == "feedback-report":
         part = _part(msg, "message/feedback-report")
         fields = {k: v for b in (_blocks(part) if part is not None else []) for k, v in b.items()}

@@ -268,6 +268,20 @@ because:
                        + "does not exist\nAction : failed\nStatus: 5.1.1\n"
                        + f"\n--nb\nContent-Type: text/rfc822-headers\n\n{ORIGINAL_HEADERS}"
                        + "\n--nb--\n"),
+    # RFC 5429: a Sieve "reject" (here Dovecot's over-quota refusal) answers with an MDN
+    "sieve_reject.eml": (head("Mail Delivery Subsystem <MAILER-DAEMON@mx.example>",
+                              "Automatically rejected mail", "",
+                              'multipart/report; report-type=disposition-notification; '
+                              'boundary="nb"')
+                         + "--nb\nContent-Type: text/plain; charset=utf-8\n\n"
+                         + "Your message to <bob@customer.example> was automatically rejected:"
+                         + "\nQuota exceeded (mailbox for user is full)\n"
+                         + "--nb\nContent-Type: message/disposition-notification\n\n"
+                         + "Reporting-UA: mx.example; Dovecot Mail Delivery Agent\n"
+                         + "Final-Recipient: rfc822; bob@customer.example\n"
+                         + "Original-Message-ID: <quote-7@corp.example>\n"
+                         + "Disposition: automatic-action/MDN-sent-automatically; deleted\n"
+                         + f"\n--nb\nContent-Type: message/rfc822\n\n{COPY}\n--nb--\n"),
     # Ordinary mail that must stay ordinary
     "person_quotes_bounce.eml": head("Carol <carol@customer.example>",
                                      "Re: my mail could not be delivered",

@@ -33,6 +33,7 @@ BOUNCES = {
     "domino.eml": BOB,
     "dsn_in_mixed.eml": BOB,
     "dsn_sloppy.eml": BOB,  # "Action : failed" after an unindented continuation line
+    "sieve_reject.eml": BOB,  # an MDN "deleted" by a Sieve reject (RFC 5429)
 }
 
 

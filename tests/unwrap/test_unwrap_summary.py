@@ -16,7 +16,7 @@ def test_summary_json_counts_the_notices(capsys: pytest.CaptureFixture[str]) -> 
     files = len(list((FIXTURES / "notices").glob("*.eml")))
     assert counted["files"] == files
     assert counted["outcome"] == {"emails": files}
-    assert counted["report_kind"]["bounce"] == 15
+    assert counted["report_kind"]["bounce"] == 16
     assert counted["report_kind"]["delayed"] == 2
     assert counted["report_kind"]["auto_reply"] == 6
     assert counted["copy_kind"] == {"direct": files}
