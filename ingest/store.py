@@ -26,12 +26,7 @@ from ingest.model import (
     Protocol,
     Tls,
 )
-from mailroom.errors import ConfigError, MailroomError
-
-
-class Fenced(MailroomError):  # noqa: N818 - the name says what happened
-    """This process no longer owns the mailbox: another one claimed it with a newer generation."""
-
+from mailroom.errors import ConfigError, Fenced
 
 _PROFILE_COLS = (
     "name, protocol, host, port, tls, trust_cafile, auth, oauth_token_url, oauth_client_id, "
@@ -408,13 +403,15 @@ class FolderBacklog:
     measured_at: datetime | None
 
 
-def backlog(conn: psycopg.Connection) -> list[FolderBacklog]:
+def backlog(conn: psycopg.Connection, mailbox_id: int | None = None) -> list[FolderBacklog]:
     """Ingest's lag per IMAP mailbox folder, as the last pass measured it (for ``mailroom lag``
-    and metrics). Kept current batch by batch while a backlog drains."""
+    and metrics). Kept current batch by batch while a backlog drains. ``mailbox_id``: only
+    that mailbox's folders."""
+    where = "" if mailbox_id is None else "WHERE m.id = %s "
     rows = conn.execute(
         "SELECT m.id, m.address, c.folder, c.backlog, c.backlog_oldest, c.updated_at "
         "FROM ingest_checkpoints c JOIN ingest_mailboxes m ON m.id = c.mailbox_id "
-        "ORDER BY m.address, c.folder"
+        f"{where}ORDER BY m.address, c.folder", () if mailbox_id is None else (mailbox_id,)
     ).fetchall()
     return [FolderBacklog(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 

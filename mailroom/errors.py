@@ -49,5 +49,11 @@ class UnknownSchemaError(MailroomError):
         )
 
 
+class Fenced(MailroomError):  # noqa: N818 - the name says what happened
+    """Another process owns this work now (it claimed the mailbox or the partitions with a newer
+    generation): the write must not happen. Not a failure of the work itself: no retry, no death
+    counted; its owner does it."""
+
+
 class FaultInjected(MailroomError):  # noqa: N818 - the name says what it is
     """Raised only when a named fault point is armed in ``raise`` mode (tests)."""

@@ -30,8 +30,9 @@ from kafka.errors import KafkaError
 
 from mailroom import faults
 from mailroom.db.outage import LOST, renewed
+from mailroom.errors import Fenced
 from mailroom.settings import Settings
-from mailroom.stage.commit import Batch, Fenced, as_kafka, seek_to_first
+from mailroom.stage.commit import Batch, as_kafka, seek_to_first
 
 log = logging.getLogger(__name__)
 

@@ -41,16 +41,11 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
-from mailroom.errors import MailroomError
-
 log = logging.getLogger(__name__)
 
 Batch = Mapping[TopicPartition, list[Any]]
 
 
-class Fenced(MailroomError):  # noqa: N818 - the name says what happened
-    """Another process owns these partitions now: the unit must not commit. The runner rolls it
-    back and leaves the records to their owner (no retry, no death counted)."""
 
 
 class Commit(Protocol):
@@ -69,7 +64,7 @@ class Commit(Protocol):
         """Inside the transaction, after the broker acknowledged the unit's sends. ``handled``:
         records of the stage's main input went through the handler (the unit was not only a
         dead letter, nor only side inputs such as persist's trace events). May raise
-        :class:`Fenced`."""
+        :class:`~mailroom.errors.Fenced`."""
         ...
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -55,11 +55,11 @@ from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db.outage import LOST, Outage, renewed
 from mailroom.deadletters import DeadLetterWriter
-from mailroom.errors import TransientError
+from mailroom.errors import Fenced, TransientError
 from mailroom.metrics import arrived_ms
 from mailroom.settings import Settings
 from mailroom.stage.budget import Executor
-from mailroom.stage.commit import Commit, Fenced, KafkaCommit
+from mailroom.stage.commit import Commit, KafkaCommit
 from mailroom.stage.execute import BatchSpec, StageSpec
 from mailroom.stage.loop import Dependencies, poll_until_stopped, stop_signals
 from mailroom.stage.outbox import Outbox
