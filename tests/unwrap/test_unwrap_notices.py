@@ -96,3 +96,22 @@ def test_an_unreadable_notice_says_so() -> None:
     email = notice("null_sender_unclassified.eml")
     assert any("sent like a delivery notice" in w for w in email.warnings)
     assert not any("delivery notice" in w for w in notice("oof_german.eml").warnings)
+
+
+def test_generated_ordinary_mail_is_never_a_report() -> None:
+    """The benchmark's mail generator (replies, forwards, large attachments) as direct mail."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "mailgen.py"
+    spec = importlib.util.spec_from_file_location("bench_mailgen_notices", path)
+    assert spec is not None and spec.loader is not None
+    mailgen = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mailgen  # dataclasses look their module up there
+    spec.loader.exec_module(mailgen)
+    for mix in mailgen.MIXES:
+        for mail in mailgen.MailMaker(mix, mailgen.DEFAULT_SIZE, "mime").batch(0, 40):
+            (email,) = direct(mail.data)
+            assert email.report.kind == "none", (mix, mail.kind, email.report)
+            assert not any("delivery notice" in w for w in email.warnings)
