@@ -89,6 +89,17 @@ def rate(round_trip: Callable[[], object], seconds: float) -> float:
     return count / elapsed
 
 
+def cpu_us(call: Callable[[], object], seconds: float) -> float:
+    """CPU µs per call, best of batches: on a shared machine wall time measures the neighbours."""
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.thread_time()
+        for _ in range(500):
+            call()
+        best = min(best, (time.thread_time() - start) / 500 * 1e6)
+    return best
+
+
 def main() -> int:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
     schemas_dir = shipped_schemas_dir()
@@ -119,7 +130,7 @@ def main() -> int:
     encoded = codec.encode_record(email)
     plan = sample_plan(encoded)
     plan_bytes = codec.encode_record(plan)
-    print(f"Email {len(encoded):,} bytes, Plan {len(plan_bytes):,} bytes (µs per call)")
+    print(f"Email {len(encoded):,} bytes, Plan {len(plan_bytes):,} bytes (CPU µs per call)")
     email_datum, plan_datum = email.to_avro(), plan.to_avro()
     for label, call in (
         ("Email.to_avro", email.to_avro),
@@ -131,7 +142,7 @@ def main() -> int:
         ("codec.encode_record(Plan)", lambda: codec.encode_record(plan)),
         ("codec.decode_record(Plan)", lambda: codec.decode_record(plan_bytes, Plan)),
     ):
-        print(f"  {label:<28} {1e6 / rate(call, seconds):8.2f}")
+        print(f"  {label:<28} {cpu_us(call, seconds):8.2f}")
     return 0
 
 

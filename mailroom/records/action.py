@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
+from mailroom.records.avro import AvroMapped
 from mailroom.records.base import check_choice, set_field
 
 #: Step kinds, in the order persist applies them within a plan (route emits them in this order).
@@ -60,13 +61,6 @@ class Condition:
         check_choice("condition kind", self.kind, CONDITION_KINDS)
         set_field(self, "params", _str_map(self.params))
 
-    def to_avro(self) -> dict[str, Any]:
-        return {"kind": self.kind, "params": dict(self.params), "otherwise": self.otherwise}
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        return cls(**datum)
-
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -78,24 +72,6 @@ class Step:
     def __post_init__(self) -> None:
         check_choice("step kind", self.kind, STEP_KINDS)
         set_field(self, "params", _str_map(self.params))
-
-    def to_avro(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "condition": None if self.condition is None else self.condition.to_avro(),
-            "params": dict(self.params),
-        }
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        cond = datum.get("condition")
-        return cls(
-            kind=datum["kind"],
-            key=datum["key"],
-            condition=None if cond is None else Condition.from_avro(cond),
-            params=datum.get("params", {}),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +86,6 @@ class Candidate:
         check_choice("candidate method", self.method, CANDIDATE_METHODS)
         set_field(self, "params", _str_map(self.params))
 
-    def to_avro(self) -> dict[str, Any]:
-        return {"method": self.method, "value": self.value, "params": dict(self.params)}
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        return cls(**datum)
-
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -126,16 +95,9 @@ class Decision:
     outcome: str  # e.g. "accepted", "skip", "matched", "fired"
     detail: str = ""
 
-    def to_avro(self) -> dict[str, Any]:
-        return {"rule": self.rule, "outcome": self.outcome, "detail": self.detail}
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        return cls(**datum)
-
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(AvroMapped):
     SCHEMA: ClassVar[str] = "plan"
 
     dedupe_key: str  # the Kafka key: all plans of one email stay in order
@@ -159,30 +121,3 @@ class Plan:
 
     def steps_of(self, kind: str) -> list[Step]:
         return [step for step in self.steps if step.kind == kind]
-
-    def to_avro(self) -> dict[str, Any]:
-        return {
-            "dedupe_key": self.dedupe_key,
-            "content_hash": self.content_hash,
-            "email": self.email,
-            "receiving_mailbox": self.receiving_mailbox,
-            "accepting_owner": self.accepting_owner,
-            "message_id": self.message_id,
-            "correlation": [c.to_avro() for c in self.correlation],
-            "steps": [s.to_avro() for s in self.steps],
-            "decisions": [d.to_avro() for d in self.decisions],
-        }
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        return cls(
-            dedupe_key=datum["dedupe_key"],
-            content_hash=datum["content_hash"],
-            email=datum["email"],
-            receiving_mailbox=datum.get("receiving_mailbox", ""),
-            accepting_owner=datum.get("accepting_owner", ""),
-            message_id=datum.get("message_id"),
-            correlation=tuple(Candidate.from_avro(c) for c in datum.get("correlation", ())),
-            steps=tuple(Step.from_avro(s) for s in datum.get("steps", ())),
-            decisions=tuple(Decision.from_avro(d) for d in datum.get("decisions", ())),
-        )

@@ -59,6 +59,7 @@ class AvroMapped:
 class Mapping_:
     to_avro: Callable[[Any], dict[str, Any]]
     from_avro: Callable[[Mapping[str, Any]], Any]
+    from_avro_method: Callable[[type, Mapping[str, Any]], Any]  # installed as a classmethod
     source: str  # the generated code, for the curious and for error messages
 
 
@@ -78,7 +79,7 @@ def _install(cls: type) -> Mapping_:
     # generated functions.
     m = mapping(cls)
     cls.to_avro = m.to_avro  # type: ignore[attr-defined]
-    cls.from_avro = classmethod(lambda _cls, datum: m.from_avro(datum))  # type: ignore[attr-defined]
+    cls.from_avro = classmethod(m.from_avro_method)  # type: ignore[attr-defined]
     return m
 
 
@@ -146,14 +147,28 @@ class _Generator:
             return found
         enc, dec = self._name("to_"), self._name("from_")
         self.functions[cls] = (enc, dec)
-        hints = typing.get_type_hints(cls)
-        fields = [(f.name, hints[f.name]) for f in serialised_fields(cls)]
-        items = "".join(f"\n        {name!r}: {self.encode(h, f'o.{name}')}," for name, h in fields)
-        ctor = self._name("C", cls)
-        args = "".join(f"\n        {name}={self.decode(h, f'd[{name!r}]')}," for name, h in fields)
-        self.sources.append(f"def {enc}(o):\n    return {{{items}\n    }}\n")
-        self.sources.append(f"def {dec}(d):\n    return {ctor}({args}\n    )\n")
+        self.sources.append(f"def {enc}(o):\n    return {self._encode_record(cls, 'o')}\n")
+        self.sources.append(f"def {dec}(d):\n    return {self._decode_record(cls, 'd')}\n")
         return enc, dec
+
+    def _encode_record(self, cls: type, value: str) -> str:
+        hints = typing.get_type_hints(cls)
+        items = "".join(f"\n        {f.name!r}: {self.encode(hints[f.name], f'{value}.{f.name}')},"
+                        for f in serialised_fields(cls))
+        return f"{{{items}\n    }}"
+
+    def _decode_record(self, cls: type, value: str) -> str:
+        # Positional arguments while the fields allow (a keyword call costs more per field).
+        hints = typing.get_type_hints(cls)
+        args, positional = [], True
+        for f in dataclasses.fields(cls):
+            if not f.metadata.get("avro", True) or not f.init:
+                positional = False
+                continue
+            positional = positional and not f.kw_only
+            expr = self.decode(hints[f.name], f"{value}[{f.name!r}]")
+            args.append(f"\n        {expr}," if positional else f"\n        {f.name}={expr},")
+        return f"{self._name('C', cls)}({''.join(args)}\n    )"
 
     # --- dataclass -> datum ------------------------------------------------------------------
     def encode(self, hint: Any, value: str) -> str:
@@ -179,6 +194,10 @@ class _Generator:
             k, x = self._name("k"), self._name("x")
             return f"{{{k}: {self.encode(val, x)} for {k}, {x} in {value}.items()}}"
         if dataclasses.is_dataclass(hint):
+            # A record in a list or an option is written inline (no call per item); elsewhere
+            # its function is called, so ``value`` is evaluated once.
+            if value.isidentifier():
+                return self._encode_record(hint, value)  # type: ignore[arg-type]
             return f"{self._record(hint)[0]}({value})"  # type: ignore[arg-type]
         raise TypeError(f"{self.cls.__name__}: no Avro mapping for {hint!r}")
 
@@ -206,15 +225,20 @@ class _Generator:
             k, x = self._name("k"), self._name("x")
             return f"{{{k}: {self.decode(val, x)} for {k}, {x} in {value}.items()}}"
         if dataclasses.is_dataclass(hint):
+            if value.isidentifier():
+                return self._decode_record(hint, value)  # type: ignore[arg-type]
             return f"{self._record(hint)[1]}({value})"  # type: ignore[arg-type]
         raise TypeError(f"{self.cls.__name__}: no Avro mapping for {hint!r}")
 
     def build(self) -> Mapping_:
         enc, dec = self._record(self.cls)
+        # The classmethod's own function (taking the class), so no wrapper runs per call.
+        self.sources.append(f"def _from_avro_method(_cls, d):\n"
+                            f"    return {self._decode_record(self.cls, 'd')}\n")
         source = "\n".join(self.sources)
         namespace: dict[str, Any] = dict(self.names)
         exec(compile(source, f"<avro mapping of {self.cls.__qualname__}>", "exec"), namespace)
-        return Mapping_(namespace[enc], namespace[dec], source)
+        return Mapping_(namespace[enc], namespace[dec], namespace["_from_avro_method"], source)
 
 
 # --- checking a class against its schema -------------------------------------------------------
@@ -231,8 +255,25 @@ def check_schema(cls: type, schema: Mapping[str, Any]) -> list[str]:
     """Every way ``cls`` and the record schema ``schema`` (parsed ``.avsc`` JSON) disagree:
     a field on one side only, or types that do not match. Empty when they fit."""
     problems: list[str] = []
-    _check_record(cls, dict(schema), {}, cls.__name__, problems)
+    named: dict[str, Any] = {}
+    _collect_named(dict(schema), named)
+    _check_record(cls, dict(schema), named, cls.__name__, problems)
     return problems
+
+
+def _collect_named(avro: Any, named: dict[str, Any]) -> None:
+    """Every named type (record, enum) a schema defines, by name: fields refer to them."""
+    if isinstance(avro, list):
+        for a in avro:
+            _collect_named(a, named)
+    elif isinstance(avro, dict):
+        if avro.get("type") in ("record", "enum", "fixed") and "name" in avro:
+            named[avro["name"]] = avro
+        for f in avro.get("fields", ()):
+            _collect_named(f["type"], named)
+        for key in ("items", "values", "type"):
+            if isinstance(avro.get(key), (dict, list)):
+                _collect_named(avro[key], named)
 
 
 def _check_record(
@@ -241,7 +282,6 @@ def _check_record(
     if schema.get("type") != "record":
         problems.append(f"{where}: the schema has {schema.get('type')!r}, the class a record")
         return
-    named[schema["name"]] = schema
     hints = typing.get_type_hints(cls)
     ours = {f.name: hints[f.name] for f in serialised_fields(cls)}
     theirs = {f["name"]: f["type"] for f in schema["fields"]}
@@ -249,7 +289,7 @@ def _check_record(
         problems.append(f"{where}.{name}: in the class, not in the schema")
     for name in sorted(theirs.keys() - ours.keys()):
         problems.append(f"{where}.{name}: in the schema, not in the class")
-    for name in ours.keys() & theirs.keys():
+    for name in sorted(ours.keys() & theirs.keys()):
         _check_type(ours[name], theirs[name], named, f"{where}.{name}", problems)
 
 

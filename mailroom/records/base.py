@@ -8,15 +8,14 @@ depends on the machine's zone) is refused instead of silently shifted.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 
 class AvroRecord(Protocol):
-    """A typed record that travels on a topic. ``SCHEMA`` is its name in ``schemas/``."""
+    """A typed record that travels on a topic. ``SCHEMA`` is its name in ``schemas/``; the
+    record classes get ``to_avro``/``from_avro`` from :class:`mailroom.records.avro.AvroMapped`."""
 
     SCHEMA: ClassVar[str]
 
@@ -50,17 +49,6 @@ def check_choice(field: str, value: str, allowed: Collection[str]) -> None:
     # older readers), so the allowed values are checked here, where records are made.
     if value not in allowed:
         raise ValueError(f"{field} must be one of {sorted(allowed)}, got {value!r}")
-
-
-def flat_dict(obj: Any) -> dict[str, Any]:
-    """The fields of a flat dataclass record as a dict (no deep copy: values are immutable)."""
-    return {name: getattr(obj, name) for name in _field_names(type(obj))}
-
-
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    # dataclasses.fields, not __dataclass_fields__: the latter also lists ClassVars (SCHEMA).
-    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def set_field(obj: object, name: str, value: Any) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
-from mailroom.records.base import flat_dict, now_millis, optional_utc_millis, set_field, utc_millis
+from mailroom.records.avro import AvroMapped
+from mailroom.records.base import now_millis, optional_utc_millis, set_field, utc_millis
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(AvroMapped):
     SCHEMA: ClassVar[str] = "dead_letter"
 
     stage: str
@@ -32,10 +33,3 @@ class DeadLetter:
             raise ValueError("a dead letter carries the payload or its blob_ref, not both")
         set_field(self, "failed_at", utc_millis(self.failed_at))
         set_field(self, "original_timestamp", optional_utc_millis(self.original_timestamp))
-
-    def to_avro(self) -> dict[str, Any]:
-        return flat_dict(self)
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        return cls(**datum)

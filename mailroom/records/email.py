@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
-from mailroom.records.avro import NOT_SERIALISED
+from mailroom.records.avro import NOT_SERIALISED, AvroMapped
 from mailroom.records.base import check_choice, optional_utc_millis, set_field
 
 #: How the copy reached us, richest first (the brief's copy precedence).
@@ -108,7 +108,7 @@ class Blob:
 
 
 @dataclass(frozen=True, slots=True)
-class Email:
+class Email(AvroMapped):
     SCHEMA: ClassVar[str] = "email"
 
     dedupe_key: str
@@ -140,78 +140,3 @@ class Email:
     def __post_init__(self) -> None:
         check_choice("direction", self.direction, DIRECTIONS)
         set_field(self, "date", optional_utc_millis(self.date))
-
-    def to_avro(self) -> dict[str, Any]:
-        def addr(a: Address | None) -> dict[str, str] | None:
-            return None if a is None else {"name": a.name, "address": a.address}
-
-        def addrs(items: tuple[Address, ...]) -> list[dict[str, str]]:
-            return [{"name": a.name, "address": a.address} for a in items]
-
-        d = self.delivery
-        return {
-            "dedupe_key": self.dedupe_key,
-            "content_hash": self.content_hash,
-            "message_id": self.message_id,
-            "in_reply_to": self.in_reply_to,
-            "references": list(self.references),
-            "thread_index": self.thread_index,
-            "thread_topic": self.thread_topic,
-            "subject": self.subject,
-            "from_address": addr(self.from_address),
-            "sender": addr(self.sender),
-            "reply_to": addrs(self.reply_to),
-            "to": addrs(self.to),
-            "cc": addrs(self.cc),
-            "bcc": addrs(self.bcc),
-            "date": self.date,
-            "direction": self.direction,
-            "markers": {k: getattr(self.markers, k) for k in Markers.__slots__},
-            "report": {k: (list(getattr(self.report, k)) if k == "failed_recipients"
-                           else getattr(self.report, k)) for k in Report.__slots__},
-            "text_body": self.text_body,
-            "html_body": self.html_body,
-            "attachments": [{k: getattr(a, k) for k in Attachment.__slots__}
-                            for a in self.attachments],
-            "delivery": {k: (list(getattr(d, k)) if k == "path" else getattr(d, k))
-                         for k in Delivery.__slots__},
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        def addr(v: dict[str, str] | None) -> Address | None:
-            return None if v is None else Address(**v)
-
-        def addrs(v: list[dict[str, str]]) -> tuple[Address, ...]:
-            return tuple(Address(**a) for a in v)
-
-        delivery = dict(datum["delivery"])
-        delivery["path"] = tuple(delivery["path"])
-        report = dict(datum["report"])
-        report["failed_recipients"] = tuple(report["failed_recipients"])
-        return cls(
-            dedupe_key=datum["dedupe_key"],
-            content_hash=datum["content_hash"],
-            message_id=datum["message_id"],
-            in_reply_to=datum["in_reply_to"],
-            references=tuple(datum["references"]),
-            thread_index=datum["thread_index"],
-            thread_topic=datum["thread_topic"],
-            subject=datum["subject"],
-            from_address=addr(datum["from_address"]),
-            sender=addr(datum["sender"]),
-            reply_to=addrs(datum["reply_to"]),
-            to=addrs(datum["to"]),
-            cc=addrs(datum["cc"]),
-            bcc=addrs(datum["bcc"]),
-            date=datum["date"],
-            direction=datum["direction"],
-            markers=Markers(**datum["markers"]),
-            report=Report(**report),
-            text_body=datum["text_body"],
-            html_body=datum["html_body"],
-            attachments=tuple(Attachment(**a) for a in datum["attachments"]),
-            delivery=Delivery(**delivery),
-            warnings=tuple(datum["warnings"]),
-        )

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
-from mailroom.records.base import check_choice, flat_dict, now_millis, set_field, utc_millis
+from mailroom.records.avro import AvroMapped
+from mailroom.records.base import check_choice, now_millis, set_field, utc_millis
 from mailroom.records.raw import OWNER_KINDS, PROTOCOLS
 
 AFTER_INGEST: frozenset[str] = frozenset({"flag", "move", "delete"})
 
 
 @dataclass(frozen=True, slots=True)
-class MailboxRecord:
+class MailboxRecord(AvroMapped):
     SCHEMA: ClassVar[str] = "mailbox"
 
     mailbox_id: str  # the Kafka key
@@ -51,13 +52,3 @@ class MailboxRecord:
     @property
     def runnable(self) -> bool:
         return self.enabled and self.approved
-
-    def to_avro(self) -> dict[str, Any]:
-        datum = flat_dict(self)
-        datum["folders"] = list(self.folders)
-        datum["outgoing_folders"] = list(self.outgoing_folders)
-        return datum
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        return cls(**datum)

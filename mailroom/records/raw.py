@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Self
+from typing import ClassVar, Literal
 
+from mailroom.records.avro import AvroMapped
 from mailroom.records.base import (
     check_choice,
-    flat_dict,
     optional_utc_millis,
     set_field,
     utc_millis,
@@ -48,7 +48,7 @@ def raw_identity(
 
 
 @dataclass(frozen=True, slots=True)
-class RawMail:
+class RawMail(AvroMapped):
     SCHEMA: ClassVar[str] = "raw_mail"
 
     mailbox_id: str
@@ -87,10 +87,3 @@ class RawMail:
         return raw_identity(
             self.mailbox_id, self.protocol, self.folder, self.uidvalidity, self.uid, self.uidl
         )
-
-    def to_avro(self) -> dict[str, Any]:
-        return flat_dict(self)
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        return cls(**datum)

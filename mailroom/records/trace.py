@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import ClassVar
 
-from mailroom.records.base import flat_dict, now_millis, set_field, utc_millis
+from mailroom.records.avro import AvroMapped
+from mailroom.records.base import now_millis, set_field, utc_millis
 
 # The events stages emit today; a stage may add its own (the schema keeps a plain string).
 EVENTS: frozenset[str] = frozenset(
@@ -25,7 +26,7 @@ EVENTS: frozenset[str] = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class TraceEvent:
+class TraceEvent(AvroMapped):
     SCHEMA: ClassVar[str] = "trace_event"
 
     key: str  # the dedupe key, or the raw identity before unwrap: the Kafka key
@@ -44,12 +45,3 @@ class TraceEvent:
         set_field(self, "at", utc_millis(self.at))
         # A copy, so a caller's later change to its dict cannot alter a frozen record.
         set_field(self, "detail", {str(k): str(v) for k, v in self.detail.items()})
-
-    def to_avro(self) -> dict[str, Any]:
-        datum = flat_dict(self)
-        datum["detail"] = dict(self.detail)
-        return datum
-
-    @classmethod
-    def from_avro(cls, datum: dict[str, Any]) -> Self:
-        return cls(**datum)
