@@ -125,7 +125,9 @@ def _file_original(found: list[Original], warnings: list[str], name: str, ctype:
                    data: bytes, label: str) -> None:
     if tnef.is_tnef(name, ctype, data):
         try:
-            inside = tnef.originals(data)
+            notes: list[str] = []
+            inside = tnef.originals(data, notes)
+            warnings.extend(f"{label}: {note}" for note in notes)
         except tnef.UnreadableTnef as exc:
             warnings.append(f"{label}: winmail.dat not readable ({exc})")
             return

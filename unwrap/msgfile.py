@@ -82,7 +82,7 @@ def from_msg_object(msg: Any, warnings: list[str] | None = None) -> Message:
     present = {k.lower() for k, _ in pairs}
     pairs += [(k, v) for k, v in _mapi_headers(msg).items() if v and k.lower() not in present]
     text = _body(msg, "body", notes)
-    return synthesise(pairs, text, _html(msg, notes), _pieces(msg))
+    return synthesise(pairs, text, _html(msg, notes), _pieces(msg, notes))
 
 
 def _mapi_headers(msg: Any) -> dict[str, str | None]:
@@ -160,12 +160,16 @@ def _html(msg: Any, notes: list[str]) -> str | None:
     return _text(html) if html else None
 
 
-def _pieces(msg: Any) -> list[Piece]:
+def _pieces(msg: Any, notes: list[str]) -> list[Piece]:
     pieces = []
     for att in getattr(msg, "attachments", []) or []:
         data = getattr(att, "data", None)
         if not isinstance(data, bytes):
-            continue  # embedded .msg objects and OLE objects: not file attachments
+            # embedded .msg objects and OLE objects: not file attachments, but not silently
+            name = _text(getattr(att, "longFilename", None) or getattr(att, "displayName", None))
+            notes.append(f".msg attachment {name or type(data).__name__!r} (an embedded message "
+                         "or OLE object) was not kept")
+            continue
         name = _text(getattr(att, "longFilename", None) or getattr(att, "shortFilename", None))
         ctype = _text(getattr(att, "mimetype", None)) or "application/octet-stream"
         pieces.append(Piece(name or "attachment", ctype, data))

@@ -338,8 +338,10 @@ def _embedded_message(tnef: Any, notes: list[str] | None = None) -> Message:
     return synthesise(pairs, text, html, extra + _pieces(tnef, notes))
 
 
-def originals(data: bytes) -> list[TnefOriginal]:
-    """Every forwarded original inside a winmail.dat; raises UnreadableTnef."""
+def originals(data: bytes, notes: list[str] | None = None) -> list[TnefOriginal]:
+    """Every forwarded original inside a winmail.dat; raises UnreadableTnef. An attached
+    message that cannot be read is said in ``notes``."""
+    notes = notes if notes is not None else []
     tnef = _load(data)
     found: list[TnefOriginal] = []
     groups = _attachment_objects(tnef)
@@ -359,6 +361,7 @@ def originals(data: bytes) -> list[TnefOriginal]:
             try:
                 found.append(TnefOriginal(msgfile.message_from_msg(data_),
                                           f"tnef attachment {index}: {name}"))
-            except msgfile.UnreadableMsg:
-                continue
+            except msgfile.UnreadableMsg as exc:
+                notes.append(f"tnef attachment {index}: Outlook .msg {name!r} not readable "
+                             f"({exc})")
     return found

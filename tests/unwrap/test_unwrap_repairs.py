@@ -50,3 +50,15 @@ def test_undecodable_body_bytes_are_a_warning() -> None:
     (email,) = direct(data)
     assert "\ufffd" in (email.text_body or "")
     assert any("undecodable" in w and "shift_jis" in w for w in email.warnings)
+
+
+def test_msg_embedded_objects_are_not_dropped_silently() -> None:
+    from types import SimpleNamespace
+
+    from unwrap import msgfile
+
+    notes: list[str] = []
+    outlook = SimpleNamespace(attachments=[SimpleNamespace(data=object(),
+                                                           longFilename="Inner.msg")])
+    assert msgfile._pieces(outlook, notes) == []
+    assert "Inner.msg" in notes[0] and "not kept" in notes[0]
