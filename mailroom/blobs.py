@@ -24,7 +24,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import psycopg
 
@@ -62,6 +62,17 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
             del buffer[:size]
     if buffer:
         yield bytes(buffer)
+
+
+class Blobs(Protocol):
+    """The blob store as its users see it: :class:`BlobStore` is the one implementation (tests
+    may pass a stand-in that records calls)."""
+
+    def put(self, data: bytes) -> Any: ...
+
+    def get(self, sha256: str) -> Any: ...
+
+    def exists(self, sha256: str) -> bool: ...
 
 
 class BlobStore:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
+from mailroom.blobs import Blobs
 from mailroom.codec import Codec
 from mailroom.records import DeadLetter
 from mailroom.settings import Settings
@@ -29,15 +30,9 @@ from mailroom.stage.types import Source
 log = logging.getLogger(__name__)
 
 
-class BlobWriter(Protocol):
-    """The part of ``mailroom.blobs.BlobStore`` the writer needs."""
-
-    def put(self, data: bytes) -> Any: ...
-
-
 class DeadLetterWriter:
     def __init__(
-        self, producer: Any, codec: Codec, settings: Settings, blobs: BlobWriter | None = None
+        self, producer: Any, codec: Codec, settings: Settings, blobs: Blobs | None = None
     ) -> None:
         self.producer = producer
         self.codec = codec

@@ -22,28 +22,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from typing import Any, Protocol
 
+from mailroom.blobs import Blobs
 from mailroom.errors import TransientError
 from mailroom.records.email import Attachment, Email
 from mailroom.records.raw import RawMail
 from unwrap.context import Rejection
 
-
-class BlobAccess(Protocol):
-    """The part of ``mailroom.blobs.BlobStore`` unwrap uses."""
-
-    def put(self, data: bytes) -> Any: ...
-
-    def get(self, ref: str) -> Any: ...
-
-    def exists(self, ref: str) -> bool: ...
-
-
 Measure = Callable[[Email], int]
 
 
-def resolve_raw(raw: RawMail, blobs: BlobAccess | None, max_message_bytes: int
+def resolve_raw(raw: RawMail, blobs: Blobs | None, max_message_bytes: int
                 ) -> RawMail | Rejection:
     """``raw`` with its bytes in ``content`` (fetched when it came by claim check)."""
     if raw.blob_ref is None:
@@ -63,7 +52,7 @@ def resolve_raw(raw: RawMail, blobs: BlobAccess | None, max_message_bytes: int
     return dataclasses.replace(raw, content=data, blob_ref=None)
 
 
-def store_blobs(email: Email, blobs: BlobAccess | None) -> None:
+def store_blobs(email: Email, blobs: Blobs | None) -> None:
     """Put the attachments unwrap set aside; must happen before the record is produced."""
     if email.blobs and blobs is None:
         raise TransientError("attachments need the blob store but none is available")
@@ -72,7 +61,7 @@ def store_blobs(email: Email, blobs: BlobAccess | None) -> None:
         blobs.put(blob.content)
 
 
-def fit(email: Email, limit: int, measure: Measure, blobs: BlobAccess | None) -> Email:
+def fit(email: Email, limit: int, measure: Measure, blobs: Blobs | None) -> Email:
     """``email`` itself, or a copy whose encoded record is at most ``limit`` bytes (as far as
     moving content to the blob store can make it so; the caller checks the topic limit)."""
     size = measure(email)
@@ -95,7 +84,7 @@ def fit(email: Email, limit: int, measure: Measure, blobs: BlobAccess | None) ->
     return email
 
 
-def _shed_bodies(email: Email, size: int, limit: int, measure: Measure, blobs: BlobAccess
+def _shed_bodies(email: Email, size: int, limit: int, measure: Measure, blobs: Blobs
                  ) -> tuple[Email, int]:
     bodies = [("html_body", "body.html", "text/html; charset=utf-8"),
               ("text_body", "body.txt", "text/plain; charset=utf-8")]

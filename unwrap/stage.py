@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from mailroom.blobs import Blobs, BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.errors import TransientError
@@ -55,7 +56,7 @@ class _Edges:
         self.settings = settings
         self.codec = Codec.from_settings(settings)
         self.conn: psycopg.Connection | None = None
-        self.blobs: claims.BlobAccess | None = None
+        self.blobs: Blobs | None = None
         self.forwarders = ForwarderCache(
             (lambda: fixed) if fixed is not None else (lambda: load_forward_mailboxes(self.db()))
         )
@@ -66,10 +67,10 @@ class _Edges:
         if self.conn is None or self.conn.closed:
             # Autocommit: a blob must be durable before the record referencing it is produced.
             self.conn = connect(self.settings, autocommit=True)
-            self.blobs = _blob_store(self.conn)
+            self.blobs = BlobStore(self.conn)
         return self.conn
 
-    def blob_store(self) -> claims.BlobAccess | None:
+    def blob_store(self) -> Blobs | None:
         self.db()
         return self.blobs
 
@@ -88,14 +89,6 @@ class _Edges:
         self.conn, self.blobs = None, None
 
 
-def _blob_store(conn: psycopg.Connection) -> claims.BlobAccess | None:
-    try:
-        from mailroom.blobs import BlobStore  # the kernel's claim-check store
-    except ImportError:  # not built yet: claim checks then fail as transient, never drop mail
-        log.error("mailroom.blobs is missing: messages that need the blob store will be retried")
-        return None
-    store: claims.BlobAccess = BlobStore(conn)
-    return store
 
 
 class UnwrapHandler:
