@@ -34,6 +34,7 @@ from mailroom.settings import Settings
 from mailroom.web import csrf, sessions
 from mailroom.web.accounts import Passwords, Role
 from mailroom.web.charts import CHART_CSS
+from mailroom.web.data.deadletters import LetterCache
 from mailroom.web.data.history import Sampler
 from mailroom.web.data.stages import StageMonitor
 from mailroom.web.data.volume import VolumeMonitor
@@ -117,6 +118,7 @@ class Dashboard:
         self.stages = StageMonitor(settings)
         self.volume = VolumeMonitor(settings)
         self.sampler = Sampler(settings, self.stages)
+        self.letters = LetterCache(settings, lambda: self.codec)
         self._codec: Codec | None = None
 
     def start_sampling(self) -> None:

@@ -7,7 +7,10 @@ as persist stored them in ``message_traces``.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,12 +35,36 @@ class LetterView:
     retried_at: datetime | None = None  # when this letter was sent back (None: not yet)
 
 
+class LetterCache:
+    """The dead-letter topic read at most every ``min_interval_s`` for all pages together:
+    reading it means a new consumer, its metadata and every letter (a second or more), which
+    fifty people refreshing must not multiply. A retry from the dashboard empties the cache, so
+    its own page shows the result at once."""
+
+    def __init__(self, settings: Settings, codec: Callable[[], Codec],
+                 min_interval_s: float = 5.0) -> None:
+        self.settings, self._codec, self.min_interval_s = settings, codec, min_interval_s
+        self._lock = threading.Lock()
+        self._found: list[dlq.Letter] | None = None
+        self._at = 0.0
+
+    def read(self) -> list[dlq.Letter]:
+        with self._lock:
+            if self._found is None or time.monotonic() - self._at >= self.min_interval_s:
+                self._found = dlq.read_letters(self.settings, self._codec())
+                self._at = time.monotonic()
+            return self._found
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._found = None
+
+
 def letters(settings: Settings, codec: Codec, conn: psycopg.Connection | None,
-            limit: int = 200) -> tuple[list[LetterView], Counter[tuple[str, str]],
-                                       list[tuple[datetime, str]]]:
-    """The newest ``limit`` letters, the counts by (stage, reason) of all, and when each of all
-    failed with its ``stage/reason`` (for the chart over time)."""
-    found = dlq.read_letters(settings, codec)
+            found: list[dlq.Letter], limit: int = 200
+            ) -> tuple[list[LetterView], Counter[tuple[str, str]], list[tuple[datetime, str]]]:
+    """Of the letters ``found``: the newest ``limit``, the counts by (stage, reason) of all,
+    and when each failed with its ``stage/reason`` (for the chart over time)."""
     counts = dlq.counts(found)
     failures = [(i.letter.failed_at, f"{i.letter.stage}/{i.letter.reason_code}")
                 for i in found if i.letter is not None and i.letter.failed_at is not None]

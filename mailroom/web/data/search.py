@@ -13,6 +13,7 @@ subject, optionally a day) asked of every place an email can end up:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -22,7 +23,6 @@ from psycopg.rows import dict_row
 from mailroom.codec import Codec
 from mailroom.ops import dlq
 from mailroom.ops.trace import candidates
-from mailroom.settings import Settings
 from mailroom.web.data.deadletters import LetterView
 from mailroom.web.data.records import _EMAIL_SQL, EmailView, _email  # one reading of a row
 
@@ -95,14 +95,14 @@ def verdicts(conn: psycopg.Connection, query: str) -> list[Verdict]:
     return list(by_key.values())
 
 
-def letters(settings: Settings, codec: Codec, query: str, day: date | None
+def letters(found: list[dlq.Letter], codec: Codec, query: str, day: date | None
             ) -> list[LetterView]:
     """Dead letters whose reason or payload summary (Message-ID, dedupe key, subject, mailbox,
     identity) contains the query, newest first."""
     needle = query.strip().casefold()
     names = {n.casefold() for n in candidates(query)}
     out = []
-    for item in dlq.read_letters(settings, codec):
+    for item in found:
         d = item.letter
         if d is None:
             continue
@@ -119,13 +119,13 @@ def letters(settings: Settings, codec: Codec, query: str, day: date | None
     return out[:LIMIT]
 
 
-def search(settings: Settings, codec: Codec, conn: psycopg.Connection, query: str,
-           day: date | None) -> Found:
+def search(read_letters: Callable[[], list[dlq.Letter]], codec: Codec,
+           conn: psycopg.Connection, query: str, day: date | None) -> Found:
     found = Found(query, day, activities(conn, query, day))
     if looks_like_message_id(query):
         found.verdicts = verdicts(conn, query)
     try:
-        found.letters = letters(settings, codec, query, day)
+        found.letters = letters(read_letters(), codec, query, day)
     except Exception as exc:  # noqa: BLE001 - the rest of the answer is still worth showing
         found.letters_error = f"{type(exc).__name__}: {exc}"
     return found

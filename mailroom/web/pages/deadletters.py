@@ -46,7 +46,8 @@ def show(app: Dashboard, request: Request) -> Response:
     operator = request.session is not None and request.session.may(Role.operator)
     try:
         with connect(app.settings) as conn:
-            found, counts, failures = data.letters(app.settings, app.codec, conn)
+            found, counts, failures = data.letters(app.settings, app.codec, conn,
+                                                   app.letters.read())
     except MailroomError as exc:
         body = tag("p", f"Dead letters unavailable: {exc}", cls="st bad")
         return Response(page("Dead letters", body, current="/dead-letters", who=request.session))
@@ -84,6 +85,7 @@ def retry(app: Dashboard, request: Request) -> Response:
         return app.flash_redirect(request, "/dead-letters", "Nothing selected to retry.")
     try:
         n = data.retry(app.settings, app.codec, letter_id=letter, stage=stage, reason=reason)
+        app.letters.invalidate()  # the page after the redirect shows what changed
     except MailroomError as exc:
         return app.flash_redirect(request, "/dead-letters", f"Retry failed: {exc}")
     what = f"dead letter {letter}" if letter else f"{stage}/{reason} dead letters"

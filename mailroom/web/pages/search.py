@@ -82,7 +82,7 @@ def show(app: Dashboard, request: Request) -> Response:
             query = ""
     if query:
         with connect(app.settings, autocommit=True) as conn:
-            found = data.search(app.settings, app.codec, conn, query, day)
+            found = data.search(app.letters.read, app.codec, conn, query, day)
         parts += [tag("h2", "Stored"),
                   table(EMAIL_HEADERS, _email_rows(found.activities),
                         empty="no stored email matches", id="search-emails")]

@@ -1,0 +1,237 @@
+"""bench/web: page times of the dashboard with many people looking at once.
+
+    .venv/bin/python bench/web.py [VIEWERS] [ROUNDS]      # default 50 viewers, 10 rounds
+
+Starts ``mailroom web`` as its own process on 127.0.0.1 over a scratch schema and topics of the
+local stack, seeded like the demo but bigger: 2,000 email activities with their cases
+(route's plans applied by persist's batch apply), 10 mailboxes, 40 dead letters, a day of stage
+samples. Then VIEWERS threads — each its own account session and keep-alive connection — load
+every page ROUNDS times (the mailboxes, stages, stage history, arrivals, dead letters, emails,
+one email with its trace, cases, a search), all at once. Prints p50 / p90 / p99 per page and
+overall; everything it made is dropped afterwards. Loopback only; bounded in requests and time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+_REPO = Path(__file__).resolve().parents[1]
+sys.path[0] = str(_REPO)
+sys.path.insert(1, str(_REPO / "tests"))
+
+from persistbuild import email, make_plan  # noqa: E402
+from pipeline_testing import REFERENCE_SQL  # noqa: E402
+
+from ingest import credentials, store  # noqa: E402
+from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls  # noqa: E402
+from mailroom import settings as settings_module  # noqa: E402
+from mailroom.codec import Codec  # noqa: E402
+from mailroom.db import connect  # noqa: E402
+from mailroom.db.migrate import migrate  # noqa: E402
+from mailroom.deadletters import DeadLetterWriter  # noqa: E402
+from mailroom.kafka import make_admin, make_producer  # noqa: E402
+from mailroom.settings import Settings, env_name  # noqa: E402
+from mailroom.stage.types import Source  # noqa: E402
+from mailroom.topics import ensure_topics, topic_specs  # noqa: E402
+from mailroom.web import accounts  # noqa: E402
+from persist.batch import Item, apply_batch  # noqa: E402
+
+ACTIVITIES = 2_000
+MAILBOXES = 10
+DEAD_LETTERS = 40
+DEADLINE_S = 600  # the whole load phase stops by then whatever is left
+PASSWORD = "bench viewer password"
+
+
+def seed(settings: Settings, codec: Codec) -> int:
+    """The demo's kinds of data, more of them; returns one activity id to open."""
+    with connect(settings) as conn:
+        migrate(conn)
+        conn.execute(REFERENCE_SQL)
+        pid = store.add_profile(conn, Profile("bench", Protocol.IMAP, "127.0.0.1", 1,
+                                              tls=Tls.NONE))
+        for i in range(MAILBOXES):
+            store.add_mailbox(conn, Mailbox(
+                f"box{i}@acme.example", OwnerKind.QUEUE, pid, f"box{i}",
+                credentials.encrypt(settings, "not used"), owner_id="support"))
+        plans = [make_plan(codec, email(message_id=f"w{i}@customer.example",
+                                        subject=f"Issue {i} <printer>", minutes=i,
+                                        body="x" * 2000)) for i in range(ACTIVITIES)]
+        items = [Item(p, codec.encode_record(p), i) for i, p in enumerate(plans)]
+        for i in range(0, len(items), 500):
+            with conn.transaction():
+                apply_batch(conn, codec, items[i:i + 500])
+        conn.execute(
+            "INSERT INTO web_stage_samples SELECT s, date_trunc('minute', now()) - "
+            "make_interval(mins => 1440 - i), 1000 + 40 * i, (i * 7) % 50, (i * 13) % 40 "
+            "FROM generate_series(0, 1439) i, unnest(ARRAY['unwrap', 'route', 'persist']) s")
+        passwords = accounts.Passwords()
+        for n in range(4):  # a few accounts; viewers share them, each with its own session
+            accounts.add(conn, passwords, f"viewer{n}", accounts.Role.viewer, PASSWORD)
+        activity = conn.execute("SELECT max(id) FROM email_activities").fetchone()[0]
+        conn.commit()
+    producer = make_producer(settings)
+    try:
+        writer = DeadLetterWriter(producer, codec, settings)
+        for i in range(DEAD_LETTERS):
+            source = Source(settings.topic("raw"), 0, i, f"mbx/INBOX/1/{i}".encode(),
+                            b"not a raw record", int(time.time() * 1000))
+            writer.send_and_wait("unwrap", "mime_unparseable", "no MIME structure", source, 1)
+    finally:
+        producer.close()
+    return int(activity)
+
+
+class Viewer(threading.Thread):
+    """One person: logs in, then loads every page ``rounds`` times on one connection."""
+
+    def __init__(self, url: str, account: str, pages: list[str], rounds: int,
+                 deadline: float, start: threading.Barrier) -> None:
+        super().__init__(daemon=True)
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.account, self.pages, self.rounds = account, pages, rounds
+        self.deadline, self.start_line = deadline, start
+        self.times: list[tuple[str, float]] = []
+        self.errors: list[str] = []
+        self.cookie = ""
+
+    def _get(self, conn: http.client.HTTPConnection, method: str, path: str,
+             body: str | None = None, cookie: str = "") -> tuple[int, str, list[str]]:
+        headers = {"Cookie": cookie} if cookie else {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            conn.request(method, path, body, headers)
+            resp = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # The server closed the idle keep-alive connection (after 5 s): like a browser,
+            # open a new one and ask again.
+            conn.close()
+            conn.request(method, path, body, headers)
+            resp = conn.getresponse()
+        return resp.status, resp.read().decode(), resp.headers.get_all("Set-Cookie") or []
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        try:
+            _, page, cookies = self._get(conn, "GET", "/login")
+            pre = cookies[0].split(";")[0]
+            token = re.search(r'name="csrf" value="([^"]+)"', page)[1]  # type: ignore[index]
+            form = urlencode({"csrf": token, "account": self.account, "password": PASSWORD})
+            status, _, cookies = self._get(conn, "POST", "/login", form, pre)
+            assert status == 303, f"login: {status}"
+            self.cookie = next(c for c in cookies if c.startswith("mailroom_session=")
+                               ).split(";")[0]
+        except Exception as exc:  # noqa: BLE001 - reported, not raised, from a thread
+            self.errors.append(f"login: {exc}")
+            self.start_line.abort()
+            return
+        try:
+            self.start_line.wait()
+            for _ in range(self.rounds):
+                for path in self.pages:
+                    if time.monotonic() > self.deadline:
+                        return
+                    began = time.perf_counter()
+                    status, _, _ = self._get(conn, "GET", path, cookie=self.cookie)
+                    self.times.append((path, time.perf_counter() - began))
+                    if status != 200:
+                        self.errors.append(f"{path}: {status}")
+        except Exception as exc:  # noqa: BLE001
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main(viewers: int = 50, rounds: int = 10) -> None:
+    logging.disable(logging.WARNING)  # the dead-letter writer logs each letter it seeds
+    base = settings_module.load()
+    codec = Codec.from_settings(base)
+    name = "bench_web_" + uuid.uuid4().hex[:8]
+    settings = base.replace(topic_prefix=f"bench.{name}", topic_partitions=2,
+                            database_url=f"{base.dsn} options='-csearch_path={name}'")
+    with connect(base, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+    kafka_admin = make_admin(settings)
+    specs = topic_specs(settings)
+    server: subprocess.Popen[str] | None = None
+    try:
+        ensure_topics(kafka_admin, specs)
+        started = time.perf_counter()
+        activity = seed(settings, codec)
+        print(f"seeded {ACTIVITIES} activities, {MAILBOXES} mailboxes, {DEAD_LETTERS} dead "
+              f"letters, a day of stage samples in {time.perf_counter() - started:.0f} s")
+        env = {**os.environ, **{env_name(k): str(v) for k, v in {
+            "database_url": settings.database_url, "topic_prefix": settings.topic_prefix,
+            "topic_partitions": settings.topic_partitions}.items()}}
+        server = subprocess.Popen([str(Path(sys.executable).parent / "mailroom"), "web",
+                                   "--port", "0"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True)
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if not line.startswith("dashboard: "):
+            raise SystemExit(f"mailroom web did not start: {line!r}")
+        url = line.split()[1]
+        pages = ["/", "/stages", "/stages/history", "/mailboxes/arrivals", "/dead-letters",
+                 "/emails", f"/emails/{activity}", "/cases",
+                 "/search?" + urlencode({"q": "ann@customer.example"})]
+        deadline = time.monotonic() + DEADLINE_S
+        start_line = threading.Barrier(viewers)
+        threads = [Viewer(url, f"viewer{i % 4}", pages, rounds, deadline, start_line)
+                   for i in range(viewers)]
+        for t in threads:
+            t.start()
+        began = time.perf_counter()
+        for t in threads:
+            t.join(DEADLINE_S + 120)
+        took = time.perf_counter() - began
+        report([x for t in threads for x in t.times], [e for t in threads for e in t.errors],
+               viewers, took)
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+        try:
+            kafka_admin.delete_topics([s.name for s in specs])
+        finally:
+            kafka_admin.close()
+        with connect(base, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def report(times: list[tuple[str, float]], errors: list[str], viewers: int, took: float) -> None:
+    if not times:
+        raise SystemExit(f"no page loaded; errors: {errors[:5]}")
+    print(f"{len(times)} page loads by {viewers} concurrent viewers in {took:.1f} s "
+          f"({len(times) / took:.1f} pages/s), {len(errors)} errors {errors[:3]}")
+    print(f"{'page':<28} {'n':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
+    by_page: dict[str, list[float]] = {}
+    for path, seconds in times:
+        by_page.setdefault(re.sub(r"\d+$", "ID", path.split("?")[0]), []).append(seconds)
+    for path, values in [*sorted(by_page.items()), ("all pages", [s for _, s in times])]:
+        print(f"{path:<28} {len(values):>5} {statistics.median(values) * 1000:>8.0f} "
+              f"{percentile(values, 0.9) * 1000:>8.0f} {percentile(values, 0.99) * 1000:>8.0f}")
+    print(f"p99 page time, {viewers} concurrent viewers: "
+          f"{percentile([s for _, s in times], 0.99) * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
