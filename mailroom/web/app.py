@@ -36,6 +36,7 @@ from mailroom.web.accounts import Passwords, Role
 from mailroom.web.charts import CHART_CSS
 from mailroom.web.data.deadletters import LetterCache
 from mailroom.web.data.history import Sampler
+from mailroom.web.data.records import TracerPool
 from mailroom.web.data.stages import StageMonitor
 from mailroom.web.data.volume import VolumeMonitor
 from mailroom.web.sessions import Session
@@ -119,6 +120,7 @@ class Dashboard:
         self.volume = VolumeMonitor(settings)
         self.sampler = Sampler(settings, self.stages)
         self.letters = LetterCache(settings, lambda: self.codec)
+        self.tracers = TracerPool(settings, lambda: self.codec)
         self._codec: Codec | None = None
 
     def start_sampling(self) -> None:
@@ -167,6 +169,7 @@ class Dashboard:
 
     def close(self) -> None:
         self.sampler.stop()
+        self.tracers.close()
         self.stages.close()
 
 

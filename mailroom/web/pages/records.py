@@ -71,7 +71,7 @@ def email(app: Dashboard, request: Request) -> Response:
              ("Correlation", e.correlation_method or "new thread"),
              ("Regarding", _regarding(e.regarding)),
              ("Flags", "collision" if e.collision else e.automated)]
-    steps = data.trace(app.settings, app.codec, e.dedupe_key)
+    steps = app.tracers.story(e.dedupe_key)
     dl = tag("dl", join(tag("dt", k) + tag("dd", v) for k, v in facts))
     parties = table(("Role", "Address", "Record", "Outcome"), e.parties, id="parties")
     body = join([dl, tag("h2", "Parties"), parties, tag("h2", "Trace"), _trace(steps)])
@@ -100,7 +100,7 @@ def case(app: Dashboard, request: Request) -> Response:
             c.originating_activity_id else None
     if c is None:
         return Response(page("No such case", "", who=request.session), 404)
-    steps = data.trace(app.settings, app.codec, origin.dedupe_key) if origin else ([], "")
+    steps = app.tracers.story(origin.dedupe_key) if origin else ([], "")
     facts = [("Title", c.title), ("Status", status(c.status)), ("Customer", c.customer),
              ("Queue", c.queue_id), ("Created", c.created_at), ("Reopened", c.reopened_count)]
     body = join([
