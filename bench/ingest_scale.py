@@ -8,7 +8,8 @@ records (each pass stamps the mailbox's ``status_at``; the bench samples them):
 
 * mailboxes polled per second (passes in the window / window);
 * poll interval p50/p95: time between two passes of the same mailbox;
-* CPU per poll: the ingest processes' CPU, and Dovecot's (the whole local server), per pass.
+* CPU per poll: the ingest processes' CPU, and Dovecot's (the whole local server, shared with
+  whatever else uses it), per pass.
 
 The profile's poll interval is 1 s by default, so a mailbox is due again at once: the
 interval measured is how long the processes take to go round every mailbox.
@@ -127,18 +128,24 @@ def remove(scale: Scale) -> None:
 
 
 # --- measuring -------------------------------------------------------------------------------
-def cpu_s(pids: Iterable[int]) -> float:
-    """CPU seconds of these processes and their descendants (reaped children included)."""
-    total = 0.0
+def cpu_times(pids: Iterable[int]) -> dict[int, float]:
+    """CPU seconds per process of these trees (a process's reaped children in its own)."""
+    out: dict[int, float] = {}
     for pid in pids:
         try:
             root = psutil.Process(pid)
             for p in (root, *root.children(recursive=True)):
                 t = p.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
+                out[p.pid] = t.user + t.system + t.children_user + t.children_system
         except psutil.Error:
             continue
-    return total
+    return out
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two looks: a process seen in both counts its difference, a new one
+    all of it (an exited one is in its parent's reaped children)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def stamps(poller: harness.Poller) -> dict[int, float]:
@@ -194,17 +201,17 @@ def measure(scale: Scale, processes: int, window_s: float, warmup_limit_s: float
         print(f"  {processes} process(es): {fresh} of {scale.count} mailboxes passed once in "
               f"{warmup_s:.0f} s; measuring {window_s:.0f} s", flush=True)
         seen = {i: [t] for i, t in stamps(poller).items()}
-        cpu0, dov0, t0 = cpu_s(pids), cpu_s(dovecot_pid), time.time()
+        cpu0, dov0, t0 = cpu_times(pids), cpu_times(dovecot_pid), time.time()
         while time.time() - t0 < window_s:
             time.sleep(0.5)
             for i, t in stamps(poller).items():
                 if t != seen.setdefault(i, [t])[-1]:
                     seen[i].append(t)
-        cpu1, dov1, t1 = cpu_s(pids), cpu_s(dovecot_pid), time.time()
+        cpu1, dov1, t1 = cpu_times(pids), cpu_times(dovecot_pid), time.time()
         passes = sum(len(ts) - 1 for ts in seen.values())
         intervals = [b - a for ts in seen.values() for a, b in zip(ts, ts[1:], strict=False)]
         return Figures(scale.count, processes, warmup_s, t1 - t0, passes, intervals,
-                       cpu1 - cpu0, dov1 - dov0)
+                       cpu_used(cpu0, cpu1), cpu_used(dov0, dov1))
     finally:
         children.stop()
         poller.close()

@@ -63,6 +63,9 @@ class Assignment(ConsumerRebalanceListener):
         self.token: int | None = None
         self.token_owed = False  # assigned while PostgreSQL was away: no token taken yet
         self.connect = connect  # reopens token_conn (autocommit) after an outage; None: never
+        # Called in a revocation once the token is gone: waits until the passes in hand (other
+        # threads') stopped, so the rebalance completes only after them.
+        self.on_revoke: Callable[[], None] | None = None
 
     @classmethod
     def join(cls, settings: Settings, token_conn: psycopg.Connection, client_id: str,
@@ -82,6 +85,8 @@ class Assignment(ConsumerRebalanceListener):
         # The token stands for one assignment; whatever is kept is claimed again under a new one.
         self.token = None
         self.token_owed = False
+        if self.on_revoke is not None:
+            self.on_revoke()
         if revoked:
             log.info("mailboxes partitions revoked: %s",
                      sorted(tp.partition for tp in revoked))
@@ -135,13 +140,16 @@ class Assignment(ConsumerRebalanceListener):
         word (the truth; a record on the topic may lag behind it), not the topic's."""
         return {int(i) for part in self.view.values() for i in part}
 
-    def serves(self, mailbox_id: int, token: int) -> bool:
-        """Between batches: may the pass that claimed ``mailbox_id`` with ``token`` go on?"""
+    def serves(self, mailbox_id: int, token: int, poll: bool = True) -> bool:
+        """Between batches: may the pass that claimed ``mailbox_id`` with ``token`` go on?
+        ``poll``: take part in the group first (only the thread that owns the consumer may:
+        a pass in a worker thread reads the state the main thread's polls left)."""
         if self.stop.is_set():
             return False
-        self.poll(0)
+        if poll:
+            self.poll(0)
         return token == self.token and any(
-            str(mailbox_id) in part for part in self.view.values()
+            str(mailbox_id) in part for part in list(self.view.values())
         )
 
     def ensure(self, mailbox_id: int, token: int) -> None:

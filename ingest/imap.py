@@ -104,8 +104,11 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
         criteria += ["SINCE", job.profile.received_after.date()]
     # "n:*" always matches the highest UID, even below n: filter.
     uids = sorted(u for u in client.search(criteria) if u > cp.last_uid)
-    store.set_backlog(job.conn, job.mailbox_id, folder.name, len(uids), _arrival(client, uids))
-    job.conn.commit()
+    if uids or cp.backlog != 0:  # nothing new and none before: nothing to write (most passes)
+        store.set_backlog(job.conn, job.mailbox_id, folder.name, len(uids),
+                          _arrival(client, uids))
+        store.relaxed_commit(job.conn)
+        job.conn.commit()
     published = 0
     last = cp.last_uid
     ledger = Ledger(job)
@@ -166,8 +169,10 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
                               _arrival(client, rest))
             job.conn.commit()
             job.between_batches()
-    store.set_backlog(job.conn, job.mailbox_id, folder.name, 0, None)
-    job.conn.commit()
+    if uids:
+        store.set_backlog(job.conn, job.mailbox_id, folder.name, 0, None)
+        store.relaxed_commit(job.conn)
+        job.conn.commit()
     return published
 
 

@@ -19,6 +19,7 @@ transient failures. Ingest adds:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -35,10 +36,28 @@ POLL_BUCKETS = (*LATENCY_BUCKETS, 60, 120, 300)
 
 
 class _Backlog(Collector):
-    """Backlog per mailbox folder; replaced whole after each look (a dict swap is atomic)."""
+    """Backlog per mailbox folder: replaced whole after each look at every mailbox, and one
+    mailbox's folders after each of its passes (passes run in worker threads: a lock)."""
 
     def __init__(self) -> None:
-        self.rows: list[FolderBacklog] = []
+        self._rows: dict[tuple[int, str], FolderBacklog] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def rows(self) -> list[FolderBacklog]:
+        with self._lock:
+            return list(self._rows.values())
+
+    def replace(self, rows: list[FolderBacklog]) -> None:
+        with self._lock:
+            self._rows = {(r.mailbox_id, r.folder): r for r in rows}
+
+    def update(self, mailbox_id: int, rows: list[FolderBacklog]) -> None:
+        with self._lock:
+            for key in [k for k in self._rows if k[0] == mailbox_id] if not rows else []:
+                del self._rows[key]
+            for r in rows:
+                self._rows[(r.mailbox_id, r.folder)] = r
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         count = GaugeMetricFamily("mailroom_ingest_backlog_messages",
@@ -103,4 +122,8 @@ class IngestMetrics:
         self._exported = now
 
     def backlog(self, rows: list[FolderBacklog]) -> None:
-        self._backlog.rows = rows
+        self._backlog.replace(rows)
+
+    def mailbox_backlog(self, mailbox_id: int, rows: list[FolderBacklog]) -> None:
+        """One mailbox's folders, as its pass left them (current before the next look)."""
+        self._backlog.update(mailbox_id, rows)

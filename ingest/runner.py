@@ -3,13 +3,18 @@
 Which mailboxes: the process's share of the mailboxes topic, assigned by its consumer group
 (:mod:`ingest.assignment`); several processes share the mailboxes and a stopped one's move to
 the others. Used without an assignment (tests, benchmarks) an :class:`Ingestor` serves every
-runnable mailbox. One connection per mailbox at a time.
+runnable mailbox.
 
-Failures follow the rules of :mod:`ingest.errors`: transient → ``retrying`` with exponential
-backoff (and after many in a row ``disabled`` as transient, re-enabled by a login-free probe);
-permanent → ``disabled`` with the cause, and no login is attempted again until an administrator
-enables the mailbox. Every checkpoint write is compare-and-set on the fence token the pass
-claimed the mailbox with.
+Passes run concurrently, a bounded pool of sessions per server (:mod:`ingest.scheduler`; the
+profile's ``max_connections``), each worker on a database connection of its own; one mailbox
+has at most one pass at a time. Without a way to open connections (``database``) passes run
+one after the other on the connection given.
+
+Failures follow :mod:`ingest.failures`: transient → ``retrying`` with exponential backoff (and
+after many in a row ``disabled`` as transient, re-enabled by a login-free probe,
+:mod:`ingest.revive`); permanent → ``disabled`` with the cause, and no login is attempted again
+until an administrator enables the mailbox. Every checkpoint write is compare-and-set on the
+fence token the pass claimed the mailbox with.
 
 PostgreSQL away (:mod:`mailroom.db.outage`): the pass in hand stops where it is (nothing past the
 last checkpoint is lost: it is fetched again), the process waits with a bounded backoff, reopens
@@ -20,43 +25,40 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from imapclient import IMAPClient
 
-from ingest import announce, connect, credentials, idle, imap, pop3, probe, store
+from ingest import announce, connect, credentials, failures, idle, imap, pop3, store
 from ingest.assignment import Assignment, Revoked
-from ingest.errors import classify
+from ingest.failures import backoff_s
 from ingest.job import Job
 from ingest.metrics import IngestMetrics
-from ingest.model import Mailbox, Protocol
+from ingest.model import Mailbox, Profile, Protocol
 from ingest.publish import BlobPut, Producer
+from ingest.revive import revive
+from ingest.scheduler import Scheduler
 from ingest.store import Fenced
 from mailroom.codec import Codec
 from mailroom.db.outage import LOST, Outage, renewed
-from mailroom.errors import PermanentError
 from mailroom.settings import Settings
 
 log = logging.getLogger(__name__)
 
+__all__ = ["BlobPutter", "Ingestor", "backoff_s", "blob_put", "main", "watch"]
 
 OBSERVE_EVERY_S = 2.0  # per-mailbox gauges are read from the database at most this often
-
-
-def backoff_s(settings: Settings, failures: int, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter, capped (failures counts from 1)."""
-    base, cap = settings.ingest_backoff_base_ms / 1000, settings.ingest_backoff_max_ms / 1000
-    ceiling = min(cap, base * 2 ** max(0, failures - 1))
-    return (rng or random).uniform(ceiling / 2, ceiling)
+# The list of runnable mailboxes is read again at most this often while running (ten thousand
+# rows cost ~0.1 s; a round of passes, not every tick); at once when the assignment changes.
+REFRESH_EVERY_S = 2.0
+REVOKE_WAIT_S = 60.0  # a rebalance waits this long at most for the passes in hand to stop
 
 
 class Ingestor:
@@ -68,46 +70,80 @@ class Ingestor:
         self.settings = settings
         self.metrics = metrics or IngestMetrics()  # served only when metrics_port is set
         self.assignment = assignment
-        self.conn = conn
+        self._conn = conn
+        self._local = threading.local()  # a worker's own database connection
         self.producer = producer
         self.put_blob = put_blob
         self.codec = codec or Codec.from_settings(settings)
         # Without an assignment the process is the only one: one token for its lifetime.
         self.generation = store.new_generation(conn)
         conn.commit()
-        self.next_poll: dict[int, float] = {}
         self.stop = assignment.stop if assignment else threading.Event()
         # IDLE only inside run(): run_once() is one pass per mailbox and returns (tests, bench).
         self.idle = False
-        self.database = database  # reopens the connection after an outage; None: never
+        self.database = database  # opens connections: workers', and after an outage; None: never
         self.outage = Outage("mailbox pass")
+        self.scheduler = Scheduler(self._work, self.stop, pool=database is not None)
+        self.next_poll = self.scheduler.next_poll
+        self._boxes: list[Mailbox] = []  # the runnable mailboxes this process serves
+        self._published = 0  # by the passes of one run_once()
+        self._count = threading.Lock()
+        self._profiles: dict[int, Profile] = {}
+        if assignment is not None:
+            # A rebalance must not complete while a pass is in hand: it waits for them to stop.
+            assignment.on_revoke = self._passes_stopped
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        """The calling thread's connection: a worker's own, else the main one."""
+        return getattr(self._local, "conn", None) or self._conn
+
+    @conn.setter
+    def conn(self, value: psycopg.Connection) -> None:
+        self._conn = value
 
     def token(self) -> int | None:
         """The fence token passes claim mailboxes with (None: no assignment at the moment)."""
         return self.assignment.token if self.assignment else self.generation
 
+    def _serves(self, mailbox_id: int, token: int) -> bool:
+        assert self.assignment is not None
+        # Only the main thread may poll the consumer (rebalances happen in there): a worker
+        # reads the state it left; a revocation waits for the workers (_passes_stopped).
+        return self.assignment.serves(mailbox_id, token, poll=not self.scheduler.pool)
+
     def _between_batches(self, mailbox_id: int, token: int) -> Callable[[], None]:
         def check() -> None:
             self.metrics.last_loop = time.monotonic()  # a long pass is alive, not wedged
             if self.assignment is not None:
-                self.assignment.ensure(mailbox_id, token)
+                if not self._serves(mailbox_id, token):
+                    raise Revoked(f"mailbox {mailbox_id} is no longer served by this process "
+                                  "(rebalance or shutdown): the batch in hand is done, the "
+                                  "pass stops")
             elif self.stop.is_set():
                 raise Revoked("shutting down: the batch in hand is done, the pass stops")
 
         return check
 
+    def _passes_stopped(self) -> None:
+        """Called in a revocation, the token already gone: every pass in hand stops at its next
+        batch boundary; wait for that, so no other process starts on a mailbox before."""
+        if not self.scheduler.wait_running(REVOKE_WAIT_S):
+            log.warning("passes still running %.0f s after a revocation: their checkpoint "
+                        "writes are fenced", REVOKE_WAIT_S)
+
     def _announce(self, mailbox: Mailbox, old_status: str) -> None:
         """Publish a status change to the mailboxes topic (only as a group member: the topic
         exists then). Losing one is repaired by the next change or ``mailbox publish``."""
         assert mailbox.id is not None
-        if self.assignment is None or store.mailbox(self.conn, mailbox.id).status == old_status:
+        if self.assignment is None or store.status(self.conn, mailbox.id) == old_status:
             return
         try:
             announce.publish(self.settings, self.conn, self.producer, [mailbox.id], self.codec)
         except Exception as exc:  # noqa: BLE001 - derived data; the database has the truth
             log.warning("mailbox=%s status change not published: %s", mailbox.address, exc)
 
-    def poll(self, mailbox: Mailbox) -> int:
+    def poll(self, mailbox: Mailbox, profile: Profile | None = None) -> int:
         """One pass over one mailbox; returns messages published. Records the outcome."""
         assert mailbox.id is not None
         if not mailbox.polled:
@@ -117,9 +153,9 @@ class Ingestor:
         token = self.token()
         if token is None:
             return 0
-        if self.assignment is not None and not self.assignment.serves(mailbox.id, token):
+        if self.assignment is not None and not self._serves(mailbox.id, token):
             return 0  # a rebalance since the list was made: maybe not ours any more
-        profile = store.profile(self.conn, mailbox.profile_id)
+        profile = profile or store.profile(self.conn, mailbox.profile_id)
         if not store.claim(self.conn, mailbox.id, token):
             self.conn.commit()
             log.info("mailbox=%s owned by a newer process; skipped", mailbox.address)
@@ -130,6 +166,9 @@ class Ingestor:
         batch = self.settings.ingest_batch_size
         started = time.monotonic()
         result = self._pass(job, profile.protocol, batch)
+        if profile.protocol is Protocol.IMAP:  # POP3 has no backlog rows
+            self.metrics.mailbox_backlog(mailbox.id, store.backlog(self.conn, mailbox.id))
+            self.conn.commit()
         self.metrics.passed(profile.protocol.value, time.monotonic() - started, job.published)
         self._announce(mailbox, mailbox.status)
         return result
@@ -151,11 +190,18 @@ class Ingestor:
     def _sole(self, mailbox_id: int) -> bool:
         """Is ``mailbox_id`` the only mailbox this process polls? (Then IDLE may hold its
         connection: there is no other mailbox waiting for the process.)"""
+        if len(self._boxes) > 1:
+            return False  # the list in hand says no: no need to ask the database
         mine = self.assignment.mailbox_ids() if self.assignment else None
-        ids = [m.id for m in store.mailboxes(self.conn, runnable_only=True)
-               if mine is None or m.id in mine]
+        rows = self.conn.execute(
+            "SELECT id FROM ingest_mailboxes WHERE enabled AND approved "
+            "AND via_mailbox_id IS NULL ORDER BY id LIMIT 2" if mine is None else
+            "SELECT id FROM ingest_mailboxes WHERE enabled AND approved "
+            "AND via_mailbox_id IS NULL AND id = ANY(%s) ORDER BY id LIMIT 2",
+            () if mine is None else (sorted(mine),),
+        ).fetchall()
         self.conn.commit()
-        return ids == [mailbox_id]
+        return [int(r[0]) for r in rows] == [mailbox_id]
 
     def _idle(self, job: Job, client: IMAPClient) -> int:
         """After a pass: IDLE on the INBOX until the poll interval is over (:mod:`ingest.idle`),
@@ -196,116 +242,113 @@ class Ingestor:
             raise  # the database's failure, not the mailbox's: nothing to record it in
         except Exception as exc:  # noqa: BLE001 - every failure after login gets a name
             self.conn.rollback()
-            return self._failed(mailbox, exc, profile.host, profile.port)
+            delay = failures.record(self.settings, self.conn, self.metrics, mailbox, exc,
+                                    profile.host, profile.port)
+            self.scheduler.defer(mailbox.id, delay)
+            return 0
         store.set_status(self.conn, mailbox.id, "ok", f"{n} new message(s) in the last pass")
+        store.relaxed_commit(self.conn)  # every pass writes it again
         self.conn.commit()
         if n:
             log.info("mailbox=%s published=%d token=%d", mailbox.address, n, job.generation)
         return n
 
-    def _failed(self, mailbox: Mailbox, exc: Exception, host: str, port: int) -> int:
-        """Record a failed pass by its cause: permanent → disabled; transient → retrying with
-        backoff (disabled as an outage after many in a row). Returns 0 (nothing published)."""
-        assert mailbox.id is not None
-        err = classify(exc, host, port)
-        if err is not exc:  # the traceback of a raw exception, for whoever debugs it
-            log.debug("mailbox=%s %s", mailbox.address, type(exc).__name__, exc_info=exc)
-        if isinstance(err, PermanentError):
-            self.metrics.failed("permanent", err)
-            log.error("mailbox=%s disabled: %s", mailbox.address, err)
-            store.set_status(self.conn, mailbox.id, "disabled", str(err),
-                             disabled_kind="permanent")
-            self.conn.commit()
-            return 0
-        self.metrics.failed("transient", err)
-        failures = store.failures(self.conn, mailbox.id) + 1
-        if failures >= self.settings.ingest_disable_after_failures:
-            store.set_status(self.conn, mailbox.id, "disabled", f"outage: {err}",
-                             disabled_kind="transient")
-        else:
-            delay = backoff_s(self.settings, failures)
-            store.set_status(self.conn, mailbox.id, "retrying", str(err),
-                             next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
-            self.next_poll[mailbox.id] = time.monotonic() + delay
-        self.conn.commit()
-        log.warning("mailbox=%s retrying (%d): %s", mailbox.address, failures, err)
-        return 0
-
     def revive(self) -> None:
         """Re-enable mailboxes an outage disabled, once their server answers again."""
-        rows = self.conn.execute(
-            "SELECT id FROM ingest_mailboxes WHERE NOT enabled AND disabled_kind = 'transient' "
-            "AND via_mailbox_id IS NULL"
-        ).fetchall()
         mine = self.assignment.mailbox_ids() if self.assignment else None
-        for (mailbox_id,) in rows:
-            if mine is not None and int(mailbox_id) not in mine:
-                continue  # another process's: it probes its own
-            m = store.mailbox(self.conn, int(mailbox_id))
-            if probe.reachable(store.profile(self.conn, m.profile_id)) is None:
-                store.set_enabled(self.conn, int(mailbox_id), True)
-                self.conn.commit()
-                self._announce(m, m.status)
-                log.info("mailbox=%s re-enabled: its server answers again", m.address)
+        self.scheduler.due_now(revive(self.conn, mine, self._announce))
+
+    def refresh(self) -> None:
+        """Read the runnable mailboxes this process serves, and their profiles (one query
+        each: never a look-up per mailbox)."""
+        mine = self.assignment.mailbox_ids() if self.assignment else None
+        read_at = time.monotonic()
+        self._boxes = [m for m in store.mailboxes(self.conn, runnable_only=True)
+                       if mine is None or m.id in mine]
+        self._profiles = {p.id: p for p in store.profiles(self.conn) if p.id is not None}
         self.conn.commit()
+        self.scheduler.listed({m.id for m in self._boxes if m.id is not None}, read_at)
+
+    def _work(self, mailbox: Mailbox, profile: Profile) -> None:
+        """One pass, in a worker (its own connection) or in the caller's thread."""
+        if not self.scheduler.pool:
+            self._published += self.poll(mailbox, profile)
+            return
+        assert self.database is not None
+        try:
+            self._local.conn = renewed(getattr(self._local, "conn", None), self.database)
+            n = self.poll(mailbox, profile)
+            with self._count:
+                self._published += n
+        except LOST as exc:
+            # What the pass did not checkpoint is fetched again; this worker waits (others
+            # meet the outage on their own), then opens a new connection for the next pass.
+            self.stop.wait(self.outage.next_wait(exc))
 
     def run_once(self) -> int:
-        """Poll every runnable mailbox that is due; returns messages published."""
-        total = 0
-        now = time.monotonic()
-        mine = self.assignment.mailbox_ids() if self.assignment else None
-        for m in store.mailboxes(self.conn, runnable_only=True):
-            assert m.id is not None
-            if mine is not None and m.id not in mine:
-                continue
-            if self.stop.is_set():
-                break
-            if self.next_poll.get(m.id, 0.0) > now:
-                continue
-            # The interval counts from the start of a pass: a pass that IDLEd through it is
-            # followed at once by a full pass (every folder), then IDLE again.
-            started = time.monotonic()
-            total += self.poll(m)
-            interval = store.profile(self.conn, m.profile_id).poll_interval_s
-            self.next_poll[m.id] = max(self.next_poll.get(m.id, 0.0), started + interval)
+        """Poll every runnable mailbox that is due, and wait for the passes; returns messages
+        published (counted when passes run in the caller's thread; else see the metrics)."""
+        self._published = 0
+        self.refresh()
+        self.scheduler.submit(self.scheduler.due(self._boxes, time.monotonic()),
+                              self._profiles)
+        self.scheduler.wait_idle()
+        self._raise_worker_error()
         self.conn.commit()
-        return total
+        return self._published
+
+    def _raise_worker_error(self) -> None:
+        error, self.scheduler.error = self.scheduler.error, None
+        if error is not None:
+            raise error
 
     def observe(self) -> None:
         """Refresh the per-mailbox gauges: enabled and backlog of the mailboxes served here."""
         mine = self.assignment.mailbox_ids() if self.assignment else None
-        boxes = [m for m in store.mailboxes(self.conn)
-                 if m.polled and (mine is None or m.id in mine)]
-        self.metrics.mailboxes((m.address, m.enabled) for m in boxes)
-        ids = {m.id for m in boxes}
+        served = [(int(i), a, bool(e)) for i, a, e in self.conn.execute(
+            "SELECT id, address, enabled FROM ingest_mailboxes WHERE via_mailbox_id IS NULL "
+            "ORDER BY id").fetchall() if mine is None or int(i) in mine]
+        self.metrics.mailboxes((a, e) for _, a, e in served)
+        ids = {i for i, _, _ in served}
         self.metrics.backlog([b for b in store.backlog(self.conn) if b.mailbox_id in ids])
         self.conn.commit()
 
     def run(self) -> None:
         self.idle = True
-        last_revive = last_observe = 0.0
+        last_revive = last_observe = last_refresh = 0.0
         tick_ms = self.settings.ingest_idle_tick_ms
-        while not self.stop.is_set():
-            self.metrics.last_loop = time.monotonic()
-            try:
-                if self.assignment is not None:
-                    # Group membership and mailbox changes; rebalances happen in here, when no
-                    # pass is running, or between batches (Job.between_batches).
-                    self.assignment.poll(tick_ms)
-                self.run_once()
-                if time.monotonic() - last_observe > OBSERVE_EVERY_S:
-                    self.observe()
-                    last_observe = time.monotonic()
-                if time.monotonic() - last_revive > self.settings.ingest_revive_interval_s:
-                    self.revive()
-                    last_revive = time.monotonic()
-            except LOST as exc:
-                self._database_lost(exc)
-                continue
-            if self.outage.away:
-                self.outage.over()
-            if self.assignment is None:
-                self.stop.wait(tick_ms / 1000)
+        mine: set[int] | None = None
+        try:
+            while not self.stop.is_set():
+                self.metrics.last_loop = time.monotonic()
+                try:
+                    if self.assignment is not None:
+                        # Group membership and mailbox changes; rebalances happen in here (and
+                        # wait for the passes in hand: _passes_stopped).
+                        self.assignment.poll(tick_ms)
+                    now = time.monotonic()
+                    served = self.assignment.mailbox_ids() if self.assignment else None
+                    if now - last_refresh > REFRESH_EVERY_S or served != mine:
+                        self.refresh()
+                        last_refresh, mine = now, served
+                    self.scheduler.submit(self.scheduler.due(self._boxes, now), self._profiles)
+                    self._raise_worker_error()
+                    if time.monotonic() - last_observe > OBSERVE_EVERY_S:
+                        self.observe()
+                        last_observe = time.monotonic()
+                    if time.monotonic() - last_revive > self.settings.ingest_revive_interval_s:
+                        self.revive()
+                        last_revive = time.monotonic()
+                except LOST as exc:
+                    self._database_lost(exc)
+                    continue
+                if self.outage.away:
+                    self.outage.over()
+                if self.assignment is None:
+                    self.stop.wait(tick_ms / 1000)
+        finally:
+            self.stop.set()
+            self.scheduler.close()  # each pass in hand finishes its batch first
 
     def _database_lost(self, exc: Exception) -> None:
         """Wait (SIGTERM still stops it), then reopen the connections; the loop goes on, and
@@ -314,7 +357,7 @@ class Ingestor:
         if self.database is None:
             return
         try:
-            self.conn = renewed(self.conn, self.database)
+            self.conn = renewed(self._conn, self.database)
             if self.assignment is not None:
                 self.assignment.reconnect()
         except LOST:

@@ -8,7 +8,7 @@ caller's generation is the mailbox's ``owner_generation`` (see :func:`claim`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -241,6 +241,13 @@ def record_test(conn: psycopg.Connection, mailbox_id: int, ok: bool, detail: str
     )
 
 
+def relaxed_commit(conn: psycopg.Connection) -> None:
+    """The transaction in hand commits without waiting for its WAL to reach the disk: for
+    writes a crash may lose harmlessly (a status, a backlog figure — the next pass writes them
+    again), never for checkpoints, which must be durable before a server action."""
+    conn.execute("SET LOCAL synchronous_commit = off")
+
+
 def set_status(
     conn: psycopg.Connection, mailbox_id: int, status: str, detail: str = "",
     *, next_attempt_at: datetime | None = None, disabled_kind: str | None = None,
@@ -280,7 +287,13 @@ def new_generation(conn: psycopg.Connection) -> int:
 
 
 def claim(conn: psycopg.Connection, mailbox_id: int, generation: int) -> bool:
-    """Take the mailbox for ``generation``; False when a newer generation holds it already."""
+    """Take the mailbox for ``generation``; False when a newer generation holds it already.
+    Held already by ``generation`` (every pass after the first of an assignment): a read, no
+    write to wait for."""
+    row = conn.execute("SELECT owner_generation FROM ingest_mailboxes WHERE id = %s",
+                       (mailbox_id,)).fetchone()
+    if row is not None and int(row[0]) == generation:
+        return True
     cur = conn.execute(
         "UPDATE ingest_mailboxes SET owner_generation = %s "
         "WHERE id = %s AND owner_generation <= %s",
@@ -317,13 +330,18 @@ class Checkpoint:
     last_uid: int
 
 
+    # As the last pass left them (None: never measured); not part of the position.
+    backlog: int | None = field(default=None, compare=False)
+    backlog_oldest: datetime | None = field(default=None, compare=False)
+
+
 def checkpoint(conn: psycopg.Connection, mailbox_id: int, folder: str) -> Checkpoint | None:
     row = conn.execute(
-        "SELECT uidvalidity, last_uid FROM ingest_checkpoints "
+        "SELECT uidvalidity, last_uid, backlog, backlog_oldest FROM ingest_checkpoints "
         "WHERE mailbox_id = %s AND folder = %s",
         (mailbox_id, folder),
     ).fetchone()
-    return Checkpoint(int(row[0]), int(row[1])) if row else None
+    return Checkpoint(int(row[0]), int(row[1]), row[2], row[3]) if row else None
 
 
 def reset_checkpoint(
