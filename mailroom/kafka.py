@@ -13,6 +13,7 @@ owns (and closes) what they return.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -180,11 +181,47 @@ def make_producer(settings: Settings, client_id: str = "mailroom") -> KafkaProdu
     return KafkaProducer(**producer_config(settings, client_id))
 
 
+class Consumer(KafkaConsumer):
+    """A KafkaConsumer that knows its topics' partitions before it joins its group.
+
+    kafka-python lets a new member join as soon as it subscribes, often before its first
+    metadata response: the group's leader then assigns nothing ("No partition metadata"),
+    rejoins when the metadata comes a moment later, and may never apply the assignment of that
+    second join — the process polls on for good with no partitions and no heartbeat, its
+    stage stalled (seen most on a fresh multi-broker cluster). Knowing the partitions first,
+    the first assignment is the whole one.
+    """
+
+    def subscribe(self, topics: Iterable[str] = (), pattern: Any = None,
+                  listener: Any = None) -> None:
+        topics = list(topics or ())
+        # partitions_for_topic waits for metadata without a timeout: asked only while a broker
+        # answers, so a stage started during an outage still reaches its poll loop and waits
+        # there, alive, as it always did.
+        servers = self.config["bootstrap_servers"]
+        if isinstance(servers, str):
+            servers = servers.split(",")
+        if topics and any(_reachable(s.strip()) for s in servers):
+            for topic in topics:
+                self.partitions_for_topic(topic)
+        super().subscribe(topics, pattern=pattern, listener=listener)
+
+
+def _reachable(server: str, timeout_s: float = 2.0) -> bool:
+    host, _, port = server.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def make_consumer(
     settings: Settings, group_id: str, topics: Iterable[str] = (), client_id: str = "mailroom"
 ) -> KafkaConsumer:
-    """A consumer in ``group_id``, subscribed to ``topics`` (none: the caller assigns)."""
-    consumer = KafkaConsumer(**consumer_config(settings, group_id, client_id))
+    """A consumer in ``group_id``, subscribed to ``topics`` (none: the caller assigns or
+    subscribes later; either way it learns its topics' partitions before it joins)."""
+    consumer = Consumer(**consumer_config(settings, group_id, client_id))
     topics = list(topics)
     if topics:
         consumer.subscribe(topics)

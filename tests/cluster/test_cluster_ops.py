@@ -5,12 +5,13 @@ when the broker coordinating a group dies."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from brokers import coordinator, wait_in_sync
-from kafka import TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -118,3 +119,53 @@ def test_the_lag_tool_finds_a_group_again_after_its_coordinator_died(
         finally:
             cluster.up(base_settings, cluster.DEFAULT_BROKERS)
             wait_in_sync(on_cluster)
+
+
+class FirstAssignment(ConsumerRebalanceListener):
+    def __init__(self) -> None:
+        self.first: set[TopicPartition] | None = None
+
+    def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.first is None:
+            self.first = set(assigned)
+
+
+def test_a_new_member_gets_its_partitions_at_its_first_assignment(
+    on_cluster: Settings,
+) -> None:
+    """A stage's consumer knows its topics' partitions before it joins: its group's first
+    assignment is the whole one, never the empty one after which kafka-python could leave the
+    stage without partitions for good. Three fresh groups at once, three times, as the stages
+    start."""
+    wanted = {
+        "unwrap": ("raw",), "route": ("unwrapped",), "persist": ("actions", "trace"),
+    }
+    firsts: dict[str, set[TopicPartition] | None] = {}
+
+    def join(group: str, roles: tuple[str, ...]) -> None:
+        listener = FirstAssignment()
+        consumer = kafka.make_consumer(on_cluster, f"{on_cluster.topic_prefix}.{group}")
+        try:
+            consumer.subscribe([on_cluster.topic(r) for r in roles], listener=listener)
+            deadline = time.monotonic() + 30
+            while listener.first is None and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=200)
+        finally:
+            consumer.close()
+        firsts[group] = listener.first
+
+    for attempt in range(3):
+        threads = [threading.Thread(target=join, args=(f"{stage}{attempt}", roles))
+                   for stage, roles in wanted.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    for group, first in firsts.items():
+        roles = wanted[group.rstrip("0123456789")]
+        whole = {TopicPartition(on_cluster.topic(r), p)
+                 for r in roles for p in range(on_cluster.topic_partitions)}
+        assert first == whole, f"{group}: first assignment {sorted(first or [])}"
