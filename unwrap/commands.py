@@ -20,6 +20,8 @@ from mailroom.errors import ConfigError
 from mailroom.records.email import Email
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
+from mailroom.stage.execute import crash_summary
+from mailroom.stage.types import CRASH
 from unwrap.context import Rejection, UnwrapContext
 from unwrap.unwrap import unwrap
 
@@ -187,8 +189,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             unreadable += 1
             continue
         files += 1
-        result = unwrap(_raw(path, data, kind, args.forward_mailbox, args.direction, uid),
-                        context)
+        try:
+            result = unwrap(_raw(path, data, kind, args.forward_mailbox, args.direction, uid),
+                            context)
+        except Exception as exc:  # noqa: BLE001 - a bug: shown as the stage would dead-letter it
+            result = Rejection(CRASH, crash_summary(exc))
         if args.summary:
             results.append(result)
             continue

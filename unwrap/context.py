@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from mailroom.settings import Settings
+from mailroom.stage.types import Rejection as Rejection  # the stage contract's one type
 from unwrap.addresses import ascii_lower
 from unwrap.limits import Limits
 
@@ -49,14 +50,6 @@ class SourcePosition:
     topic: str
     partition: int
     offset: int
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """The message cannot become an email: it goes to the dead-letter topic with this reason."""
-
-    reason_code: str  # stable, machine-readable: not_a_forwarder, auth_failed, too_large, ...
-    reason: str  # for humans: what was wrong and what to do about it
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,6 @@ from mailroom.stage.execute import StageSpec
 from mailroom.stage.types import Context, Outcome, Output, Rejection, Trace
 from unwrap import claims
 from unwrap.context import Forwarders, SourcePosition, UnwrapContext
-from unwrap.context import Rejection as UnwrapRejection
 from unwrap.forwarders import ForwarderCache, ForwardMailboxes, load_forward_mailboxes
 from unwrap.unwrap import unwrap
 
@@ -135,13 +134,13 @@ class UnwrapHandler:
         limits = unwrap_context.limits
         blobs = edges.blob_store() if raw.blob_ref is not None else None
         resolved = claims.resolve_raw(raw, blobs, limits.max_message_bytes)
-        if isinstance(resolved, UnwrapRejection):
-            return _rejection(resolved)
+        if isinstance(resolved, Rejection):
+            return resolved
         src = context.source
         result = unwrap(resolved, unwrap_context, SourcePosition(src.topic, src.partition,
                                                                  src.offset))
-        if isinstance(result, UnwrapRejection):
-            return _rejection(result)
+        if isinstance(result, Rejection):
+            return result
         return self._outcome(raw, result)
 
     def _outcome(self, raw: RawMail, emails: list[Email]) -> Outcome | Rejection:
@@ -175,10 +174,6 @@ def _too_big(email: Email, size: int, settings: Settings) -> Rejection:
         f"bodies moved to the blob store, over the topic limit of {settings.max_record_bytes} "
         "bytes (max_record_bytes): too many addresses or references",
     )
-
-
-def _rejection(r: UnwrapRejection) -> Rejection:
-    return Rejection(r.reason_code, r.reason)
 
 
 def _trace(raw: RawMail, email: Email, n: int, total: int) -> Trace:

@@ -6,8 +6,6 @@ replay re-derives the same records. The stage runner (``stage.py``) does the I/O
 
 from __future__ import annotations
 
-import logging
-
 from mailroom.records.email import Email
 from unwrap import forwarded, inline
 from unwrap.attribution import Attribution, attribute
@@ -16,26 +14,19 @@ from unwrap.context import RawInput, Rejection, SourcePosition, UnwrapContext
 from unwrap.normalise import Origin, normalise
 from unwrap.parse import parse_with_notes, spaced_from_in_header
 
-log = logging.getLogger(__name__)
-
 
 def unwrap(raw: RawInput, context: UnwrapContext,
            source: SourcePosition | None = None) -> list[Email] | Rejection:
     """The Emails in ``raw`` — one for user and queue mail, one per original for a forward —
-    or why the message becomes a dead letter. Never raises for any input bytes."""
+    or why the message becomes a dead letter. Any input bytes give one of the two; an exception
+    is a bug in Mailroom, and the stage runner dead-letters that message ``crash`` with the
+    traceback (a catch-all here would hide it)."""
     try:
         return _unwrap(raw, context, source)
     except LimitExceeded as exc:
         return Rejection(exc.code, exc.reason)
     except RecursionError:
         return Rejection("too_deep", "the MIME structure is nested too deeply to read")
-    except MemoryError:
-        raise  # past the worker's memory limit: the runner dead-letters it out_of_memory
-    except Exception as exc:  # noqa: BLE001 - a bug must dead-letter one message, not the stage
-        log.exception("unwrap failed on %s", getattr(raw, "mailbox_id", "?"))
-        return Rejection("internal_error",
-                         f"unwrap failed ({type(exc).__name__}: {exc}); this is a bug in "
-                         "Mailroom — retry the dead letter after upgrading")
 
 
 def _unwrap(raw: RawInput, context: UnwrapContext,

@@ -19,9 +19,7 @@ def _check(files: dict[str, Path]) -> None:
     assert files, "no corpus files found"
     mismatches = {}
     for key, path in files.items():
-        got = outcome(path.read_bytes())
-        assert got["user"].get("rejection") != "internal_error", (key, got)
-        assert got["forward"].get("rejection") != "internal_error", (key, got)
+        got = outcome(path.read_bytes())  # a bug raises out of unwrap and fails the test
         if MANIFEST.get(key) != got:
             mismatches[key] = {"manifest": MANIFEST.get(key), "now": got}
     assert not mismatches, json.dumps(mismatches, indent=1, ensure_ascii=False)[:4000]

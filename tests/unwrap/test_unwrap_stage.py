@@ -159,12 +159,12 @@ def test_raw_mails_become_emails_traces_and_dead_letters(stage_settings: Setting
     proc = start_stage(s)
     try:
         out = wait_for(lambda: len(read_all(s, "unwrapped")) >= 2 and read_all(s, "unwrapped"),
-                       timeout=20)
-        dead = wait_for(lambda: read_all(s, "dlq"), timeout=20)
+                       timeout=90)
+        dead = wait_for(lambda: read_all(s, "dlq"), timeout=90)
         traces = wait_for(lambda: len(read_all(s, "trace")) >= 3 and read_all(s, "trace"),
-                          timeout=20)
+                          timeout=90)
     finally:
-        stop(proc, timeout=20)
+        stop(proc, timeout=90)
 
     emails = {r.key.decode(): codec.decode_any(r.value) for r in out}
     assert set(emails) == {"Order-17@customer.example", "Quote-1@customer.example"}
@@ -207,9 +207,9 @@ def test_claim_checks_in_and_out(stage_settings: Settings) -> None:
         produce(s, codec, raws)
         proc = start_stage(s)
         try:
-            [record] = wait_for(lambda: read_all(s, "unwrapped"), timeout=20)
+            [record] = wait_for(lambda: read_all(s, "unwrapped"), timeout=90)
         finally:
-            stop(proc, timeout=20)
+            stop(proc, timeout=90)
         assert len(record.value) <= s.claim_check_bytes
         email = codec.decode_any(record.value)
         assert record.key == b"drawings-1@other.example"
