@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from email.message import Message
 
 from mailroom.records.email import Report
+from unwrap.msgids import normalise_message_id
 from unwrap.parse import (
     content_type,
     filename,
@@ -284,7 +285,6 @@ def from_text(msg: Message) -> Report | None:
         # line where a copy starts) or the failed address alone on its line, a person may be
         # writing about a failed delivery
         return None
-    from unwrap.normalise import normalise_message_id
 
     original = returned_id_in_text(msg)
     original_id = normalise_message_id(original) if original else None

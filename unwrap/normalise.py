@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
@@ -23,6 +22,7 @@ from unwrap.addresses import parse_address_list
 from unwrap.content import LimitExceeded, collect
 from unwrap.context import RawInput, SourcePosition
 from unwrap.limits import Limits
+from unwrap.msgids import message_ids, normalise_message_id
 from unwrap.parse import (
     first_raw,
     from_line_dropped,
@@ -32,7 +32,6 @@ from unwrap.parse import (
     raw_value,
 )
 
-_MSGID = re.compile(r"<([^<>]*)>")
 _MAX_REFERENCES = 100  # a thread deeper than this gains nothing from more; bounds the record
 
 
@@ -46,22 +45,6 @@ class Origin:
     forwarder_address: str | None = None
     forward_mailbox_id: str | None = None
     warnings: tuple[str, ...] = ()
-
-
-def normalise_message_id(value: str) -> str | None:
-    """The addr-spec between the angle brackets, whitespace removed, domain lower-cased."""
-    match = _MSGID.search(value)
-    inner = match.group(1) if match else value
-    inner = "".join(inner.split())
-    if not inner:
-        return None
-    local, at, domain = inner.rpartition("@")
-    return f"{local}@{domain.lower()}" if at else inner
-
-
-def message_ids(value: str) -> list[str]:
-    found = [normalise_message_id(m) for m in _MSGID.findall(value)]
-    return [m for m in found if m]
 
 
 def parse_date(value: str) -> datetime | None:

@@ -34,6 +34,7 @@ from email.parser import BytesHeaderParser
 
 from mailroom.records.email import Report
 from unwrap import autoreplies, bounces
+from unwrap.msgids import normalise_message_id
 from unwrap.parse import content_type, first_raw, header_text, param, payload_bytes
 
 _STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}
@@ -141,7 +142,6 @@ def _find(msg: Message, types: tuple[str, ...] | set[str]) -> list[Message]:
 def returned_message_id(msg: Message) -> str | None:
     """The normalised Message-ID of the message a report returns, if it has one."""
     # Imported here: normalise imports this module (classify) at its top.
-    from unwrap.normalise import normalise_message_id
 
     parts = _find(msg, _RETURNED)
     parts.sort(key=lambda p: _RETURNED.index(content_type(p)))  # preference, then position
@@ -264,7 +264,6 @@ def _report(msg: Message) -> Report:
         if _SIEVE_REJECT.search(disposition):
             # RFC 5429: a Sieve "reject" refuses delivery with an automatic "deleted" MDN
             # (Dovecot's over-quota refusals too): the mail did not reach its recipient
-            from unwrap.normalise import normalise_message_id
 
             recipient = _recipient(fields)
             original = fields.get("original-message-id")
