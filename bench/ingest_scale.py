@@ -50,7 +50,6 @@ from mailroom.db import connect  # noqa: E402
 from mailroom.db.migrate import migrate  # noqa: E402
 from mailroom.demo.pipeline import Children  # noqa: E402
 from mailroom.demo.seed import command  # noqa: E402
-from mailroom.settings import Settings  # noqa: E402
 from mailroom.stack import dovecot  # noqa: E402
 from mailroom.topics import ensure_topics, topic_specs  # noqa: E402
 
@@ -68,9 +67,8 @@ class Scale:
         return [self.world.login(f"m{n}") for n in range(self.count)]
 
 
-def create(base: Settings, count: int, max_connections: int, poll_interval: int) -> Scale:
-    w = harness.world(base, f"scale{count}")
-    scale = Scale(w, count)
+def create(scale: Scale, max_connections: int, poll_interval: int) -> None:
+    w, base, count = scale.world, scale.world.base, scale.count
     harness.create(w, pipeline=False)  # the schema (and the standard users, unused)
     with connect(w.settings) as conn:
         migrate(conn)
@@ -100,7 +98,6 @@ def create(base: Settings, count: int, max_connections: int, poll_interval: int)
                              "--password-env", harness.PASSWORD_ENV])
     print(f"  mailroom mailbox import of {count}: {time.monotonic() - started:.1f} s",
           flush=True)
-    return scale
 
 
 def _seed(maildir: Path, vmail: pwd.struct_passwd) -> None:
@@ -238,8 +235,9 @@ def main() -> None:
     results = []
     for count in args.mailboxes:
         print(f"{count} mailboxes:", flush=True)
-        scale = create(base, count, args.max_connections, args.poll_interval)
-        try:
+        scale = Scale(harness.world(base, f"scale{count}"), count)
+        try:  # removed also when the setup fails half-way
+            create(scale, args.max_connections, args.poll_interval)
             for k in args.processes:
                 figures = measure(scale, k, args.window, args.warmup_limit, logs / str(count))
                 print("  " + figures.line(), flush=True)
