@@ -9,7 +9,6 @@ and among equal ranks the first stored keeps it — a replay applies copies in t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +16,7 @@ import psycopg
 
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
+from mailroom.records.steps import UpsertEmailActivity
 from persist.batchrows import BatchRows
 
 _RANK = {"direct": 0, "forwarded_rfc822": 1, "forwarded_eml": 1, "msg": 2, "tnef": 2,
@@ -44,20 +44,19 @@ _CONTENT = ("message_id, direction, subject, text_body, html_body, sent_at, copy
             "customer, automated, case_rule")
 
 
-def _content(plan: Plan, email: Email, p: Mapping[str, str]) -> tuple[object, ...]:
-    kind = p.get("copy_kind") or email.delivery.copy_kind
+def _content(plan: Plan, email: Email, p: UpsertEmailActivity) -> tuple[object, ...]:
+    kind = p.copy_kind or email.delivery.copy_kind
     return (
-        plan.message_id, p.get("direction") or email.direction, email.subject,
-        email.text_body, email.html_body, p.get("sent_at") or email.date, kind,
-        copy_rank(kind), " / ".join(email.delivery.path), p.get("sender", ""),
-        p.get("thread_root", ""), p.get("subject_hash", ""),
-        [a for a in p.get("participants", "").split(",") if a], p.get("customer", ""),
-        p.get("automated", ""), p.get("case_rule", ""),
+        plan.message_id, p.direction or email.direction, email.subject,
+        email.text_body, email.html_body, p.sent_at or email.date, kind,
+        copy_rank(kind), " / ".join(email.delivery.path), p.sender,
+        p.thread_root, p.subject_hash, list(p.participants), p.customer,
+        p.automated, p.case_rule,
     )
 
 
 def upsert(
-    conn: psycopg.Connection, plan: Plan, email: Email, params: Mapping[str, str],
+    conn: psycopg.Connection, plan: Plan, email: Email, params: UpsertEmailActivity,
     received_ms: int, known: BatchRows | None = None,
 ) -> Stored:
     received = datetime.fromtimestamp(received_ms / 1000, UTC) if received_ms >= 0 else None
@@ -122,8 +121,8 @@ def upsert(
     if stored.content_from_this_copy:
         _attachments(conn, stored.id, email, replace=not stored.new)
     d = email.delivery
-    mailbox = (stored.id, params.get("receiving_mailbox") or plan.receiving_mailbox,
-               params.get("accepting_owner") or plan.accepting_owner, d.copy_kind,
+    mailbox = (stored.id, params.receiving_mailbox or plan.receiving_mailbox,
+               params.accepting_owner or plan.accepting_owner, d.copy_kind,
                " / ".join(d.path), d.forwarded_by_user or "")
     if known is not None:
         known.mailboxes.append(mailbox)

@@ -8,14 +8,29 @@ the thread locks and the savepoint around each plan.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
 from mailroom.codec import Codec
-from mailroom.records.action import Plan, Step
+from mailroom.records.action import Plan
+from mailroom.records.candidates import Token
 from mailroom.records.email import Email
+from mailroom.records.steps import (
+    AnyStep,
+    CreateContact,
+    CreateOrUpdateCase,
+    CreateQueueItem,
+    LinkParty,
+    MarkDeliveryFailed,
+    SetRegarding,
+    Skip,
+    UpsertEmailActivity,
+)
 from persist import activities, cases, correlate, park
+from persist.activities import Stored
 from persist.batchrows import BatchRows
 
 
@@ -42,9 +57,9 @@ def _record_of(conn: psycopg.Connection, address: str) -> str:
     return str(row[0]) if row else ""
 
 
-def _create_contact(conn: psycopg.Connection, step: Step) -> tuple[str, str]:
+def _create_contact(conn: psycopg.Connection, step: CreateContact) -> tuple[str, str]:
     """(record the address now names, what happened) for a ``create_contact`` step."""
-    address = step.params.get("address", "").strip().lower()
+    address = step.address.strip().lower()
     known = _record_of(conn, address)
     if known:  # condition address_unknown is false
         return known, f"not created: {address} is {known}"
@@ -55,14 +70,14 @@ def _create_contact(conn: psycopg.Connection, step: Step) -> tuple[str, str]:
         # Created once, then deleted by a user (its address row is gone): not brought back.
         return "", f"not created: contact {remembered[0]} for {address} was deleted"
     cid = contact_id(address)
-    name = step.params.get("name", "").strip()
+    name = step.name.strip()
     first, _, last = name.rpartition(" ")
     if not last:
         last = address.split("@")[0] or address
     conn.execute(
         "INSERT INTO contacts (id, first_name, last_name, owner_id) VALUES "
         "(%s, %s, %s, (SELECT id FROM users WHERE id = %s)) ON CONFLICT DO NOTHING",
-        (cid, first, last, step.params.get("owner", "")),
+        (cid, first, last, step.owner),
     )
     conn.execute(
         "INSERT INTO email_addresses (record_kind, record_id, address, is_primary) "
@@ -75,21 +90,97 @@ def _create_contact(conn: psycopg.Connection, step: Step) -> tuple[str, str]:
     return f"contact:{cid}", f"created contact:{cid}"
 
 
+@dataclass
+class Applying:
+    """One plan being applied: what the step handlers read and what they add to."""
+
+    conn: psycopg.Connection
+    plan: Plan
+    stored: Stored
+    corr: correlate.Correlation
+    detail: dict[str, str]
+    waiting: set[str]
+    contacts: dict[str, str] = field(default_factory=dict)  # create_contact key -> record
+    parties: list[tuple[object, ...]] = field(default_factory=list)
+
+
+def _contact(at: Applying, step: CreateContact) -> None:
+    at.contacts[step.key], at.detail[f"contact {step.key}"] = _create_contact(at.conn, step)
+
+
+def _party(at: Applying, step: LinkParty) -> None:
+    record, outcome, why = step.record, step.outcome, step.detail
+    linked = at.contacts.get(step.contact_step, "")
+    if not record and linked:
+        record, outcome, why = linked, "resolved", f"contact from step {step.contact_step}"
+    at.parties.append((at.stored.id, step.role, step.address, record, step.name, outcome, why))
+
+
+def _regarding(at: Applying, step: SetRegarding) -> None:
+    if at.corr.found and at.corr.regarding:
+        activities.set_regarding(at.conn, at.stored.id, at.corr.regarding)
+    at.detail["regarding"] = at.corr.regarding or step.condition.otherwise
+
+
+def _delivery_failed(at: Applying, step: MarkDeliveryFailed) -> None:
+    hit = correlate.activity_by_message_id(at.conn, step.message_id)
+    if hit is None:  # condition original_tracked is false (yet): wait for the original
+        at.waiting.add(step.message_id)
+        at.detail[f"bounce {step.key}"] = "waiting: " + (
+            step.condition.otherwise or step.message_id)
+        return
+    at.conn.execute(
+        "INSERT INTO activity_delivery_failures (activity_id, recipient, "
+        "bounce_activity_id, detail) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (hit[0], step.recipient, at.stored.id, step.detail),
+    )
+    at.detail[f"bounce {step.key}"] = f"delivery failed on activity {hit[0]}"
+
+
+def _case(at: Applying, step: CreateOrUpdateCase) -> None:
+    out = cases.apply(at.conn, step, at.corr, at.stored.id, at.plan.dedupe_key,
+                      provisional=bool(at.corr.waiting))
+    at.detail["case"] = f"{out.what} {out.case_id or ''} {out.reason}".strip()
+
+
+def _queue_item(at: Applying, step: CreateQueueItem) -> None:
+    at.conn.execute(
+        "INSERT INTO queue_items (queue_id, activity_id, rule_item) VALUES (%s, %s, %s) "
+        "ON CONFLICT DO NOTHING", (step.queue, at.stored.id, step.rule_item),
+    )
+
+
+def _applied_first(at: Applying, step: Skip | UpsertEmailActivity) -> None:
+    """Skip and the activity decide the whole plan: :func:`apply_plan` applies them first."""
+
+
+#: A handler for every step kind, by its class; each applies its step inside the transaction.
+HANDLERS: dict[type[AnyStep], Callable[[Applying, Any], None]] = {
+    Skip: _applied_first,
+    UpsertEmailActivity: _applied_first,
+    CreateContact: _contact,
+    LinkParty: _party,
+    SetRegarding: _regarding,
+    MarkDeliveryFailed: _delivery_failed,
+    CreateOrUpdateCase: _case,
+    CreateQueueItem: _queue_item,
+}
+
+
 def apply_plan(
     conn: psycopg.Connection, codec: Codec, plan: Plan, encoded: bytes, received_ms: int,
     known: BatchRows | None = None,
 ) -> Applied:
     """``known``: the batch's rows read ahead and written behind (an all-or-nothing pass
     only; :mod:`persist.batchrows`)."""
-    if plan.skipped:
-        skip = plan.steps_of("skip")[0]
-        return Applied("skipped", {"reason": skip.params.get("reason", ""),
-                                   "rule": skip.params.get("rule", "")})
-    upserts = plan.steps_of("upsert_email_activity")
+    skips = plan.steps_of(Skip)
+    if skips:
+        return Applied("skipped", {"reason": skips[0].reason, "rule": skips[0].rule})
+    upserts = plan.steps_of(UpsertEmailActivity)
     if not upserts:
         return Applied("skipped", {"reason": "the plan has no activity step"})
     upsert = upserts[0]
-    corr = correlate.resolve(conn, plan, upsert.params.get("sent_at"))
+    corr = correlate.resolve(conn, plan, upsert.sent_at)
     detail = {"correlation": corr.describe()}
     if upsert.condition is not None and not corr.found:
         if corr.waiting:
@@ -100,7 +191,7 @@ def apply_plan(
         return Applied("skipped", {**detail, "reason": upsert.condition.otherwise})
 
     email = codec.decode_record(plan.email, Email)
-    stored = activities.upsert(conn, plan, email, upsert.params, received_ms, known)
+    stored = activities.upsert(conn, plan, email, upsert, received_ms, known)
     detail["activity"] = str(stored.id)
     if stored.collision:
         detail["collision"] = "same dedupe key, different content hash: kept apart"
@@ -111,51 +202,11 @@ def apply_plan(
     if (email.direction == "outgoing" and not stored.collision):
         _claim_tokens(conn, plan)
 
-    waiting = set(corr.waiting)
-    contacts: dict[str, str] = {}
-    parties: list[tuple[object, ...]] = []
+    at = Applying(conn, plan, stored, corr, detail, set(corr.waiting))
     for step in plan.steps:
-        if step.kind == "create_contact":
-            contacts[step.key], detail[f"contact {step.key}"] = _create_contact(conn, step)
-        elif step.kind == "link_party":
-            p = step.params
-            record, outcome, why = p.get("record", ""), p.get("outcome", ""), p.get("detail", "")
-            linked = contacts.get(p.get("contact_step", ""), "")
-            if not record and linked:
-                record, outcome, why = linked, "resolved", f"contact from step {p['contact_step']}"
-            parties.append((stored.id, p.get("role", ""), p.get("address", ""), record,
-                            p.get("name", ""), outcome, why))
-        elif step.kind == "set_regarding":
-            if corr.found and corr.regarding:
-                activities.set_regarding(conn, stored.id, corr.regarding)
-            detail["regarding"] = corr.regarding or (
-                step.condition.otherwise if step.condition else "")
-        elif step.kind == "mark_delivery_failed":
-            original = step.params.get("message_id", "")
-            hit = correlate.activity_by_message_id(conn, original)
-            if hit is None:
-                waiting.add(original)
-                detail[f"bounce {step.key}"] = "waiting: " + (
-                    step.condition.otherwise if step.condition else original)
-                continue
-            conn.execute(
-                "INSERT INTO activity_delivery_failures (activity_id, recipient, "
-                "bounce_activity_id, detail) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (hit[0], step.params.get("recipient", ""), stored.id,
-                 step.params.get("detail", "")),
-            )
-            detail[f"bounce {step.key}"] = f"delivery failed on activity {hit[0]}"
-        elif step.kind == "create_or_update_case":
-            out = cases.apply(conn, step, corr, stored.id, plan.dedupe_key,
-                              provisional=bool(corr.waiting))
-            detail["case"] = f"{out.what} {out.case_id or ''} {out.reason}".strip()
-        elif step.kind == "create_queue_item":
-            conn.execute(
-                "INSERT INTO queue_items (queue_id, activity_id, rule_item) VALUES (%s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (step.params.get("queue", ""), stored.id, step.params.get("rule_item", "")),
-            )
-    activities.link_parties(conn, parties, known)
+        HANDLERS[type(step)](at, step)
+    activities.link_parties(conn, at.parties, known)
+    waiting = at.waiting
     park.remember(conn, plan, encoded, received_ms, waiting, parked=False, known=known)
     if waiting:
         detail["waiting_on"] = ", ".join(sorted(waiting))
@@ -165,7 +216,8 @@ def apply_plan(
 
 def _claim_tokens(conn: psycopg.Connection, plan: Plan) -> None:
     """The outgoing email carrying a token becomes that token's activity (first one wins)."""
-    numbers = [int(c.value) for c in plan.correlation if c.method == "token" and c.value.isdigit()]
+    numbers = [int(c.value) for c in plan.correlation
+               if isinstance(c, Token) and c.value.isdigit()]
     if numbers:
         conn.execute(
             "UPDATE route_tokens SET activity_dedupe_key = %s WHERE number = ANY(%s) "

@@ -25,7 +25,9 @@ import psycopg
 from mailroom.codec import Codec
 from mailroom.errors import MalformedRecordError
 from mailroom.records.action import Plan
+from mailroom.records.steps import MarkDeliveryFailed, UpsertEmailActivity
 from mailroom.stage.execute import crash_summary
+from persist import correlate
 from persist.apply import Applied, apply_plan
 from persist.batchrows import BatchRows
 from persist.park import watchers
@@ -57,15 +59,10 @@ class Result:
 def lock_keys(plan: Plan) -> set[str]:
     keys = {"m:" + plan.message_id if plan.message_id else "k:" + plan.dedupe_key}
     for c in plan.correlation:
-        if c.method in ("in_reply_to", "references"):
-            keys.add("m:" + c.value)
-        elif c.method == "token":
-            keys.add("t:" + c.value)
-        elif c.method == "thread_index":
-            keys.add("r:" + c.value)
-    for step in plan.steps:
-        if step.kind == "mark_delivery_failed":
-            keys.add("m:" + step.params.get("message_id", ""))
+        if key := correlate.METHODS[type(c)].lock(c):
+            keys.add(key)
+    for step in plan.steps_of(MarkDeliveryFailed):
+        keys.add("m:" + step.message_id)
     return keys
 
 
@@ -112,7 +109,7 @@ def apply_batch(conn: psycopg.Connection, codec: Codec, items: Sequence[Item]) -
 def _known_rows(conn: psycopg.Connection, items: Sequence[Item]) -> BatchRows:
     """The activity rows of the batch's dedupe keys, and as many ids as it may insert."""
     upserting = [i.plan for i in items if not i.plan.skipped
-                 and i.plan.steps_of("upsert_email_activity")]
+                 and i.plan.steps_of(UpsertEmailActivity)]
     return BatchRows.read(conn, (p.dedupe_key for p in upserting),
                           wanted=len({(p.dedupe_key, p.content_hash) for p in upserting}))
 

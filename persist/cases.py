@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from mailroom.records.action import Step
+from mailroom.records.steps import CaseRules, CreateOrUpdateCase
 from persist.correlate import Correlation
 
 
@@ -23,10 +23,6 @@ class CaseOutcome:
     what: str  # updated | reopened | created | exists | deleted | rate_limited | ...
     case_id: int | None = None
     reason: str = ""
-
-
-def _parse(text: str) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def _thread_case(
@@ -55,36 +51,36 @@ def _thread_case(
 
 
 def _rate_limited(
-    conn: psycopg.Connection, cp: dict[str, str], t: datetime | None, own_key: str
+    conn: psycopg.Connection, rules: CaseRules, t: datetime | None, own_key: str
 ) -> str:
-    limit = int(cp.get("rate_limit_cases", "0") or 0)
+    limit = rules.rate_limit_cases
     if limit <= 0 or t is None:
         return ""
-    window = int(cp.get("rate_limit_window_seconds", "0") or 0)
+    window = rules.rate_limit_window_seconds
     row = conn.execute(
         "SELECT count(*) FROM email_activities WHERE sender = %s AND case_rule <> '' "
         "AND sent_at >= %s AND sent_at < %s AND dedupe_key <> %s AND NOT collision",
-        (cp.get("sender", ""), t - timedelta(seconds=window), t, own_key),
+        (rules.sender, t - timedelta(seconds=window), t, own_key),
     ).fetchone()
     count = int(row[0]) if row else 0
     if count >= limit:
-        return (f"rate limited: {count} cases from {cp.get('sender', '')} within {window} s "
+        return (f"rate limited: {count} cases from {rules.sender} within {window} s "
                 f"(limit {limit})")
     return ""
 
 
 def apply(
-    conn: psycopg.Connection, step: Step, corr: Correlation, activity_id: int,
+    conn: psycopg.Connection, step: CreateOrUpdateCase, corr: Correlation, activity_id: int,
     dedupe_key: str, provisional: bool,
 ) -> CaseOutcome:
     """Evaluate ``case_rules`` and apply the outcome; returns what happened and why."""
-    cp = dict(step.condition.params) if step.condition else {}
-    t = _parse(cp.get("sent_at", ""))
+    rules = step.condition
+    t = rules.sent_at
     own = conn.execute(
         "SELECT id, deleted_at, provisional, user_edited_at FROM cases WHERE case_key = %s "
         "FOR UPDATE", (step.key,),
     ).fetchone()
-    found = _thread_case(conn, corr, t, int(cp.get("reopen_window_seconds", "0") or 0))
+    found = _thread_case(conn, corr, t, rules.reopen_window_seconds)
     if found is not None and (own is None or found.case_id != own[0]):
         if own is not None and own[2] and own[1] is None and own[3] is None:
             # A provisional case of this email, made before its parent landed: the thread
@@ -96,16 +92,15 @@ def apply(
         return found
     if own is not None:
         return _own(conn, own, activity_id, provisional)
-    limited = _rate_limited(conn, cp, t, dedupe_key)
+    limited = _rate_limited(conn, rules, t, dedupe_key)
     if limited:
         return CaseOutcome(False, "rate_limited", reason=limited)
-    p = step.params
     row = conn.execute(
         "INSERT INTO cases (case_key, title, customer, queue_id, rule_item, "
         "originating_activity_id, provisional) VALUES (%s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (case_key) DO NOTHING RETURNING id",
-        (step.key, p.get("title") or "(no subject)", p.get("customer", ""), p.get("queue", ""),
-         p.get("rule_item", ""), activity_id, provisional),
+        (step.key, step.title or "(no subject)", step.customer, step.queue, step.rule_item,
+         activity_id, provisional),
     ).fetchone()
     if row is None:  # inserted meanwhile by another transaction: use it as it is
         again = conn.execute(

@@ -9,14 +9,22 @@ candidate then wins — so the end state is the same whatever order the emails a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import psycopg
 
-from mailroom.records.action import Candidate, Plan
-
-#: Methods that name a Message-ID: an unresolved one may still land, so the answer waits on it.
-WAITABLE = frozenset({"in_reply_to", "references"})
+from mailroom.records.action import Plan
+from mailroom.records.candidates import (
+    AnyCandidate,
+    InReplyTo,
+    References,
+    Smart,
+    ThreadIndex,
+    Token,
+)
 
 
 @dataclass(frozen=True)
@@ -50,16 +58,40 @@ def activity_by_message_id(
     return (row[0], row[1]) if row else None
 
 
-def _token(
-    conn: psycopg.Connection, value: str, own_key: str
-) -> tuple[int | None, str] | None:
-    if not value.isdigit():
+@dataclass(frozen=True)
+class Lookup:
+    """What a resolver may read besides its candidate."""
+
+    conn: psycopg.Connection
+    own_key: str  # the plan's dedupe key: an email never correlates with itself
+    sent_at: datetime | None  # the email's own time (the activity step's sent_at)
+
+
+#: (parent activity id or None, regarding 'kind:id') of a resolved candidate; None: unresolved.
+Hit = tuple[int | None, str] | None
+
+
+@dataclass(frozen=True)
+class Method:
+    """How persist treats one candidate method."""
+
+    resolve: Callable[[Lookup, Any], Hit]
+    lock: Callable[[Any], str]  # the thread lock the candidate needs, or "" (persist.batch)
+    waits: bool = False  # names a Message-ID: unresolved, it may still land (the answer waits)
+
+
+def _message_id(at: Lookup, c: InReplyTo | References) -> Hit:
+    return activity_by_message_id(at.conn, c.value)
+
+
+def _token(at: Lookup, c: Token) -> Hit:
+    if not c.value.isdigit():
         return None
-    row = conn.execute(
+    row = at.conn.execute(
         "SELECT t.regarding_kind || ':' || t.regarding_id, a.id, a.regarding "
         "FROM route_tokens t LEFT JOIN email_activities a "
         "  ON a.dedupe_key = t.activity_dedupe_key AND NOT a.collision AND a.dedupe_key <> %s "
-        "WHERE t.number = %s", (own_key, int(value)),
+        "WHERE t.number = %s", (at.own_key, int(c.value)),
     ).fetchone()
     if row is None:
         return None
@@ -67,50 +99,50 @@ def _token(
     return parent_id, (parent_regarding or token_regarding)
 
 
-def _thread_index(
-    conn: psycopg.Connection, value: str, sent_at: str | None, own_key: str
-) -> tuple[int, str] | None:
-    if not sent_at:
+def _thread_index(at: Lookup, c: ThreadIndex) -> Hit:
+    if at.sent_at is None:
         return None
-    row = conn.execute(
+    row = at.conn.execute(
         "SELECT id, regarding FROM email_activities WHERE thread_root = %s AND NOT collision "
         "AND sent_at < %s AND dedupe_key <> %s ORDER BY sent_at DESC, id DESC LIMIT 1",
-        (value, sent_at, own_key),
+        (c.value, at.sent_at, at.own_key),
     ).fetchone()
     return (row[0], row[1]) if row else None
 
 
-def _smart(conn: psycopg.Connection, c: Candidate, own_key: str) -> tuple[int, str] | None:
-    p = c.params
-    if not p.get("customer"):
+def _smart(at: Lookup, c: Smart) -> Hit:
+    if not c.customer:
         return None  # never across customers; route emits none without one
-    people = [a for a in p.get("participants", "").split(",") if a]
-    row = conn.execute(
+    row = at.conn.execute(
         "SELECT id, regarding FROM email_activities WHERE subject_hash = %s AND customer = %s "
         "AND sent_at >= %s AND sent_at < %s AND NOT collision AND dedupe_key <> %s "
         "AND cardinality(ARRAY(SELECT unnest(participants) INTERSECT "
         "                      SELECT unnest(%s::text[]))) >= %s "
         "ORDER BY sent_at DESC, id DESC LIMIT 1",
-        (c.value, p["customer"], p.get("since") or None, p.get("before") or None, own_key,
-         people, int(p.get("min_shared", "1") or 1)),
+        (c.value, c.customer, c.since, c.before, at.own_key, list(c.participants),
+         c.min_shared or 1),
     ).fetchone()
     return (row[0], row[1]) if row else None
 
 
-def resolve(conn: psycopg.Connection, plan: Plan, sent_at: str | None) -> Correlation:
+#: Every candidate method, by its class: how it resolves and which thread lock it takes.
+METHODS: dict[type[AnyCandidate], Method] = {
+    InReplyTo: Method(_message_id, lambda c: "m:" + c.value, waits=True),
+    Token: Method(_token, lambda c: "t:" + c.value),
+    References: Method(_message_id, lambda c: "m:" + c.value, waits=True),
+    ThreadIndex: Method(_thread_index, lambda c: "r:" + c.value),
+    Smart: Method(_smart, lambda c: ""),  # reads a window of activities: no one thread
+}
+
+
+def resolve(conn: psycopg.Connection, plan: Plan, sent_at: datetime | None) -> Correlation:
     waiting: set[str] = set()
+    at = Lookup(conn, plan.dedupe_key, sent_at)
     for rank, c in enumerate(plan.correlation):
-        hit: tuple[int | None, str] | None
-        if c.method in WAITABLE:
-            hit = activity_by_message_id(conn, c.value)
-            if hit is None:
-                waiting.add(c.value)
-        elif c.method == "token":
-            hit = _token(conn, c.value, plan.dedupe_key)
-        elif c.method == "thread_index":
-            hit = _thread_index(conn, c.value, sent_at, plan.dedupe_key)
-        else:
-            hit = _smart(conn, c, plan.dedupe_key)
+        method = METHODS[type(c)]
+        hit = method.resolve(at, c)
+        if hit is None and method.waits:
+            waiting.add(c.value)
         if hit is not None:
             # Only the earlier, preferred candidates can still change the answer — and so can
             # the parent's own answer while it still waits: what this email inherits from it

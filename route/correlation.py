@@ -12,10 +12,17 @@ import base64
 import binascii
 from datetime import timedelta
 
-from mailroom.records.action import Candidate
+from mailroom.records.candidates import (
+    AnyCandidate,
+    InReplyTo,
+    References,
+    Smart,
+    ThreadIndex,
+    Token,
+)
 from mailroom.records.email import Email
 from route.config import CorrelationSwitches
-from route.mail import iso, participants, subject_hash
+from route.mail import participants, subject_hash
 from route.reference import RecordRef
 from route.tokens import TokenFormat
 
@@ -41,32 +48,32 @@ def candidates(
     switches: CorrelationSwitches,
     tokens: TokenFormat,
     customer: RecordRef | None,
-) -> tuple[list[Candidate], list[str]]:
+) -> tuple[list[AnyCandidate], list[str]]:
     """The ordered candidates, and notes for the decision trace on what was left out and why."""
-    found: list[Candidate] = []
+    found: list[AnyCandidate] = []
     notes: list[str] = []
     own = email.message_id or ""
 
-    def add(method: str, value: str, **params: str) -> None:
-        if value and value != own and not any(
-            c.method == method and c.value == value for c in found
+    def add(candidate: AnyCandidate) -> None:
+        if candidate.value and candidate.value != own and not any(
+            type(c) is type(candidate) and c.value == candidate.value for c in found
         ):
-            found.append(Candidate(method, value, params))
+            found.append(candidate)
 
     if switches.in_reply_to and email.in_reply_to:
-        add("in_reply_to", email.in_reply_to)
+        add(InReplyTo(email.in_reply_to))
     if switches.token:
         for number in tokens.find(email.subject):
-            add("token", number)
+            add(Token(number))
     if switches.references:
         # The last reference is the direct parent; walk back towards the thread's start.
         for ref in reversed(email.references):
             if ref != email.in_reply_to or not switches.in_reply_to:
-                add("references", ref)
+                add(References(ref))
     if switches.thread_index:
         root, is_reply = thread_root(email.thread_index)
         if is_reply:
-            add("thread_index", root)
+            add(ThreadIndex(root))
     if switches.smart:
         shash = subject_hash(email.subject, tokens)
         if customer is None:
@@ -75,11 +82,12 @@ def candidates(
         elif not shash or email.date is None:
             notes.append("smart matching skipped: no subject or no date")
         else:
-            since = email.date - timedelta(days=switches.smart_lookback_days)
-            add("smart", shash,
-                participants=",".join(participants(email)),
-                min_shared=str(switches.smart_min_participants),
+            add(Smart(
+                value=shash,
+                participants=tuple(participants(email)),
+                min_shared=switches.smart_min_participants,
                 customer=str(customer),
-                since=iso(since),
-                before=iso(email.date))
+                since=email.date - timedelta(days=switches.smart_lookback_days),
+                before=email.date,
+            ))
     return found, notes

@@ -8,11 +8,30 @@ database, and the same inputs always give the same plan, so replays re-derive it
 
 from __future__ import annotations
 
-from mailroom.records.action import Condition, Decision, Plan, Step
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailroom.records.action import Decision, Plan
+from mailroom.records.candidates import AnyCandidate
 from mailroom.records.email import Email
+from mailroom.records.steps import (
+    AddressUnknown,
+    AnyStep,
+    CaseRules,
+    Correlates,
+    CreateContact,
+    CreateOrUpdateCase,
+    CreateQueueItem,
+    LinkParty,
+    MarkDeliveryFailed,
+    OriginalTracked,
+    SetRegarding,
+    Skip,
+    UpsertEmailActivity,
+)
 from route import autoreply, cases, correlation, filters, parties
 from route.config import RouteConfig
-from route.mail import iso, norm, owner_of, participants, subject_hash
+from route.mail import norm, owner_of, participants, subject_hash
 from route.reference import RecordRef, ReferenceData
 
 _DAY = 86_400
@@ -20,6 +39,41 @@ _DAY = 86_400
 
 def _key(*parts: str) -> str:
     return "|".join(parts)
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What the questions answered: everything the step builders read."""
+
+    email: Email
+    config: RouteConfig
+    receiver: filters.Receiver
+    conditional: str  # why only replies to tracked mail are tracked; "" when all are
+    owner: RecordRef | None  # whose filter accepted the email
+    resolutions: list[parties.Resolution]
+    sender: parties.Resolution | None
+    customer: RecordRef | None
+    candidates: list[AnyCandidate]
+    automated: autoreply.Finding | None
+    fired: cases.Fired | None
+
+    @property
+    def key(self) -> str:
+        return self.email.dedupe_key
+
+    @property
+    def accepting(self) -> str:
+        return str(self.owner) if self.owner else ""
+
+    @property
+    def contact_key(self) -> str:
+        """The create_contact step's key when the plan creates the sender's contact, else ""."""
+        sender, email = self.sender, self.email
+        wants = self.config.create_contacts.get(self.accepting, False)
+        if (sender is not None and sender.outcome == "unknown" and wants
+                and email.direction == "incoming" and self.automated is None):
+            return _key("contact", sender.address)
+        return ""
 
 
 def plan(
@@ -56,118 +110,150 @@ def plan(
         correlation=candidates,
     )
     if verdict.verdict is filters.Verdict.REJECT:
-        skip = Step("skip", key, params={"reason": verdict.reason, "rule": "filter"})
+        skip = Skip(key=key, reason=verdict.reason, rule="filter")
         return Plan(**base, steps=[skip], decisions=decisions)
-    owner = verdict.receiver.owner if verdict.receiver else None
-    accepting = str(owner) if owner else ""
 
     found = autoreply.automated(email, reference)
     decisions.append(Decision(
         found.rule if found else "autoreply", "automated" if found else "person",
         found.detail if found else "no auto-reply, bounce or loop marker",
     ))
+    given = Answers(
+        email=email, config=config, receiver=receiver,
+        conditional=verdict.reason if verdict.verdict is filters.Verdict.CONDITIONAL else "",
+        owner=verdict.receiver.owner if verdict.receiver else None,
+        resolutions=resolutions, sender=sender, customer=customer, candidates=candidates,
+        automated=found, fired=_queue_rule(email, receiver, sender, config, decisions),
+    )
+    steps = [step for _, build in BUILDERS for step in build(given, decisions)]
+    return Plan(**base, accepting_owner=given.accepting, steps=steps, decisions=decisions)
 
-    fired = _queue_rule(email, receiver, sender, config, decisions)
-    steps: list[Step] = []
 
-    # 1. the email activity itself; conditional when only "replies" accepted it
-    activity = {
-        "receiving_mailbox": receiver.mailbox_id,
-        "accepting_owner": accepting,
-        "direction": email.direction,
-        "copy_kind": email.delivery.copy_kind,
-        "sent_at": iso(email.date),
-        "sender": norm(email.from_address),
-        "thread_root": correlation.thread_root(email.thread_index)[0],
-        "subject_hash": subject_hash(email.subject, config.token),
-        "participants": ",".join(participants(email)),
-        "customer": str(customer) if customer else "",
-        "automated": found.detail if found else "",
-        "case_rule": fired.label if fired and fired.item.create_case and not found else "",
-    }
-    track_condition = None
-    if verdict.verdict is filters.Verdict.CONDITIONAL:
-        track_condition = Condition(
-            "correlates", otherwise=f"not a reply to tracked mail ({verdict.reason})"
-        )
-    steps.append(Step("upsert_email_activity", key, track_condition, activity))
+Builder = Callable[[Answers, list[Decision]], list[AnyStep]]
 
-    # 2. contacts for unknown senders, when the owner's policy says so
-    contact_key = ""
-    wants = config.create_contacts.get(accepting, False)
-    if (sender is not None and sender.outcome == "unknown" and wants
-            and email.direction == "incoming" and found is None):
-        contact_key = _key("contact", sender.address)
-        steps.append(Step(
-            "create_contact", contact_key,
-            Condition("address_unknown", {"address": sender.address},
-                      otherwise=f"{sender.address} has a record by now"),
-            {"address": sender.address, "name": sender.name,
-             "owner": owner.id if owner and owner.kind == "user" else ""},
-        ))
-        decisions.append(Decision("parties.create_contact", "planned",
-                                  f"{accepting} creates contacts for unknown senders"))
 
-    # 3. parties
-    for res in resolutions:
-        records = res.records or (None,)
-        for record in records:
-            params = {"role": res.role, "address": res.address, "name": res.name,
-                      "record": str(record) if record else "", "outcome": res.outcome,
-                      "detail": res.detail}
-            if res.role == "from" and contact_key:
-                params["contact_step"] = contact_key
-            steps.append(Step("link_party", _key(key, res.role, res.address), None, params))
+def _activity(a: Answers, decisions: list[Decision]) -> list[AnyStep]:
+    """The email activity itself; conditional when only "replies" accepted it."""
+    email, found, fired = a.email, a.automated, a.fired
+    return [UpsertEmailActivity(
+        key=a.key,
+        condition=Correlates(otherwise=f"not a reply to tracked mail ({a.conditional})")
+        if a.conditional else None,
+        receiving_mailbox=a.receiver.mailbox_id,
+        accepting_owner=a.accepting,
+        direction=email.direction,
+        copy_kind=email.delivery.copy_kind,
+        sent_at=email.date,
+        sender=norm(email.from_address),
+        thread_root=correlation.thread_root(email.thread_index)[0],
+        subject_hash=subject_hash(email.subject, a.config.token),
+        participants=tuple(participants(email)),
+        customer=str(a.customer) if a.customer else "",
+        automated=found.detail if found else "",
+        case_rule=fired.label if fired and fired.item.create_case and not found else "",
+    )]
+
+
+def _contact(a: Answers, decisions: list[Decision]) -> list[AnyStep]:
+    """A contact for an unknown sender, when the accepting owner's policy says so."""
+    if not a.contact_key or a.sender is None:
+        return []
+    sender, owner = a.sender, a.owner
+    decisions.append(Decision("parties.create_contact", "planned",
+                              f"{a.accepting} creates contacts for unknown senders"))
+    return [CreateContact(
+        key=a.contact_key,
+        condition=AddressUnknown(address=sender.address,
+                                 otherwise=f"{sender.address} has a record by now"),
+        address=sender.address, name=sender.name,
+        owner=owner.id if owner and owner.kind == "user" else "",
+    )]
+
+
+def _parties(a: Answers, decisions: list[Decision]) -> list[AnyStep]:
+    steps: list[AnyStep] = []
+    contact_key = a.contact_key
+    for res in a.resolutions:
+        for record in res.records or (None,):
+            steps.append(LinkParty(
+                key=_key(a.key, res.role, res.address), role=res.role, address=res.address,
+                name=res.name, record=str(record) if record else "", outcome=res.outcome,
+                detail=res.detail, contact_step=contact_key if res.role == "from" else "",
+            ))
         decisions.append(Decision(f"parties.{res.role}", res.outcome,
                                   f"{res.address}: {res.detail}"))
+    return steps
 
-    # 4. regarding, inherited from whichever candidate resolves
-    if candidates:
-        steps.append(Step("set_regarding", key, Condition(
-            "correlates", otherwise="no candidate thread is tracked"), {}))
 
-    # 5. failed-delivery bounces mark the original's delivery failed
+def _regarding(a: Answers, decisions: list[Decision]) -> list[AnyStep]:
+    """Regarding, inherited from whichever candidate resolves."""
+    if not a.candidates:
+        return []
+    return [SetRegarding(key=a.key,
+                         condition=Correlates(otherwise="no candidate thread is tracked"))]
+
+
+def _bounces(a: Answers, decisions: list[Decision]) -> list[AnyStep]:
+    """A failed-delivery bounce marks its original's delivery failed."""
+    email = a.email
+    if email.report.kind != "bounce":
+        return []
     original = autoreply.bounced_original(email)
-    if email.report.kind == "bounce":
-        if original:
-            for rcpt in email.report.failed_recipients or ("",):
-                steps.append(Step(
-                    "mark_delivery_failed", _key(original, rcpt.lower()),
-                    Condition("original_tracked", {"message_id": original},
-                              otherwise=f"the original {original} is not tracked"),
-                    {"message_id": original, "recipient": rcpt.lower(),
-                     "detail": email.report.detail or ""},
-                ))
-        decisions.append(Decision("bounce", "linked" if original else "unlinkable",
-                                  original or "the bounce names no original Message-ID"))
+    steps: list[AnyStep] = []
+    if original:
+        for rcpt in email.report.failed_recipients or ("",):
+            steps.append(MarkDeliveryFailed(
+                key=_key(original, rcpt.lower()),
+                condition=OriginalTracked(message_id=original,
+                                          otherwise=f"the original {original} is not tracked"),
+                message_id=original, recipient=rcpt.lower(), detail=email.report.detail or "",
+            ))
+    decisions.append(Decision("bounce", "linked" if original else "unlinkable",
+                              original or "the bounce names no original Message-ID"))
+    return steps
 
-    # 6. case and queue item
-    if fired is not None:
-        if fired.item.create_case and found is None:
-            cs = config.cases
-            steps.append(Step(
-                "create_or_update_case", _key("case", key),
-                Condition("case_rules", {
-                    "sender": norm(email.from_address),
-                    "sent_at": iso(email.date),
-                    "reopen_window_seconds": str(cs.reopen_window_days * _DAY),
-                    "rate_limit_cases": str(cs.rate_limit_cases),
-                    "rate_limit_window_seconds": str(cs.rate_limit_window_hours * 3600),
-                }, otherwise="no case: see the evaluation's reason"),
-                {"queue": fired.queue_id, "rule_item": fired.label,
-                 "title": email.subject or "(no subject)",
-                 "customer": str(customer) if customer else "", "origin": key},
-            ))
-        elif fired.item.create_case:
-            decisions.append(Decision("case", "not created",
-                                      f"automated mail never opens a case ({found.detail})"
-                                      if found else ""))
-        if fired.item.create_queue_item:
-            steps.append(Step(
-                "create_queue_item", _key("queue_item", fired.queue_id, key), None,
-                {"queue": fired.queue_id, "rule_item": fired.label},
-            ))
-    return Plan(**base, accepting_owner=accepting, steps=steps, decisions=decisions)
+
+def _case(a: Answers, decisions: list[Decision]) -> list[AnyStep]:
+    fired, found, email = a.fired, a.automated, a.email
+    if fired is None or not fired.item.create_case:
+        return []
+    if found is not None:
+        decisions.append(Decision("case", "not created",
+                                  f"automated mail never opens a case ({found.detail})"))
+        return []
+    cs = a.config.cases
+    return [CreateOrUpdateCase(
+        key=_key("case", a.key),
+        condition=CaseRules(
+            sender=norm(email.from_address), sent_at=email.date,
+            reopen_window_seconds=cs.reopen_window_days * _DAY,
+            rate_limit_cases=cs.rate_limit_cases,
+            rate_limit_window_seconds=cs.rate_limit_window_hours * 3600,
+            otherwise="no case: see the evaluation's reason"),
+        queue=fired.queue_id, rule_item=fired.label, title=email.subject or "(no subject)",
+        customer=str(a.customer) if a.customer else "", origin=a.key,
+    )]
+
+
+def _queue_item(a: Answers, decisions: list[Decision]) -> list[AnyStep]:
+    fired = a.fired
+    if fired is None or not fired.item.create_queue_item:
+        return []
+    return [CreateQueueItem(key=_key("queue_item", fired.queue_id, a.key),
+                            queue=fired.queue_id, rule_item=fired.label)]
+
+
+#: The step builders, in the order the steps are applied (docs/plans.md). A skipped plan has
+#: only its ``skip`` step, made where the filter rejects the email.
+BUILDERS: tuple[tuple[type[AnyStep], Builder], ...] = (
+    (UpsertEmailActivity, _activity),
+    (CreateContact, _contact),
+    (LinkParty, _parties),
+    (SetRegarding, _regarding),
+    (MarkDeliveryFailed, _bounces),
+    (CreateOrUpdateCase, _case),
+    (CreateQueueItem, _queue_item),
+)
 
 
 def mailbox_owner(email: Email, reference: ReferenceData) -> RecordRef | None:

@@ -22,7 +22,9 @@ a dataclass                    a ``record`` with the same fields
 =============================  ====================================================
 
 A field with ``metadata=NOT_SERIALISED`` stays out of the datum and takes its default on the
-way back (e.g. the blobs an Email carries to the stage that stores them).
+way back (e.g. the blobs an Email carries to the stage that stores them). A type whose wire form
+is another record (a plan's typed steps travel as the schema's generic ``Step``) is registered
+with :func:`register_wire`, and the generated code calls its conversion.
 """
 
 from __future__ import annotations
@@ -64,6 +66,33 @@ class Mapping_:
 
 
 _mappings: dict[type, Mapping_] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Wire:
+    wire: type  # the dataclass that mirrors the schema's record (checked against the schema)
+    to_datum: Callable[[Any], dict[str, Any]]  # a value -> the record's datum
+    from_datum: Callable[[Mapping[str, Any]], Any]  # and back
+
+
+_wires: dict[Any, Wire] = {}
+
+
+def register_wire(
+    hint: Any, wire: type, to_datum: Callable[[Any], dict[str, Any]],
+    from_datum: Callable[[Mapping[str, Any]], Any],
+) -> None:
+    """Values of type ``hint`` (a class or a union) travel as the record the dataclass ``wire``
+    mirrors; ``to_datum``/``from_datum`` convert (straight to and from the datum: no
+    intermediate object per value)."""
+    _wires[hint] = Wire(wire, to_datum, from_datum)
+
+
+def _wire_of(hint: Any) -> Wire | None:
+    try:
+        return _wires.get(hint)
+    except TypeError:  # an unhashable hint has no wire form
+        return None
 
 
 def mapping(cls: type) -> Mapping_:
@@ -175,6 +204,8 @@ class _Generator:
         """An expression turning ``value`` into its datum (``value`` is evaluated once)."""
         if _is_plain(hint):
             return value
+        if (wire := _wire_of(hint)) is not None:
+            return f"{self._name('W', wire.to_datum)}({value})"
         inner, optional = _unwrap_optional(hint)
         if optional:
             if _is_plain(inner):
@@ -206,6 +237,8 @@ class _Generator:
         """An expression turning the datum ``value`` back (``value`` is evaluated once)."""
         if _is_plain(hint):
             return value
+        if (wire := _wire_of(hint)) is not None:
+            return f"{self._name('W', wire.from_datum)}({value})"
         inner, optional = _unwrap_optional(hint)
         if optional:
             if _is_plain(inner):
@@ -298,6 +331,8 @@ def _check_type(
 ) -> None:
     if isinstance(avro, str) and avro in named:
         avro = named[avro]
+    if (wire := _wire_of(hint)) is not None:
+        hint = wire.wire
     inner, optional = _unwrap_optional(hint)
     if optional:
         if not (isinstance(avro, list) and "null" in avro and len(avro) == 2):

@@ -6,6 +6,7 @@ import pytest
 from routebuild import config, email, reference
 
 from mailroom.records.email import Markers, Report
+from mailroom.records.steps import CreateOrUpdateCase, MarkDeliveryFailed, UpsertEmailActivity
 from route.plan import plan
 
 
@@ -25,15 +26,15 @@ from route.plan import plan
 )
 def test_automated_mail_never_opens_a_case(kw, rule):
     p = plan(email(subject="urgent", **kw), reference(), config())
-    assert not p.steps_of("create_or_update_case")
+    assert not p.steps_of(CreateOrUpdateCase)
     assert rule in [d.rule for d in p.decisions]
-    assert p.steps_of("upsert_email_activity")  # still tracked: the filter accepted it
+    assert p.steps_of(UpsertEmailActivity)  # still tracked: the filter accepted it
 
 
 def test_auto_submitted_no_is_a_person():
     p = plan(email(subject="urgent", markers=Markers(auto_submitted="no")), reference(),
              config())
-    assert p.steps_of("create_or_update_case")
+    assert p.steps_of(CreateOrUpdateCase)
 
 
 def test_failed_bounce_marks_the_original_delivery_failed():
@@ -42,17 +43,17 @@ def test_failed_bounce_marks_the_original_delivery_failed():
                    report=Report("bounce", "delivery-status",
                                  ("Gone@customer.example",)))
     p = plan(bounce, reference(), config())
-    (failed,) = p.steps_of("mark_delivery_failed")
+    (failed,) = p.steps_of(MarkDeliveryFailed)
     assert failed.key == "orig@acme.example|gone@customer.example"
     assert failed.condition.kind == "original_tracked"
-    assert failed.condition.params == {"message_id": "orig@acme.example"}
-    assert not p.steps_of("create_or_update_case")
+    assert failed.condition.message_id == "orig@acme.example"
+    assert not p.steps_of(CreateOrUpdateCase)
 
 
 def test_delayed_is_not_a_failed_delivery():
     delayed = email(sender="MAILER-DAEMON@mx.example", in_reply_to="orig@acme.example",
                     report=Report("delayed", "delivery-status", ("x@y.example",)))
-    assert not plan(delayed, reference(), config()).steps_of("mark_delivery_failed")
+    assert not plan(delayed, reference(), config()).steps_of(MarkDeliveryFailed)
 
 
 def test_plan_round_trips_through_its_schema():
@@ -72,5 +73,5 @@ def test_the_returned_message_id_names_the_bounced_original():
                    message_id="b2@mx.example", in_reply_to="other@acme.example",
                    report=Report("bounce", "failed", ("gone@customer.example",),
                                  original_message_id="orig@acme.example"))
-    (failed,) = plan(bounce, reference(), config()).steps_of("mark_delivery_failed")
-    assert failed.condition.params == {"message_id": "orig@acme.example"}
+    (failed,) = plan(bounce, reference(), config()).steps_of(MarkDeliveryFailed)
+    assert failed.condition.message_id == "orig@acme.example"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from routebuild import config, email, reference, thread_index
 
+from mailroom.records.steps import SetRegarding
 from route.correlation import thread_root
 from route.plan import plan
 
@@ -55,12 +58,12 @@ def test_smart_match_off_by_default_and_guarded_on_customer():
     (smart,) = plan(email(subject="RE: Fwd: Printer  BROKEN", cc=("bob@acme.example",)),
                     reference(), cfg).correlation
     assert smart.method == "smart"
-    assert smart.params["customer"] == "account:a-customer"
-    assert smart.params["min_shared"] == "2"
-    assert smart.params["participants"] == (
-        "ann@customer.example,bob@acme.example,support@acme.example")
-    assert smart.params["before"] == "2026-11-02T09:30:00.000Z"
-    assert smart.params["since"] == "2026-10-03T09:30:00.000Z"
+    assert smart.customer == "account:a-customer"
+    assert smart.min_shared == 2
+    assert smart.participants == (
+        "ann@customer.example", "bob@acme.example", "support@acme.example")
+    assert smart.before == datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    assert smart.since == datetime(2026, 10, 3, 9, 30, tzinfo=UTC)
     # an unknown sender has no customer: smart matching never joins threads across customers
     p = plan(email(sender="stranger@nowhere.example"), reference(), cfg)
     assert p.correlation == ()
@@ -78,6 +81,6 @@ def test_methods_switch_per_mailbox_and_per_queue():
 
 def test_set_regarding_is_conditional_on_the_candidates():
     p = plan(email(in_reply_to="p@x"), reference(), config())
-    (step,) = p.steps_of("set_regarding")
+    (step,) = p.steps_of(SetRegarding)
     assert step.condition.kind == "correlates"
-    assert not plan(email(), reference(), config()).steps_of("set_regarding")
+    assert not plan(email(), reference(), config()).steps_of(SetRegarding)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from routebuild import config, email, reference
 
+from mailroom.records.steps import UpsertEmailActivity
 from route.plan import plan
 
 
@@ -17,25 +18,25 @@ def test_all_accepts_anything():
     p = _plan("all", sender="stranger@nowhere.example")
     assert not p.skipped
     assert p.accepting_owner == "user:alice"
-    assert p.steps_of("upsert_email_activity")[0].condition is None
+    assert p.steps_of(UpsertEmailActivity)[0].condition is None
 
 
 def test_none_skips_with_a_reason():
     p = _plan("none")
     assert [s.kind for s in p.steps] == ["skip"]
-    assert "no mail is tracked" in p.steps[0].params["reason"]
+    assert "no mail is tracked" in p.steps[0].reason
     assert p.accepting_owner == ""
 
 
 def test_replies_without_any_reference_is_skipped():
     p = _plan("replies")
     assert p.skipped
-    assert "not a reply" in p.steps[0].params["reason"]
+    assert "not a reply" in p.steps[0].reason
 
 
 def test_replies_is_a_condition_persist_evaluates():
     p = _plan("replies", in_reply_to="parent@acme.example")
-    upsert = p.steps_of("upsert_email_activity")[0]
+    upsert = p.steps_of(UpsertEmailActivity)[0]
     assert upsert.condition is not None and upsert.condition.kind == "correlates"
     assert "not a reply to tracked mail" in upsert.condition.otherwise
     assert [c.method for c in p.correlation] == ["in_reply_to"]
@@ -44,7 +45,7 @@ def test_replies_is_a_condition_persist_evaluates():
 def test_known_accepts_a_contact_and_rejects_a_stranger():
     assert not _plan("known").skipped
     stranger = _plan("known", sender="stranger@nowhere.example")
-    assert stranger.skipped and "not a known" in stranger.steps[0].params["reason"]
+    assert stranger.skipped and "not a known" in stranger.steps[0].reason
 
 
 def test_known_does_not_count_users_but_email_enabled_does():
@@ -78,9 +79,9 @@ def test_one_message_from_three_mailboxes():
               for m, o in (("11", "user:alice"), ("12", "user:bob"), ("10", "queue:support"))]
     alice, bob, support = (plan(c, reference(), cfg) for c in copies)
     assert alice.skipped
-    assert bob.steps_of("upsert_email_activity")[0].condition.kind == "correlates"
-    assert support.steps_of("upsert_email_activity")[0].condition is None
+    assert bob.steps_of(UpsertEmailActivity)[0].condition.kind == "correlates"
+    assert support.steps_of(UpsertEmailActivity)[0].condition is None
     assert {p.dedupe_key for p in (alice, bob, support)} == {"m1@customer.example"}
-    keys = {p.steps_of("upsert_email_activity")[0].key for p in (bob, support)}
+    keys = {p.steps_of(UpsertEmailActivity)[0].key for p in (bob, support)}
     assert keys == {"m1@customer.example"}
     assert (bob.accepting_owner, support.accepting_owner) == ("user:bob", "queue:support")

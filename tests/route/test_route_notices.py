@@ -7,6 +7,12 @@ import pytest
 from routebuild import config, email, reference
 
 from mailroom.records.email import Markers, Report
+from mailroom.records.steps import (
+    CreateContact,
+    CreateOrUpdateCase,
+    MarkDeliveryFailed,
+    UpsertEmailActivity,
+)
 from route.plan import plan
 
 CONTACTS = {"owners": {"queue:support": "all"}, "create_contacts": {"queue:support": True}}
@@ -24,16 +30,16 @@ CONTACTS = {"owners": {"queue:support": "all"}, "create_contacts": {"queue:suppo
 def test_no_case_no_contact(kw: dict, rule: str) -> None:
     p = plan(email(subject="urgent", **kw), reference(), config(track=CONTACTS))
     assert rule in [d.rule for d in p.decisions]
-    assert not p.steps_of("create_or_update_case")
-    assert not p.steps_of("create_contact")
-    assert not p.steps_of("mark_delivery_failed")
-    (activity,) = p.steps_of("upsert_email_activity")  # still tracked as configured
-    assert activity.params["automated"]
+    assert not p.steps_of(CreateOrUpdateCase)
+    assert not p.steps_of(CreateContact)
+    assert not p.steps_of(MarkDeliveryFailed)
+    (activity,) = p.steps_of(UpsertEmailActivity)  # still tracked as configured
+    assert activity.automated
 
 
 def test_an_ordinary_return_path_is_a_person() -> None:
     p = plan(email(subject="urgent", sender="new@person.example",
                    markers=Markers(return_path="<new@person.example>")),
              reference(), config(track=CONTACTS))
-    assert p.steps_of("create_contact")
-    assert p.steps_of("create_or_update_case")
+    assert p.steps_of(CreateContact)
+    assert p.steps_of(CreateOrUpdateCase)
