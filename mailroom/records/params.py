@@ -26,10 +26,11 @@ import dataclasses
 import json
 import typing
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 ToText = Callable[[Any], str]
+_ZERO = timedelta(0)
 FromText = Callable[[str], Any]
 
 
@@ -37,7 +38,9 @@ def iso(when: datetime | None) -> str:
     """UTC, millisecond precision, fixed width: compares as text and as time alike."""
     if when is None:
         return ""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    if when.utcoffset() != _ZERO:
+        when = when.astimezone(UTC)
+    return when.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" → "Z"
 
 
 def parse_iso(text: str) -> datetime | None:
