@@ -1,4 +1,5 @@
-"""``mailroom rules load FILE | rules show`` and ``mailroom token new --regarding KIND:ID``."""
+"""``mailroom rules load FILE | rules preview FILE | rules show`` and
+``mailroom token new --regarding KIND:ID``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from mailroom.db import connect
 from mailroom.errors import ConfigError
 from mailroom.settings import Settings
+from route import preview as rules_preview
 from route import store
 from route.config import RouteConfig, from_document
 
@@ -25,6 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.add_argument("file", type=Path)
     load.add_argument("--check", action="store_true", help="validate only, change nothing")
     load.set_defaults(func=load_rules)
+    preview = rsub.add_parser(
+        "preview", help="compare what a TOML rules file would plan for recent mail with the "
+        "rules in force (reads only; loads nothing)")
+    preview.add_argument("file", type=Path)
+    preview.add_argument("--since", default="7d", metavar="AGE",
+                         help="replay the unwrapped emails of this window: 30m, 12h, 7d, 2w "
+                         "(default 7d)")
+    preview.add_argument("--limit", type=int, default=5, metavar="N",
+                         help="examples shown per kind of change (default 5)")
+    preview.add_argument("--json", action="store_true")
+    preview.set_defaults(func=preview_rules)
     show = rsub.add_parser("show", help="print the configuration in force")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=show_rules)
@@ -61,6 +74,22 @@ def load_rules(settings: Settings, args: argparse.Namespace) -> int:
     with connect(settings) as conn:
         store.save(conn, config, source=str(args.file))
     print(f"loaded {args.file}: {summary}")
+    return 0
+
+
+def preview_rules(settings: Settings, args: argparse.Namespace) -> int:
+    # The same validation as `rules load --check`: a file that would not load is not previewed.
+    candidate = read_rules(args.file)
+    since = rules_preview.parse_since(args.since)
+    if args.limit < 0:
+        raise ConfigError(f"--limit {args.limit}: expected 0 or more")
+    report = rules_preview.run(settings, candidate, since, args.limit)
+    if args.json:
+        print(json.dumps({"file": str(args.file), **report.as_data()}, indent=2))
+        return 0
+    print(f"preview of {args.file} against the rules in force")
+    for line in report.lines():
+        print(line)
     return 0
 
 
