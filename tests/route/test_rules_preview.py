@@ -106,6 +106,24 @@ def test_compare_names_each_kind_of_change_and_the_deciding_rule() -> None:
     assert preview.compare(same, plan(same, ref, current), plan(same, ref, candidate)) == []
 
 
+def test_compare_sees_correlation_candidates_and_contacts() -> None:
+    ref = reference()
+    current = from_document(CURRENT)
+    candidate = from_document({**CURRENT, "correlation": {"smart": True},
+                               "track": {**CURRENT["track"],
+                                         "create_contacts": {"queue:support": True}}})
+    known = email(mailbox="10", message_id="k@customer.example", subject="Re: Printer")
+    (smart,) = preview.compare(known, plan(known, ref, current), plan(known, ref, candidate))
+    assert smart.kind == "correlation_changed" and smart.before == "none"
+    assert smart.after.startswith("smart=")
+
+    stranger = email(mailbox="10", sender=STRANGER, message_id="s@elsewhere.example")
+    (contact,) = preview.compare(stranger, plan(stranger, ref, current),
+                                 plan(stranger, ref, candidate))
+    assert (contact.kind, contact.after) == ("contact_created", STRANGER)
+    assert "creates contacts" in contact.rule
+
+
 def _candidate_doc() -> dict[str, Any]:
     return tomllib.loads(CANDIDATE)
 
@@ -214,6 +232,12 @@ def test_preview_reports_the_differences_and_leaves_no_trace(
         "b1@elsewhere.example", "Hello Bob", STRANGER)
     assert {c.dedupe_key for c in report.examples["case_not_created"]} == {
         "known-1@customer.example", "known-2@customer.example"}
+
+    text = list(report.lines())
+    assert text[0].startswith("4 emails since ") and "4 would be planned differently" in text[0]
+    assert "newly tracked: 1" in text and "case not created: 2" in text
+    assert "    skipped -> tracked for user:bob" in text
+    assert text[-1].startswith("note: ")
 
     # The command itself, as a machine reads it: one example per kind with --limit 1.
     env = stage_env(settings, ("topic_prefix", "database_url"))
