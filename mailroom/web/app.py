@@ -35,7 +35,7 @@ from mailroom.web import csrf, sessions
 from mailroom.web.accounts import Passwords, Role
 from mailroom.web.charts import CHART_CSS
 from mailroom.web.data.deadletters import LetterCache
-from mailroom.web.data.history import Sampler
+from mailroom.web.data.history import SampleCache, Sampler
 from mailroom.web.data.records import TracerPool
 from mailroom.web.data.stages import StageMonitor
 from mailroom.web.data.volume import VolumeMonitor
@@ -119,6 +119,7 @@ class Dashboard:
         self.stages = StageMonitor(settings)
         self.volume = VolumeMonitor(settings)
         self.sampler = Sampler(settings, self.stages)
+        self.history = SampleCache(settings)
         self.letters = LetterCache(settings, lambda: self.codec)
         self.tracers = TracerPool(settings, lambda: self.codec)
         self._codec: Codec | None = None

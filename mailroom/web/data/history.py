@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -80,6 +81,25 @@ def throughput(points: list[Sample]) -> list[tuple[datetime, float | None]]:
         else:
             out.append((after.minute, (after.committed - before.committed) / seconds))
     return out
+
+
+class SampleCache:
+    """The samples of each range read at most every ``min_interval_s`` for all viewers: they
+    change once a minute, and a day of them is thousands of rows to read per page load."""
+
+    def __init__(self, settings: Settings, min_interval_s: float = 20.0) -> None:
+        self.settings, self.min_interval_s = settings, min_interval_s
+        self._lock = threading.Lock()
+        self._read: dict[timedelta, tuple[float, dict[str, list[Sample]]]] = {}
+
+    def samples(self, since: timedelta) -> dict[str, list[Sample]]:
+        with self._lock:
+            at, found = self._read.get(since, (0.0, {}))
+            if not found or time.monotonic() - at >= self.min_interval_s:
+                with connect(self.settings, autocommit=True) as conn:
+                    found = samples(conn, since)
+                self._read[since] = (time.monotonic(), found)
+            return found
 
 
 class Sampler:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.web.charts import Series, line_chart
 from mailroom.web.data import history as data
 from mailroom.web.templates import Html, join, link, page, tag
@@ -46,8 +45,7 @@ def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
     now = datetime.now(UTC)
-    with connect(app.settings, autocommit=True) as conn:
-        found = {name: data.samples(conn, span) for name, span in RANGES}
+    found = {name: app.history.samples(span) for name, span in RANGES}
     parts = [tag("p", join([
         "One sample per stage per minute while the dashboard runs; throughput is committed "
         "offsets per second between samples. ", link("/stages", "Live stages")]), cls="muted")]
