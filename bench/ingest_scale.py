@@ -26,6 +26,7 @@ import argparse
 import os
 import pwd
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -228,6 +229,9 @@ def main() -> None:
     parser.add_argument("--code", type=Path, help="run the ingest processes from this checkout "
                         "(e.g. `git archive` of an earlier commit), to compare versions")
     args = parser.parse_args()
+    # SIGTERM (and SIGINT, which a background job ignores) end the run through its clean-up.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(130))
     if args.code:
         os.environ["PYTHONPATH"] = str(args.code.resolve())  # the children's, not ours
     base = settings_module.load()
