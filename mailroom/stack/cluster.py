@@ -236,7 +236,12 @@ def _wait_serving(settings: Settings, all_nodes: list[Node], started: dict[int, 
                 raise StackError(
                     f"cluster node {this.id} exited during start-up; see {this.log}:\n"
                     + process.tail(this.home / "kafka.out") + "\n" + process.tail(this.log))
-        return kafka.brokers_ready(ports) == len(all_nodes)
+        # Each node started now must answer on its own port: for a few seconds after a node
+        # died the others still list it (until the controller fences it), so a count of
+        # registered brokers alone would call a node ready that is still starting.
+        return all(kafka.brokers_ready([n.port]) == len(all_nodes)
+                   for n in all_nodes if n.id in started) \
+            and kafka.brokers_ready(ports) == len(all_nodes)
 
     process.wait_for(ready, READY_TIMEOUT_S,
                      f"{len(all_nodes)} brokers at {bootstrap(settings, len(all_nodes))}", 1.0)

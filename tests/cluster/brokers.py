@@ -27,6 +27,17 @@ def busiest_leader(settings: Settings, topics: list[str], spare: set[int]) -> in
     return max(candidates, key=lambda n: (leaders[n], -n))
 
 
+def live_brokers(settings: Settings) -> set[int]:
+    """The brokers the controller counts as live (a dead one until it is fenced, seconds
+    after it died)."""
+    admin = kafka.make_admin(settings)
+    try:
+        return {b["broker_id"] for b in admin.describe_cluster()["brokers"]
+                if not b.get("is_fenced")}
+    finally:
+        admin.close()
+
+
 def under_replicated(settings: Settings) -> list[str]:
     """Partitions of every topic on the cluster (internal ones too) whose in-sync replicas
     are fewer than their replicas; [] once a restarted broker has caught up everywhere."""
