@@ -2,7 +2,8 @@
 
 Roles are ordered: a viewer reads every page but the audit log; an operator may also run what
 repairs the pipeline (*Test* a mailbox, *Retry* dead letters); an admin may also read the audit
-log. Changing a password or disabling an account ends all of its sessions (``web_sessions``).
+log and disable or enable accounts. Changing a password or disabling an account ends all of its
+sessions (``web_sessions``).
 """
 
 from __future__ import annotations

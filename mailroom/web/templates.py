@@ -111,7 +111,7 @@ def post_button(action: str, label: str, csrf: str, **fields: str) -> Html:
 NAV = (("/", "Mailboxes", "viewer"), ("/stages", "Stages", "viewer"),
        ("/dead-letters", "Dead letters", "viewer"), ("/emails", "Emails", "viewer"),
        ("/cases", "Cases", "viewer"), ("/search", "Search", "viewer"),
-       ("/audit", "Audit", "admin"))
+       ("/audit", "Audit", "admin"), ("/accounts", "Accounts", "admin"))
 
 
 def page(title: str, body: Any, *, current: str = "", who: Session | None = None,

@@ -126,3 +126,34 @@ def test_web_user_commands(dashboard: Running) -> None:
                     ("account.disable", "ops.ann"), ("account.enable", "ops.ann"),
                     ("account.password", "ops.ann")]
     assert all(h.startswith("$argon2id$") for (h,) in hashes)
+
+
+def test_admins_disable_and_enable_accounts_on_the_accounts_page(dashboard: Running) -> None:
+    admin, viewer = Client(dashboard.url), Client(dashboard.url)
+    admin.login(*dashboard.admin)
+    viewer.login(*dashboard.logins["viewer"])
+    name = dashboard.logins["viewer"][0]
+    status, _, page, _ = admin.request("GET", "/accounts")
+    assert status == 200
+    rows = {r.split("</td>")[0].split("<td>")[-1]: r
+            for r in page.split('id="accounts"')[1].split("<tr>")[2:]}
+    assert f'action="/accounts/{name}/disable"' in rows[name]
+    assert "<td>1</td>" in rows[name]  # the viewer's live session
+    assert "/disable" not in rows[dashboard.admin[0]]  # no button to lock oneself out
+    assert viewer.request("GET", "/accounts")[0] == 403
+    assert viewer.request("POST", f"/accounts/{name}/disable", {"csrf": viewer.csrf()})[0] == 403
+
+    token = admin.csrf()
+    status, headers, _, _ = admin.request("POST", f"/accounts/{name}/disable", {"csrf": token})
+    assert status == 303
+    assert "disabled; its sessions ended" in admin.request("GET", headers["Location"])[2]
+    assert viewer.request("GET", "/")[0] == 303
+    assert Client(dashboard.url).login(*dashboard.logins["viewer"])[0] == 403
+    status, headers, _, _ = admin.request("POST", f"/accounts/{dashboard.admin[0]}/disable",
+                                          {"csrf": token})
+    assert "cannot+disable+yourself" in headers["Location"]
+    admin.request("POST", f"/accounts/{name}/enable", {"csrf": token})
+    assert Client(dashboard.url).login(*dashboard.logins["viewer"])[0] == 303
+    audit = admin.request("GET", "/audit")[2]
+    for action in ("account.disable", "account.enable"):
+        assert f"<td>{dashboard.admin[0]}</td><td>{action}</td><td>{name}</td>" in audit

@@ -191,6 +191,13 @@ def test_dashboard_in_chromium(dashboard: Running, browser, codec, mail_user) ->
     audit = admin_page.inner_text("#audit")
     assert "mailbox.test" in audit and "dead_letter.retry" in audit
     assert dashboard.logins["operator"][0] in audit
+    admin_page.get_by_role("link", name="Accounts").click()
+    row = admin_page.locator("#accounts tbody tr", has_text=dashboard.logins["viewer"][0])
+    row.get_by_role("button", name="Disable").click()
+    assert "disabled; its sessions ended" in admin_page.inner_text(".flash")
+    admin_page.locator("#accounts tbody tr", has_text=dashboard.logins["viewer"][0]
+                       ).get_by_role("button", name="Enable").click()
+    assert "enabled" in admin_page.inner_text(".flash")
     admin.close()
 
     # A viewer sees no buttons that change anything, and changes its own password.

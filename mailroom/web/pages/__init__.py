@@ -1,7 +1,8 @@
 """The dashboard's pages and the route table :func:`mailroom.web.app.build` serves.
 
 Each route names the least role it needs: None is public (the login page only), viewer reads,
-operator also repairs (*Test*, *Retry*), admin also reads the audit log. Every POST behind the
+operator also repairs (*Test*, *Retry*), admin also reads the audit log and disables or enables
+accounts. Every POST behind the
 login is checked for the session's CSRF token before the handler runs.
 """
 
@@ -11,6 +12,7 @@ from mailroom.web.accounts import Role
 from mailroom.web.app import Page
 from mailroom.web.pages import (
     account,
+    accounts,
     arrivals,
     audit,
     deadletters,
@@ -41,4 +43,7 @@ ROUTES = [
     Page("GET", "/cases/{id:int}", records.case),
     Page("GET", "/search", search.show),
     Page("GET", "/audit", audit.show, Role.admin),
+    Page("GET", "/accounts", accounts.show, Role.admin),
+    Page("POST", "/accounts/{name}/disable", accounts.disable, Role.admin),
+    Page("POST", "/accounts/{name}/enable", accounts.enable, Role.admin),
 ]
