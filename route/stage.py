@@ -7,9 +7,9 @@ concurrency would only overlap I/O that does not exist, while the kernel runner 
 what the guarantees need (per-message budget, durable attempt counter, dead letters, commit
 after produce) — the same as every other stage. Measured: ``bench/route.py``.
 
-The snapshot is the edge's I/O: loaded from PostgreSQL when the handler's process starts
-(:func:`setup`, the StageSpec hook the runner calls with its own Settings — in the spawned
-worker too, which never reloads them from the environment) and reloaded every
+The snapshot is the edge's I/O: loaded from PostgreSQL when the handler is made in its process
+(:class:`RouteHandler`, made by the spec with the runner's own Settings — in the spawned worker
+too, which never reloads them from the environment) and reloaded every
 ``route_reference_refresh_s`` (the clock only decides *when* to reload, never what a plan says).
 A plan made with a slightly old snapshot is still right, because correlation, contact creation
 and case decisions are re-checked by persist against its state.
@@ -46,51 +46,53 @@ class Snapshot:
     loaded_at: float
 
 
-class _Holder:
-    """Where the handler finds its snapshot, per process: set by :func:`setup` (or a test)."""
+class RouteHandler:
+    """The stage's handler, one per handling process (made by the spec with the runner's
+    settings): the snapshot lives here, loaded when the handler is made and reloaded every
+    ``route_reference_refresh_s``. ``settings=None`` with a snapshot: a fixed snapshot, never
+    reloaded (unit tests)."""
 
-    settings: Settings | None = None
-    snapshot: Snapshot | None = None
+    def __init__(self, settings: Settings | None, snapshot: Snapshot | None = None) -> None:
+        self.settings = settings
+        self.snapshot = snapshot
+        if settings is not None and snapshot is None:
+            try:
+                self.snapshot = load_snapshot(settings)
+            except LOST as exc:  # a refused connect too: the first email retries the load
+                log.warning("route: reference snapshot not loaded at start (%s); retrying "
+                            "later", exc)
 
+    def current(self) -> Snapshot:
+        snap, settings = self.snapshot, self.settings
+        if settings is None:
+            if snap is None:
+                raise RuntimeError("route: a handler without settings needs a fixed snapshot")
+            return snap
+        if snap is not None and (time.monotonic() - snap.loaded_at
+                                 <= settings.route_reference_refresh_s):
+            return snap
+        try:
+            snap = load_snapshot(settings)
+        except LOST as exc:
+            if snap is None:  # nothing to decide with: the runner retries the email, then gives up
+                raise TransientError(f"route: reference data unavailable: {exc}") from exc
+            # The old snapshot is still right (see above); try again one refresh period later.
+            log.warning("route: reloading the reference snapshot failed (%s); keeping the old",
+                        exc)
+            snap = dataclasses.replace(snap, loaded_at=time.monotonic())
+        self.snapshot = snap
+        return snap
 
-def install(settings: Settings | None, snapshot: Snapshot | None = None) -> None:
-    """``settings=None`` with a snapshot: a fixed snapshot, never reloaded (unit tests)."""
-    _Holder.settings, _Holder.snapshot = settings, snapshot
+    def __call__(self, email: Email, context: Context) -> Outcome:
+        """The pure decision (plan) plus packaging; a skip is a plan too, so persist and
+        ``mailroom trace`` see every email, tracked or not."""
+        snap = self.current()
+        return to_outcome(plan(email, snap.reference, snap.config, context.source.value or b""))
 
 
 def load_snapshot(settings: Settings) -> Snapshot:
     with connect(settings) as conn:
         return Snapshot(loader.load(conn), store.load(conn), time.monotonic())
-
-
-def setup(settings: Settings) -> None:
-    """The StageSpec hook: remember the settings and load the snapshot before the first email.
-    A database that is down now is not fatal: the first email retries the load."""
-    install(settings)
-    try:
-        _Holder.snapshot = load_snapshot(settings)
-    except LOST as exc:  # a refused connect too, not only a dropped one
-        log.warning("route: reference snapshot not loaded at start (%s); retrying later", exc)
-
-
-def _current() -> Snapshot:
-    snap, settings = _Holder.snapshot, _Holder.settings
-    if settings is None:
-        if snap is None:
-            raise RuntimeError("route: no settings or snapshot installed (StageSpec.setup)")
-        return snap
-    if snap is not None and time.monotonic() - snap.loaded_at <= settings.route_reference_refresh_s:
-        return snap
-    try:
-        snap = load_snapshot(settings)
-    except LOST as exc:
-        if snap is None:  # nothing to decide with: the runner retries the email, then gives up
-            raise TransientError(f"route: reference data unavailable: {exc}") from exc
-        # The old snapshot is still right (see above); try again one refresh period later.
-        log.warning("route: reloading the reference snapshot failed (%s); keeping the old", exc)
-        snap = dataclasses.replace(snap, loaded_at=time.monotonic())
-    _Holder.snapshot = snap
-    return snap
 
 
 def to_outcome(p: Plan) -> Outcome:
@@ -105,16 +107,8 @@ def to_outcome(p: Plan) -> Outcome:
     return Outcome(outputs=(Output("actions", p.dedupe_key, p),), traces=(trace,))
 
 
-def handle(email: Email, context: Context) -> Outcome:
-    """The pure decision (plan) plus packaging; a skip is a plan too, so persist and
-    ``mailroom trace`` see every email, tracked or not."""
-    snap = _current()
-    return to_outcome(plan(email, snap.reference, snap.config, context.source.value or b""))
-
-
-SPEC = StageSpec(
-    name="route", input_topic="unwrapped", handler=handle, input_type=Email, setup=setup
-)
+SPEC = StageSpec(name="route", input_topic="unwrapped", make_handler=RouteHandler,
+                 input_type=Email)
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:

@@ -14,17 +14,17 @@ runner already gives what the guarantees need: the handler in a worker process (
 starves heartbeats, a hang is killed at ``stage_budget_ms``), the durable attempt counter
 (crash loops are dead-lettered unparsed), dead letters and flush-before-commit.
 
-The handler is an instance of :class:`UnwrapHandler` rather than a module function with a
-global: it is pickled into the spawned worker with the settings only, and opens its own
-PostgreSQL connection there on first use (blob store and forwarders). I/O at this edge is
-confined to that connection; the decision itself stays the pure function.
+The handler is an instance of :class:`UnwrapHandler`, made in each worker by the spec's
+``make_handler`` with the runner's settings; it opens its own PostgreSQL connection there on
+first use (blob store and forwarders). I/O at this edge is confined to that connection; the
+decision itself stays the pure function.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
-from typing import Any
 
 import psycopg
 
@@ -91,7 +91,7 @@ class _Edges:
 
 
 class UnwrapHandler:
-    """The stage's handler (picklable: only settings and fixed forwarders cross to a worker).
+    """The stage's handler, one per handling process.
 
     ``forwarders``: a fixed table instead of the PostgreSQL read (tests, ``mailroom unwrap``);
     ``unchecked``: with it, the forward mailboxes that skip the Authentication-Results check.
@@ -103,14 +103,6 @@ class UnwrapHandler:
         self.fixed_forwarders = forwarders
         self.fixed_unchecked = unchecked
         self._edges: _Edges | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"settings": self.settings, "fixed_forwarders": self.fixed_forwarders,
-                "fixed_unchecked": self.fixed_unchecked}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["settings"], state["fixed_forwarders"],  # type: ignore[misc]
-                      state["fixed_unchecked"])
 
     @property
     def edges(self) -> _Edges:
@@ -201,8 +193,10 @@ def _trace(raw: RawMail, email: Email, n: int, total: int) -> Trace:
                  raw_identity=raw.identity)
 
 
-def spec(settings: Settings, forwarders: Forwarders | None = None) -> StageSpec:
-    return StageSpec(name=STAGE, input_topic="raw", handler=UnwrapHandler(settings, forwarders),
+def spec(forwarders: Forwarders | None = None) -> StageSpec:
+    """``forwarders``: a fixed table instead of ingest's configuration (tests)."""
+    return StageSpec(name=STAGE, input_topic="raw",
+                     make_handler=functools.partial(UnwrapHandler, forwarders=forwarders),
                      input_type=RawMail)
 
 
@@ -210,4 +204,4 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     """Entry of ``mailroom run unwrap``."""
     from mailroom.stage.run import run_stage
 
-    return run_stage(spec(settings), settings)
+    return run_stage(spec(), settings)

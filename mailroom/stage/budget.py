@@ -96,8 +96,7 @@ class InlineExecutor:
         self.spec = spec
         self.codec = codec
         self.budget_ms = settings.stage_budget_ms
-        if spec.setup is not None:
-            spec.setup(settings)
+        self.handler = spec.make_handler(settings)
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         raise BudgetExceeded
@@ -111,7 +110,7 @@ class InlineExecutor:
             faulthandler.dump_traceback_later(2 * budget_s, exit=True)
             if alarm:
                 signal.setitimer(signal.ITIMER_REAL, budget_s)
-            return execute(self.spec, self.codec, context)
+            return execute(self.spec, self.handler, self.codec, context)
         except BudgetExceeded:
             return timeout_verdict(self.budget_ms)
         finally:

@@ -40,25 +40,26 @@ TRACEBACK_CHARS = 4000
 
 @dataclass(frozen=True)
 class StageSpec:
-    """What a stream stage is: its name, what it reads, and its pure handler.
+    """What a stream stage is: its name, what it reads, and how its handler is made.
 
-    ``handler`` must be a module-level function (with process isolation it is imported by
-    reference in the worker). ``input_type`` is the record class of the input topic
-    (``RawMail`` for unwrap); ``None`` hands the handler the raw ``(schema name, datum)``.
+    ``make_handler(settings)`` is called once, with the runner's Settings, in the process that
+    runs the handler — each spawned worker, or the consumer's own process inline — before the
+    first message; what it returns handles every message of that process. Whatever the handler
+    needs (its settings, a reference snapshot, a database connection) lives in what it returns:
+    no globals, and nothing loaded again from the environment (a worker is a fresh interpreter,
+    and the runner's Settings may differ from the environment: tests, ``mailroom run all``).
+    With process isolation it is pickled into the worker, so it must be a module-level function,
+    a class, or a ``functools.partial`` of one. Keep it cheap and let no passing outage escape
+    it: defer what can fail to the first message (as a TransientError there).
 
-    ``setup`` (module-level too) is called once with the runner's Settings in the process that
-    will run the handler — the spawned worker, or the consumer's own process inline — before
-    the first message. It is how a handler gets its settings without a global loaded from the
-    environment: a worker is a fresh interpreter, and the runner's Settings may differ from what
-    the environment says (tests, ``mailroom run all``). Keep it cheap and do not let a passing
-    outage escape it: defer what can fail to the first message (as a TransientError there).
+    ``input_type`` is the record class of the input topic (``RawMail`` for unwrap); ``None``
+    hands the handler the raw ``(schema name, datum)``.
     """
 
     name: str
     input_topic: str  # the brief's short name: 'raw', 'unwrapped', ...
-    handler: Handler
+    make_handler: Callable[[Settings], Handler]
     input_type: Any = None
-    setup: Callable[[Settings], None] | None = None
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -99,8 +100,9 @@ def group_id(settings: Settings, stage: str) -> str:
     return f"{settings.topic_prefix}.{stage}"
 
 
-def execute(spec: StageSpec, codec: Codec, context: Context) -> Verdict:
-    """Run the handler on the record ``context.source`` holds and classify what happened."""
+def execute(spec: StageSpec, handler: Handler, codec: Codec, context: Context) -> Verdict:
+    """Run ``handler`` (made by ``spec.make_handler``) on the record ``context.source`` holds and
+    classify what happened."""
     value = context.source.value
     try:
         if value is None:
@@ -115,7 +117,7 @@ def execute(spec: StageSpec, codec: Codec, context: Context) -> Verdict:
         return Verdict("dead", reason_code=UNDECODABLE, reason=str(exc))
 
     try:
-        answer = spec.handler(record, context)
+        answer = handler(record, context)
         if isinstance(answer, Rejection):
             return Verdict(
                 "dead", traces=tuple(answer.traces), reason_code=answer.reason_code,

@@ -75,8 +75,7 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
     from mailroom.codec import Codec  # imported here: the child is a fresh interpreter
 
     codec = Codec.from_settings(settings)
-    if spec.setup is not None:  # before "ready": no message's budget pays for it
-        spec.setup(settings)
+    handler = spec.make_handler(settings)  # before "ready": no message's budget pays for it
     tune_for_a_long_run()
     conn.send("ready")
     while True:
@@ -85,7 +84,7 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
         except (EOFError, OSError):
             return
         for context in chunk:
-            conn.send(execute(spec, codec, context))
+            conn.send(execute(spec, handler, codec, context))
 
 
 def limit_memory(megabytes: int) -> None:

@@ -14,12 +14,12 @@ def _context(value: bytes) -> Context:
     return Context("route", Source("t.unwrapped", 0, 7, b"k", value, 0))
 
 
+def _handler() -> stage.RouteHandler:
+    return stage.RouteHandler(None, stage.Snapshot(reference(), config(), time.monotonic()))
+
+
 def test_handler_emits_the_plan_and_a_trace():
-    stage.install(None, stage.Snapshot(reference(), config(), time.monotonic()))
-    try:
-        outcome = stage.handle(email(subject="urgent"), _context(b"\xc3\x01email-bytes"))
-    finally:
-        stage.install(None, None)
+    outcome = _handler()(email(subject="urgent"), _context(b"\xc3\x01email-bytes"))
     (out,) = outcome.outputs
     assert (out.topic, out.key) == ("actions", "m1@customer.example")
     assert out.record.email == b"\xc3\x01email-bytes"
@@ -29,11 +29,7 @@ def test_handler_emits_the_plan_and_a_trace():
 
 
 def test_a_skip_is_traced_with_its_reason():
-    stage.install(None, stage.Snapshot(reference(), config(), time.monotonic()))
-    try:
-        outcome = stage.handle(email(mailbox="11", owner="user:alice"), _context(b""))
-    finally:
-        stage.install(None, None)
+    outcome = _handler()(email(mailbox="11", owner="user:alice"), _context(b""))
     (trace,) = outcome.traces
     assert trace.event == "skipped"
     assert any("not a reply" in v for v in trace.detail.values())

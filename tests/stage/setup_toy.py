@@ -1,26 +1,25 @@
-"""A toy stage with a ``setup`` hook: the handler reports the settings its process was given.
+"""A toy stage whose handler reports the settings its process made it with.
 
-Module level on purpose: with process isolation the worker imports the hook and the handler by
-reference.
+Module level on purpose: with process isolation the worker imports ``make_handler`` by reference.
 """
 
 from __future__ import annotations
 
 from mailroom.records import RawMail
 from mailroom.settings import Settings
-from mailroom.stage import Context, Outcome, StageSpec, Trace
+from mailroom.stage import Context, Handler, Outcome, StageSpec, Trace
 
-_given: list[Settings] = []
-
-
-def remember(settings: Settings) -> None:
-    _given.append(settings)
+_made: list[Settings] = []  # every Settings a handler of this process was made with
 
 
-def report(record: RawMail, context: Context) -> Outcome:
-    prefixes = ",".join(s.topic_prefix for s in _given)
-    return Outcome(traces=[Trace(record.identity, "setup_seen", {"prefixes": prefixes})])
+def make_handler(settings: Settings) -> Handler:
+    _made.append(settings)
+
+    def report(record: RawMail, context: Context) -> Outcome:
+        prefixes = ",".join(s.topic_prefix for s in _made)
+        return Outcome(traces=[Trace(record.identity, "setup_seen", {"prefixes": prefixes})])
+
+    return report
 
 
-SPEC = StageSpec(name="toy", input_topic="in", handler=report, input_type=RawMail,
-                 setup=remember)
+SPEC = StageSpec(name="toy", input_topic="in", make_handler=make_handler, input_type=RawMail)

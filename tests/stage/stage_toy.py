@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 from mailroom.errors import PermanentError, TransientError
 from mailroom.records import RawMail, TraceEvent
-from mailroom.stage import Context, Outcome, Output, Rejection, StageSpec, Trace
+from mailroom.settings import Settings
+from mailroom.stage import Context, Handler, Outcome, Output, Rejection, StageSpec, Trace
 
 AT = datetime(2026, 11, 27, 9, 30, 15, 123000, tzinfo=UTC)
 
@@ -54,4 +55,8 @@ def toy(record: RawMail, context: Context) -> Outcome | Rejection:
     )
 
 
-SPEC = StageSpec(name="toy", input_topic="in", handler=toy, input_type=RawMail)
+def make_handler(settings: Settings) -> Handler:
+    return toy
+
+
+SPEC = StageSpec(name="toy", input_topic="in", make_handler=make_handler, input_type=RawMail)

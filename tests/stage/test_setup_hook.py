@@ -1,5 +1,5 @@
-"""StageSpec.setup: the handler's process gets the runner's Settings once, before any message —
-also a spawned worker, which must not reload them from the environment."""
+"""StageSpec.make_handler: the handler's process makes it once with the runner's Settings,
+before any message — also a spawned worker, which must not reload them from the environment."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _context(codec: Codec, uid: int) -> Context:
     return Context("toy", Source("t.in", 0, uid, b"k", value, 1_700_000_000_000))
 
 
-def test_a_spawned_worker_is_set_up_once_with_the_runners_settings(codec: Codec) -> None:
+def test_a_spawned_worker_makes_its_handler_once_with_the_runners_settings(codec: Codec) -> None:
     executor = ProcessExecutor(setup_toy.SPEC, Settings(topic_prefix=PREFIX, stage_budget_ms=5000))
     try:
         for uid in (1, 2):
@@ -37,8 +37,8 @@ def test_a_spawned_worker_is_set_up_once_with_the_runners_settings(codec: Codec)
         executor.close()
 
 
-def test_inline_setup_runs_in_the_consumers_process(codec: Codec) -> None:
-    setup_toy._given.clear()
+def test_inline_the_handler_is_made_in_the_consumers_process(codec: Codec) -> None:
+    setup_toy._made.clear()
     executor = InlineExecutor(setup_toy.SPEC, codec, Settings(topic_prefix=PREFIX))
     assert executor.run(_context(codec, 1)).traces[0].detail == {"prefixes": PREFIX}
-    setup_toy._given.clear()
+    setup_toy._made.clear()

@@ -16,6 +16,8 @@ from mailroom.stage.execute import execute
 from mailroom.stage.types import OUT_OF_MEMORY
 from mailroom.stage.workers import ProcessExecutor
 
+HANDLER = SPEC.make_handler(Settings())
+
 
 @pytest.fixture(scope="module")
 def codec() -> Codec:
@@ -46,7 +48,7 @@ def test_next_step(offset: int, standing: Standing, expected: str) -> None:
 
 # --- verdicts ---------------------------------------------------------------------------------
 def test_good_record_gives_encoded_outputs_and_traces(codec: Codec) -> None:
-    verdict = execute(SPEC, codec, context(codec, b"hello"))
+    verdict = execute(SPEC, HANDLER, codec, context(codec, b"hello"))
     assert verdict.kind == "ok"
     [out] = verdict.outputs
     assert out.topic == "out" and out.key == b"mbx-1/INBOX/1/7"
@@ -67,25 +69,25 @@ def test_good_record_gives_encoded_outputs_and_traces(codec: Codec) -> None:
 def test_handler_answers_are_classified(
     codec: Codec, content: bytes, kind: str, code: str, reason_part: str
 ) -> None:
-    verdict = execute(SPEC, codec, context(codec, content))
+    verdict = execute(SPEC, HANDLER, codec, context(codec, content))
     assert (verdict.kind, verdict.reason_code) == (kind, code)
     assert reason_part in verdict.reason
 
 
 def test_crash_reason_names_the_failing_line(codec: Codec) -> None:
-    verdict = execute(SPEC, codec, context(codec, b"BUG"))
+    verdict = execute(SPEC, HANDLER, codec, context(codec, b"BUG"))
     assert "stage_toy.py" in verdict.reason and "1 / 0" in verdict.reason
 
 
 @pytest.mark.parametrize("value", [b"not avro at all", b"\xc3\x01" + b"\x00" * 3, None])
 def test_unreadable_value_is_undecodable(codec: Codec, value: bytes | None) -> None:
-    verdict = execute(SPEC, codec, context(codec, None, value))
+    verdict = execute(SPEC, HANDLER, codec, context(codec, None, value))
     assert (verdict.kind, verdict.reason_code) == ("dead", UNDECODABLE)
 
 
 def test_unknown_fingerprint_pauses(codec: Codec) -> None:
     value = b"\xc3\x01" + b"\xee" * 8 + b"\x00"
-    verdict = execute(SPEC, codec, context(codec, None, value))
+    verdict = execute(SPEC, HANDLER, codec, context(codec, None, value))
     assert verdict.kind == "pause" and "eeeeeeeeeeeeeeee" in verdict.reason
 
 
@@ -95,7 +97,7 @@ def test_record_of_another_schema_is_undecodable(codec: Codec) -> None:
     from mailroom.records import TraceEvent
 
     value = codec.encode_record(TraceEvent(key="k", stage="s", event="e", at=AT))
-    verdict = execute(SPEC, codec, context(codec, None, value))
+    verdict = execute(SPEC, HANDLER, codec, context(codec, None, value))
     assert (verdict.kind, verdict.reason_code) == ("dead", UNDECODABLE)
 
 
@@ -177,8 +179,11 @@ def test_an_output_encoded_by_its_handler_is_not_encoded_again(codec: Codec) -> 
 
     record = raw(7, b"x")
     encoded = codec.encode_record(record)
-    spec = StageSpec("toy", "in", lambda r, c: Outcome(outputs=(Output("out", "k", r, encoded),)))
-    verdict = execute(spec, codec, context(codec, b"x"))
+    def handler(r: object, c: object) -> Outcome:
+        return Outcome(outputs=(Output("out", "k", r, encoded),))
+
+    spec = StageSpec("toy", "in", lambda settings: handler)
+    verdict = execute(spec, handler, codec, context(codec, b"x"))
     assert verdict.outputs[0].value is encoded
 
 
