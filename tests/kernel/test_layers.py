@@ -96,3 +96,81 @@ def test_the_rule_sees_a_violation(tmp_path: Path) -> None:
         "route/probe.py:1 (route) imports persist.apply (persist)",
         "route/probe.py:2 (route) imports mailroom.web (console)",
     ]
+
+
+def module_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Module -> the project modules it imports at module level (what runs at import time).
+    ``from package import module`` depends on the module, not on the package's ``__init__``."""
+    paths = {module_name(p, root): p
+             for top in ("mailroom", *STAGES) for p in (root / top).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                subs = {f"{base}.{a.name}" for a in node.names} & paths.keys()
+                deps.update(subs or {base})
+        graph[name] = {d for d in deps if d in paths and d != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+    return found
+
+
+def test_no_import_cycles() -> None:
+    assert cycles(module_graph()) == []
+
+
+def test_a_cycle_is_found(tmp_path: Path) -> None:
+    (tmp_path / "unwrap").mkdir()
+    (tmp_path / "unwrap" / "a.py").write_text("from unwrap import b\n")
+    (tmp_path / "unwrap" / "b.py").write_text("import unwrap.c\n")
+    (tmp_path / "unwrap" / "c.py").write_text("from .a import x\n")
+    (tmp_path / "unwrap" / "d.py").write_text("def f():\n    from unwrap import a\n")  # lazy
+    assert cycles(module_graph(tmp_path)) == [["unwrap.a", "unwrap.b", "unwrap.c"]]
