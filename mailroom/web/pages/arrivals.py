@@ -54,9 +54,12 @@ def show(app: Dashboard, request: Request) -> Response:
                             "windows, counted by mailroom run stats); silence of ",
                             f"{SILENCE_WINDOWS} windows or more is marked. ",
                             link("/", "Mailboxes")]), cls="muted")]
-    if snap.error or snap.arrival_window is None:
-        parts.append(tag("p", f"Arrivals unavailable: {snap.error or 'nothing counted yet'}",
-                         cls="st bad" if snap.error else "muted"))
+    if snap.error:
+        parts.append(tag("p", f"Arrivals unavailable: {snap.error}", cls="st bad"))
+    elif snap.arrival_window is None or not snap.arrivals:
+        # Nothing counted at all says nothing about the mailboxes: no silence is marked.
+        parts.append(tag("p", "Nothing counted yet (is mailroom run stats running?).",
+                         cls="muted", id="no-arrivals"))
     else:
         now = time.time()
         keep = app.settings.stats_keep_windows
