@@ -29,13 +29,21 @@ pytestmark = pytest.mark.integration
 def on_cluster(kafka_cluster: Settings, unique_name: str) -> Iterator[Settings]:
     """Cluster settings with this test's own topics (created), removed afterwards."""
     s = kafka_cluster.replace(topic_prefix=f"test.{unique_name}")
+    # An admin client per step: one held open through the test would keep calling a killed
+    # broker from its thread.
     admin = kafka.make_admin(s)
     try:
         topics.ensure_topics(admin, topics.topic_specs(s))
+    finally:
+        admin.close()
+    try:
         yield s
     finally:
-        admin.delete_topics([spec.name for spec in topics.topic_specs(s)])
-        admin.close()
+        admin = kafka.make_admin(s)
+        try:
+            admin.delete_topics([spec.name for spec in topics.topic_specs(s)])
+        finally:
+            admin.close()
 
 
 def test_up_again_is_quick_and_leaves_the_single_broker_alone(
