@@ -41,7 +41,7 @@ from mailroom.ops.groups import Cluster
 from mailroom.settings import Settings
 from mailroom.stack import cluster, dovecot
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 MAILS = 600  # two halves of 300
 KILLS = 2

@@ -22,7 +22,7 @@ from mailroom.settings import Settings
 from mailroom.stack import cluster
 from mailroom.stack import kafka as single_broker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 
 @pytest.fixture
