@@ -121,20 +121,33 @@ def spawn(argv: Sequence[str], log_path: Path, cwd: Path, env: dict[str, str] | 
 
 
 def terminate(pid: int, marker: str, timeout: float = 30.0) -> None:
-    """SIGTERM, wait up to ``timeout``, then SIGKILL. Only a pid that passes :func:`alive`."""
+    """SIGTERM, wait up to ``timeout``, then SIGKILL and wait for it to be gone. Only a pid
+    that passes :func:`alive`."""
     if not alive(pid, marker):
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
+    if _gone(pid, marker, timeout):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    # Not instant either on a loaded machine: the caller may reuse the ports or the folder next.
+    _gone(pid, marker, KILL_WAIT_S)
+
+
+KILL_WAIT_S = 30.0
+
+
+def _gone(pid: int, marker: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it when we happen to be the parent
         if not alive(pid, marker):
-            return
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def tail(path: Path, lines: int = 20) -> str:
