@@ -193,15 +193,9 @@ class Ingestor:
         if len(self._boxes) > 1:
             return False  # the list in hand says no: no need to ask the database
         mine = self.assignment.mailbox_ids() if self.assignment else None
-        rows = self.conn.execute(
-            "SELECT id FROM ingest_mailboxes WHERE enabled AND approved "
-            "AND via_mailbox_id IS NULL ORDER BY id LIMIT 2" if mine is None else
-            "SELECT id FROM ingest_mailboxes WHERE enabled AND approved "
-            "AND via_mailbox_id IS NULL AND id = ANY(%s) ORDER BY id LIMIT 2",
-            () if mine is None else (sorted(mine),),
-        ).fetchall()
+        ids = store.runnable_ids(self.conn, mine, limit=2)
         self.conn.commit()
-        return [int(r[0]) for r in rows] == [mailbox_id]
+        return ids == [mailbox_id]
 
     def _idle(self, job: Job, client: IMAPClient) -> int:
         """After a pass: IDLE on the INBOX until the poll interval is over (:mod:`ingest.idle`),
@@ -305,9 +299,8 @@ class Ingestor:
     def observe(self) -> None:
         """Refresh the per-mailbox gauges: enabled and backlog of the mailboxes served here."""
         mine = self.assignment.mailbox_ids() if self.assignment else None
-        served = [(int(i), a, bool(e)) for i, a, e in self.conn.execute(
-            "SELECT id, address, enabled FROM ingest_mailboxes WHERE via_mailbox_id IS NULL "
-            "ORDER BY id").fetchall() if mine is None or int(i) in mine]
+        served = [(i, a, e) for i, a, e in store.polled_states(self.conn)
+                  if mine is None or i in mine]
         self.metrics.mailboxes((a, e) for _, a, e in served)
         ids = {i for i, _, _ in served}
         self.metrics.backlog([b for b in store.backlog(self.conn) if b.mailbox_id in ids])

@@ -185,6 +185,32 @@ def mailboxes(conn: psycopg.Connection, *, runnable_only: bool = False,
     return [_mailbox(r, folders.get(r["id"], [])) for r in rows]
 
 
+def runnable_ids(conn: psycopg.Connection, among: set[int] | None = None,
+                 limit: int | None = None) -> list[int]:
+    """Ids of the runnable mailboxes (of ``among``; None: all), lowest first, at most
+    ``limit``."""
+    where = "enabled AND approved AND via_mailbox_id IS NULL"
+    params: list[object] = []
+    if among is not None:
+        where += " AND id = ANY(%s)"
+        params.append(sorted(among))
+    tail = ""
+    if limit is not None:
+        tail = " LIMIT %s"
+        params.append(limit)
+    rows = conn.execute(f"SELECT id FROM ingest_mailboxes WHERE {where} ORDER BY id{tail}",
+                        params).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def polled_states(conn: psycopg.Connection) -> list[tuple[int, str, bool]]:
+    """(id, address, enabled) of every mailbox ingest logs in to (not those via a forward
+    mailbox): the per-mailbox gauges, without reading whole mailboxes."""
+    rows = conn.execute("SELECT id, address, enabled FROM ingest_mailboxes "
+                        "WHERE via_mailbox_id IS NULL ORDER BY id").fetchall()
+    return [(int(r[0]), str(r[1]), bool(r[2])) for r in rows]
+
+
 def mailbox(conn: psycopg.Connection, key: int | str) -> Mailbox:
     """One mailbox by id or address (an indexed look-up)."""
     if isinstance(key, str) and key.isdigit():
