@@ -31,11 +31,23 @@ def on_cluster(kafka_cluster: Settings, unique_name: str) -> Iterator[Settings]:
     s = kafka_cluster.replace(topic_prefix=f"test.{unique_name}")
     # An admin client per step: one held open through the test would keep calling a killed
     # broker from its thread.
+    names = {spec.name for spec in topics.topic_specs(s)}
     admin = kafka.make_admin(s)
     try:
         topics.ensure_topics(admin, topics.topic_specs(s))
     finally:
         admin.close()
+    # Every broker answers metadata requests from its own copy, a moment behind the
+    # controller's: wait until each of them knows the new topics.
+    for server in s.bootstrap_servers:
+        one = kafka.make_admin(s.replace(kafka_bootstrap=server))
+        try:
+            deadline = time.monotonic() + 30
+            while not names <= set(one.list_topics()):
+                assert time.monotonic() < deadline, f"{server} never showed the new topics"
+                time.sleep(0.2)
+        finally:
+            one.close()
     try:
         yield s
     finally:
