@@ -174,6 +174,14 @@ def set_correlation(
     return cur.rowcount > 0
 
 
+def set_refused(conn: psycopg.Connection, activity_id: int, refused: str) -> None:
+    """The candidates the customer guard refused ('' for none): the review list's column."""
+    conn.execute(
+        "UPDATE email_activities SET correlation_refused = %s WHERE id = %s "
+        "AND correlation_refused <> %s", (refused, activity_id, refused),
+    )
+
+
 def set_regarding(conn: psycopg.Connection, activity_id: int, regarding: str) -> None:
     conn.execute(
         "UPDATE email_activities SET regarding = %s WHERE id = %s AND regarding <> %s",

@@ -29,7 +29,7 @@ from mailroom.records.steps import (
     Skip,
     UpsertEmailActivity,
 )
-from persist import activities, cases, correlate, park
+from persist import activities, cases, correlate, guard, park
 from persist.activities import Stored
 from persist.batchrows import BatchRows
 
@@ -180,7 +180,9 @@ def apply_plan(
     if not upserts:
         return Applied("skipped", {"reason": "the plan has no activity step"})
     upsert = upserts[0]
-    corr = correlate.resolve(conn, plan, upsert.sent_at)
+    sender = guard.sender_of(upsert.customer, upsert.sender, upsert.direction,
+                             report=bool(plan.steps_of(MarkDeliveryFailed)))
+    corr = correlate.resolve(conn, plan, upsert.sent_at, sender)
     detail = {"correlation": corr.describe()}
     if upsert.condition is not None and not corr.found:
         if corr.waiting:
@@ -199,6 +201,11 @@ def apply_plan(
         detail["content"] = f"richer copy ({email.delivery.copy_kind}) supplies the content"
     if corr.found:
         activities.set_correlation(conn, stored.id, corr.parent_id, corr.method, corr.rank or 0)
+    if corr.refused:
+        detail["refused"] = "; ".join(corr.refused)
+    if corr.refused or not stored.new:
+        # Kept current on every evaluation of a stored email (its parent landed since).
+        activities.set_refused(conn, stored.id, "; ".join(corr.refused))
     if (email.direction == "outgoing" and not stored.collision):
         _claim_tokens(conn, plan)
 

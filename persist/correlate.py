@@ -25,6 +25,7 @@ from mailroom.records.candidates import (
     ThreadIndex,
     Token,
 )
+from persist import guard
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,22 @@ class Correlation:
     rank: int | None = None  # the winning candidate's position in plan.correlation
     regarding: str = ""  # 'kind:id' inherited from the parent (or the token), or ''
     waiting: frozenset[str] = field(default_factory=frozenset)  # Message-IDs that may land
+    # Candidates the customer guard refused (persist.guard): 'method value → activity: why'
+    refused: tuple[str, ...] = ()
 
     @property
     def found(self) -> bool:
         return self.rank is not None
 
     def describe(self) -> str:
+        refused = f"; refused by the customer guard: {'; '.join(self.refused)}" \
+            if self.refused else ""
         if not self.found:
             return "no candidate resolved" + (
                 f" (waiting on {', '.join(sorted(self.waiting))})" if self.waiting else ""
-            )
-        return f"{self.method} → activity {self.parent_id} regarding {self.regarding or '-'}"
+            ) + refused
+        return (f"{self.method} → activity {self.parent_id} regarding {self.regarding or '-'}"
+                + refused)
 
 
 def activity_by_message_id(
@@ -65,6 +71,10 @@ class Lookup:
     conn: psycopg.Connection
     own_key: str  # the plan's dedupe key: an email never correlates with itself
     sent_at: datetime | None  # the email's own time (the activity step's sent_at)
+    # The external sender's customer and domain: where one method finds several stored
+    # activities, the ones the customer guard accepts come first ('-' when internal or none).
+    customer: str = "-"
+    domain: str = "-"
 
 
 #: (parent activity id or None, regarding 'kind:id') of a resolved candidate; None: unresolved.
@@ -102,10 +112,15 @@ def _token(at: Lookup, c: Token) -> Hit:
 def _thread_index(at: Lookup, c: ThreadIndex) -> Hit:
     if at.sent_at is None:
         return None
+    # The latest earlier email of the conversation — of the sender's own customer first: a
+    # copied Thread-Index (another customer's mail, refused and kept apart) is in the same
+    # conversation, and must not stand between the customer's reply and its thread.
     row = at.conn.execute(
         "SELECT id, regarding FROM email_activities WHERE thread_root = %s AND NOT collision "
-        "AND sent_at < %s AND dedupe_key <> %s ORDER BY sent_at DESC, id DESC LIMIT 1",
-        (c.value, at.sent_at, at.own_key),
+        "AND sent_at < %s AND dedupe_key <> %s "
+        "ORDER BY (customer = %s OR split_part(sender, '@', 2) = %s) DESC, sent_at DESC, id DESC "
+        "LIMIT 1",
+        (c.value, at.sent_at, at.own_key, at.customer, at.domain),
     ).fetchone()
     return (row[0], row[1]) if row else None
 
@@ -113,14 +128,16 @@ def _thread_index(at: Lookup, c: ThreadIndex) -> Hit:
 def _smart(at: Lookup, c: Smart) -> Hit:
     if not c.customer:
         return None  # never across customers; route emits none without one
+    # The customer's own thread first; another customer's match is returned only when there is
+    # none, so the customer guard refuses it and the near miss is flagged for review.
     row = at.conn.execute(
-        "SELECT id, regarding FROM email_activities WHERE subject_hash = %s AND customer = %s "
+        "SELECT id, regarding FROM email_activities WHERE subject_hash = %s "
         "AND sent_at >= %s AND sent_at < %s AND NOT collision AND dedupe_key <> %s "
         "AND cardinality(ARRAY(SELECT unnest(participants) INTERSECT "
         "                      SELECT unnest(%s::text[]))) >= %s "
-        "ORDER BY sent_at DESC, id DESC LIMIT 1",
-        (c.value, c.customer, c.since, c.before, at.own_key, list(c.participants),
-         c.min_shared or 1),
+        "ORDER BY customer = %s DESC, sent_at DESC, id DESC LIMIT 1",
+        (c.value, c.since, c.before, at.own_key, list(c.participants), c.min_shared or 1,
+         c.customer),
     ).fetchone()
     return (row[0], row[1]) if row else None
 
@@ -135,14 +152,30 @@ METHODS: dict[type[AnyCandidate], Method] = {
 }
 
 
-def resolve(conn: psycopg.Connection, plan: Plan, sent_at: datetime | None) -> Correlation:
+def resolve(
+    conn: psycopg.Connection, plan: Plan, sent_at: datetime | None,
+    sender: guard.Sender | None = None,
+) -> Correlation:
+    """``sender``: the new email's side of the customer guard (None: no guard)."""
     waiting: set[str] = set()
-    at = Lookup(conn, plan.dedupe_key, sent_at)
+    refused: list[str] = []
+    external = sender is not None and not sender.internal
+    at = Lookup(conn, plan.dedupe_key, sent_at,
+                (sender.customer or "-") if external and sender else "-",
+                (guard.domain(sender.address) or "-") if external and sender else "-")
     for rank, c in enumerate(plan.correlation):
         method = METHODS[type(c)]
         hit = method.resolve(at, c)
         if hit is None and method.waits:
             waiting.add(c.value)
+        if hit is not None and sender is not None:
+            # A stored thread of another customer: skipped (it is stored, so nothing to wait
+            # for); a later candidate may still win, else the email starts its own thread.
+            why = guard.check(conn, sender, hit[0], hit[1])
+            if why:
+                where = f"activity {hit[0]}" if hit[0] is not None else hit[1]
+                refused.append(f"{c.method} {c.value} → {where}: {why}")
+                continue
         if hit is not None:
             # Only the earlier, preferred candidates can still change the answer — and so can
             # the parent's own answer while it still waits: what this email inherits from it
@@ -150,8 +183,9 @@ def resolve(conn: psycopg.Connection, plan: Plan, sent_at: datetime | None) -> C
             unsettled = _unsettled_message_id(conn, hit[0])
             if unsettled:
                 waiting.add(unsettled)
-            return Correlation(hit[0], c.method, rank, hit[1], frozenset(waiting))
-    return Correlation(waiting=frozenset(waiting))
+            return Correlation(hit[0], c.method, rank, hit[1], frozenset(waiting),
+                               tuple(refused))
+    return Correlation(waiting=frozenset(waiting), refused=tuple(refused))
 
 
 def _unsettled_message_id(conn: psycopg.Connection, activity_id: int | None) -> str:
