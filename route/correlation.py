@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import timedelta
 
 from mailroom.records.candidates import (
@@ -25,6 +26,38 @@ from route.config import CorrelationSwitches
 from route.mail import participants, subject_hash
 from route.reference import RecordRef
 from route.tokens import TokenFormat
+
+# A reply or forward prefix as mail clients write it, in the languages they ship in: English
+# Re/Fw/Fwd, German AW/WG/Antw, Scandinavian SV/VS/FS/VB, Dutch Antw/Doorst, French Réf/TR/
+# RE, Spanish and Portuguese RV/ENC/RES, Italian R/I/Rif, Polish Odp/PD, Turkish YNT/İLT,
+# Hungarian Vá/Továbbítás, Czech Odp/Fwd, Finnish VS/VL, Chinese and Japanese forms; Outlook's
+# counted "RE[2]:" and the full-width colon included.
+_REPLY_PREFIX = re.compile(
+    r"^\s*(?:re|fw|fwd|aw|wg|antw|antwort|sv|vs|fs|vb|vl|doorst|réf|ref|tr|rv|enc|res|r|i|rif"
+    r"|odp|pd|ynt|i̇lt|ilt|vá|válasz|továbbítás|回复|答复|转发|回覆|轉寄|返信|転送)"
+    r"\s*(?:\[\d+\]|\(\d+\))?\s*\.?\s*[:：]",
+    re.IGNORECASE,
+)
+# Quoted text: "> " lines, the separators and attribution lines clients put above a quote.
+_QUOTE = re.compile(
+    r"^\s*>|^-{2,}\s*(?:original message|ursprüngliche nachricht|message d'origine"
+    r"|mensaje original|messaggio originale|oorspronkelijk bericht|forwarded message"
+    r"|weitergeleitete nachricht)|^(?:on|am|le|el|il|op)\s.+(?:wrote|schrieb|a écrit|escribió"
+    r"|ha scritto|schreef)[^\n]*:\s*$|^from:.+\n(?:.*\n)?(?:sent|date|gesendet|envoyé|enviado):",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def answers_something(email: Email) -> bool:
+    """Would a human see this email as a reply or forward? A reply/forward prefix on the
+    subject, or quoted text in the body — never a bare repeated subject (a new "Invoice" is not
+    a reply to last month's)."""
+    if _REPLY_PREFIX.match(email.subject or ""):
+        return True
+    if email.text_body and _QUOTE.search(email.text_body):
+        return True
+    return bool(email.html_body and "<blockquote" in email.html_body.lower())
+
 
 # Outlook's Thread-Index: a 22-byte header (the conversation) then a 5-byte block per reply.
 _THREAD_HEADER = 22
@@ -81,6 +114,9 @@ def candidates(
                          "(it never joins threads across customers)")
         elif not shash or email.date is None:
             notes.append("smart matching skipped: no subject or no date")
+        elif not answers_something(email):
+            notes.append("smart matching skipped: no reply or forward prefix and no quoted "
+                         "text (a repeated subject alone is no thread)")
         else:
             add(Smart(
                 value=shash,

@@ -84,3 +84,25 @@ def test_set_regarding_is_conditional_on_the_candidates():
     (step,) = p.steps_of(SetRegarding)
     assert step.condition.kind == "correlates"
     assert not plan(email(), reference(), config()).steps_of(SetRegarding)
+
+
+def test_smart_match_only_where_a_human_sees_a_reply_or_forward():
+    cfg = config(correlation={"smart": True, "smart_min_participants": 1})
+
+    def smart(subject: str, body: str = "It does not print.") -> bool:
+        p = plan(email(subject=subject, body=body), reference(), cfg)
+        return any(c.method == "smart" for c in p.correlation)
+
+    # A bare repeated subject is no thread: a new "Printer broken" is a new problem.
+    assert not smart("Printer broken")
+    p = plan(email(subject="Printer broken"), reference(), cfg)
+    assert "no reply or forward prefix" in p.decisions[0].detail
+    assert not smart("Reboot: printer broken")  # a word ending in "re" is no prefix
+    # Reply and forward prefixes of the mail clients' languages.
+    for prefix in ("Re:", "RE[2]:", "Fwd:", "AW:", "WG:", "SV:", "VS:", "Réf. :", "TR:", "RV:",
+                   "R:", "I:", "Odp:", "回复：", "転送:"):
+        assert smart(f"{prefix} Printer broken"), prefix
+    # Quoted text: a "> " quote, an Outlook header block, an attribution line.
+    assert smart("Printer broken", "Still broken.\n\n> It does not print.")
+    assert smart("Printer broken", "Still.\n-----Original Message-----\nFrom: x")
+    assert smart("Printer broken", "Still.\n\nAm 2. Nov. 2026 schrieb Ann <ann@x>:\nIt does")
