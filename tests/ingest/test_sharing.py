@@ -209,7 +209,19 @@ def test_a_process_that_lost_its_assignment_cannot_move_a_checkpoint(
             _wait("A owns every mailbox",
                   lambda: a.poll(200) or len(a.mailbox_ids()) == MAILBOXES, timeout_s=30)
             ing_a = Ingestor(db_settings, db, producer, no_blobs, assignment=a)
-            assert ing_a.run_once() == 3 * MAILBOXES
+            # Alone in its group, A may still see one rebalance of its own (its first metadata
+            # arriving after it joined): the passes after it stop at the changed token and the
+            # next round does them. Every message exactly once in the end, whatever the rounds.
+            published = [ing_a.run_once()]
+
+            def all_published() -> bool:
+                a.poll(200)
+                published.append(ing_a.run_once())
+                return sum(published) >= 3 * MAILBOXES
+
+            if sum(published) < 3 * MAILBOXES:
+                _wait("A publishes every mailbox's mail", all_published, timeout_s=60)
+            assert sum(published) == 3 * MAILBOXES
             token_a = a.token
             assert token_a is not None
             held_by_a = a.mailbox_ids()
@@ -223,7 +235,8 @@ def test_a_process_that_lost_its_assignment_cannot_move_a_checkpoint(
                 return bool(a.token and bb.token and a.mailbox_ids() and bb.mailbox_ids()
                             and len(a.mailbox_ids() | bb.mailbox_ids()) == MAILBOXES)
 
-            _wait("A and B share the mailboxes", shared, timeout_s=30)
+            # An eager rebalance: both must rejoin; on a busy machine that can take a while.
+            _wait("A and B share the mailboxes", shared, timeout_s=90)
             moved = held_by_a - a.mailbox_ids()
             assert moved and moved == b.mailbox_ids()
             for mid in moved:
