@@ -87,6 +87,12 @@ def create(w: World, *, pipeline: bool = True) -> None:
         _ensure_maildir(w.maildir(local))
     if not pipeline:
         return
+    create_storage(w)
+    _configure(w)
+
+
+def create_storage(w: World) -> None:
+    """The run's database schema, migrated, and its topics."""
     with connect(w.settings) as conn:
         migrate(conn)
     admin = kafka.make_admin(w.settings)
@@ -96,7 +102,6 @@ def create(w: World, *, pipeline: bool = True) -> None:
         ensure_topics(admin, topic_specs(w.settings))
     finally:
         admin.close()
-    _configure(w)
 
 
 def _configure(w: World) -> None:

@@ -45,14 +45,10 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 from bench import harness  # noqa: E402
-from mailroom import kafka  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
-from mailroom.db import connect  # noqa: E402
-from mailroom.db.migrate import migrate  # noqa: E402
 from mailroom.demo.pipeline import Children  # noqa: E402
 from mailroom.demo.seed import command  # noqa: E402
 from mailroom.stack import dovecot  # noqa: E402
-from mailroom.topics import ensure_topics, topic_specs  # noqa: E402
 
 MESSAGES_PER_MAILBOX = 3
 
@@ -71,13 +67,7 @@ class Scale:
 def create(scale: Scale, max_connections: int, poll_interval: int) -> None:
     w, base, count = scale.world, scale.world.base, scale.count
     harness.create(w, pipeline=False)  # the schema (and the standard users, unused)
-    with connect(w.settings) as conn:
-        migrate(conn)
-    admin = kafka.make_admin(w.settings)
-    try:
-        ensure_topics(admin, topic_specs(w.settings))
-    finally:
-        admin.close()
+    harness.create_storage(w)
     vmail = pwd.getpwnam(dovecot.MAIL_USER)
     started = time.monotonic()
     for user in scale.users():
