@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import os
 import random
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from chaoslib import checks, mail, seed
-from chaoslib.drive import activities, restart_postgres, wait_drained
+from chaoslib.drive import activities, restart_postgres, wait_drained, wait_for
 from chaoslib.stages import Stages
 
 from mailroom.db import connect
@@ -33,14 +31,6 @@ RESTARTS = 2
 LANDING_TIMEOUT_S = 180.0  # the first activities, then more after each restart
 DRAIN_TIMEOUT_S = 240.0
 STALL_TIMEOUT_S = 90.0
-
-
-def _wait_for(what: str, ready: Callable[[], bool], stages: Stages, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        assert not stages.reap(), f"a stage exited while waiting for {what}: {stages.exits}"
-        assert time.monotonic() < deadline, f"no {what} after {timeout_s:.0f} s"
-        time.sleep(0.5)
 
 
 def test_every_stage_stays_up_through_postgresql_restarts(
@@ -62,7 +52,7 @@ def test_every_stage_stays_up_through_postgresql_restarts(
             for n in range(1, RESTARTS + 1):
                 # Mid-run: some mail stored, more still on its way through the stages (the
                 # last restart may find it all stored: the stages still poll and must survive).
-                _wait_for(f"activity past {landed} before restart {n}",
+                wait_for(f"activity past {landed} before restart {n}",
                           lambda past=landed: (activities(w) or 0) > min(past, MAILS - 1),
                           stages, LANDING_TIMEOUT_S)
                 landed = activities(w) or 0

@@ -23,17 +23,15 @@ import os
 import random
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from brokers import busiest_leader, live_brokers, under_replicated
 from chaoslib import checks, mail, seed
-from chaoslib.drive import activities, wait_drained
+from chaoslib.drive import activities, wait_drained, wait_for
 from chaoslib.stages import STAGES, Stages
 
 from mailroom.db import connect
@@ -100,14 +98,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for(what: str, ready: Callable[[], bool], stages: Stages, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        assert not stages.reap(), f"a stage exited while waiting for {what}: {stages.exits}"
-        assert time.monotonic() < deadline, f"no {what} after {timeout_s:.0f} s"
-        time.sleep(0.5)
-
-
 def test_nothing_lost_doubled_or_stuck_when_brokers_are_killed(
     kafka_cluster: Settings, tmp_path: Path,
 ) -> None:
@@ -134,7 +124,7 @@ def test_nothing_lost_doubled_or_stuck_when_brokers_are_killed(
                 if n > 1:
                     seed.write_maildir(dovecot.maildir(w.base, w.login), halves[n - 1])
                     laid += len(halves[n - 1])
-                _wait_for(f"mail of half {n} on the raw topic",
+                wait_for(f"mail of half {n} on the raw topic",
                           lambda before=published: checks.topic_records(
                               groups, w.settings.topic("raw")) > before,
                           stages, LANDING_TIMEOUT_S)
@@ -145,19 +135,19 @@ def test_nothing_lost_doubled_or_stuck_when_brokers_are_killed(
                 cluster.kill(w.base, victim)
                 at = stages.elapsed()
                 # Two brokers of three hold every partition's quorum: the pipeline goes on.
-                _wait_for(f"activity past {landed} with broker {victim} down",
+                wait_for(f"activity past {landed} with broker {victim} down",
                           lambda past=landed, target=laid: (activities(w) or 0)
                           > min(past, target - 1), stages, LANDING_TIMEOUT_S)
                 # Down for good, as far as the cluster can tell: fenced, its partitions led
                 # by the others.
-                _wait_for(f"broker {victim} fenced",
+                wait_for(f"broker {victim} fenced",
                           lambda v=victim: v not in live_brokers(w.settings), stages,
                           FENCED_TIMEOUT_S)
                 fenced = stages.elapsed()
                 during = (activities(w) or 0) - landed
                 cluster.up(w.base, cluster.DEFAULT_BROKERS)
                 back = stages.elapsed()
-                _wait_for(f"broker {victim} back in every in-sync replica set",
+                wait_for(f"broker {victim} back in every in-sync replica set",
                           lambda: not under_replicated(w.settings), stages, IN_SYNC_TIMEOUT_S)
                 figures.append(
                     f"kill {n}: broker {victim} at +{at:.1f} s with {landed} of {laid} laid "
@@ -173,7 +163,7 @@ def test_nothing_lost_doubled_or_stuck_when_brokers_are_killed(
                            "last broker was back in sync); "
                            f"{checks.topic_records(groups, w.settings.topic('raw'))} raw records "
                            f"for {MAILS} mails")
-            _wait_for("every stage ready again",
+            wait_for("every stage ready again",
                       lambda: all(readiness.code(s) == 200 for s in STAGES), stages, 60.0)
             figures.append(f"/readyz not ready (polls): {dict(readiness.not_ready)} of "
                            f"{dict(readiness.answered)}")

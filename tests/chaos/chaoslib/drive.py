@@ -225,6 +225,15 @@ def _sleep_reaping(stages: Stages, seconds: float, say: Callable[[str], None],
         time.sleep(min(0.2, left))
 
 
+def wait_for(what: str, ready: Callable[[], bool], stages: Stages, timeout_s: float) -> None:
+    """Until ``ready()``; fails at once when a stage process exits, or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert not stages.reap(), f"a stage exited while waiting for {what}: {stages.exits}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout_s:.0f} s"
+        time.sleep(0.5)
+
+
 def restart_postgres(w: World) -> float:
     """The local stack's PostgreSQL stopped (fast shutdown: sessions are cut) and started
     again, as ``mailroom stack down postgres`` then ``up postgres`` would; seconds it took."""
