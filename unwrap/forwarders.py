@@ -33,6 +33,14 @@ from unwrap.context import Forwarders
 
 T = TypeVar("T")
 
+#: The header a forwarding rule on our own mail server adds to every message it *redirects*
+#: (sends on intact, not as an attachment) to a forward mailbox. Its value is the forwarding
+#: user's (or queue's) mailbox address, a plain addr-spec such as ``alice@corp.example``. The
+#: Sieve script that ``mailroom rules deploy`` writes adds it with ``addheader`` before its
+#: ``redirect``; unwrap reads it as a *claim* only, believed under the same fail-closed rules as
+#: any forward (``unwrap.redirects``). One name, imported wherever the header is written or read.
+FORWARDED_BY_HEADER = "X-Mailroom-Forwarded-By"
+
 log = logging.getLogger(__name__)
 
 #: How old the cached table may get. A forwarder added now is honoured within this time; a
