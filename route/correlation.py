@@ -23,21 +23,10 @@ from mailroom.records.candidates import (
 )
 from mailroom.records.email import Email
 from route.config import CorrelationSwitches
-from route.mail import participants, subject_hash
+from route.mail import REPLY_PREFIX, participants, subject_hash
 from route.reference import RecordRef
 from route.tokens import TokenFormat
 
-# A reply or forward prefix as mail clients write it, in the languages they ship in: English
-# Re/Fw/Fwd, German AW/WG/Antw, Scandinavian SV/VS/FS/VB, Dutch Antw/Doorst, French Réf/TR/
-# RE, Spanish and Portuguese RV/ENC/RES, Italian R/I/Rif, Polish Odp/PD, Turkish YNT/İLT,
-# Hungarian Vá/Továbbítás, Czech Odp/Fwd, Finnish VS/VL, Chinese and Japanese forms; Outlook's
-# counted "RE[2]:" and the full-width colon included.
-_REPLY_PREFIX = re.compile(
-    r"^\s*(?:re|fw|fwd|aw|wg|antw|antwort|sv|vs|fs|vb|vl|doorst|réf|ref|tr|rv|enc|res|r|i|rif"
-    r"|odp|pd|ynt|i̇lt|ilt|vá|válasz|továbbítás|回复|答复|转发|回覆|轉寄|返信|転送)"
-    r"\s*(?:\[\d+\]|\(\d+\))?\s*\.?\s*[:：]",
-    re.IGNORECASE,
-)
 # Quoted text: "> " lines, the separators and attribution lines clients put above a quote.
 _QUOTE = re.compile(
     r"^\s*>|^-{2,}\s*(?:original message|ursprüngliche nachricht|message d'origine"
@@ -52,7 +41,7 @@ def answers_something(email: Email) -> bool:
     """Would a human see this email as a reply or forward? A reply/forward prefix on the
     subject, or quoted text in the body — never a bare repeated subject (a new "Invoice" is not
     a reply to last month's)."""
-    if _REPLY_PREFIX.match(email.subject or ""):
+    if REPLY_PREFIX.match(email.subject or ""):
         return True
     if email.text_body and _QUOTE.search(email.text_body):
         return True

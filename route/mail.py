@@ -14,10 +14,27 @@ from mailroom.records.email import Address, Email
 from route.reference import RecordRef
 from route.tokens import TokenFormat
 
-# Reply and forward prefixes of the mail clients users actually have, in several languages.
-_PREFIXES = re.compile(
-    r"^\s*((re|fw|fwd|aw|wg|sv|vs|tr|antw|rv|enc|r)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
+# A reply or forward prefix as mail clients write it, in the languages they ship in: English
+# Re/Fw/Fwd, German AW/WG/Antw, Scandinavian SV/VS/FS/VB, Dutch Antw/Doorst, French Réf/TR/
+# RE, Spanish and Portuguese RV/ENC/RES, Italian R/I/Rif, Polish Odp/PD, Turkish YNT/İLT,
+# Hungarian Vá/Továbbítás, Czech Odp/Fwd, Finnish VS/VL, Chinese and Japanese forms. The one
+# list both questions use: is this a reply (smart matching, route.correlation) and what is the
+# subject without them (the subject hash) — a prefix the first knows and the second kept would
+# make a reply's hash miss its original's.
+REPLY_PREFIXES: tuple[str, ...] = (
+    "re", "fw", "fwd", "aw", "wg", "antw", "antwort", "sv", "vs", "fs", "vb", "vl", "doorst",
+    "réf", "ref", "tr", "rv", "enc", "res", "r", "i", "rif", "odp", "pd", "ynt", "i̇lt", "ilt",
+    "vá", "válasz", "továbbítás", "回复", "答复", "转发", "回覆", "轉寄", "返信", "転送",
 )
+# One prefix: the word, Outlook's count ("RE[2]:", "AW(3):"), an optional dot (French "Réf."),
+# then a colon, the full-width one included.
+_ONE_PREFIX = (
+    "(?:" + "|".join(re.escape(p) for p in sorted(REPLY_PREFIXES, key=len, reverse=True)) + ")"
+    r"\s*(?:\[\d+\]|\(\d+\))?\s*\.?\s*[:：]"
+)
+#: A subject that starts with a reply or forward prefix.
+REPLY_PREFIX = re.compile(r"^\s*" + _ONE_PREFIX, re.IGNORECASE)
+_PREFIXES = re.compile(r"^\s*(?:" + _ONE_PREFIX + r"\s*)+", re.IGNORECASE)
 
 
 def owner_of(email: Email) -> RecordRef | None:
