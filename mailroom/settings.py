@@ -98,6 +98,14 @@ class Settings:
         "Dovecot's oauth2 passdb asks for XOAUTH2 logins (nothing listens unless a test or "
         "a local identity provider runs there)."
     )
+    managesieve_port: int = _setting(
+        14190, "Local stack: Dovecot ManageSieve port (Sieve scripts of the mail users; "
+        "STARTTLS offered)."
+    )
+    lmtp_port: int = _setting(
+        10024, "Local stack: Dovecot LMTP port, where mail is delivered to a user so that the "
+        "user's Sieve script runs (the local stand-in for an MTA's delivery)."
+    )
 
     # --- Kafka: one set of client settings for kafka-python and faust-streaming ---------------
     kafka_bootstrap: str = _setting(

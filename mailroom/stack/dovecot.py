@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from mailroom.settings import Settings
-from mailroom.stack import process, tls
+from mailroom.stack import process, sieve, tls
 from mailroom.stack.process import ServiceStatus, StackError
 
 NAME = "dovecot"
@@ -92,7 +92,7 @@ instance_name = mailroom-{settings.imap_port}
 base_dir = {_run_dir(settings)}
 state_dir = {h / 'lib'}
 log_path = {log_file(settings)}
-protocols = imap pop3
+protocols = imap pop3 sieve lmtp
 listen = 127.0.0.1
 default_internal_user = dovecot
 default_login_user = dovenull
@@ -114,7 +114,8 @@ ssl_min_protocol = TLSv1.2
 # passdb, which asks the introspection endpoint on 127.0.0.1:dovecot_oauth2_port.
 passdb {{
   driver = passwd-file
-  mechanisms = plain login
+  # 'none': LMTP's user lookups, which authenticate nobody, must find the users too
+  mechanisms = plain login none
   args = scheme=PLAIN username_format=%u {users_dir(settings)}/%u
 }}
 passdb {{
@@ -177,7 +178,7 @@ service pop3-login {{
     ssl = yes
   }}
 }}
-"""
+{sieve.render_config(settings)}"""
 
 
 def render_oauth2(settings: Settings) -> str:
@@ -258,6 +259,7 @@ def _prepare(settings: Settings) -> bool:
     process.chown(mail_root(settings), MAIL_USER)
     tls.ensure_certificate(settings)
     _import_legacy_users(settings)
+    sieve.prepare(settings)
     for name, password in SEED_USERS.items():
         if not user_file(settings, name).exists():
             add_user(settings, name, password)
@@ -271,6 +273,11 @@ def _prepare(settings: Settings) -> bool:
     return changed
 
 
+def _ports(settings: Settings) -> tuple[int, ...]:
+    return (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port,
+            *sieve.ports(settings))
+
+
 def up(settings: Settings) -> str:
     pid = _pid(settings)
     if process.alive(pid, _marker(settings)):
@@ -281,7 +288,7 @@ def up(settings: Settings) -> str:
             os.kill(pid, signal.SIGHUP)
             return f"already running (pid {pid}), configuration reloaded"
         return f"already running (pid {pid})"
-    ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
+    ports = _ports(settings)
     taken = [p for p in ports if process.listening(p)]
     if taken:
         raise StackError(
@@ -313,7 +320,7 @@ def down(settings: Settings) -> str:
 
 
 def status(settings: Settings) -> ServiceStatus:
-    ports = (settings.imap_port, settings.imaps_port, settings.pop3_port, settings.pop3s_port)
+    ports = _ports(settings)
     pid = _pid(settings)
     if process.alive(pid, _marker(settings)):
         state = "running" if all(process.listening(p) for p in ports) else "starting"
