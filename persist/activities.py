@@ -123,7 +123,9 @@ def upsert(
     d = email.delivery
     mailbox = (stored.id, params.receiving_mailbox or plan.receiving_mailbox,
                params.accepting_owner or plan.accepting_owner, d.copy_kind,
-               " / ".join(d.path), d.forwarded_by_user or "")
+               " / ".join(d.path),
+               d.forwarded_by_user or (f"queue:{d.forwarded_by_queue}" if d.forwarded_by_queue
+                                       else ""))
     if known is not None:
         known.mailboxes.append(mailbox)
     else:

@@ -38,10 +38,14 @@ _PREFIXES = re.compile(r"^\s*(?:" + _ONE_PREFIX + r"\s*)+", re.IGNORECASE)
 
 
 def owner_of(email: Email) -> RecordRef | None:
-    """Who owns this copy: the forwarding user for a forwarded copy, else the mailbox owner."""
+    """Who owns this copy: the forwarding user or queue for a forwarded copy, else the
+    mailbox owner. A queue's forward is the queue's mail: its rules make queue items and
+    cases, as for mail polled from the queue's own mailbox."""
     d = email.delivery
     if d.forwarded_by_user:
         return RecordRef("user", d.forwarded_by_user)
+    if d.forwarded_by_queue:
+        return RecordRef("queue", d.forwarded_by_queue)
     if d.owner_kind in ("user", "queue") and d.owner_id:
         return RecordRef(d.owner_kind, d.owner_id)
     return None

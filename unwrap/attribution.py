@@ -10,8 +10,8 @@ to hold is a dead letter):
    line (space before the colon), which we would not read as From but another program might,
    is refused as ambiguous too;
 2. that address (compared ASCII-case-insensitively) is a forwarder of *this* forward mailbox:
-   a user whose mailbox is set to "via this forward mailbox" (a user of another forward mailbox
-   is refused);
+   a user or queue whose mailbox is set to "via this forward mailbox" (one of another forward
+   mailbox is refused);
 3. our receiving server vouches for it: the topmost Authentication-Results header with our
    authserv-id (``unwrap_authserv_id``) shows a pass aligned with the From domain
    (``authresults.py``). No such header, or no authserv-id configured: ``auth_missing``; a
@@ -27,7 +27,7 @@ from email.message import Message
 
 from unwrap import authresults
 from unwrap.addresses import AddressError, ascii_lower, parse_mailbox
-from unwrap.context import Rejection, UnwrapContext
+from unwrap.context import Forwarder, Rejection, UnwrapContext, as_forwarder
 from unwrap.parse import raw_header
 
 UNCHECKED_NOTE = ("Authentication-Results not checked: the forward mailbox is set not to "
@@ -36,7 +36,7 @@ UNCHECKED_NOTE = ("Authentication-Results not checked: the forward mailbox is se
 
 @dataclass(frozen=True)
 class Attribution:
-    user_id: str
+    forwarder: Forwarder  # the user or queue whose rule forwarded it
     address: str
     forward_mailbox_id: str
     notes: tuple[str, ...] = ()  # what the email's warnings should say about the trust decision
@@ -62,17 +62,26 @@ def attribute(outer: Message, mailbox_id: str, context: UnwrapContext,
                          f"the forward's From {value[:200]!r} is not one plain address ({exc}); "
                          "it cannot be trusted as a forwarder")
     address = ascii_lower(sender.address)
-    table = context.forwarders.get(mailbox_id, {})
-    user_id = table.get(address)
-    if user_id is None:
-        return Rejection("not_a_forwarder",
-                         f"{address} is not a forwarder of forward mailbox {mailbox_id}: no user "
-                         "whose mailbox is set to 'via this forward mailbox' has this address")
-    who = Attribution(user_id=user_id, address=address, forward_mailbox_id=mailbox_id)
+    forwarder = forwarder_of(context, mailbox_id, address)
+    if isinstance(forwarder, Rejection):
+        return forwarder
+    who = Attribution(forwarder=forwarder, address=address, forward_mailbox_id=mailbox_id)
     if mailbox_id in context.unchecked_forward_mailboxes:
-        return Attribution(user_id, address, mailbox_id, (UNCHECKED_NOTE,))
+        return Attribution(forwarder, address, mailbox_id, (UNCHECKED_NOTE,))
     refused = _auth_refusal(outer, address, mailbox_id, context.authserv_id)
     return who if refused is None else refused
+
+
+def forwarder_of(context: UnwrapContext, mailbox_id: str, address: str) -> Forwarder | Rejection:
+    """The user or queue forwarding from ``address`` (ASCII lower case) to this forward
+    mailbox, or the ``not_a_forwarder`` refusal."""
+    who = context.forwarders.get(mailbox_id, {}).get(address)
+    if who is None:
+        return Rejection("not_a_forwarder",
+                         f"{address} is not a forwarder of forward mailbox {mailbox_id}: no user "
+                         "or queue whose mailbox is set to 'via this forward mailbox' has this "
+                         "address")
+    return as_forwarder(who)
 
 
 def _auth_refusal(outer: Message, address: str, mailbox_id: str,

@@ -22,7 +22,7 @@ from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from mailroom.stage.execute import crash_summary
 from mailroom.stage.types import CRASH
-from unwrap.context import Rejection, UnwrapContext
+from unwrap.context import Forwarder, Rejection, UnwrapContext
 from unwrap.unwrap import unwrap
 
 
@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--forward-mailbox", metavar="ID", default="",
                         help="treat the files as mail to this forward mailbox")
     parser.add_argument("--forwarder", action="append", default=[], metavar="ADDRESS=USER",
-                        help="a user forwarding via the forward mailbox (repeatable)")
+                        help="a user (or queue:ID) forwarding via the forward mailbox "
+                        "(repeatable)")
     parser.add_argument("--authserv-id", default=None, metavar="ID",
                         help="trust Authentication-Results of this server (default: the "
                         "unwrap_authserv_id setting)")
@@ -51,13 +52,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _forwarders(items: list[str], mailbox: str) -> dict[str, dict[str, str]]:
-    table: dict[str, str] = {}
+def _forwarders(items: list[str], mailbox: str) -> dict[str, dict[str, Forwarder | str]]:
+    table: dict[str, Forwarder | str] = {}
     for item in items:
         address, sep, user = item.partition("=")
         if not sep or not address.strip() or not user.strip():
-            raise ConfigError(f"--forwarder {item!r}: expected ADDRESS=USER")
-        table[address.strip()] = user.strip()  # the context folds case (ASCII only)
+            raise ConfigError(f"--forwarder {item!r}: expected ADDRESS=USER or ADDRESS=queue:ID")
+        kind, colon, queue = user.strip().partition(":")
+        # the context folds the address's case (ASCII only)
+        table[address.strip()] = Forwarder("queue", queue) if colon and kind == "queue" \
+            else user.strip()
     if table and not mailbox:
         raise ConfigError("--forwarder needs --forward-mailbox")
     return {mailbox: table} if mailbox else {}
@@ -97,8 +101,8 @@ def _email_json(email: Email) -> dict[str, Any]:
 
 def _describe(email: Email) -> list[str]:
     d = email.delivery
-    via = f" by {d.forwarded_by_user} ({d.forwarder_address}) via {d.forward_mailbox_id}" \
-        if d.forwarded_by_user else ""
+    by = d.forwarded_by_user or (f"queue:{d.forwarded_by_queue}" if d.forwarded_by_queue else "")
+    via = f" by {by} ({d.forwarder_address}) via {d.forward_mailbox_id}" if by else ""
     frm = email.from_address.address if email.from_address else "-"
     lines = [
         f"  {d.copy_kind}{via}",

@@ -16,8 +16,27 @@ from mailroom.stage.types import Rejection as Rejection  # the stage contract's 
 from unwrap.addresses import ascii_lower
 from unwrap.limits import Limits
 
-#: forward mailbox id -> {forwarding user's address (ASCII lower case) -> user id}
-Forwarders = Mapping[str, Mapping[str, str]]
+
+@dataclass(frozen=True)
+class Forwarder:
+    """Who forwards from one address: a user or a queue whose mailbox is set to "via this
+    forward mailbox". Its forwards become that owner's mail (a queue's: queue items and cases
+    by the queue's rules), exactly as if its own mailbox had been polled."""
+
+    kind: str  # "user" | "queue"
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+#: forward mailbox id -> {forwarder's address (ASCII lower case) -> the forwarder}. A plain
+#: string value is a user id (the table's original form, still accepted).
+Forwarders = Mapping[str, Mapping[str, "Forwarder | str"]]
+
+
+def as_forwarder(value: Forwarder | str) -> Forwarder:
+    return value if isinstance(value, Forwarder) else Forwarder("user", value)
 
 
 class RawInput(Protocol):
@@ -66,7 +85,7 @@ class UnwrapContext:
     def __post_init__(self) -> None:
         # Addresses compare ASCII-case-insensitively: store the table folded once.
         object.__setattr__(self, "forwarders", {
-            box: {ascii_lower(addr.strip()): user for addr, user in table.items()}
+            box: {ascii_lower(addr.strip()): as_forwarder(who) for addr, who in table.items()}
             for box, table in self.forwarders.items()
         })
         object.__setattr__(self, "unchecked_forward_mailboxes",

@@ -1,20 +1,23 @@
 """Who may forward to which forward mailbox: a cached read of ingest's mailboxes in PostgreSQL.
 
-The attribution check needs ``{forward mailbox id: {forwarder address: user id}}``, and the
+The attribution check needs ``{forward mailbox id: {forwarder address: Forwarder}}``, and the
 forward mailboxes whose operator switched the Authentication-Results check off
-(``ingest_mailboxes.check_auth_results``). The truth
-is ingest's configuration: a *user* mailbox whose incoming method is "via forward mailbox X"
-(``ingest_mailboxes.via_mailbox_id``). The brief prefers reading the derived, compacted
-``mailroom.mailboxes`` topic; it is not published yet (no Avro schema in ``schemas/``), so this
-module reads PostgreSQL instead — once per :data:`REFRESH_SECONDS`, never per message. When
-ingest publishes that topic, only :func:`load_forward_mailboxes` needs replacing.
+(``ingest_mailboxes.check_auth_results``). The truth is ingest's configuration: a *user* or
+*queue* mailbox whose incoming method is "via forward mailbox X"
+(``ingest_mailboxes.via_mailbox_id``). A queue forwards like a user: its forwards become the
+queue's mail, routed by the queue's rules (queue items, cases). The brief prefers reading the
+derived, compacted ``mailroom.mailboxes`` topic; it is not published yet (no Avro schema in
+``schemas/``), so this module reads PostgreSQL instead — once per :data:`REFRESH_SECONDS`,
+never per message. When ingest publishes that topic, only :func:`load_forward_mailboxes` needs
+replacing.
 
-Which addresses count as the user's: the address of the user's mailbox (the one the forwarding
-rule sends from) and, when the reference records are imported, the user's own addresses in
-``email_addresses`` (aliases; that table's unique index lets a user or queue address name only
-one owner, so an alias cannot attribute mail to two users). Only enabled, approved mailboxes
-count: an admin who disables a user's mailbox stops attributing forwards to that user (such
-forwards are dead-lettered ``not_a_forwarder`` and can be retried after re-enabling).
+Which addresses count as the forwarder's: the address of its mailbox (the one the forwarding
+rule sends from) and, when the reference records are imported, the user's or queue's own
+addresses in ``email_addresses`` (aliases; that table's unique index lets a user or queue
+address name only one owner, so an alias cannot attribute mail to two owners). Only enabled,
+approved mailboxes count: an admin who disables a user's mailbox stops attributing forwards to
+that user (such forwards are dead-lettered ``not_a_forwarder`` and can be retried after
+re-enabling).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import psycopg
 
 from mailroom.errors import TransientError
 from unwrap.addresses import ascii_lower
-from unwrap.context import Forwarders
+from unwrap.context import Forwarder, Forwarders
 
 T = TypeVar("T")
 
@@ -48,18 +51,18 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 60.0
 
 _MAILBOX_ADDRESSES = """
-SELECT f.id::text, btrim(u.address), u.owner_id
+SELECT f.id::text, btrim(u.address), u.owner_kind, u.owner_id
   FROM ingest_mailboxes u
   JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
- WHERE u.owner_kind = 'user' AND u.owner_id <> '' AND u.enabled AND u.approved
+ WHERE u.owner_kind IN ('user', 'queue') AND u.owner_id <> '' AND u.enabled AND u.approved
 """
 
 _ALIASES = """
-SELECT f.id::text, a.address, u.owner_id
+SELECT f.id::text, a.address, u.owner_kind, u.owner_id
   FROM ingest_mailboxes u
   JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
-  JOIN email_addresses a ON a.record_kind = 'user' AND a.record_id = u.owner_id
- WHERE u.owner_kind = 'user' AND u.owner_id <> '' AND u.enabled AND u.approved
+  JOIN email_addresses a ON a.record_kind = u.owner_kind AND a.record_id = u.owner_id
+ WHERE u.owner_kind IN ('user', 'queue') AND u.owner_id <> '' AND u.enabled AND u.approved
 """
 
 
@@ -85,23 +88,27 @@ def load_forward_mailboxes(conn: psycopg.Connection) -> ForwardMailboxes:
 
 def load_forwarders(conn: psycopg.Connection) -> Forwarders:
     """The whole forwarder table, read in one transaction (a consistent snapshot)."""
-    table: dict[str, dict[str, str]] = {}
+    table: dict[str, dict[str, Forwarder | None]] = {}
     with conn.transaction():
         rows = conn.execute(_MAILBOX_ADDRESSES).fetchall()
         if conn.execute("SELECT to_regclass('email_addresses') IS NOT NULL").fetchone() == (True,):
             rows += conn.execute(_ALIASES).fetchall()
-    for forward_id, stored, user_id in rows:
+    for forward_id, stored, kind, owner_id in rows:
         # ASCII-only folding (not PostgreSQL's lower(), which follows the locale)
         address = ascii_lower(stored)
+        who = Forwarder(kind, owner_id)
         box = table.setdefault(forward_id, {})
-        if box.setdefault(address, user_id) != user_id:
-            # Two users claim one address for the same forward mailbox: attributing to either
-            # could hand one user's mail to the other, so the address is trusted for neither.
-            log.error("forwarder address %s of forward mailbox %s belongs to users %s and %s: "
+        if address in box and box[address] != who:
+            # Two owners claim one address for the same forward mailbox: attributing to either
+            # could hand one's mail to the other, so the address is trusted for neither.
+            log.error("forwarder address %s of forward mailbox %s belongs to %s and %s: "
                       "ignored until the configuration is fixed", address, forward_id,
-                      box[address], user_id)
-            box[address] = ""
-    return {box: {a: u for a, u in addrs.items() if u} for box, addrs in table.items()}
+                      box[address] or "several owners", who)
+            box[address] = None
+        elif address not in box:
+            box[address] = who
+    return {box: {a: w for a, w in addrs.items() if w is not None}
+            for box, addrs in table.items()}
 
 
 class ForwarderCache(Generic[T]):

@@ -45,6 +45,7 @@ class Origin:
     forwarder_address: str | None = None
     forward_mailbox_id: str | None = None
     warnings: tuple[str, ...] = ()
+    forwarded_by_queue: str | None = None
 
 
 def parse_date(value: str) -> datetime | None:
@@ -200,6 +201,7 @@ def normalise(msg: Message, raw: RawInput, origin: Origin, limits: Limits,
         forwarded_by_user=origin.forwarded_by_user,
         forwarder_address=origin.forwarder_address,
         forward_mailbox_id=origin.forward_mailbox_id,
+        forwarded_by_queue=origin.forwarded_by_queue,
         source_topic=source.topic if source else None,
         source_partition=source.partition if source else None,
         source_offset=source.offset if source else None,

@@ -176,8 +176,10 @@ def _trace(raw: RawMail, email: Email, n: int, total: int) -> Trace:
         "original": f"{n} of {total}",
         "content_hash": email.content_hash,
     }
-    if d.forwarded_by_user:
-        detail["forwarded_by"] = f"{d.forwarded_by_user} <{d.forwarder_address}>"
+    forwarder = d.forwarded_by_user or (f"queue:{d.forwarded_by_queue}"
+                                        if d.forwarded_by_queue else "")
+    if forwarder:
+        detail["forwarded_by"] = f"{forwarder} <{d.forwarder_address}>"
         detail["via_forward_mailbox"] = d.forward_mailbox_id or ""
     if d.path:
         detail["path"] = " / ".join(d.path)[:_DETAIL_CHARS]

@@ -75,7 +75,8 @@ def _origin(original: forwarded.Original, who: Attribution, warnings: list[str])
     return Origin(
         copy_kind=original.copy_kind,
         path=original.path,
-        forwarded_by_user=who.user_id,
+        forwarded_by_user=who.forwarder.id if who.forwarder.kind == "user" else None,
+        forwarded_by_queue=who.forwarder.id if who.forwarder.kind == "queue" else None,
         forwarder_address=who.address,
         forward_mailbox_id=who.forward_mailbox_id,
         warnings=original.warnings + tuple(warnings) + who.notes,

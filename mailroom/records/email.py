@@ -94,6 +94,9 @@ class Delivery:
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
+    # schema v3: a queue's forward (its mailbox is "via" a forward mailbox too); at most one of
+    # forwarded_by_user and forwarded_by_queue is set
+    forwarded_by_queue: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("copy_kind", self.copy_kind, COPY_KINDS)

@@ -28,6 +28,7 @@ from mailroom.records.email import Delivery, Email
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from unwrap.claims import fit
+from unwrap.context import Forwarder
 from unwrap.forwarders import load_forwarders
 
 pytestmark = pytest.mark.integration
@@ -126,13 +127,14 @@ def start_stage(settings: Settings) -> subprocess.Popen[bytes]:
 def test_forwarders_come_from_ingest_mailboxes(stage_settings: Settings) -> None:
     with connect(stage_settings) as conn:
         ids = configure_mailboxes(conn, stage_settings)
-        assert load_forwarders(conn) == {ids["fwd"]: {"alice@corp.example": "u-alice"}}
+        alice = Forwarder("user", "u-alice")
+        assert load_forwarders(conn) == {ids["fwd"]: {"alice@corp.example": alice}}
         # The user's own addresses (reference records) count too: the rule may send from one.
         conn.execute("INSERT INTO email_addresses (record_kind, record_id, address) "
                      "VALUES ('user', 'u-alice', 'a.agent@corp.example')")
         conn.commit()
         assert load_forwarders(conn)[ids["fwd"]] == {
-            "alice@corp.example": "u-alice", "a.agent@corp.example": "u-alice"}
+            "alice@corp.example": alice, "a.agent@corp.example": alice}
         # An address two users of one forward mailbox claim is trusted for neither.
         carol = store.add_mailbox(conn, Mailbox(
             "carol@corp.example", OwnerKind.USER, store.profiles(conn)[0].id or 0, "carol",
@@ -141,7 +143,8 @@ def test_forwarders_come_from_ingest_mailboxes(stage_settings: Settings) -> None
                      "VALUES ('user', 'u-carol', 'alice@corp.example')")
         conn.commit()
         assert load_forwarders(conn)[ids["fwd"]] == {
-            "a.agent@corp.example": "u-alice", "carol@corp.example": "u-carol"}, carol
+            "a.agent@corp.example": alice,
+            "carol@corp.example": Forwarder("user", "u-carol")}, carol
 
 
 def test_raw_mails_become_emails_traces_and_dead_letters(stage_settings: Settings) -> None:
