@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.run",
     "ingest.commands",
     "route.commands",
+    "mailroom.ops.rules_command",  # after route.commands: adds to its `rules`
     "unwrap.commands",
     "mailroom.doctor",
     "mailroom.demo.commands",
