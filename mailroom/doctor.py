@@ -211,6 +211,7 @@ def check_database(settings: Settings) -> Iterator[Finding]:
         else:
             yield Finding("OK", "migrations", "current")
         yield from _check_mailboxes(settings, conn)
+        yield from _check_forward_rules(conn)
 
 
 def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:
@@ -243,6 +244,21 @@ def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:
             yield Finding("FAIL", "mailbox", f"{name}: {result.detail}",
                           f"check the profile and credentials (`mailroom mailbox show "
                           f"{box.address}`)")
+
+
+def _check_forward_rules(conn: Any) -> Iterator[Finding]:
+    """A user whose forwards stopped while the others' go on has a broken rule."""
+    from mailroom.ops import rule_status
+
+    try:
+        found = rule_status.silent_everywhere(conn)
+    except Exception as exc:  # noqa: BLE001
+        yield Finding("WARN", "rules", f"cannot read the forwarded mail's arrivals: {exc}")
+        return
+    for forward, silence in found:
+        yield Finding("WARN", "rules", f"forward mailbox {forward}: {silence.describe()}",
+                      f"the user's forwarding rule is likely broken: `mailroom rules status "
+                      f"--forward-mailbox {forward}`, then `mailroom rules deploy`")
 
 
 def _check_forward_trust(settings: Settings, box: Any) -> Iterator[Finding]:

@@ -20,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from ingest import store
 from ingest.model import Mailbox, OwnerKind
+from mailroom.ops.rule_deploy import forwarders
 
 #: How far behind the others a user's mail may fall before the rule is called broken.
 SILENT_AFTER = timedelta(days=2)
@@ -78,4 +80,18 @@ def silent(users: list[Mailbox], arrivals: dict[str, datetime],
         newest = max(others)
         if mine is None or mine < newest - after:
             out.append(Silence(m.address, mine, newest))
+    return out
+
+
+def silent_everywhere(conn: psycopg.Connection,
+                      after: timedelta = SILENT_AFTER) -> list[tuple[str, Silence]]:
+    """(forward mailbox address, silence) for every forward mailbox (for doctor)."""
+    rows = conn.execute("SELECT id FROM ingest_mailboxes WHERE owner_kind = 'forward' "
+                        "ORDER BY address").fetchall()
+    out = []
+    for forward in store.mailboxes(conn, ids=[int(r[0]) for r in rows]):
+        users = forwarders(conn, forward)
+        if len(users) > 1:
+            out += [(forward.address, s)
+                    for s in silent(users, last_arrivals(conn, forward), after)]
     return out
