@@ -1,8 +1,9 @@
 """The demo company, its mailboxes, its mail and the outcome fixed in advance — pure data.
 
-Acme (``acme.example``) runs a CRM. Alice, Bob and Carol have a server rule that forwards
-every incoming message as an attachment to ``crm-forward@``; Dave's mailbox and the support
-queue's are polled directly over IMAP, Erin's over POP3. Customers are Contoso and Fabrikam.
+Acme (``acme.example``) runs a CRM. Alice, Bob and Carol — and the sales queue — have a
+server rule that forwards every incoming message as an attachment to ``crm-forward@``; Dave's
+mailbox and the support queue's are polled directly over IMAP, Erin's over POP3. Customers
+are Contoso and Fabrikam.
 
 The mail covers what the product must get right: forwarded originals, a reply
 threaded by In-Reply-To and one by tracking token, one message delivered to three mailboxes,
@@ -39,6 +40,7 @@ u-erin,Erin Evans,erin@acme.example
 """
 QUEUES_CSV = """id,name,emails
 q-support,Support,support@acme.example
+q-sales,Sales,sales@acme.example
 """
 ACCOUNTS_CSV = """id,name,owner,emails
 a-contoso,Contoso Ltd,u-alice,info@contoso.example
@@ -59,7 +61,7 @@ RULES_TOML = """
 # The demo's route configuration (docs/rules.md).
 [track]
 default = "known"                      # users track mail from known contacts and accounts
-owners = { "queue:q-support" = "all", "user:u-bob" = "replies" }
+owners = { "queue:q-support" = "all", "queue:q-sales" = "all", "user:u-bob" = "replies" }
 create_contacts = { "queue:q-support" = true }
 
 [[queues.q-support.rules]]
@@ -70,6 +72,12 @@ create_queue_item = true
 
 [[queues.q-support.rules]]
 name = "everyone else"
+create_case = false
+create_queue_item = true
+
+# the sales queue's mail reaches us through the forward mailbox (its rule forwards it)
+[[queues.q-sales.rules]]
+name = "sales enquiries"
 create_case = false
 create_queue_item = true
 """
@@ -100,6 +108,7 @@ MAILBOXES: tuple[MailboxSpec, ...] = (
     MailboxSpec("dave", "user", "u-dave"),
     MailboxSpec("erin", "user", "u-erin", protocol="pop3"),
     MailboxSpec("support", "queue", "q-support", folders=("INBOX", "Sent:outgoing")),
+    MailboxSpec("sales", "queue", "q-sales", via_forward=True),
 )
 
 _T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=1)))
@@ -149,6 +158,7 @@ class Letter:
 JANE, MIA, RAVI = "jane@contoso.example", "mia@contoso.example", "ravi@fabrikam.example"
 ALICE, BOB, CAROL = (f"{n}@{DOMAIN}" for n in ("alice", "bob", "carol"))
 DAVE, ERIN, SUPPORT = (f"{n}@{DOMAIN}" for n in ("dave", "erin", "support"))
+SALES = f"sales@{DOMAIN}"
 
 LETTERS: tuple[Letter, ...] = (
     Letter("order-damaged", JANE, (ALICE,), "Order 4411 arrived damaged", _at(0),
@@ -198,6 +208,9 @@ LETTERS: tuple[Letter, ...] = (
            forward_as="msg"),
     Letter("invoice", MIA, (CAROL,), "Invoice 2026-031 question", _at(150),
            "Carol, invoice 2026-031 lists 12 chairs; we ordered 10.\nMia", forwarded_by="carol"),
+    # the sales queue's rule forwards this one: a queue item of q-sales, by the queue's rules
+    Letter("bulk-order", RAVI, (SALES,), "Bulk order: 200 chairs", _at(160),
+           "Hello sales, what is your price for 200 chairs?\nRavi", forwarded_by="sales"),
     # --- phase 2: appended once phase 1 is processed and the reply above is parked ---------
     Letter("renewal", JANE, (ALICE, BOB), "Contract renewal", _at(120),
            "Alice, Bob: the renewal offer is attached in the portal.\nJane",
@@ -224,11 +237,11 @@ class Outcome:
 
 EXPECTED = Outcome(
     records={
-        "email activities": 14,  # 19 originals unwrapped: 2 skipped, 3 second copies merged
-        "receiving mailbox links": 17,  # site visit: 3 mailboxes; new address: 2
-        "parties": 33,
+        "email activities": 15,  # 20 originals unwrapped: 2 skipped, 3 second copies merged
+        "receiving mailbox links": 18,  # site visit: 3 mailboxes; new address: 2
+        "parties": 35,
         "cases": 2,  # site visit, printer (known customers); auto-reply and bounce never open one
-        "queue items": 6,
+        "queue items": 7,  # 6 of support's, 1 of sales' (a queue behind the forward mailbox)
         "contacts created": 2,  # lars@ (unknown sender) and the forger, both to support
         "collisions": 1,  # the forgery reusing the printer mail's Message-ID
         "delivery failures": 1,  # j.doe@ (the bounce of support's answer)

@@ -188,8 +188,8 @@ def seed_company(settings: Settings, say: Callable[[str], None] = print) -> str:
         for folder in box.folders:
             argv += ["--folder", folder]
         command(settings, argv)
-    say(f"  {len(MAILBOXES)} mailboxes: crm-forward@ (alice, bob, carol forward to it), "
-        "dave@ and support@ over IMAP, erin@ over POP3")
+    say(f"  {len(MAILBOXES)} mailboxes: crm-forward@ (alice, bob, carol and the sales queue "
+        "forward to it), dave@ and support@ over IMAP, erin@ over POP3")
     token = command(settings, ["token", "new", "--regarding", TOKEN_REGARDING]).strip()
     say(f"  tracking token {token} regarding {TOKEN_REGARDING}")
     return token

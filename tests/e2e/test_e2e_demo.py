@@ -28,8 +28,8 @@ pytestmark = pytest.mark.integration
 
 FIGURES = {
     "records": {
-        "email activities": 14, "receiving mailbox links": 17, "parties": 33, "cases": 2,
-        "queue items": 6, "contacts created": 2, "collisions": 1, "delivery failures": 1,
+        "email activities": 15, "receiving mailbox links": 18, "parties": 35, "cases": 2,
+        "queue items": 7, "contacts created": 2, "collisions": 1, "delivery failures": 1,
     },
     "skips": {
         "tracks known: the sender is not a known account/contact/lead": 1,
@@ -100,7 +100,7 @@ def test_demo_summary_follow_and_clean_sigint(base_settings: Settings, tmp_path:
         got = json.loads(figures.read_text())
         assert {k: got[k] for k in FIGURES} == FIGURES
         text = "\n".join(seen)
-        assert "email activities: 14" in text and "unwrap: not_a_forwarder: 1" in text
+        assert "email activities: 15" in text and "unwrap: not_a_forwarder: 1" in text
 
         # Still running: new mail appended to the support mailbox becomes a record.
         seed.append_extra(settings, 1)

@@ -39,6 +39,7 @@ QUOTE = "Re: Your quote CRM:0001000"
 CONTOSO, FABRIKAM = "account:a-contoso", "account:a-fabrikam"
 FWD, DIRECT, MSG = "forwarded_rfc822", "direct", "msg"
 SUPPORT, FORWARD, DAVE = "support@acme.example", "crm-forward@acme.example", "dave@acme.example"
+BULK, SALES = "Bulk order: 200 chairs", "sales@acme.example"
 LARS_ID, FORGER_ID = "mr-90bbe2d7ce3247d8", "mr-59b591f74333f673"
 
 # (subject, copy kind, direction, correlation method, parent, regarding, automated, customer)
@@ -64,6 +65,8 @@ ACTIVITIES = {
      True, ""),
     # the copy forwarded as an Outlook .msg landed first; the direct copy supplied the content
     ("Updated delivery address", DIRECT, "incoming", "", "", "", False, CONTOSO),
+    # forwarded by the sales queue's rule: the queue's mail
+    (BULK, FWD, "incoming", "", "", "", False, FABRIKAM),
 }
 # (subject, mailbox, accepting owner, copy kind, forwarded by)
 MAILBOXES = {
@@ -84,6 +87,7 @@ MAILBOXES = {
     (BOUNCE, SUPPORT, "queue:q-support", DIRECT, ""),
     ("Updated delivery address", FORWARD, "user:u-alice", MSG, "u-alice"),
     ("Updated delivery address", DAVE, "user:u-dave", DIRECT, ""),
+    (BULK, FORWARD, "queue:q-sales", FWD, "queue:q-sales"),
 }
 _R = "resolved"
 # (subject, role, address, record, outcome)
@@ -121,6 +125,8 @@ PARTIES = {
     ("Updated delivery address", "from", "jane@contoso.example", "contact:c-jane", _R),
     ("Updated delivery address", "to", "alice@acme.example", "user:u-alice", _R),
     ("Updated delivery address", "to", DAVE, "user:u-dave", _R),
+    (BULK, "from", "ravi@fabrikam.example", "contact:c-ravi", _R),
+    (BULK, "to", SALES, "queue:q-sales", _R),
 }
 # (title, customer, queue, status, originating email, deleted)
 CASES = {
@@ -134,6 +140,7 @@ QUEUE_ITEMS = {
     ("q-support", FORGERY, ELSE),
     ("q-support", "Site visit next week", KNOWN),
     ("q-support", BOUNCE, ELSE),
+    ("q-sales", BULK, "queue:q-sales rule 1 'sales enquiries'"),  # a queue behind the forward
 }
 EXPECTED = {
     "activities": ACTIVITIES,
@@ -179,7 +186,7 @@ def run(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_scenario_mail_gives_exactly_the_expected_records(run: Run) -> None:
-    assert run.copies == 22  # every appended copy was ingested once
+    assert run.copies == 23  # every appended copy was ingested once
     with connect(run.settings) as conn:
         got = snapshot(conn)
     for table, rows in EXPECTED.items():
