@@ -153,7 +153,7 @@ def _marker(msg: Message, name: str) -> str | None:
 _MARKERS = {"auto-submitted": "auto_submitted", "precedence": "precedence",
             "list-id": "list_id", "x-auto-response-suppress": "x_auto_response_suppress",
             "x-autoreply": "x_autoreply", "x-autorespond": "x_autorespond",
-            "return-path": "return_path"}
+            "return-path": "return_path", "sensitivity": "sensitivity"}
 #: Read in one pass over the headers: the markers and what the report checks need.
 _ONE_PASS = frozenset(_MARKERS) | reports.HEADERS
 

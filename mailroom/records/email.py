@@ -61,6 +61,7 @@ class Markers:
     x_autoreply: str | None = None
     x_autorespond: str | None = None  # schema v2
     return_path: str | None = None  # schema v2; "<>" is the null sender of bounces
+    sensitivity: str | None = None  # schema v4; Private/Confidential mail is not tracked
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from unwrap.limits import Limits
 from unwrap.msgfile import from_msg_object
 from unwrap.normalise import normalise_message_id
 
-SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "email.v3.avsc"
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "email.v4.avsc"
 
 
 def one(name_or_bytes: str | bytes, **ctx: object) -> Email:
