@@ -16,7 +16,6 @@ import psycopg
 
 from mailroom.codec import Codec
 from mailroom.records.action import Plan
-from mailroom.records.candidates import Token
 from mailroom.records.email import Email
 from mailroom.records.steps import (
     AnyStep,
@@ -38,7 +37,7 @@ from persist.batchrows import BatchRows
 class Applied:
     event: str  # persisted | parked | skipped
     detail: dict[str, str] = field(default_factory=dict)
-    landed: list[str] = field(default_factory=list)  # Message-IDs stored for the first time
+    landed: list[str] = field(default_factory=list)  # watch keys it satisfied (correlate)
     # Message-IDs the plan now watches (parked on them, or waiting to inherit from them)
     waiting: list[str] = field(default_factory=list)
 
@@ -206,8 +205,8 @@ def apply_plan(
     if corr.refused or not stored.new:
         # Kept current on every evaluation of a stored email (its parent landed since).
         activities.set_refused(conn, stored.id, "; ".join(corr.refused))
-    if (email.direction == "outgoing" and not stored.collision):
-        _claim_tokens(conn, plan)
+    claimed = (correlate.claim_tokens(conn, plan, upsert.sent_at)
+               if email.direction == "outgoing" and not stored.collision else [])
 
     at = Applying(conn, plan, stored, corr, detail, set(corr.waiting))
     for step in plan.steps:
@@ -217,16 +216,9 @@ def apply_plan(
     park.remember(conn, plan, encoded, received_ms, waiting, parked=False, known=known)
     if waiting:
         detail["waiting_on"] = ", ".join(sorted(waiting))
-    landed = [plan.message_id] if stored.new and not stored.collision and plan.message_id else []
+    # What waiting plans may be watching for: this email (Message-ID, conversation, subject)
+    # when first stored, and the tokens it became the original of.
+    landed = (correlate.landing_keys(plan, upsert) if stored.new and not stored.collision
+              else []) + claimed
     return Applied("persisted", detail, landed, sorted(waiting))
 
-
-def _claim_tokens(conn: psycopg.Connection, plan: Plan) -> None:
-    """The outgoing email carrying a token becomes that token's activity (first one wins)."""
-    numbers = [int(c.value) for c in plan.correlation
-               if isinstance(c, Token) and c.value.isdigit()]
-    if numbers:
-        conn.execute(
-            "UPDATE route_tokens SET activity_dedupe_key = %s WHERE number = ANY(%s) "
-            "AND activity_dedupe_key IS NULL", (plan.dedupe_key, numbers),
-        )

@@ -63,7 +63,7 @@ def lock_keys(plan: Plan) -> set[str]:
             keys.add(key)
     for step in plan.steps_of(MarkDeliveryFailed):
         keys.add("m:" + step.message_id)
-    return keys
+    return keys | correlate.landing_locks(plan)
 
 
 def _lock_id(key: str) -> int:
@@ -73,9 +73,13 @@ def _lock_id(key: str) -> int:
 def lock_threads(conn: psycopg.Connection, plans: Sequence[Plan]) -> int:
     """Take every plan's thread locks, in ascending order, in one round trip."""
     ids = sorted({_lock_id(k) for p in plans for k in lock_keys(p)})
-    with conn.pipeline():
-        for lock in ids:  # one statement each: the order of acquisition is then certain
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+    # One statement for all: a function scan of unnest yields the array's elements in order and
+    # the (volatile, parallel-restricted) lock function runs row by row in that order, so the
+    # order of acquisition stays certain — without a statement per lock (an email takes up to
+    # four: its Message-ID, conversation, subject and the threads it names).
+    if ids:
+        conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k",
+                     (ids,))
     return len(ids)
 
 
@@ -127,7 +131,8 @@ class Watched:
 
     @classmethod
     def read(cls, conn: psycopg.Connection, items: Sequence[Item]) -> Watched:
-        known = {i.plan.message_id for i in items if i.plan.message_id}
+        known = {key for i in items for upsert in i.plan.steps_of(UpsertEmailActivity)
+                 for key in correlate.landing_keys(i.plan, upsert)}
         rows = conn.execute(
             "SELECT DISTINCT message_id FROM persist_watches WHERE message_id = ANY(%s)",
             (sorted(known),),
@@ -219,7 +224,8 @@ def _cascade(
             watched.add(applied)
             done.append((plan, applied))
             queue.extend(applied.landed)
-            if applied.event == "persisted" and plan.message_id and not applied.landed:
+            if applied.event == "persisted" and plan.message_id \
+                    and plan.message_id not in applied.landed:
                 # Stored before, and its answer may just have changed: the emails that
                 # inherited from it (they watch its Message-ID while it waits) look again.
                 queue.append(plan.message_id)

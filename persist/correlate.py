@@ -1,10 +1,12 @@
 """Resolving a plan's correlation against the stored activities (docs/plans.md).
 
 The first candidate, in the plan's order, that resolves wins: its activity is the *parent*, its
-method the correlation method, and the parent's regarding record is inherited. A Message-ID
-candidate (``in_reply_to``, ``references``) that does not resolve *yet* is a Message-ID the
-answer is waiting on: when that email lands the plan is re-evaluated, and an earlier (preferred)
-candidate then wins — so the end state is the same whatever order the emails arrived in.
+method the correlation method, and the parent's regarding record is inherited. A candidate that
+does not resolve *yet* is a key the answer is waiting on — a Message-ID, or for the other
+methods a *watch key* (``token 1234``, ``thread_index <root>``, ``smart <subject hash>``) that
+a stored email satisfies: when such an email lands the plan is re-evaluated, and an earlier
+(preferred) candidate then wins — so the end state is the same whatever order the emails
+arrived in, for every method.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mailroom.records.candidates import (
     ThreadIndex,
     Token,
 )
+from mailroom.records.steps import UpsertEmailActivity
 from persist import guard
 
 
@@ -75,43 +78,71 @@ class Lookup:
     # activities, the ones the customer guard accepts come first ('-' when internal or none).
     customer: str = "-"
     domain: str = "-"
+    outgoing: bool = False  # an email we sent: it carries its tokens, it may be their original
 
 
-#: (parent activity id or None, regarding 'kind:id') of a resolved candidate; None: unresolved.
-Hit = tuple[int | None, str] | None
+@dataclass(frozen=True)
+class Answer:
+    """What one candidate resolved to."""
+
+    parent: int | None = None  # the parent activity
+    regarding: str = ""  # 'kind:id' inherited from it (or from the token)
+    resolved: bool = False
+    # The answer may still change when an email with the candidate's watch key is stored (not
+    # resolved yet, or a token whose original email is not stored yet): the plan watches it.
+    waits: bool = False
+
+
+def watch_key(c: AnyCandidate) -> str:
+    """What the plan watches while the candidate waits: the Message-ID itself, else the method
+    and its value (a normalised Message-ID has no whitespace, so the two never meet)."""
+    if isinstance(c, InReplyTo | References):
+        return c.value
+    return f"{c.method} {c.value}"
 
 
 @dataclass(frozen=True)
 class Method:
     """How persist treats one candidate method."""
 
-    resolve: Callable[[Lookup, Any], Hit]
+    resolve: Callable[[Lookup, Any], Answer]
     lock: Callable[[Any], str]  # the thread lock the candidate needs, or "" (persist.batch)
-    waits: bool = False  # names a Message-ID: unresolved, it may still land (the answer waits)
 
 
-def _message_id(at: Lookup, c: InReplyTo | References) -> Hit:
-    return activity_by_message_id(at.conn, c.value)
+def _message_id(at: Lookup, c: InReplyTo | References) -> Answer:
+    hit = activity_by_message_id(at.conn, c.value)
+    if hit is None:  # not stored yet: it may still land
+        return Answer(waits=True)
+    return Answer(hit[0], hit[1], resolved=True)
 
 
-def _token(at: Lookup, c: Token) -> Hit:
+def _token(at: Lookup, c: Token) -> Answer:
+    """The token's original: the earliest email we sent carrying it (``claim_tokens``), and
+    only when it was sent before this one — an original is never the child of its reply."""
     if not c.value.isdigit():
-        return None
+        return Answer()
     row = at.conn.execute(
-        "SELECT t.regarding_kind || ':' || t.regarding_id, a.id, a.regarding "
+        "SELECT t.regarding_kind || ':' || t.regarding_id, a.id, a.regarding, "
+        "       (COALESCE(a.sent_at, 'infinity'), a.dedupe_key) "
+        "     < (COALESCE(%s::timestamptz, 'infinity'), %s) "
         "FROM route_tokens t LEFT JOIN email_activities a "
-        "  ON a.dedupe_key = t.activity_dedupe_key AND NOT a.collision AND a.dedupe_key <> %s "
-        "WHERE t.number = %s", (at.own_key, int(c.value)),
+        "  ON a.dedupe_key = t.activity_dedupe_key AND NOT a.collision "
+        "WHERE t.number = %s", (at.sent_at, at.own_key, int(c.value)),
     ).fetchone()
     if row is None:
-        return None
-    token_regarding, parent_id, parent_regarding = row
-    return parent_id, (parent_regarding or token_regarding)
+        return Answer()  # not one of our tokens: nothing will come
+    token_regarding, parent_id, parent_regarding, earlier = row
+    if parent_id is not None and earlier:
+        return Answer(parent_id, parent_regarding or token_regarding, resolved=True)
+    # The token's record is known now; its original email may still land. An email we sent
+    # is (or becomes, by claiming) the original itself: it waits for nothing — a later one
+    # that claimed first is handed to the original when it lands (claim_tokens).
+    return Answer(None, token_regarding, resolved=True, waits=not at.outgoing)
 
 
-def _thread_index(at: Lookup, c: ThreadIndex) -> Hit:
+def _thread_index(at: Lookup, c: ThreadIndex) -> Answer:
     if at.sent_at is None:
-        return None
+        return Answer()
     # The latest earlier email of the conversation — of the sender's own customer first: a
     # copied Thread-Index (another customer's mail, refused and kept apart) is in the same
     # conversation, and must not stand between the customer's reply and its thread.
@@ -122,12 +153,14 @@ def _thread_index(at: Lookup, c: ThreadIndex) -> Hit:
         "LIMIT 1",
         (c.value, at.sent_at, at.own_key, at.customer, at.domain),
     ).fetchone()
-    return (row[0], row[1]) if row else None
+    if row is None:  # no earlier email of the conversation stored yet
+        return Answer(waits=True)
+    return Answer(row[0], row[1], resolved=True)
 
 
-def _smart(at: Lookup, c: Smart) -> Hit:
+def _smart(at: Lookup, c: Smart) -> Answer:
     if not c.customer:
-        return None  # never across customers; route emits none without one
+        return Answer()  # never across customers; route emits none without one
     # The customer's own thread first; another customer's match is returned only when there is
     # none, so the customer guard refuses it and the near miss is flagged for review.
     row = at.conn.execute(
@@ -139,16 +172,20 @@ def _smart(at: Lookup, c: Smart) -> Hit:
         (c.value, c.since, c.before, at.own_key, list(c.participants), c.min_shared or 1,
          c.customer),
     ).fetchone()
-    return (row[0], row[1]) if row else None
+    if row is None:  # the original (sent inside the window) may still land
+        return Answer(waits=True)
+    return Answer(row[0], row[1], resolved=True)
 
 
-#: Every candidate method, by its class: how it resolves and which thread lock it takes.
+#: Every candidate method, by its class: how it resolves and which thread lock it takes. The
+#: lock is the one the email that satisfies the candidate takes too (:func:`landing_locks`),
+#: so a plan that starts to watch and the email that lands never pass each other unseen.
 METHODS: dict[type[AnyCandidate], Method] = {
-    InReplyTo: Method(_message_id, lambda c: "m:" + c.value, waits=True),
+    InReplyTo: Method(_message_id, lambda c: "m:" + c.value),
     Token: Method(_token, lambda c: "t:" + c.value),
-    References: Method(_message_id, lambda c: "m:" + c.value, waits=True),
+    References: Method(_message_id, lambda c: "m:" + c.value),
     ThreadIndex: Method(_thread_index, lambda c: "r:" + c.value),
-    Smart: Method(_smart, lambda c: ""),  # reads a window of activities: no one thread
+    Smart: Method(_smart, lambda c: "s:" + c.value),
 }
 
 
@@ -162,30 +199,88 @@ def resolve(
     external = sender is not None and not sender.internal
     at = Lookup(conn, plan.dedupe_key, sent_at,
                 (sender.customer or "-") if external and sender else "-",
-                (guard.domain(sender.address) or "-") if external and sender else "-")
+                (guard.domain(sender.address) or "-") if external and sender else "-",
+                outgoing=sender is not None and sender.internal == "outgoing")
     for rank, c in enumerate(plan.correlation):
-        method = METHODS[type(c)]
-        hit = method.resolve(at, c)
-        if hit is None and method.waits:
-            waiting.add(c.value)
-        if hit is not None and sender is not None:
+        answer = METHODS[type(c)].resolve(at, c)
+        if answer.resolved and sender is not None:
             # A stored thread of another customer: skipped (it is stored, so nothing to wait
             # for); a later candidate may still win, else the email starts its own thread.
-            why = guard.check(conn, sender, hit[0], hit[1])
+            why = guard.check(conn, sender, answer.parent, answer.regarding)
             if why:
-                where = f"activity {hit[0]}" if hit[0] is not None else hit[1]
+                where = (f"activity {answer.parent}" if answer.parent is not None
+                         else answer.regarding)
                 refused.append(f"{c.method} {c.value} → {where}: {why}")
                 continue
-        if hit is not None:
+        if answer.waits:
+            waiting.add(watch_key(c))
+        if answer.resolved:
             # Only the earlier, preferred candidates can still change the answer — and so can
             # the parent's own answer while it still waits: what this email inherits from it
             # (regarding, case) is settled only when the parent is.
-            unsettled = _unsettled_message_id(conn, hit[0])
+            unsettled = _unsettled_message_id(conn, answer.parent)
             if unsettled:
                 waiting.add(unsettled)
-            return Correlation(hit[0], c.method, rank, hit[1], frozenset(waiting),
-                               tuple(refused))
+            return Correlation(answer.parent, c.method, rank, answer.regarding,
+                               frozenset(waiting), tuple(refused))
     return Correlation(waiting=frozenset(waiting), refused=tuple(refused))
+
+
+def landing_keys(plan: Plan, upsert: UpsertEmailActivity) -> list[str]:
+    """The watch keys storing this email satisfies: its Message-ID, its Thread-Index
+    conversation, its subject hash (token keys land when the email claims them)."""
+    keys = [plan.message_id] if plan.message_id else []
+    if upsert.thread_root:
+        keys.append(watch_key(ThreadIndex(upsert.thread_root)))
+    if upsert.subject_hash:
+        keys.append(watch_key(Smart(value=upsert.subject_hash)))
+    return keys
+
+
+def landing_locks(plan: Plan) -> set[str]:
+    """The thread locks of what storing the plan's email may satisfy (besides its Message-ID):
+    the same locks the waiting candidates take."""
+    locks: set[str] = set()
+    for upsert in plan.steps_of(UpsertEmailActivity):
+        if upsert.thread_root:
+            locks.add(METHODS[ThreadIndex].lock(ThreadIndex(upsert.thread_root)))
+        if upsert.subject_hash:
+            locks.add(METHODS[Smart].lock(Smart(value=upsert.subject_hash)))
+    return locks
+
+
+def claim_tokens(conn: psycopg.Connection, plan: Plan, sent_at: datetime | None) -> list[str]:
+    """An email we sent carrying a token becomes the token's original when it was sent before
+    the one that claimed it so far (or none did): the earliest wins, whatever the arrival
+    order. Returns the watch keys of the tokens it claimed (their waiting replies look again).
+
+    The one it displaces was a later mail of the same token, taken for the original because it
+    arrived first: where it resolved to the token alone (no parent), it now has the original as
+    its parent — as if it had arrived second."""
+    numbers = [int(c.value) for c in plan.correlation
+               if isinstance(c, Token) and c.value.isdigit()]
+    if not numbers:
+        return []
+    claimed = conn.execute(
+        "WITH old AS (SELECT number, activity_dedupe_key AS previous FROM route_tokens "
+        "  WHERE number = ANY(%(numbers)s) FOR UPDATE) "
+        "UPDATE route_tokens t SET activity_dedupe_key = %(key)s FROM old "
+        "WHERE t.number = old.number AND old.previous IS DISTINCT FROM %(key)s "
+        "AND NOT EXISTS (SELECT 1 FROM email_activities a WHERE a.dedupe_key = old.previous "
+        "  AND NOT a.collision AND (COALESCE(a.sent_at, 'infinity'), a.dedupe_key) "
+        "  < (COALESCE(%(sent)s::timestamptz, 'infinity'), %(key)s)) "
+        "RETURNING t.number, old.previous",
+        {"numbers": numbers, "key": plan.dedupe_key, "sent": sent_at},
+    ).fetchall()
+    for _, previous in claimed:
+        if previous is not None:
+            conn.execute(
+                "UPDATE email_activities SET parent_id = (SELECT id FROM email_activities "
+                "  WHERE dedupe_key = %s AND NOT collision) "
+                "WHERE dedupe_key = %s AND NOT collision AND correlation_method = 'token' "
+                "AND parent_id IS NULL", (plan.dedupe_key, previous),
+            )
+    return [watch_key(Token(str(number))) for number, _ in claimed]
 
 
 def _unsettled_message_id(conn: psycopg.Connection, activity_id: int | None) -> str:
