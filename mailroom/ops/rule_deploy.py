@@ -147,7 +147,8 @@ class Deployer:
             problem = _verify(s, wanted)
             if problem:
                 return Outcome(m.address, "failed", False, f"verification: {problem}")
-            return Outcome(m.address, f"{verb}d", True, f"forwards to {forward}{kept}; verified")
+            done = "replaced" if current is not None else "installed"
+            return Outcome(m.address, done, True, f"forwards to {forward}{kept}; verified")
 
         return self._each(m, work)
 
