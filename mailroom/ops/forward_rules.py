@@ -23,7 +23,7 @@ from unwrap.forwarders import FORWARDED_BY_HEADER
 #: The script's name on the user's server.
 SCRIPT_NAME = "mailroom-forward"
 _FIRST_LINE = "# Mailroom forwarding rule"
-_ADDRESS = re.compile(r"^[^\s\"\\@<>()\[\],;:]+@[A-Za-z0-9.-]+$")
+_ADDRESS = re.compile(r"[^\s\"\\@<>()\[\],;:]+@[A-Za-z0-9.-]+")
 _FORWARD_LINE = re.compile(r"^# forward mailbox: (\S+)$", re.M)
 _USER_LINE = re.compile(r"^# forwarding user: (\S+)$", re.M)
 _INCLUDES_LINE = re.compile(r'^# keeps the user\'s own script: "(.*)"$', re.M)
@@ -40,7 +40,7 @@ class Rule:
 
 def check_address(address: str) -> str:
     """A plain addr-spec (it goes into a Sieve string and a header); anything else raises."""
-    if not _ADDRESS.match(address):
+    if not _ADDRESS.fullmatch(address):
         raise ValueError(f"not a plain email address: {address!r}")
     return address
 
