@@ -30,7 +30,7 @@ from mailroom.stage.execute import crash_summary
 from persist import correlate
 from persist.apply import Applied, apply_plan
 from persist.batchrows import BatchRows
-from persist.park import watchers
+from persist.park import expire, watchers
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,8 @@ def apply_batch(conn: psycopg.Connection, codec: Codec, items: Sequence[Item]) -
     """Apply ``items`` in order inside the caller's open transaction."""
     conn.execute("SELECT set_config('mailroom.writer', 'persist', true)")
     lock_threads(conn, [i.plan for i in items])
+    if items:
+        expire(conn, max(i.received_ms for i in items))
     # Pipeline mode: a statement whose result nobody reads (savepoints, queue items, parties,
     # watches, regarding) is sent without waiting; only a read (fetchone) costs a round trip.
     # An error then surfaces at the next read or when the plan's savepoint block ends — still

@@ -83,3 +83,48 @@ def is_parked(conn: psycopg.Connection, plan: Plan) -> bool:
         "AND receiving_mailbox = %s", _ident(plan),
     ).fetchone()
     return bool(row and row[0])
+
+
+#: How long (in broker time) a plan watches for what only a token, a conversation or a subject
+#: names: a reply's original arrives within days of it — a reply to a conversation that was
+#: never tracked would otherwise wait for ever. A Message-ID is waited on without a bound (the
+#: parent is named exactly: when it comes, it is the parent).
+SOFT_WAIT_MS = 7 * 24 * 3600 * 1000
+#: Only one transaction at a time expires watches; the others skip it (pg_try_advisory_xact_lock).
+_EXPIRY_LOCK = 0x6D725F6578706972  # "mr_expir"
+
+
+def expire(conn: psycopg.Connection, newest_ms: int) -> None:
+    """Stop the waits that are past their bound: the soft watches (a key with a space, not a
+    Message-ID) of plans received more than :data:`SOFT_WAIT_MS` before ``newest_ms`` (the
+    batch's newest broker timestamp — not the wall clock, so a replay expires the same), and
+    their watches on stored Message-IDs (a parent that was still unsettled; it only mattered
+    while it waited). A plan left with nothing to wait on is forgotten: what it applied stays
+    (its parent was never stored: its own thread); a parked plan is never stored."""
+    conn.execute(
+        "WITH old AS (SELECT dedupe_key, content_hash, receiving_mailbox "
+        "  FROM persist_pending_plans WHERE received_ms < %s "
+        "  AND pg_try_advisory_xact_lock(%s)), "
+        "dropped AS (DELETE FROM persist_watches w USING old o "
+        "  WHERE (w.dedupe_key, w.content_hash, w.receiving_mailbox) "
+        "      = (o.dedupe_key, o.content_hash, o.receiving_mailbox) "
+        "  AND (w.message_id LIKE '%% %%' OR EXISTS (SELECT 1 FROM email_activities a "
+        "       WHERE a.message_id = w.message_id AND NOT a.collision)) "
+        "  RETURNING w.dedupe_key, w.content_hash, w.receiving_mailbox), "
+        "gone AS (SELECT dedupe_key, content_hash, receiving_mailbox, count(*) AS n "
+        "  FROM dropped GROUP BY 1, 2, 3), "
+        # The statement's snapshot still shows the dropped watches: all of a plan's were
+        # dropped when their count equals the count it had.
+        "forgotten AS (DELETE FROM persist_pending_plans p USING gone g "
+        "  WHERE (p.dedupe_key, p.content_hash, p.receiving_mailbox) "
+        "      = (g.dedupe_key, g.content_hash, g.receiving_mailbox) "
+        "  AND g.n = (SELECT count(*) FROM persist_watches w WHERE (w.dedupe_key, "
+        "    w.content_hash, w.receiving_mailbox) "
+        "    = (p.dedupe_key, p.content_hash, p.receiving_mailbox)) "
+        "  RETURNING p.dedupe_key, p.content_hash) "
+        # A case it made while it waited is its own for good: no longer provisional.
+        "UPDATE cases c SET provisional = false FROM forgotten f JOIN email_activities a "
+        "  ON (a.dedupe_key, a.content_hash) = (f.dedupe_key, f.content_hash) "
+        "WHERE c.originating_activity_id = a.id AND c.provisional",
+        (newest_ms - SOFT_WAIT_MS, _EXPIRY_LOCK),
+    )

@@ -57,10 +57,14 @@ def parse_fast(data: bytes) -> Message | None:
         return None
 
 
-def _part(text: str, start: int, end: int, in_digest: bool,
-          depth: int) -> tuple[Message, Message]:
+def _part(text: str, start: int, end: int, in_digest: bool, depth: int,
+          trim: bool = False) -> tuple[Message, Message | None]:
     """The message in ``text[start:end]`` and the part whose content runs to ``end`` (the one
-    that loses its last newline to the enclosing boundary, FeedParser's ``_last``)."""
+    that loses its last newline to the enclosing boundary, FeedParser's ``_last``).
+
+    ``trim``: a boundary line follows. A leaf is then cut before that newline as it is sliced
+    (a big body copied once, not twice) and None is returned in its place: nothing is left to
+    give to the boundary."""
     if depth > _MAX_DEPTH:
         raise _Unusual
     msg = Message()
@@ -72,14 +76,15 @@ def _part(text: str, start: int, end: int, in_digest: bool,
         return _delivery_status(msg, text, body, end)
     maintype = ctype.split("/")[0]
     if maintype == "message":
-        inner, last = _part(text, body, end, False, depth + 1)
+        inner, last = _part(text, body, end, False, depth + 1, trim)
         msg._payload = [inner]  # noqa: SLF001 - as Message.attach would set it
         return msg, last
     if maintype == "multipart":
         _multipart(msg, ctype, text, body, end, depth)
-    else:
-        msg._payload = text[body:end]  # noqa: SLF001 - as set_payload(str) sets it
-    return msg, msg
+        return msg, msg
+    # as set_payload(str) sets it
+    msg._payload = text[body:_eol_start(text, body, end) if trim else end]  # noqa: SLF001
+    return msg, None if trim else msg
 
 
 def _read_headers(msg: Message, text: str, pos: int, end: int) -> int:
@@ -127,9 +132,10 @@ def _multipart(msg: Message, ctype: str, text: str, body: int, end: int, depth: 
         # No closing boundary, or boundary lines one after another (FeedParser skips them).
         if found is None or found[0] == line_end:
             raise _Unusual
-        child, last = _part(text, line_end, found[0], digest, depth + 1)
+        child, last = _part(text, line_end, found[0], digest, depth + 1, True)
         parts.append(child)
-        _give_newline_to_boundary(last)
+        if last is not None:
+            _give_newline_to_boundary(last)
         _start, line_end, close = found
         if close:
             break
@@ -154,6 +160,13 @@ def _boundary_line(text: str, separator: str, pos: int, end: int) -> tuple[int, 
         # this one would make a long line full of the separator quadratic).
         pos = line_end
     return None
+
+
+def _eol_start(text: str, start: int, end: int) -> int:
+    """Where ``text[start:end]`` ends without its last line end: ``_strip_eol`` as an index."""
+    if end - start >= 2 and text.startswith("\r\n", end - 2):
+        return end - 2
+    return end - 1 if end > start and text[end - 1] == "\n" else end
 
 
 def _strip_eol(value: str) -> str:

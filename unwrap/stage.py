@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+from typing import Any
 
 import psycopg
 
@@ -90,6 +91,30 @@ class _Edges:
 
 
 
+class _Handover:
+    """The raw message as unwrap reads it: the record's fields, and its bytes given out once.
+
+    Unwrap reads ``content`` once, parses it and lets it go. Were the bytes also held here (or
+    by the RawMail the claim check resolved), a 50 MB message would stay in memory for the whole
+    unwrap beside its parsed text and its decoded attachments. (A message small enough to travel
+    inline is also held by its record; only claim-checked ones are big enough to matter.)
+    """
+
+    __slots__ = ("_raw", "_content")
+
+    def __init__(self, raw: RawMail, content: bytes | None) -> None:
+        self._raw = raw
+        self._content = content
+
+    @property
+    def content(self) -> bytes | None:
+        data, self._content = self._content, None
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 class UnwrapHandler:
     """The stage's handler, one per handling process.
 
@@ -128,8 +153,10 @@ class UnwrapHandler:
         resolved = claims.resolve_raw(raw, blobs, limits.max_message_bytes)
         if isinstance(resolved, Rejection):
             return resolved
+        handover = _Handover(raw, resolved.content)
+        del resolved  # the handover is now the only holder of bytes fetched by claim check
         src = context.source
-        result = unwrap(resolved, unwrap_context, SourcePosition(src.topic, src.partition,
+        result = unwrap(handover, unwrap_context, SourcePosition(src.topic, src.partition,
                                                                  src.offset))
         if isinstance(result, Rejection):
             return result

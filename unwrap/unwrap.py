@@ -40,6 +40,10 @@ def _unwrap(raw: RawInput, context: UnwrapContext,
         return Rejection("too_large", f"the message is {len(content)} bytes, over the "
                          f"{limits.max_message_bytes}-byte limit (unwrap_max_message_bytes)")
     msg, notes = parse_with_notes(content)
+    # The bytes are not needed past the parse: let them go, so a big message is not held
+    # beside its parsed text and decoded attachments (the stage hands them over unshared).
+    spaced_from = raw.owner_kind == "forward" and spaced_from_in_header(content)
+    del content
     if raw.owner_kind != "forward":
         return [normalise(msg, raw, Origin(warnings=tuple(notes)), limits, source)]
 
@@ -64,7 +68,7 @@ def _unwrap(raw: RawInput, context: UnwrapContext,
                          f"{raw.mailbox_id}{detail}; set unwrap_non_forwarded=accept to keep "
                          "such mail")
 
-    who = attribute(msg, raw.mailbox_id, context, spaced_from_in_header(content))
+    who = attribute(msg, raw.mailbox_id, context, spaced_from)
     if isinstance(who, Rejection):
         return who
     return [normalise(o.message, raw, _origin(o, who, warnings), limits, source)

@@ -16,6 +16,7 @@ from persistbuild import apply, config, email, make_plan, rows
 from mailroom.codec import Codec
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
+from persist import park
 
 pytestmark = pytest.mark.integration  # needs the local stack's PostgreSQL
 
@@ -133,3 +134,25 @@ def test_smart_replies_in_any_order(db: psycopg.Connection, codec: Codec) -> Non
     assert set(expected["threads"].values()) == {"s1@customer.example"}
     assert expected["cases"] == [("case|s1@customer.example", False)]
     assert expected["pending"] == []
+
+
+def test_a_wait_on_what_only_a_conversation_names_is_bounded(
+    db: psycopg.Connection, codec: Codec
+) -> None:
+    """A reply to a conversation that never comes does not wait for ever: a week of broker
+    time later its watch is gone (and its provisional case is its own); a Message-ID's wait
+    is not bounded."""
+    _, reply, _ = thread_index_emails()
+    orphan = email(message_id="x1@customer.example", subject="Re: Toner",
+                   in_reply_to="never@customer.example", minutes=1)
+    apply(db, codec, make_plan(codec, reply), make_plan(codec, orphan), ts=1_000)
+    assert outcome(db)["pending"] == [("t1@customer.example",), ("x1@customer.example",)]
+    assert outcome(db)["cases"] == [("case|t1@customer.example", True),
+                                    ("case|x1@customer.example", True)]
+    later = email(message_id="n1@customer.example", subject="Paper jam", minutes=60)
+    apply(db, codec, make_plan(codec, later), ts=1_000 + park.SOFT_WAIT_MS - 10)
+    assert len(outcome(db)["pending"]) == 2  # not yet
+    apply(db, codec, make_plan(codec, later), ts=1_000 + park.SOFT_WAIT_MS + 10)
+    got = outcome(db)
+    assert got["pending"] == [("x1@customer.example",)]
+    assert ("case|t1@customer.example", False) in got["cases"]
