@@ -210,8 +210,32 @@ def check_database(settings: Settings) -> Iterator[Finding]:
             return  # the mailbox tables may not exist yet
         else:
             yield Finding("OK", "migrations", "current")
+        yield _check_feed(conn)
         yield from _check_mailboxes(settings, conn)
         yield from _check_forward_rules(conn)
+
+
+#: The change feed is behind when its oldest unpublished change is older than this.
+FEED_BEHIND_S = 60.0
+
+
+def _check_feed(conn: Any) -> Finding:
+    from persist import outbox
+
+    try:
+        b = outbox.backlog(conn)
+    except Exception as exc:  # noqa: BLE001
+        return Finding("FAIL", "feed", f"cannot read the outbox: {exc}",
+                       "run `mailroom db migrate`")
+    relay = "a relay is running" if b.relay_running else "no relay is running"
+    figures = f"{b.unpublished} change(s) to publish, oldest {b.oldest_age_s:.0f} s; {relay}"
+    if b.unpublished and not b.relay_running:
+        return Finding("WARN", "feed", figures,
+                       "start `mailroom run feed` (the records topic is behind the database)")
+    if b.oldest_age_s > FEED_BEHIND_S:
+        return Finding("WARN", "feed", f"behind: {figures}",
+                       "see the feed relay's log (broker reachable? the records topic created?)")
+    return Finding("OK", "feed", figures)
 
 
 def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:

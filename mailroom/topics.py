@@ -25,7 +25,7 @@ DAY_MS = 24 * 60 * 60 * 1000
 
 #: Topic roles, in pipeline order; the full name is ``settings.topic(role)``.
 STREAM_ROLES = ("unwrapped", "actions", "trace")
-ROLES = ("raw", *STREAM_ROLES, "dlq", "mailboxes")
+ROLES = ("raw", *STREAM_ROLES, "dlq", "mailboxes", "records")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # The latest state per mailbox id, derived from PostgreSQL: compaction keeps it for ever
         # (retention.ms does not apply to a compacted topic).
         "mailboxes": {**common, "cleanup.policy": "compact"},
+        # The change feed: the latest state per CRM record, derived from PostgreSQL through
+        # the outbox (docs/feed.md). A deleted record's tombstone stays as long as the streams
+        # keep their records, so a follower away for less than that still learns of it.
+        "records": {**common, "cleanup.policy": "compact",
+                    "delete.retention.ms": str(settings.stream_retention_days * DAY_MS)},
     }
     # mailboxes keeps the same partition count as the streams although it is small: ingest
     # processes share mailboxes through their group's assignment of this topic's partitions,

@@ -21,6 +21,8 @@ STAGES: dict[str, str] = {
     "unwrap": "unwrap.stage:main",
     "route": "route.stage:main",
     "persist": "persist.stage:main",
+    # The change feed's relay: the outbox persist's transactions fill → mailroom.records.
+    "feed": "persist.feed:main",
     # Not a pipeline stage: windowed mail volume for the dashboard and alerts (docs/stats.md).
     "stats": "mailroom.stats.stage:main",
 }

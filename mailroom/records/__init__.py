@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mailroom.records.action import Plan, Step
 from mailroom.records.base import AvroRecord, utc_millis
+from mailroom.records.change import RecordChange
 from mailroom.records.deadletter import DeadLetter
 from mailroom.records.email import Email
 from mailroom.records.mailbox import MailboxRecord
@@ -16,7 +17,8 @@ from mailroom.records.raw import RawMail, raw_identity
 from mailroom.records.trace import TraceEvent
 
 RECORD_TYPES: dict[str, type[AvroRecord]] = {
-    cls.SCHEMA: cls for cls in (RawMail, Email, Plan, TraceEvent, DeadLetter, MailboxRecord)
+    cls.SCHEMA: cls for cls in (RawMail, Email, Plan, TraceEvent, DeadLetter, MailboxRecord,
+                              RecordChange)
 }
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "MailboxRecord",
     "Plan",
     "RawMail",
+    "RecordChange",
     "Step",
     "TraceEvent",
     "raw_identity",

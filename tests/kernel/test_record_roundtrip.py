@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mailroom.codec import Codec
-from mailroom.records import RECORD_TYPES, action, email, mailbox, raw
+from mailroom.records import RECORD_TYPES, action, change, email, mailbox, raw
 from mailroom.schemas import shipped_schemas_dir
 
 # Avro strings are UTF-8: lone surrogates cannot be written (the stages clean them first).
@@ -43,6 +43,7 @@ CHOICES: dict[tuple[str, str], st.SearchStrategy[Any]] = {
     ("Candidate", "method"): st.sampled_from(sorted(action.CANDIDATE_METHODS)),
     ("RawMail", "blob_ref"): st.none() | HEX,
     ("DeadLetter", "blob_ref"): st.none() | HEX,
+    ("RecordChange", "record_type"): st.sampled_from(sorted(change.RECORD_TYPES)),
 }
 
 

@@ -15,7 +15,8 @@ def by_role(settings: Settings) -> dict:
 def test_every_topic_of_the_brief_with_its_retention() -> None:
     settings = Settings(topic_prefix="acme")
     specs = by_role(settings)
-    assert tuple(specs) == ROLES == ("raw", "unwrapped", "actions", "trace", "dlq", "mailboxes")
+    assert tuple(specs) == ROLES == ("raw", "unwrapped", "actions", "trace", "dlq", "mailboxes",
+                                    "records")
     assert specs["raw"].name == "acme.raw"
     assert specs["raw"].configs["retention.ms"] == str(30 * DAY_MS)
     assert specs["dlq"].configs["retention.ms"] == str(180 * DAY_MS)
@@ -24,6 +25,7 @@ def test_every_topic_of_the_brief_with_its_retention() -> None:
         assert specs[role].configs["cleanup.policy"] == "delete"
     assert specs["mailboxes"].configs["cleanup.policy"] == "compact"
     assert "retention.ms" not in specs["mailboxes"].configs
+    assert specs["records"].configs["cleanup.policy"] == "compact"
     for spec in specs.values():
         assert spec.partitions == 6 and spec.replication_factor == 1
         assert spec.configs["max.message.bytes"] == str(settings.max_record_bytes)
