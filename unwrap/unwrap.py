@@ -6,13 +6,17 @@ replay re-derives the same records. The stage runner (``stage.py``) does the I/O
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from email.message import Message
+
 from mailroom.records.email import Email
-from unwrap import forwarded, inline
+from unwrap import forwarded, inline, redirects
+from unwrap.addresses import AddressError, ascii_lower, parse_mailbox
 from unwrap.attribution import Attribution, attribute
 from unwrap.content import LimitExceeded, collect
 from unwrap.context import RawInput, Rejection, SourcePosition, UnwrapContext
 from unwrap.normalise import Origin, normalise
-from unwrap.parse import parse_with_notes, spaced_from_in_header
+from unwrap.parse import parse_with_notes, raw_header, spaced_from_in_header
 
 
 def unwrap(raw: RawInput, context: UnwrapContext,
@@ -48,6 +52,12 @@ def _unwrap(raw: RawInput, context: UnwrapContext,
         return [normalise(msg, raw, Origin(warnings=tuple(notes)), limits, source)]
 
     table = context.forwarders.get(raw.mailbox_id, {})
+    redirect = redirects.claim(msg, raw.mailbox_address, table.keys())
+    if isinstance(redirect, Rejection):
+        return redirect
+    if redirect is not None and not _from_forwarder(msg, table.keys()):
+        # The original itself, sent on by a redirect: From is the original sender's.
+        return _redirected(msg, raw, redirect, context, notes, source)
     originals, warnings = forwarded.expand(msg, table.keys(), limits)
     warnings = notes + warnings
     if not originals and context.inline_forwards:
@@ -56,6 +66,9 @@ def _unwrap(raw: RawInput, context: UnwrapContext,
             message, notes = found
             originals = [forwarded.Original(message, "inline", ("inline text body",),
                                             tuple(notes))]
+    if not originals and redirect is not None:
+        # A forwarder's own message, redirected by their rule (nothing attached to open).
+        return _redirected(msg, raw, redirect, context, warnings, source)
     if not originals:
         if context.non_forwarded == "accept":
             origin = Origin(warnings=("no forwarded original: kept as mail of the forward "
@@ -73,6 +86,24 @@ def _unwrap(raw: RawInput, context: UnwrapContext,
         return who
     return [normalise(o.message, raw, _origin(o, who, warnings), limits, source)
             for o in originals]
+
+
+def _from_forwarder(msg: Message, addresses: Collection[str]) -> bool:
+    """Is the message's From a forwarder of this forward mailbox (a forward as attachment)?"""
+    value = raw_header(msg, "from", 1_000)
+    try:
+        return ascii_lower(parse_mailbox(value).address) in addresses
+    except AddressError:
+        return False
+
+
+def _redirected(msg: Message, raw: RawInput, found: redirects.Claim, context: UnwrapContext,
+                warnings: list[str], source: SourcePosition | None) -> list[Email] | Rejection:
+    who = redirects.attribute(msg, raw.mailbox_id, found, context)
+    if isinstance(who, Rejection):
+        return who
+    original = forwarded.Original(msg, "direct", (f"redirected ({found.source})",))
+    return [normalise(msg, raw, _origin(original, who, warnings), context.limits, source)]
 
 
 def _origin(original: forwarded.Original, who: Attribution, warnings: list[str]) -> Origin:
