@@ -50,9 +50,9 @@ def token_emails(token: str) -> list[Email]:
 
 def smart_emails() -> list[Email]:
     return [
-        email(message_id="s1@customer.example", subject="Printer broken"),
-        email(message_id="s2@customer.example", subject="Re: Printer broken", minutes=5),
-        email(message_id="s3@customer.example", subject="AW: Re: Printer broken", minutes=9),
+        email(message_id="s1@customer.example", subject="Toner empty"),
+        email(message_id="s2@customer.example", subject="Re: Toner empty", minutes=5),
+        email(message_id="s3@customer.example", subject="AW: Re: Toner empty", minutes=9),
     ]
 
 
