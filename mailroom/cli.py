@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ingest.commands",
     "route.commands",
     "mailroom.ops.rules_command",  # after route.commands: adds to its `rules`
+    "route.privacy_command",
     "unwrap.commands",
     "mailroom.doctor",
     "mailroom.demo.commands",
@@ -36,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.web.command",
     "mailroom.ops.dlq_command",
     "mailroom.ops.trace_command",
+    "mailroom.ops.erase_command",
 )
 
 

@@ -48,7 +48,7 @@ from mailroom.stage.run import watch
 from mailroom.stage.runner import StageRunner
 from mailroom.stage.status import StageStatus
 from mailroom.stage.types import UNDECODABLE, Context, Source, Trace, Verdict
-from persist import traces
+from persist import privacy, traces
 from persist.batch import RETRY_BATCH, Item, Result, apply_batch
 from persist.offsets import PostgresCommit
 
@@ -107,6 +107,14 @@ class PersistHandler:
                 verdicts[i] = Verdict("dead", reason_code=UNDECODABLE, reason=str(exc))
         conn = self.commit.conn
         try:
+            # Erased mail (mailroom erase) is never stored again, whatever a replay brings;
+            # claim-check blobs of mail that must not be kept go (persist/privacy.py).
+            gone, gone_events = privacy.screen(conn, self.codec, [i.plan for i in items],
+                                               [e for _, e in events])
+            for n in sorted(gone, reverse=True):
+                verdicts[item_at[n]] = _erased(contexts[item_at[n]].source)
+                del items[n], item_at[n]
+            events = [e for n, e in enumerate(events) if n not in gone_events]
             results = apply_batch(conn, self.codec, items) if items else []
             traces.store(conn, events)  # COPY: the high-volume table (persist/traces.py)
         except psycopg.Error as exc:
@@ -121,6 +129,12 @@ class PersistHandler:
 
     def close(self) -> None:
         pass
+
+
+def _erased(source: Source) -> Verdict:
+    key = source.key_text
+    return Verdict("ok", traces=(Trace(key, "skipped", {"reason": "erased", "rule": "erasure"},
+                                       dedupe_key=key),))
 
 
 def _verdict(source: Source, result: Result) -> Verdict:

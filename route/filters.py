@@ -15,6 +15,7 @@ from enum import StrEnum
 from mailroom.records.email import Email
 from route.config import RouteConfig, TrackFilter
 from route.mail import norm, recipients
+from route.privacy import screen
 from route.reference import RecordRef, ReferenceData
 
 
@@ -41,6 +42,12 @@ class FilterResult:
 def _counterparts(email: Email) -> list[str]:
     # Incoming mail is judged by who sent it; outgoing mail (Sent folder) by whom it went to.
     return recipients(email) if email.direction == "outgoing" else [norm(email.from_address)]
+
+
+def excluded(email: Email, owner: RecordRef | None, reference: ReferenceData) -> str | None:
+    """Asked before every other question: must this copy not be tracked at all, for privacy
+    (erased, marked private, on a never-track list)? The reason, or None."""
+    return screen(email, str(owner) if owner else None, reference.privacy)
 
 
 def judge(

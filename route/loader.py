@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import psycopg
 
+from route import privacy
 from route.reference import AddressMatch, Mailbox, RecordRef, ReferenceData
 
 _ADDRESSES = """
@@ -38,4 +39,5 @@ def load(conn: psycopg.Connection) -> ReferenceData:
                          RecordRef(kind, owner) if kind in ("user", "queue") and owner else None)
             for mid, address, kind, owner in cur.execute(_MAILBOXES)
         }
-    return ReferenceData({a: tuple(m) for a, m in addresses.items()}, mailboxes)
+    return ReferenceData({a: tuple(m) for a, m in addresses.items()}, mailboxes,
+                         privacy.load(conn))

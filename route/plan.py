@@ -29,7 +29,7 @@ from mailroom.records.steps import (
     Skip,
     UpsertEmailActivity,
 )
-from route import autoreply, cases, correlation, filters, parties
+from route import autoreply, cases, correlation, filters, parties, privacy
 from route.config import RouteConfig
 from route.mail import norm, owner_of, participants, subject_hash
 from route.reference import RecordRef, ReferenceData
@@ -83,6 +83,8 @@ def plan(
     decisions: list[Decision] = []
     key = email.dedupe_key
     receiver = filters.Receiver(email.delivery.mailbox_id, mailbox_owner(email, reference))
+    if (private := filters.excluded(email, receiver.owner, reference)) is not None:
+        return privacy.skip_plan(email, private)  # no content, no parties, no candidates
     switches = config.switches_for(receiver.mailbox_id, receiver.owner)
 
     # Parties first: the sender's customer guards smart matching.

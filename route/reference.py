@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from route.privacy import Privacy
+
 #: Party resolution precedence: a user beats a contact beats an account, and so on.
 PRECEDENCE: tuple[str, ...] = ("user", "contact", "account", "lead", "queue")
 RECORD_KINDS: frozenset[str] = frozenset(PRECEDENCE)
@@ -56,6 +58,8 @@ class ReferenceData:
     addresses: Mapping[str, tuple[AddressMatch, ...]] = field(default_factory=dict)
     #: mailbox id → mailbox
     mailboxes: Mapping[str, Mailbox] = field(default_factory=dict)
+    #: never-track lists, the Sensitivity setting and the erasure list (route/privacy.py)
+    privacy: Privacy = field(default_factory=Privacy)
 
     def matches(self, address: str) -> tuple[AddressMatch, ...]:
         return self.addresses.get(address.strip().lower(), ())

@@ -80,6 +80,9 @@ class Skip:
     key: str
     reason: str = ""
     rule: str = ""
+    #: Claim-check blobs of mail whose content must not be kept (privacy): persist deletes
+    #: those no stored attachment uses. A reader that predates it ignores the param.
+    blobs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,170 @@
+"""`mailroom erase` on the real stack: mail processed by unwrap, route and persist (separate
+processes), erased by address and by Message-ID — dry run first, then executed — and then every
+stage replayed from the earliest offset: nothing erased comes back, the rest is as before.
+
+Privacy exclusions ride along: a mail from a domain on the receiving user's never-track list is
+skipped with its reason, and nothing of its content reaches PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import psycopg
+import pytest
+from ops_helpers import stage_env, start_stage
+from pipeline_testing import produce, stop, wait_for
+
+from mailroom.codec import Codec
+from mailroom.db import connect
+from mailroom.ops import replay_command
+from mailroom.ops.groups import Cluster
+from mailroom.records.raw import RawMail
+from mailroom.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+CAROL = "carol@customer.example"
+BIG = os.urandom(300 * 1024)  # over unwrap's blob threshold: travels by claim check
+
+
+def raw(uid: int, sender: str, subject: str, cc: str = "", attachment: bool = False) -> RawMail:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "bob@corp.example"
+    if cc:
+        msg["Cc"] = cc
+    msg["Subject"] = subject
+    msg["Date"] = "Mon, 10 Mar 2025 09:00:00 +0000"
+    msg["Message-ID"] = f"<order-{uid}@customer.example>"
+    msg.set_content(f"Body of {subject}.")
+    if attachment:
+        msg.add_attachment(BIG, maintype="application", subtype="octet-stream",
+                           filename="scan.bin")
+    data = msg.as_bytes()
+    return RawMail(mailbox_id="7", mailbox_address="bob@corp.example", owner_kind="user",
+                   owner_id="u-bob", folder="INBOX", direction="incoming", protocol="imap",
+                   fetched_at=datetime(2025, 3, 10, 9, 1, tzinfo=UTC), size=len(data),
+                   uidvalidity=1, uid=uid, content=data)
+
+
+MAILS = [
+    raw(1, f"Carol <{CAROL}>", "Carol's order", attachment=True),  # erased by address
+    raw(2, "dave@other.example", "Dave copies Carol", cc=CAROL),  # erased by address (Cc)
+    raw(3, "dave@other.example", "Dave's first"),  # erased by Message-ID
+    raw(4, "dave@other.example", "Dave's second"),  # kept
+    raw(5, "eve@private.example", "Secret plan"),  # never-track list of u-bob
+]
+
+
+def mailroom(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([str(Path(sys.executable).with_name("mailroom")), *args],
+                         env=stage_env(s), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def scalar(db: psycopg.Connection, sql: str, *params: object) -> object:
+    row = db.execute(sql, params).fetchone()
+    db.commit()
+    return row[0] if row else None
+
+
+def activities(db: psycopg.Connection) -> list[str]:
+    rows = db.execute("SELECT message_id FROM email_activities ORDER BY message_id").fetchall()
+    db.commit()
+    return [r[0] for r in rows]
+
+
+def traces_mentioning(db: psycopg.Connection, *needles: str) -> int:
+    return int(scalar(db, "SELECT count(*) FROM message_traces WHERE "
+                      + " OR ".join(["(coalesce(key, '') || coalesce(message_id, '') || "
+                                     "coalesce(dedupe_key, '') || detail::text) ILIKE %s"]
+                                    * len(needles)),
+                      *[f"%{n}%" for n in needles]) or 0)
+
+
+def run_pipeline(s: Settings, db: psycopg.Connection, until: object) -> None:
+    procs = [start_stage(s, stage) for stage in ("unwrap", "route", "persist")]
+    try:
+        wait_for(until, timeout=120)
+        with Cluster(s) as cluster:
+            for stage in ("unwrap", "route", "persist"):
+                assert replay_command.follow(cluster, s, stage, timeout=120) == 0
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+def test_erased_mail_never_comes_back_after_replaying_every_stage(ops_settings: Settings,
+                                                                   capsys) -> None:
+    s = ops_settings.replace(stage_isolation="inline")
+    codec = Codec.from_settings(s)
+    with connect(s) as db:
+        db.execute("INSERT INTO users (id, full_name) VALUES ('u-bob', 'Bob B')")
+        db.execute("UPDATE route_settings SET default_filter = 'all'")
+        db.commit()
+        listed = mailroom(s, "privacy", "exclude", "--user", "u-bob", "--domain",
+                          "private.example", "--note", "his partner's company").stdout
+        assert "private.example" in listed and "1 entry on the list" in listed
+
+        produce(s, s.topic("raw"), [(r.identity.encode(), codec.encode_record(r))
+                                    for r in MAILS])
+        persisted = ("SELECT count(*) FROM message_traces WHERE stage = 'persist' "
+                     "AND event IN ('persisted', 'skipped')")
+        run_pipeline(s, db, lambda: scalar(db, persisted) == len(MAILS))
+        assert activities(db) == [f"order-{i}@customer.example" for i in (1, 2, 3, 4)]
+        # The excluded mail: skipped with its reason and ids, its content nowhere.
+        reason = scalar(db, "SELECT detail->>'reason' FROM message_traces WHERE stage = "
+                        "'persist' AND key = 'order-5@customer.example'")
+        assert "never-track list of user:u-bob" in str(reason)
+        assert traces_mentioning(db, "private.example", "Secret plan", "eve@") == 0
+        blob = scalar(db, "SELECT blob_ref FROM attachment_contents WHERE blob_ref IS NOT NULL")
+        assert blob and scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = %s", blob) == 1
+        assert traces_mentioning(db, CAROL) > 0
+        before_traces = scalar(db, "SELECT count(*) FROM message_traces")
+
+        # Dry run: what it would remove, nothing removed.
+        dry = json.loads(mailroom(s, "erase", "--address", CAROL.upper(), "--json").stdout)
+        assert dry["counts"]["email_activities"] == 2
+        assert dry["counts"]["attachment_contents"] == 1 and dry["blob_refs"] == [blob]
+        assert CAROL not in json.dumps(dry)
+        assert len(activities(db)) == 4 and scalar(db, "SELECT count(*) FROM erasures") == 0
+
+        out = mailroom(s, "erase", "--address", CAROL, "--execute", "--by", "dpo").stdout
+        assert "erased: audit record" in out
+        mailroom(s, "erase", "--message-id", "<order-3@Customer.Example>", "--execute")
+        assert activities(db) == ["order-4@customer.example"]
+        assert traces_mentioning(db, CAROL, "order-1@", "order-2@", "order-3@") == 0
+        assert scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = %s", blob) == 0
+        assert scalar(db, "SELECT count(*) FROM activity_parties WHERE address = %s", CAROL) == 0
+        audit = db.execute("SELECT selector_kind, requested_by, counts, activity_ids "
+                           "FROM erasures ORDER BY id").fetchall()
+        db.commit()
+        assert [(a[0], a[1]) for a in audit][0] == ("address", "dpo")
+        assert audit[0][2]["email_activities"] == 2 and len(audit[0][3]) == 2
+        assert audit[1][0] == "message_id" and audit[1][2]["email_activities"] == 1
+        assert CAROL not in json.dumps([a[2] for a in audit])
+        history = mailroom(s, "erase", "--history").stdout
+        assert "address" in history and "dpo" in history
+
+        # Replay every stage from the earliest offset: raw still holds all the mail.
+        for stage in ("unwrap", "route", "persist"):
+            mailroom(s, "replay", stage, "--to-earliest", "--execute")
+        replayed = ("SELECT count(*) FROM message_traces WHERE stage = 'persist' AND event = "
+                    "'persisted' AND key = 'order-4@customer.example'")
+        run_pipeline(s, db, lambda: scalar(db, replayed) == 2)
+
+        assert activities(db) == ["order-4@customer.example"], "nothing erased came back"
+        assert traces_mentioning(db, CAROL, "order-1@", "order-2@", "order-3@") == 0
+        assert traces_mentioning(db, "private.example", "Secret plan", "eve@") == 0
+        assert scalar(db, "SELECT count(*) FROM activity_parties WHERE address = %s", CAROL) == 0
+        assert scalar(db, "SELECT count(*) FROM attachment_contents") == 0
+        assert scalar(db, "SELECT count(*) FROM message_traces") > before_traces, "replayed"
+    capsys.readouterr()
