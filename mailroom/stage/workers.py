@@ -21,14 +21,16 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import resource
+import select
 import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from mailroom.gctune import tune_for_a_long_run
@@ -50,6 +52,21 @@ def timeout_verdict(budget_ms: int) -> Verdict:
         "dead", reason_code=TIMEOUT,
         reason=f"the handler overran its budget of {budget_ms} ms (stage_budget_ms)",
     )
+
+
+def _dumps(obj: object) -> bytes:
+    """Pickled for the pipe. ``Connection.send`` would build a ForkingPickler per message (a
+    copy of the reducer table each time) for what needs no reducer: plain records and bytes.
+    The other end's ``recv`` reads it as it reads what ``send`` writes."""
+    return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
+def _readable(conns: list[Connection], timeout: float) -> set[int]:
+    """The file descriptors of ``conns`` with something to read, waiting up to ``timeout``.
+    One ``select`` call: ``multiprocessing.connection.wait`` (and ``Connection.poll``, which
+    uses it) builds and fills a selector object on every call, twice or more per message."""
+    fds = [c.fileno() for c in conns]
+    return set(select.select(fds, [], [], timeout)[0])
 
 
 def worker_count(settings: Settings) -> int:
@@ -84,7 +101,7 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
         except (EOFError, OSError):
             return
         for context in chunk:
-            conn.send(execute(spec, handler, codec, context))
+            conn.send_bytes(_dumps(execute(spec, handler, codec, context)))
 
 
 def limit_memory(megabytes: int) -> None:
@@ -142,7 +159,7 @@ class _Worker:
     def give(self, chunk: list[_Job]) -> None:
         self.chunk, self.done = chunk, 0
         self.since = time.monotonic()
-        self.conn.send([job.context for job in chunk])
+        self.conn.send_bytes(_dumps([job.context for job in chunk]))
 
     def unanswered(self) -> list[_Job]:
         return self.chunk[self.done:]
@@ -216,9 +233,9 @@ class ProcessExecutor:
             timeout = min(w.since + budget_s for w in busy.values()) - now
             if deadline is not None:
                 timeout = min(timeout, deadline - now)
-            ready = wait([w.conn for w in busy.values()], timeout=max(timeout, 0))
+            ready = _readable([w.conn for w in busy.values()], max(timeout, 0))
             for slot, worker in list(busy.items()):
-                if worker.conn in ready:
+                if worker.conn.fileno() in ready:
                     self._collect(slot, worker, answers, todo)
                 elif time.monotonic() - worker.since > budget_s:
                     self._overran(slot, worker, answers, todo)
@@ -247,7 +264,7 @@ class ProcessExecutor:
 
     def _collect(self, slot: int, worker: _Worker, answers: list[Verdict | None],
                  todo: deque[_Job]) -> None:
-        while worker.busy and worker.conn.poll():
+        while worker.busy and _readable([worker.conn], 0):
             try:
                 verdict = worker.conn.recv()
             except (EOFError, OSError):
