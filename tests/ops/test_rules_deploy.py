@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,12 @@ from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls
 from mailroom.db import connect
 from mailroom.ops import managesieve
 from mailroom.ops.forward_rules import SCRIPT_NAME
+from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from mailroom.stack import dovecot, sieve, tls
-from unwrap.forwarders import FORWARDED_BY_HEADER
+from unwrap.context import UnwrapContext
+from unwrap.forwarders import FORWARDED_BY_HEADER, load_forward_mailboxes
+from unwrap.unwrap import unwrap
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +47,7 @@ class Site:
     alice: str
     bob: str
     carol: str  # has her own credentials stored, no admin needed
+    forward_id: int
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -77,7 +82,7 @@ def site(isolated_settings: Settings, unique_name: str) -> Iterator[Site]:
                                               address.split("@")[0], secret, owner_id=owner,
                                               via_mailbox_id=fid))
             db.commit()
-        yield Site(settings, forward, alice, bob, carol)
+        yield Site(settings, forward, alice, bob, carol, fid)
 
 
 def rules(site: Site, *args: str, admin: bool = True) -> subprocess.CompletedProcess[str]:
@@ -108,15 +113,21 @@ def deliver(site: Site, to: str, subject: str, extra: str = "") -> str:
     return mid
 
 
-def messages(site: Site, address: str, folder: str = "") -> dict[str, email.message.Message]:
-    """The user's delivered messages by Message-ID (Maildir ``new/``; ``folder``: a subfolder)."""
+def delivered(site: Site, address: str, folder: str = "") -> dict[str, bytes]:
+    """The user's delivered messages by Message-ID (Maildir ``new/``; ``folder``: a subfolder),
+    as Dovecot serves them."""
     root = dovecot.maildir(site.settings, address.split("@")[0])
     new = (root / f".{folder}" if folder else root) / "new"
     found = {}
     for path in new.glob("*") if new.exists() else []:
-        m = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)
-        found[m["Message-ID"]] = m
+        data = path.read_bytes()
+        found[email.message_from_bytes(data, policy=email.policy.compat32)["Message-ID"]] = data
     return found
+
+
+def messages(site: Site, address: str, folder: str = "") -> dict[str, email.message.Message]:
+    return {k: email.message_from_bytes(v, policy=email.policy.compat32)
+            for k, v in delivered(site, address, folder).items()}
 
 
 def test_deploy_forwards_with_our_header_keeps_a_copy_and_remove_stops_it(site: Site) -> None:
@@ -215,3 +226,28 @@ def test_a_wrong_admin_password_fails_each_user_with_the_servers_answer(site: Si
     assert r.returncode == 1
     assert r.stdout.count("FAIL") == 3 and "AUTHENTICATE" in r.stdout, r.stdout
 
+
+
+def test_the_forward_mailbox_attributes_the_redirect_to_the_user_not_to_a_spoofer(
+    site: Site
+) -> None:
+    done = rules(site, "deploy", "--forward-mailbox", site.forward, "--users", site.alice)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with connect(site.settings) as db:
+        # The stack's receiving server stamps no Authentication-Results: the opt-out.
+        store.set_check_auth_results(db, site.forward_id, False)
+        db.commit()
+        forwards = load_forward_mailboxes(db)
+    # Bob's name written by the sender: were it kept beside ours, the claim would be ambiguous.
+    mid = deliver(site, site.alice, "order 77", f"{FORWARDED_BY_HEADER}: {site.bob}\r\n")
+    data = delivered(site, site.forward)[mid]
+    raw = RawMail(mailbox_id=str(site.forward_id), mailbox_address=site.forward,
+                  owner_kind="forward", folder="INBOX", direction="incoming", protocol="imap",
+                  fetched_at=datetime.now(UTC), size=len(data), uidvalidity=1, uid=1,
+                  content=data)
+    context = UnwrapContext.from_settings(site.settings, forwards.forwarders, forwards.unchecked)
+    result = unwrap(raw, context)
+    assert isinstance(result, list) and len(result) == 1, result
+    [mail] = result
+    assert mail.delivery.forwarded_by_user == "user-alice"
+    assert mail.subject == "order 77" and mail.message_id == mid.strip("<>")
