@@ -251,3 +251,37 @@ def test_the_forward_mailbox_attributes_the_redirect_to_the_user_not_to_a_spoofe
     [mail] = result
     assert mail.delivery.forwarded_by_user == "user-alice"
     assert mail.subject == "order 77" and mail.message_id == mid.strip("<>")
+
+
+def test_status_tells_an_inactive_or_outdated_rule_and_deploy_replaces_it(site: Site) -> None:
+    from mailroom.ops.forward_rules import Rule, render
+
+    with session(site, site.alice) as s:  # a rule for another forward mailbox, active
+        s.put_script(SCRIPT_NAME, render(Rule(site.alice, "old-forward@example.com")))
+        s.set_active(SCRIPT_NAME)
+    with session(site, site.bob) as s:  # the rule is there, but the user activated another
+        s.put_script(SCRIPT_NAME, render(Rule(site.bob, site.forward)))
+        s.put_script("mine", "keep;\n")
+        s.set_active("mine")
+    status = rules(site, "status", "--forward-mailbox", site.forward, "--users",
+                   f"{site.alice},{site.bob}")
+    assert status.returncode == 1
+    lines = {line.split()[0]: line for line in status.stdout.splitlines()[1:]}
+    assert "outdated" in lines[site.alice] and "old-forward@example.com" in lines[site.alice]
+    assert "inactive" in lines[site.bob] and "active script: mine" in lines[site.bob]
+
+    dry = rules(site, "remove", "--forward-mailbox", site.forward, "--users", site.alice,
+                "--dry-run")
+    assert dry.returncode == 0 and "would remove" in dry.stdout, dry.stdout
+    with session(site, site.alice) as s:
+        assert s.active_script() == SCRIPT_NAME  # a dry run removes nothing
+
+    done = rules(site, "deploy", "--forward-mailbox", site.forward, "--users",
+                 f"{site.alice},{site.bob}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = {line.split()[1]: line for line in done.stdout.splitlines() if "@" in line}
+    assert "replaced" in lines[site.alice]
+    assert "replaced" in lines[site.bob] and "keeps the user's script 'mine'" in lines[site.bob]
+    status = rules(site, "status", "--forward-mailbox", site.forward, "--users",
+                   f"{site.alice},{site.bob}")
+    assert status.returncode == 0 and status.stdout.count(" deployed ") == 2, status.stdout
