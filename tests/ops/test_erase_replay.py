@@ -8,6 +8,7 @@ skipped with its reason, and nothing of its content reaches PostgreSQL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -32,10 +33,14 @@ pytestmark = pytest.mark.integration
 
 CAROL = "carol@customer.example"
 BIG = os.urandom(300 * 1024)  # over unwrap's blob threshold: travels by claim check
+PRIVATE_SCAN = os.urandom(300 * 1024)
 
 
-def raw(uid: int, sender: str, subject: str, cc: str = "", attachment: bool = False) -> RawMail:
+def raw(uid: int, sender: str, subject: str, cc: str = "", attachment: bytes = b"",
+        sensitivity: str = "") -> RawMail:
     msg = EmailMessage()
+    if sensitivity:
+        msg["Sensitivity"] = sensitivity
     msg["From"] = sender
     msg["To"] = "bob@corp.example"
     if cc:
@@ -45,7 +50,7 @@ def raw(uid: int, sender: str, subject: str, cc: str = "", attachment: bool = Fa
     msg["Message-ID"] = f"<order-{uid}@customer.example>"
     msg.set_content(f"Body of {subject}.")
     if attachment:
-        msg.add_attachment(BIG, maintype="application", subtype="octet-stream",
+        msg.add_attachment(attachment, maintype="application", subtype="octet-stream",
                            filename="scan.bin")
     data = msg.as_bytes()
     return RawMail(mailbox_id="7", mailbox_address="bob@corp.example", owner_kind="user",
@@ -55,11 +60,13 @@ def raw(uid: int, sender: str, subject: str, cc: str = "", attachment: bool = Fa
 
 
 MAILS = [
-    raw(1, f"Carol <{CAROL}>", "Carol's order", attachment=True),  # erased by address
+    raw(1, f"Carol <{CAROL}>", "Carol's order", attachment=BIG),  # erased by address
     raw(2, "dave@other.example", "Dave copies Carol", cc=CAROL),  # erased by address (Cc)
     raw(3, "dave@other.example", "Dave's first"),  # erased by Message-ID
     raw(4, "dave@other.example", "Dave's second"),  # kept
     raw(5, "eve@private.example", "Secret plan"),  # never-track list of u-bob
+    raw(6, "dave@other.example", "Medical leave", attachment=PRIVATE_SCAN,
+        sensitivity="Private"),  # skipped: Sensitivity
 ]
 
 
@@ -125,6 +132,12 @@ def test_erased_mail_never_comes_back_after_replaying_every_stage(ops_settings: 
                         "'persist' AND key = 'order-5@customer.example'")
         assert "never-track list of user:u-bob" in str(reason)
         assert traces_mentioning(db, "private.example", "Secret plan", "eve@") == 0
+        sensitive = scalar(db, "SELECT detail->>'reason' FROM message_traces WHERE stage = "
+                           "'persist' AND key = 'order-6@customer.example'")
+        assert "Private" in str(sensitive)
+        assert traces_mentioning(db, "Medical leave") == 0  # attachment names: docs/privacy.md
+        private_blob = hashlib.sha256(PRIVATE_SCAN).hexdigest()
+        assert scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = %s", private_blob) == 0
         blob = scalar(db, "SELECT blob_ref FROM attachment_contents WHERE blob_ref IS NOT NULL")
         assert blob and scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = %s", blob) == 1
         assert traces_mentioning(db, CAROL) > 0
@@ -166,5 +179,7 @@ def test_erased_mail_never_comes_back_after_replaying_every_stage(ops_settings: 
         assert traces_mentioning(db, "private.example", "Secret plan", "eve@") == 0
         assert scalar(db, "SELECT count(*) FROM activity_parties WHERE address = %s", CAROL) == 0
         assert scalar(db, "SELECT count(*) FROM attachment_contents") == 0
+        assert scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = ANY(%s)",
+                      [blob, private_blob]) == 0, "unwrap stored them again; persist removed them"
         assert scalar(db, "SELECT count(*) FROM message_traces") > before_traces, "replayed"
     capsys.readouterr()
