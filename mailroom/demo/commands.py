@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from mailroom.db import connect
-from mailroom.demo import progress, seed, summary
+from mailroom.demo import erasure, progress, seed, summary
 from mailroom.demo.pipeline import Children
 from mailroom.demo.scenario import DOMAIN, EXPECTED, letters_by_key
 from mailroom.errors import ConfigError
@@ -96,6 +96,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         _start_web(settings, children, args.web_port)
         summarised = True
         print("\n".join(_mismatches(figures)), flush=True)
+        print("\n".join(erasure.show(settings)), flush=True)
         if args.once:
             return 0
         _follow(settings, children)

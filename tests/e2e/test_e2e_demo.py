@@ -96,6 +96,8 @@ def test_demo_summary_follow_and_clean_sigint(base_settings: Settings, tmp_path:
         web = _until(lines, r"dashboard:", 30, seen)
         pids += [int(p) for p in re.findall(r"pid (\d+)", web)]
         _until(lines, r"every figure is what the scenario expects", 10, seen)
+        erased = _until(lines, r"erasure \(mailroom erase --address lars@", 30, seen)
+        assert "1 email activities" in erased and "1 contacts" in erased
         _until(lines, r"^Following new records", 10, seen)
         got = json.loads(figures.read_text())
         assert {k: got[k] for k in FIGURES} == FIGURES
