@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import anyio
+import psycopg
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -29,7 +31,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailroom.codec import Codec
-from mailroom.db import DatabaseUnavailable, connect
+from mailroom.db import DatabaseUnavailable
 from mailroom.settings import Settings
 from mailroom.web import csrf, sessions
 from mailroom.web.accounts import Passwords, Role
@@ -39,6 +41,7 @@ from mailroom.web.data.history import SampleCache, Sampler
 from mailroom.web.data.records import TracerPool
 from mailroom.web.data.stages import StageMonitor
 from mailroom.web.data.volume import VolumeMonitor
+from mailroom.web.pool import ConnectionPool
 from mailroom.web.sessions import Session
 from mailroom.web.templates import CSS
 from mailroom.web.throttle import LoginThrottle
@@ -114,12 +117,13 @@ class Dashboard:
     def __init__(self, settings: Settings, *, throttle: LoginThrottle | None = None,
                  passwords: Passwords | None = None) -> None:
         self.settings = settings
+        self.pool = ConnectionPool(settings)
         self.throttle = throttle or LoginThrottle()
         self.passwords = passwords or Passwords()
         self.stages = StageMonitor(settings)
         self.volume = VolumeMonitor(settings)
         self.sampler = Sampler(settings, self.stages)
-        self.history = SampleCache(settings)
+        self.history = SampleCache(self.pool)
         self.letters = LetterCache(settings, lambda: self.codec)
         self.tracers = TracerPool(settings, lambda: self.codec)
         self._codec: Codec | None = None
@@ -132,7 +136,7 @@ class Dashboard:
         """The gate, then the page; runs on a worker thread."""
         try:
             if route.role is not None:
-                with connect(self.settings, autocommit=True) as conn:
+                with self.db(autocommit=True) as conn:
                     request.session = sessions.lookup(conn, request.cookies.get(sessions.COOKIE))
                 if request.session is None:
                     return redirect("/login")
@@ -149,6 +153,11 @@ class Dashboard:
         except Exception:  # a page that fails must not take the server down: log, answer 500
             log.exception("web: %s %s failed", request.method, request.path)
             return plain(500, "500: the page failed; the server log has the details")
+
+    def db(self, *, autocommit: bool = False) -> AbstractContextManager[psycopg.Connection]:
+        """A pooled connection, used like ``with mailroom.db.connect(...)``: committed at the
+        end of the block, rolled back if it raises."""
+        return self.pool.connection(autocommit=autocommit)
 
     @property
     def codec(self) -> Codec:
@@ -172,6 +181,7 @@ class Dashboard:
         self.sampler.stop()
         self.tracers.close()
         self.stages.close()
+        self.pool.close()
 
 
 def parse_cookies(header: str) -> dict[str, str]:

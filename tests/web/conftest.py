@@ -1,5 +1,7 @@
 """Fixtures for the dashboard's tests: a real server on localhost over this test's own topics,
-database schema and Dovecot user (never a fake)."""
+database schema and Dovecot user (never a fake). The server logs in to PostgreSQL as a login
+user in the dashboard's group role only (migration 0065), as a deployment's would: every page
+and button the tests use works with the dashboard's grants, and nothing more."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from psycopg.conninfo import make_conninfo
 from webseed import Running
 
 from mailroom.codec import Codec
@@ -59,12 +62,35 @@ def dashboard(topics: Settings) -> Iterator[Running]:
 
 
 @contextmanager
+def web_login(settings: Settings) -> Iterator[Settings]:
+    """Settings whose connections log in as a fresh login user in the ``mailroom_web`` group
+    (trust auth on the local stack's loopback), dropped afterwards. The tests' schemas are
+    migrated with the default role prefix."""
+    login = f"mailroom_web_t{uuid.uuid4().hex[:10]}"
+    with connect(settings, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {login} LOGIN IN ROLE mailroom_web")
+    try:
+        yield settings.replace(database_url=make_conninfo(settings.dsn, user=login))
+    finally:
+        with connect(settings, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE IF EXISTS {login}")
+
+
+@contextmanager
 def serve(settings: Settings, **server_options: Any) -> Iterator[Running]:
+    """The server as the dashboard's role; ``Running.settings`` stay the schema owner's, for
+    seeding and checking what the server did."""
+    with web_login(settings) as as_web, _serve(settings, as_web, **server_options) as running:
+        yield running
+
+
+@contextmanager
+def _serve(settings: Settings, as_web: Settings, **server_options: Any) -> Iterator[Running]:
     from mailroom.web import accounts
     from mailroom.web.app import Dashboard
     from mailroom.web.server import DashboardServer
 
-    app = Dashboard(settings)
+    app = Dashboard(as_web)
     logins = {}
     with connect(settings) as db:
         for role in accounts.Role:

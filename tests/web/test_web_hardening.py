@@ -125,27 +125,6 @@ def test_logins_are_limited_per_account_and_per_address(dashboard: Running) -> N
     assert Client(dashboard.url).login(*dashboard.admin)[0] == 303
 
 
-def test_login_throttle_forgets_after_its_window() -> None:
-    from mailroom.web.throttle import LoginThrottle
-
-    now = [1000.0]
-    throttle = LoginThrottle(per_account=2, per_address=3, window_s=60, max_keys=4,
-                             clock=lambda: now[0])
-    throttle.failed("ann", "a1")
-    assert throttle.wait_s("ann", "a2") == 0
-    now[0] += 10
-    throttle.failed("ann", "a1")
-    assert throttle.wait_s("ann", "a2") == pytest.approx(50)
-    now[0] += 50
-    assert throttle.wait_s("ann", "a2") == 0
-    throttle.failed("bob", "a1")
-    throttle.succeeded("bob")
-    assert throttle.wait_s("bob", "a9") == 0
-    for n in range(10):  # bounded: old keys go first
-        throttle.failed(f"x{n}", f"b{n}")
-    assert len(throttle._failures) == 4
-
-
 def test_non_ascii_cookie_and_token_are_refused_not_a_500(dashboard: Running) -> None:
     for value in ("é.1.ñ".encode(), b"\xff" * 43):
         status, head = raw(dashboard.url, b"GET /stages HTTP/1.1\r\nHost: x\r\nCookie: " +

@@ -21,6 +21,7 @@ import psycopg
 from mailroom.db import connect
 from mailroom.settings import Settings
 from mailroom.web.data.stages import StageMonitor
+from mailroom.web.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,8 @@ class SampleCache:
     """The samples of each range read at most every ``min_interval_s`` for all viewers: they
     change once a minute, and a day of them is thousands of rows to read per page load."""
 
-    def __init__(self, settings: Settings, min_interval_s: float = 20.0) -> None:
-        self.settings, self.min_interval_s = settings, min_interval_s
+    def __init__(self, pool: ConnectionPool, min_interval_s: float = 20.0) -> None:
+        self.pool, self.min_interval_s = pool, min_interval_s
         self._lock = threading.Lock()
         self._read: dict[timedelta, tuple[float, dict[str, list[Sample]]]] = {}
 
@@ -96,7 +97,7 @@ class SampleCache:
         with self._lock:
             at, found = self._read.get(since, (0.0, {}))
             if not found or time.monotonic() - at >= self.min_interval_s:
-                with connect(self.settings, autocommit=True) as conn:
+                with self.pool.connection(autocommit=True) as conn:
                     found = samples(conn, since)
                 self._read[since] = (time.monotonic(), found)
             return found

@@ -30,6 +30,9 @@ class EmailView:
     collision: bool
     automated: str
     mailboxes: str
+    # Correlation candidates the customer guard refused, and why ('' for none): persist's
+    # review column (a copied header from another customer's thread, docs/route.md).
+    correlation_refused: str = ""
     # (role, address, record, outcome)
     parties: list[tuple[str, str, str, str]] = field(default_factory=list)
 
@@ -74,12 +77,22 @@ def _email(row: dict[str, Any]) -> EmailView:
         dedupe_key=row["dedupe_key"], correlation_method=row["correlation_method"],
         regarding=row["regarding"], copy_kind=row["copy_kind"], collision=row["collision"],
         automated=row["automated"], mailboxes=row["mailbox_list"],
+        correlation_refused=row["correlation_refused"],
     )
 
 
 def recent_emails(conn: psycopg.Connection, limit: int = 50) -> list[EmailView]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_EMAIL_SQL + "ORDER BY a.id DESC LIMIT %s", (limit,)).fetchall()
+    return [_email(r) for r in rows]
+
+
+def refused_emails(conn: psycopg.Connection, limit: int = 50) -> list[EmailView]:
+    """The review list: the emails whose correlation the customer guard refused, the most
+    recently changed first (the partial index ``email_activities_refused`` serves it)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_EMAIL_SQL + "AND a.correlation_refused <> '' "
+                           "ORDER BY a.updated_at DESC LIMIT %s", (limit,)).fetchall()
     return [_email(r) for r in rows]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.errors import ConfigError
 from mailroom.web import accounts, audit, sessions
 from mailroom.web.templates import Html, esc, join, page, tag
@@ -32,7 +31,7 @@ def show(app: Dashboard, request: Request, error: str = "", status: int = 200) -
 
     who = request.session
     assert who is not None
-    with connect(app.settings, autocommit=True) as conn:
+    with app.db(autocommit=True) as conn:
         live = conn.execute("SELECT count(*) FROM web_sessions WHERE account_id = %s AND "
                             "expires_at > now()", (who.account_id,)).fetchone()[0]
     facts = [("Account", who.name), ("Role", who.role.name), ("Live sessions", live)]
@@ -53,20 +52,21 @@ def change_password(app: Dashboard, request: Request) -> Response:
     form = request.form
     if form.get("new", "") != form.get("repeat", ""):
         return show(app, request, "The new passwords differ.", 400)
-    wait = app.throttle.wait_s(who.name, request.address)
-    if wait > 0:  # the current password is a password guess like any other
-        return show(app, request, "Too many wrong passwords: try again later.", 429)
-    with connect(app.settings) as conn:
+    with app.db(autocommit=True) as conn:
+        # The current password is a password guess like any other.
+        attempt = app.throttle.attempt(conn, who.name, request.address)
+        if attempt.refused:
+            return show(app, request, "Too many wrong passwords: try again later.", 429)
         account = accounts.authenticate(conn, app.passwords, who.name, form.get("current", ""))
-        if account is None:
-            app.throttle.failed(who.name, request.address)
+        if account is None:  # the attempt stays counted as a failure
             return show(app, request, "The current password is wrong.", 403)
+        app.throttle.succeeded(conn, attempt)
         try:
-            accounts.set_password(conn, app.passwords, account, form.get("new", ""))
+            with conn.transaction():
+                accounts.set_password(conn, app.passwords, account, form.get("new", ""))
+                audit.record(conn, who.name, "account.password", who.name,
+                             address=request.address)
         except ConfigError as exc:
-            conn.rollback()
             return show(app, request, str(exc), 400)
-        audit.record(conn, who.name, "account.password", who.name, address=request.address)
-        conn.commit()
     return redirect("/login?note=password-changed",
                     ("Set-Cookie", sessions.cookie("", secure=request.secure, max_age=0)))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.web import accounts, audit
 from mailroom.web.templates import page, post_button, status, table
 
@@ -20,7 +19,7 @@ def show(app: Dashboard, request: Request) -> Response:
 
     who = request.session
     assert who is not None
-    with connect(app.settings, autocommit=True) as conn:
+    with app.db(autocommit=True) as conn:
         found = accounts.all_accounts(conn)
         live = dict(conn.execute("SELECT account_id, count(*) FROM web_sessions "
                                  "WHERE expires_at > now() GROUP BY 1").fetchall())
@@ -40,7 +39,7 @@ def _set(app: Dashboard, request: Request, enabled: bool) -> Response:
     who = request.session
     assert who is not None
     name = str(request.params["name"])
-    with connect(app.settings) as conn:
+    with app.db() as conn:
         account = accounts.find(conn, name)
         if account is None:
             return app.flash_redirect(request, "/accounts", "No such account.")

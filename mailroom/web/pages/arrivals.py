@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.web.charts import Band, Stack, bar_chart
 from mailroom.web.data import mailboxes as mailbox_data
 from mailroom.web.data.volume import VolumeSnapshot
@@ -47,7 +46,7 @@ def chart(title: str, counts: dict[int, int], snap: VolumeSnapshot, keep: int, n
 def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
-    with connect(app.settings, autocommit=True) as conn:
+    with app.db(autocommit=True) as conn:
         boxes = mailbox_data.mailboxes(conn)
     snap = app.volume.snapshot()
     parts = [tag("p", join([f"Messages arriving per mailbox ({app.settings.stats_windows} "

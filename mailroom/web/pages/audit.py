@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.web import audit
 from mailroom.web.templates import page, table
 
@@ -17,7 +16,7 @@ LIMIT = 500
 def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
-    with connect(app.settings, autocommit=True) as conn:
+    with app.db(autocommit=True) as conn:
         events = audit.recent(conn, LIMIT)
     rows = [(e.at, e.actor, e.action, e.target,
              "; ".join(f"{k}={v}" for k, v in sorted(e.detail.items())), e.address)

@@ -7,7 +7,6 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.errors import MailroomError
 from mailroom.web import audit
 from mailroom.web.accounts import Role
@@ -45,9 +44,9 @@ def show(app: Dashboard, request: Request) -> Response:
     token = request.csrf_token
     operator = request.session is not None and request.session.may(Role.operator)
     try:
-        with connect(app.settings) as conn:
-            found, counts, failures = data.letters(app.settings, app.codec, conn,
-                                                   app.letters.read())
+        read = app.letters.read()  # the topic first: no connection held while Kafka answers
+        with app.db() as conn:
+            found, counts, failures = data.letters(app.settings, app.codec, conn, read)
     except MailroomError as exc:
         body = tag("p", f"Dead letters unavailable: {exc}", cls="st bad")
         return Response(page("Dead letters", body, current="/dead-letters", who=request.session))
@@ -90,7 +89,7 @@ def retry(app: Dashboard, request: Request) -> Response:
         return app.flash_redirect(request, "/dead-letters", f"Retry failed: {exc}")
     what = f"dead letter {letter}" if letter else f"{stage}/{reason} dead letters"
     assert request.session is not None
-    with connect(app.settings) as conn:
+    with app.db() as conn:
         audit.record(conn, request.session.name, "dead_letter.retry",
                      letter or f"{stage}/{reason}", {"sent": n}, request.address)
         conn.commit()

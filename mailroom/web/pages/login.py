@@ -6,7 +6,6 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.web import accounts, audit, csrf, sessions
 from mailroom.web.templates import Html, esc, page
 
@@ -56,7 +55,7 @@ def show(app: Dashboard, request: Request) -> Response:
 
     held = request.cookies.get(sessions.COOKIE)
     if held:  # without a cookie (a first visit, a health probe) no database is asked
-        with connect(app.settings, autocommit=True) as conn:
+        with app.db(autocommit=True) as conn:
             if sessions.lookup(conn, held):
                 return redirect("/")
     return _login_page(request)
@@ -69,22 +68,22 @@ def submit(app: Dashboard, request: Request) -> Response:
         return plain(403, "403 Forbidden: missing or wrong CSRF token (reload the login page)")
     name = request.form.get("account", "").strip().lower()[:64]
     password = request.form.get("password", "")
-    wait = app.throttle.wait_s(name, request.address)
-    if wait > 0:
-        # Refused before the password is looked at: guessing stays slow, and costs no hashing.
-        return _login_page(request, 429, "Too many failed logins for this account or from "
-                           f"this address: try again in {math.ceil(wait / 60)} min.", name)
-    with connect(app.settings) as conn:
+    with app.db(autocommit=True) as conn:
+        attempt = app.throttle.attempt(conn, name, request.address)
+        if attempt.refused:
+            # Refused before the password is looked at: guessing stays slow, and costs no
+            # hashing.
+            return _login_page(request, 429, "Too many failed logins for this account or "
+                               f"from this address: try again in "
+                               f"{math.ceil(attempt.wait_s / 60)} min.", name)
         account = accounts.authenticate(conn, app.passwords, name, password)
-        if account is None:
-            conn.rollback()
-            app.throttle.failed(name, request.address)
+        if account is None:  # the attempt stays counted as a failure
             log.warning("web: failed login for %r from %s", name, request.address)
             return _login_page(request, 403, "Wrong account name or password.", name)
-        app.throttle.succeeded(name)
-        token = sessions.create(conn, account.id, request.address)
-        audit.record(conn, account.name, "login", address=request.address)
-        conn.commit()
+        app.throttle.succeeded(conn, attempt)
+        with conn.transaction():
+            token = sessions.create(conn, account.id, request.address)
+            audit.record(conn, account.name, "login", address=request.address)
     return redirect("/", ("Set-Cookie", sessions.cookie(token, secure=request.secure)))
 
 
@@ -92,7 +91,7 @@ def logout(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import redirect
 
     assert request.session is not None  # the gate let only a live session through
-    with connect(app.settings) as conn:
+    with app.db() as conn:
         sessions.revoke(conn, request.session)
         audit.record(conn, request.session.name, "logout", address=request.address)
         conn.commit()

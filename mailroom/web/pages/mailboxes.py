@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.web import audit
 from mailroom.web.accounts import Role
 from mailroom.web.data import mailboxes as data
@@ -41,7 +40,7 @@ def _test(m: data.MailboxView) -> Html:
 def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
-    with connect(app.settings) as conn:
+    with app.db() as conn:
         boxes = data.mailboxes(conn)
     operator = request.session is not None and request.session.may(Role.operator)
     rows = [
@@ -60,7 +59,7 @@ def show(app: Dashboard, request: Request) -> Response:
 
 
 def test(app: Dashboard, request: Request) -> Response:
-    with connect(app.settings) as conn:
+    with app.db() as conn:
         mailbox = next((m for m in data.mailboxes(conn) if m.id == int(request.params["id"])), None)
         if mailbox is None:
             return app.flash_redirect(request, "/", "No such mailbox.")

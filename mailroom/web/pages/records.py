@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.web.charts import timeline
 from mailroom.web.data import records as data
 from mailroom.web.templates import Html, esc, join, link, page, status, table, tag
@@ -20,11 +19,16 @@ def _regarding(value: str) -> Html:
     return esc(value)
 
 
+def _flags(e: data.EmailView) -> str:
+    flags = ["collision" if e.collision else e.automated,
+             "correlation refused" if e.correlation_refused else ""]
+    return ", ".join(f for f in flags if f)
+
+
 def _email_rows(emails: list[data.EmailView]) -> list[tuple[object, ...]]:
     return [
         (link(f"/emails/{e.id}", e.subject or "(no subject)"), e.sender, e.received_at,
-         e.mailboxes, e.correlation_method or "new thread", _regarding(e.regarding),
-         "collision" if e.collision else e.automated)
+         e.mailboxes, e.correlation_method or "new thread", _regarding(e.regarding), _flags(e))
         for e in emails
     ]
 
@@ -37,10 +41,16 @@ EMAIL_HEADERS = ("Subject", "From", "Received", "Mailboxes", "Correlation", "Reg
 def emails(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
-    with connect(app.settings) as conn:
-        rows = _email_rows(data.recent_emails(conn))
-    body = table(EMAIL_HEADERS, rows, empty="no emails yet", id="emails")
-    return Response(page("Recent emails", body, current="/emails", who=request.session))
+    refused = request.query.get("refused") == "1"
+    with app.db() as conn:
+        found = data.refused_emails(conn) if refused else data.recent_emails(conn)
+    switch = (link("/emails", "all recent emails") if refused else
+              link("/emails?refused=1", "only those whose correlation was refused"))
+    body = join([tag("p", switch, cls="muted"), table(
+        EMAIL_HEADERS, _email_rows(found), id="emails",
+        empty="no refused correlations" if refused else "no emails yet")])
+    title = "Refused correlations" if refused else "Recent emails"
+    return Response(page(title, body, current="/emails", who=request.session))
 
 
 def _trace(found: tuple[list[data.TraceStep], str]) -> Html:
@@ -61,7 +71,7 @@ def _trace(found: tuple[list[data.TraceStep], str]) -> Html:
 def email(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
-    with connect(app.settings) as conn:
+    with app.db() as conn:
         e = data.email(conn, request.params["id"])
     if e is None:
         return Response(page("No such email", "", who=request.session), 404)
@@ -70,7 +80,10 @@ def email(app: Dashboard, request: Request) -> Response:
              ("Copy", e.copy_kind), ("Mailboxes", e.mailboxes),
              ("Correlation", e.correlation_method or "new thread"),
              ("Regarding", _regarding(e.regarding)),
-             ("Flags", "collision" if e.collision else e.automated)]
+             ("Flags", _flags(e))]
+    if e.correlation_refused:  # why it did not join the thread its headers named
+        facts.insert(9, ("Correlation refused", tag("span", e.correlation_refused,
+                                                    cls="st bad", id="refused")))
     steps = app.tracers.story(e.dedupe_key)
     dl = tag("dl", join(tag("dt", k) + tag("dd", v) for k, v in facts))
     parties = table(("Role", "Address", "Record", "Outcome"), e.parties, id="parties")
@@ -81,7 +94,7 @@ def email(app: Dashboard, request: Request) -> Response:
 def cases(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
-    with connect(app.settings) as conn:
+    with app.db() as conn:
         found = data.recent_cases(conn)
     rows = [(link(f"/cases/{c.id}", c.number), c.title, c.customer, c.queue_id,
              status(c.status), c.created_at, c.reopened_count) for c in found]
@@ -93,7 +106,7 @@ def cases(app: Dashboard, request: Request) -> Response:
 def case(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
-    with connect(app.settings) as conn:
+    with app.db() as conn:
         c = data.case(conn, request.params["id"])
         mails = data.case_emails(conn, c.id) if c else []
         origin = data.email(conn, c.originating_activity_id) if c and \

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
-from mailroom.db import connect
 from mailroom.web.accounts import Role
 from mailroom.web.data import mailboxes as mailbox_data
 from mailroom.web.data import search as data
@@ -51,7 +50,7 @@ def _letters(found: data.Found, request: Request) -> Html:
 
 
 def _never_arrived(app: Dashboard, found: data.Found) -> Html:
-    with connect(app.settings, autocommit=True) as conn:
+    with app.db(autocommit=True) as conn:
         boxes = mailbox_data.mailboxes(conn)
     since = ""
     if found.day is not None:
@@ -81,7 +80,7 @@ def show(app: Dashboard, request: Request) -> Response:
             parts.append(tag("p", f"Not a day: {day_text} (use YYYY-MM-DD)", cls="st bad"))
             query = ""
     if query:
-        with connect(app.settings, autocommit=True) as conn:
+        with app.db(autocommit=True) as conn:
             found = data.search(app.letters.read, app.codec, conn, query, day)
         parts += [tag("h2", "Stored"),
                   table(EMAIL_HEADERS, _email_rows(found.activities),
