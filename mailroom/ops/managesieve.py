@@ -18,7 +18,7 @@ import ssl
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from mailroom.errors import MailroomError, PermanentError, TransientError
+from mailroom.errors import ConfigError, MailroomError, PermanentError, TransientError
 
 DEFAULT_PORT = 4190
 #: Longest line or literal accepted from a server: scripts are small; a runaway server is not.
@@ -75,14 +75,31 @@ class ManageSieve:
             self._sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise SieveUnavailable(f"cannot reach ManageSieve at {host}:{port}: {exc}") from exc
+        try:
+            self._start(starttls, cafile)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def _start(self, starttls: bool, cafile: str) -> None:
         self._file: BinaryIO = self._sock.makefile("rb")
         self.capabilities = self._capabilities(self._read("greeting"))
         if starttls:
             if "STARTTLS" not in self.capabilities:
-                raise SieveRefused("STARTTLS", "", f"{host}:{port} does not offer STARTTLS")
+                raise SieveRefused("STARTTLS", "",
+                                   f"{self.host}:{self.port} does not offer STARTTLS")
             self._command("STARTTLS")
-            context = ssl.create_default_context(cafile=cafile or None)
-            self._sock = context.wrap_socket(self._sock, server_hostname=host)
+            try:
+                context = ssl.create_default_context(cafile=cafile or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"CA file {cafile!r}: {exc}") from exc
+            try:
+                self._sock = context.wrap_socket(self._sock, server_hostname=self.host)
+            except ssl.SSLCertVerificationError as exc:
+                raise SieveRefused("STARTTLS", "", f"the certificate of {self.host} is not "
+                                   f"trusted ({exc.verify_message}): give its CA file") from exc
+            except (OSError, ssl.SSLError) as exc:
+                raise SieveUnavailable(f"TLS with {self.host}:{self.port}: {exc}") from exc
             self._file = self._sock.makefile("rb")
             # RFC 5804 §2.2: the server sends its capabilities again after the handshake.
             self.capabilities = self._capabilities(self._read("STARTTLS"))

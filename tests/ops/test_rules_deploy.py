@@ -12,6 +12,7 @@ import email
 import email.policy
 import os
 import smtplib
+import socket
 import subprocess
 import sys
 import uuid
@@ -26,6 +27,7 @@ from pipeline_testing import own_schema
 from ingest import credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls
 from mailroom.db import connect
+from mailroom.errors import ConfigError
 from mailroom.ops import managesieve
 from mailroom.ops.forward_rules import SCRIPT_NAME
 from mailroom.records.raw import RawMail
@@ -285,3 +287,16 @@ def test_status_tells_an_inactive_or_outdated_rule_and_deploy_replaces_it(site: 
     status = rules(site, "status", "--forward-mailbox", site.forward, "--users",
                    f"{site.alice},{site.bob}")
     assert status.returncode == 0 and status.stdout.count(" deployed ") == 2, status.stdout
+
+
+def test_an_untrusted_certificate_or_no_starttls_is_refused_before_any_login(site: Site) -> None:
+    port = site.settings.managesieve_port
+    with pytest.raises(managesieve.SieveRefused, match="not trusted"):
+        managesieve.ManageSieve("127.0.0.1", port)  # the stack's self-signed certificate
+    with pytest.raises(ConfigError, match="CA file"):
+        managesieve.ManageSieve("127.0.0.1", port, cafile="/nonexistent/ca.pem")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with pytest.raises(managesieve.SieveUnavailable, match="cannot reach"):
+        managesieve.ManageSieve("127.0.0.1", closed)
