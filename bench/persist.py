@@ -1,6 +1,10 @@
 """bench/persist: plans applied per second by one persist process, and rows written per second.
 
-    .venv/bin/python bench/persist.py [N]
+    .venv/bin/python bench/persist.py [N] [--without-outbox]
+
+``--without-outbox`` disables the change feed's outbox triggers (migration 0063) in the scratch
+schema: the difference is what the feed costs persist (``bench/feed.py`` measures both in one
+run, interleaved, and the relay).
 
 Real PostgreSQL of the local stack (a scratch schema, dropped afterwards), no broker: this is
 what the database side of a batch costs, which bounds one persist process. It also compares
@@ -19,7 +23,9 @@ import psutil
 _REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(_REPO)
 sys.path.insert(1, str(_REPO / "tests"))
+sys.path.insert(2, str(_REPO / "bench"))
 
+from feed import disable_outbox  # noqa: E402 - bench/feed.py
 from persistbuild import email, make_plan  # noqa: E402
 from pipeline_testing import REFERENCE_SQL  # noqa: E402
 
@@ -33,7 +39,7 @@ BATCH = 500
 TABLES = ("email_activities", "activity_parties", "activity_mailboxes", "cases", "queue_items")
 
 
-def main(n: int = 5_000) -> None:
+def main(n: int = 5_000, outbox: bool = True) -> None:
     base = settings_module.load()
     codec = Codec.from_settings(base)
     schema = "bench_" + uuid.uuid4().hex[:8]
@@ -43,6 +49,8 @@ def main(n: int = 5_000) -> None:
         with connect(base, schema=schema) as conn:
             migrate(conn)
             conn.execute(REFERENCE_SQL)
+            if not outbox:
+                disable_outbox(conn)
             conn.commit()
             plans = [make_plan(codec, email(message_id=f"b{i}@customer.example",
                                             subject=f"Issue {i}", body="x" * 2000))
@@ -59,7 +67,8 @@ def main(n: int = 5_000) -> None:
             server_cpu, client_cpu = _cpu(backend) - server_cpu, time.process_time() - client_cpu
             rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
                        for t in TABLES)
-            print(f"persist: {n / took:,.0f} plans/s, {steps / took:,.0f} actions/s, "
+            label = "persist" if outbox else "persist without the outbox"
+            print(f"{label}: {n / took:,.0f} plans/s, {steps / took:,.0f} actions/s, "
                   f"{rows / took:,.0f} rows/s ({rows} rows, batches of {BATCH}, one process)")
             # CPU per plan holds still on a busy machine, where the rate does not.
             print(f"  CPU per plan: {client_cpu / n * 1000:.2f} ms persist, "
@@ -136,4 +145,5 @@ def _many(conn, data) -> None:  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5_000)
+    numbers = [a for a in sys.argv[1:] if a.isdigit()]
+    main(int(numbers[0]) if numbers else 5_000, outbox="--without-outbox" not in sys.argv)

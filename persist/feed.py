@@ -5,8 +5,8 @@ rows (statement triggers, migration 0063), so persist's throughput does not wait
 topic, and an operator watches the feed's backlog (`mailroom doctor`) and restarts the relay on
 its own. One relay per database schema publishes at a time — it holds an advisory lock; a
 second one started for failover waits for the lock — because per-record order on the topic
-comes from publishing in outbox order from one place. One relay publishes far faster than
-persist writes (docs/feed.md gives the figures), so more would buy nothing.
+comes from publishing in outbox order from one place. One relay publishes about twice as many
+emails' records per second as one persist process stores (docs/feed.md gives the figures).
 
 A round: read the unpublished rows in seq order, read the current state of each record they
 name, send one record per record (a tombstone for a deleted one) keyed ``<type>:<id>``, wait
@@ -45,7 +45,9 @@ from persist import feedstate, outbox
 log = logging.getLogger(__name__)
 
 #: Outbox rows per round (one read per record type, one send of at most this many records).
-BATCH = 500
+#: Persist notes an email activity several times per batch (its row, then its parties written
+#: behind at the end of the batch): a round that spans a whole persist batch sends it once.
+BATCH = 2000
 #: How long an idle relay sleeps before it looks at the outbox again.
 IDLE_S = 0.2
 #: Published rows are kept this long (for `mailroom doctor` and for looking back), then pruned.

@@ -2,19 +2,19 @@
 per child table of an email activity) for a whole batch of ids, never one per record.
 
 A record that no longer exists is absent from the answer: the relay publishes a tombstone.
+Times come back as PostgreSQL keeps them (microseconds); the records cut them to Avro's
+milliseconds.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from mailroom.records.base import utc_millis
 from mailroom.records.change import (
     FeedActivity,
     FeedAttachment,
@@ -27,10 +27,6 @@ from mailroom.records.change import (
 )
 
 FeedState = FeedActivity | FeedCase | FeedQueueItem | FeedContact
-
-
-def _ms(value: datetime | None) -> datetime | None:
-    return None if value is None else utc_millis(value)
 
 
 def _rows(conn: psycopg.Connection, sql: str, ids: list[Any]) -> list[dict[str, Any]]:
@@ -51,13 +47,6 @@ _ACTIVITY_FIELDS = (
     "correlation_method, regarding, correlation_refused, created_at, updated_at, "
     "user_edited_at, deleted_at"
 )
-_TIMES = ("sent_at", "received_at", "created_at", "updated_at", "user_edited_at", "deleted_at",
-          "resolved_at")
-
-
-def _times(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ms(v) if k in _TIMES else v for k, v in row.items()}
-
 
 def activities(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedActivity]:
     numbers = [int(i) for i in ids]
@@ -83,7 +72,7 @@ def activities(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedActivi
     for row in found:
         aid = row["id"]
         out[str(aid)] = FeedActivity(
-            **_times(row), text_body_ref=None, html_body_ref=None,
+            **row, text_body_ref=None, html_body_ref=None,
             mailboxes=tuple(FeedMailbox(**m) for m in mailboxes.get(aid, ())),
             parties=tuple(FeedParty(**p) for p in parties.get(aid, ())),
             attachments=tuple(FeedAttachment(**a) for a in attachments.get(aid, ())),
@@ -97,7 +86,7 @@ def cases(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedCase]:
                  "resolved_at, originating_activity_id, provisional, reopened_count, "
                  "created_at, updated_at, user_edited_at, deleted_at FROM cases "
                  "WHERE id = ANY(%s)", [int(i) for i in ids])
-    return {str(r["id"]): FeedCase(**_times(r)) for r in rows}
+    return {str(r["id"]): FeedCase(**r) for r in rows}
 
 
 def queue_items(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedQueueItem]:
@@ -109,7 +98,7 @@ def queue_items(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedQueue
             "ON q.queue_id = k.queue_id AND q.activity_id = k.aid",
             ([k[0] for k in keys], [int(k[2]) for k in keys]),
         ).fetchall()
-    return {f"{r['queue_id']}:{r['activity_id']}": FeedQueueItem(**_times(r)) for r in rows}
+    return {f"{r['queue_id']}:{r['activity_id']}": FeedQueueItem(**r) for r in rows}
 
 
 def contacts(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedContact]:
@@ -119,7 +108,7 @@ def contacts(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedContact]
                  "'{}') AS addresses FROM contacts c LEFT JOIN email_addresses a "
                  "ON a.record_kind = 'contact' AND a.record_id = c.id "
                  "WHERE c.id = ANY(%s) GROUP BY c.id", ids)
-    return {r["id"]: FeedContact(**{**_times(r), "addresses": tuple(r["addresses"])})
+    return {r["id"]: FeedContact(**r)
             for r in rows}
 
 

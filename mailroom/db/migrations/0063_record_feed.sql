@@ -22,60 +22,51 @@ CREATE INDEX record_outbox_published ON record_outbox (published_at) WHERE publi
 
 -- One statement-level trigger per table and operation: a statement writing 500 party rows
 -- notes each activity once, and a statement that changed nothing (ON CONFLICT DO NOTHING)
--- notes nothing. Arguments: the record type, the SQL expression of the record's id over the
--- changed rows, and an optional filter.
+-- notes nothing. A function per table with static SQL, so PostgreSQL plans its INSERT once per
+-- session (one generic function building its statement with EXECUTE cost persist's backend
+-- more; docs/feed.md has the figures).
 --
 -- SECURITY DEFINER, its search_path fixed to this schema: whoever changes a record (persist's
 -- role, a CRM user, an import) notes it without a grant on the outbox, and always in the outbox
 -- of the records' own schema.
-CREATE FUNCTION mailroom_note_record_change() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER AS $$
-DECLARE
-    rows_name text := CASE WHEN TG_OP = 'DELETE' THEN 'old_rows' ELSE 'new_rows' END;
-    filter    text := coalesce(nullif(TG_ARGV[2], ''), 'true');
-BEGIN
-    EXECUTE format(
-        'INSERT INTO record_outbox (record_type, record_id, writer) '
-        'SELECT DISTINCT %L, (%s)::text, %L FROM %I WHERE %s',
-        TG_ARGV[0], TG_ARGV[1], coalesce(current_setting('mailroom.writer', true), ''),
-        rows_name, filter);
-    RETURN NULL;
-END $$;
-
-DO $$
-BEGIN
-    EXECUTE format('ALTER FUNCTION mailroom_note_record_change() SET search_path = %I',
-                   current_schema());
-END $$;
-
 DO $$
 DECLARE
     t record;
+    fn text;
+    note text := 'INSERT INTO record_outbox (record_type, record_id, writer) '
+                 'SELECT DISTINCT %L, (%s)::text, '
+                 'coalesce(current_setting(''mailroom.writer'', true), '''') FROM %s WHERE %s';
 BEGIN
     FOR t IN SELECT * FROM (VALUES
-        ('email_activities',           'email_activity', 'id',          ''),
-        ('activity_mailboxes',         'email_activity', 'activity_id', ''),
-        ('activity_parties',           'email_activity', 'activity_id', ''),
-        ('activity_attachments',       'email_activity', 'activity_id', ''),
-        ('activity_delivery_failures', 'email_activity', 'activity_id', ''),
-        ('cases',                      'case',           'id',          ''),
-        ('queue_items',                'queue_item',     'queue_id || '':'' || activity_id', ''),
-        ('contacts',                   'contact',        'id',          ''),
+        ('email_activities',           'email_activity', 'id',          'true'),
+        ('activity_mailboxes',         'email_activity', 'activity_id', 'true'),
+        ('activity_parties',           'email_activity', 'activity_id', 'true'),
+        ('activity_attachments',       'email_activity', 'activity_id', 'true'),
+        ('activity_delivery_failures', 'email_activity', 'activity_id', 'true'),
+        ('cases',                      'case',           'id',          'true'),
+        ('queue_items',                'queue_item',     'queue_id || '':'' || activity_id', 'true'),
+        ('contacts',                   'contact',        'id',          'true'),
         ('email_addresses',            'contact',        'record_id',   'record_kind = ''contact''')
     ) AS v (tbl, kind, id_expr, filter)
     LOOP
+        fn := 'mailroom_feed_' || t.tbl;
+        EXECUTE format(
+            'CREATE FUNCTION %I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER '
+            'SET search_path = %I AS $f$ BEGIN '
+            'IF TG_OP = ''DELETE'' THEN %s; ELSE %s; END IF; '
+            'RETURN NULL; END $f$',
+            fn, current_schema(),
+            format(note, t.kind, t.id_expr, 'old_rows', t.filter),
+            format(note, t.kind, t.id_expr, 'new_rows', t.filter));
         EXECUTE format(
             'CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS new_rows '
-            'FOR EACH STATEMENT EXECUTE FUNCTION mailroom_note_record_change(%L, %L, %L)',
-            t.tbl || '_feed_insert', t.tbl, t.kind, t.id_expr, t.filter);
+            'FOR EACH STATEMENT EXECUTE FUNCTION %I()', t.tbl || '_feed_insert', t.tbl, fn);
         EXECUTE format(
             'CREATE TRIGGER %I AFTER UPDATE ON %I REFERENCING NEW TABLE AS new_rows '
-            'FOR EACH STATEMENT EXECUTE FUNCTION mailroom_note_record_change(%L, %L, %L)',
-            t.tbl || '_feed_update', t.tbl, t.kind, t.id_expr, t.filter);
+            'FOR EACH STATEMENT EXECUTE FUNCTION %I()', t.tbl || '_feed_update', t.tbl, fn);
         EXECUTE format(
             'CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS old_rows '
-            'FOR EACH STATEMENT EXECUTE FUNCTION mailroom_note_record_change(%L, %L, %L)',
-            t.tbl || '_feed_delete', t.tbl, t.kind, t.id_expr, t.filter);
+            'FOR EACH STATEMENT EXECUTE FUNCTION %I()', t.tbl || '_feed_delete', t.tbl, fn);
     END LOOP;
 END $$;
 
