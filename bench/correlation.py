@@ -18,7 +18,12 @@ What persist recorded is then compared with the truth:
 * **per method**: the links each correlation method made and how many are right;
 * **per category**: the emails whose recorded thread is exactly their true thread;
 * **cross-customer**: recorded pairs whose senders are of two different customers (or
-  domains, for unknown senders) — our staff may be in any thread.
+  domains, for unknown senders) — our staff may be in any thread;
+* **first emails recorded as a child**: a thread's original made the child of one of its
+  replies (a later email of ours that claimed the token first).
+
+Exits 1 unless every order has no cross-customer pair, precision ≥ 0.99, recall ≥ 0.98, no
+dead letter and no original recorded as a child.
 
 Ingest is left out on purpose: it fetches bytes and does not correlate. Prints a table per
 order, then one JSON line with every figure.
@@ -266,8 +271,13 @@ def score(messages: list[Message], recorded: list[tuple[str, str | None, str, st
     for m in messages:
         categories[m.category][0] += 1
         categories[m.category][1] += members[threads[m.message_id]] == true_members[m.thread]
+    # A thread's first email recorded as a child (of its own reply: a token claimed first).
+    inverted = sum(1 for mid, up, _, _ in recorded
+                   if up is not None and truth[mid].depth == 0 and truth[mid].category == "new"
+                   and truth[up].thread == truth[mid].thread)
     return {
         "precision": round(right / recorded_pairs, 4) if recorded_pairs else 1.0,
+        "first_emails_as_children": inverted,
         "recall": round(right / true_pairs, 4) if true_pairs else 1.0,
         "pairs": {"recorded": recorded_pairs, "true": true_pairs, "right": right},
         "cross_customer_pairs": cross,
@@ -298,7 +308,8 @@ def report(f: dict[str, Any]) -> None:
     print(f"precision {f['precision']:.4f}  recall {f['recall']:.4f}  "
           f"(pairs recorded {f['pairs']['recorded']}, true {f['pairs']['true']}, "
           f"right {f['pairs']['right']})  cross-customer pairs {f['cross_customer_pairs']}  "
-          f"refused candidates {f['refused']}")
+          f"refused candidates {f['refused']}  first emails recorded as a child "
+          f"{f['first_emails_as_children']}")
     print(f"{'method':<14}{'links':>7}{'right':>7}{'precision':>11}")
     for k, v in f["methods"].items():
         p = "-" if v["precision"] is None else f"{v['precision']:.4f}"
@@ -324,7 +335,7 @@ def main() -> int:
     print(json.dumps({"machine": machine(), "scale": args.scale, "seed": args.seed,
                       "runs": results}))
     ok = all(r["cross_customer_pairs"] == 0 and r["precision"] >= 0.99 and r["recall"] >= 0.98
-             and not r["dead_letters"] for r in results)
+             and not r["dead_letters"] and not r["first_emails_as_children"] for r in results)
     return 0 if ok else 1
 
 
