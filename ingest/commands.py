@@ -1,5 +1,6 @@
 """``mailroom profile add|list`` and ``mailroom mailbox add|list|show|test|enable|disable|
-auth-results|set-password|rotate-key`` (``mailbox import``: :mod:`ingest.bulk`).
+auth-results|set-password|rotate-key`` (``mailbox import``: :mod:`ingest.bulk`; ``approve|reject``:
+:mod:`mailroom.ops.approval`).
 
 Passwords never go on the command line (it is visible to every user in ``ps``): they come from
 an environment variable named with ``--password-env``, from standard input, or from a prompt
@@ -12,7 +13,7 @@ import argparse
 import getpass
 import os
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ingest import announce, bulk, credentials, probe, rekey, store
 from ingest.model import (
@@ -76,6 +77,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--keyword", default=DEFAULT_KEYWORD)
     a.add_argument("--move-to", default="")
     a.add_argument("--disabled", action="store_true", help="add it disabled")
+    a.add_argument("--pending", action="store_true",
+                   help="leave its address pending approval (its mail waits until `mailroom "
+                   "mailbox approve`); by default the administrator adding it approves it")
+    a.add_argument("--by", default="", help="who adds (and approves) it, for the record "
+                   "(default: the operating-system user running this command)")
     a.add_argument("--no-auth-results", action="store_true",
                    help="forward mailbox only: its receiving server cannot stamp "
                    "Authentication-Results, so believe forwarders on their From address alone "
@@ -171,9 +177,14 @@ def mailbox_add(settings: Settings, args: argparse.Namespace) -> int:
             folders=parse_folders(args.folder), after_ingest=AfterIngest(args.after),
             keyword=args.keyword, move_to=args.move_to, enabled=not args.disabled,
             check_auth_results=not args.no_auth_results,
+            # The administrator adding a mailbox vouches for its address, unless told not to.
+            approved=not args.pending, approval_by="" if args.pending else deciding(args),
+            approval_at=None if args.pending else datetime.now(UTC),
         )
         mid = store.add_mailbox(conn, m)
-    print(f"mailbox {m.address} added (id {mid})")
+    print(f"mailbox {m.address} added (id {mid})"
+          + (" pending approval: `mailroom mailbox approve` releases its mail"
+             if args.pending else f", approved by {m.approval_by}"))
     _warn_trust(settings, m)
     return _publish(settings, [mid])
 
@@ -205,6 +216,8 @@ def mailbox_list(settings: Settings, args: argparse.Namespace) -> int:
     with connect(settings) as conn:
         for m in store.mailboxes(conn):
             state = "enabled" if m.enabled else "disabled"
+            if not m.approved:
+                state += f" ({m.approval})"
             print(f"{m.id}\t{m.address}\t{m.owner_kind}\t{state}\t{m.status}\t{m.status_detail}")
     return 0
 
@@ -228,7 +241,11 @@ def mailbox_show(settings: Settings, args: argparse.Namespace) -> int:
     if m.after_ingest is AfterIngest.FLAG:
         target = f" {m.keyword}"
     print(f"  after ingest: {m.after_ingest}{target}")
-    print(f"  enabled: {m.enabled}  approved: {m.approved}")
+    decided = (f" by {m.approval_by or '(not recorded)'} at {m.approval_at:%Y-%m-%d %H:%M:%S%z}"
+               if m.approval_at else "")
+    print(f"  enabled: {m.enabled}  approval: {m.approval}{decided}")
+    if gap := m.approval_gap():
+        print(f"  waiting: {gap}")
     if m.owner_kind is OwnerKind.FORWARD:
         check = "on" if m.check_auth_results else "off (forwarders believed on From alone)"
         print(f"  Authentication-Results check: {check}")
@@ -284,6 +301,11 @@ def _publish(settings: Settings, ids: list[int] | None) -> int:
     if ids is None:
         print(f"{n} mailbox(es) published to {settings.topic('mailboxes')}")
     return 0
+
+
+def deciding(args: argparse.Namespace) -> str:
+    """Who the record names for an approval decision made on the command line."""
+    return args.by.strip() or f"{getpass.getuser()} (command line)"
 
 
 def mailbox_set_password(settings: Settings, args: argparse.Namespace) -> int:

@@ -148,7 +148,12 @@ class Mailbox:
     keyword: str = DEFAULT_KEYWORD
     move_to: str = ""
     enabled: bool = True
+    #: Approval of the mailbox's address (as Dynamics 365 asks for): only an approved mailbox's
+    #: mail is processed. Who decided last and when; no decision yet (``approval_at`` None) and
+    #: not approved is *pending*, a decision against is *rejected*.
     approved: bool = True
+    approval_by: str = ""
+    approval_at: datetime | None = None
     #: forward mailboxes: forwards need a passing Authentication-Results of our receiving server
     #: (False: the operator's opt-out for a server that cannot stamp them; docs/security.md)
     check_auth_results: bool = True
@@ -208,6 +213,28 @@ class Mailbox:
                 "configured (MAILROOM_UNWRAP_AUTHSERV_ID), so no forward could be trusted; set "
                 "it, or if that server cannot stamp Authentication-Results, switch the check "
                 f"off for this mailbox: `mailroom mailbox auth-results {self.address} off`")
+
+    @property
+    def approval(self) -> str:
+        """approved | pending | rejected."""
+        if self.approved:
+            return "approved"
+        return "pending" if self.approval_at is None else "rejected"
+
+    def approval_gap(self) -> str | None:
+        """Why this mailbox's mail is not processed for want of approval, or None; where that
+        mail waits, and what releases it."""
+        if self.approved:
+            return None
+        state = ("pending approval" if self.approval_at is None else
+                 f"rejected by {self.approval_by or 'an administrator'} at "
+                 f"{self.approval_at:%Y-%m-%d %H:%M:%S%z}")
+        if self.via_mailbox_id is not None:
+            where = ("its forwards are dead-lettered forwarder_not_approved in the forward "
+                     "mailbox's stream; approving it sends them back to unwrap")
+        else:
+            where = "its mail is not fetched and waits on its server until it is approved"
+        return f"mailbox {self.address} is {state}: {where}"
 
     def folder(self, name: str) -> Folder:
         for f in self.folders:

@@ -82,7 +82,8 @@ def _mailbox(row: dict[str, Any], folders: list[Folder]) -> Mailbox:
         secret=bytes(row["secret"]), via_mailbox_id=row["via_mailbox_id"],
         folders=tuple(folders), after_ingest=AfterIngest(row["after_ingest"]),
         keyword=row["keyword"], move_to=row["move_to"], enabled=row["enabled"],
-        approved=row["approved"], check_auth_results=row["check_auth_results"],
+        approved=row["approved"], approval_by=row["approval_by"],
+        approval_at=row["approval_at"], check_auth_results=row["check_auth_results"],
         status=row["status"], status_detail=row["status_detail"],
         last_test_ok=row["last_test_ok"], last_test_detail=row["last_test_detail"],
         last_test_at=row["last_test_at"],
@@ -99,10 +100,11 @@ def add_mailbox(conn: psycopg.Connection, m: Mailbox) -> int:
         row = conn.execute(
             "INSERT INTO ingest_mailboxes (address, owner_kind, owner_id, profile_id, username, "
             "secret, via_mailbox_id, after_ingest, keyword, move_to, enabled, approved, "
-            "check_auth_results) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            "approval_by, approval_at, check_auth_results) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
             (m.address, m.owner_kind.value, m.owner_id, m.profile_id, m.username, m.secret,
              m.via_mailbox_id, m.after_ingest.value, m.keyword, m.move_to, m.enabled,
-             m.approved, m.check_auth_results),
+             m.approved, m.approval_by, m.approval_at, m.check_auth_results),
         ).fetchone()
     except psycopg.errors.UniqueViolation as exc:
         raise ConfigError(f"a mailbox {m.address!r} exists already") from exc
@@ -138,11 +140,12 @@ def add_mailboxes(conn: psycopg.Connection, profile: Profile, boxes: list[Mailbo
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO ingest_mailboxes (address, owner_kind, owner_id, profile_id, username, "
-            "secret, after_ingest, keyword, move_to, enabled, approved, check_auth_results) "
-            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            "secret, after_ingest, keyword, move_to, enabled, approved, approval_by, "
+            "approval_at, check_auth_results) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
             [(m.address, m.owner_kind.value, m.owner_id, profile.id, m.username, m.secret,
               m.after_ingest.value, m.keyword, m.move_to, m.enabled, m.approved,
-              m.check_auth_results) for m in boxes],
+              m.approval_by, m.approval_at, m.check_auth_results) for m in boxes],
             returning=True,
         )
         while True:
@@ -244,6 +247,17 @@ def set_enabled(conn: psycopg.Connection, mailbox_id: int, enabled: bool) -> Non
         "status_detail = CASE WHEN %s THEN '' ELSE 'disabled by an administrator' END, "
         "status_at = now(), updated_at = now() WHERE id = %s",
         (enabled, enabled, enabled, mailbox_id),
+    )
+
+
+def set_approval(conn: psycopg.Connection, mailbox_id: int, approved: bool, by: str) -> None:
+    """Approve or reject a mailbox's address, recording who and when. Approved, ingest polls it
+    from its next round (a direct mailbox) or unwrap believes its forwards (one via a forward
+    mailbox, once unwrap re-reads its forwarders)."""
+    conn.execute(
+        "UPDATE ingest_mailboxes SET approved = %s, approval_by = %s, approval_at = now(), "
+        "updated_at = now() WHERE id = %s",
+        (approved, by, mailbox_id),
     )
 
 

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.import_records",
     "mailroom.commands.run",
     "ingest.commands",
+    "mailroom.ops.approval",  # after ingest.commands: adds to its `mailbox`
     "route.commands",
     "mailroom.ops.rules_command",  # after route.commands: adds to its `rules`
     "route.privacy_command",

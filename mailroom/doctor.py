@@ -257,6 +257,11 @@ def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:
             yield Finding("WARN", "mailbox", f"{box.address} is disabled: {box.status_detail}",
                           f"fix the cause, then `mailroom mailbox enable {box.address}`")
             continue
+        if (waiting := box.approval_gap()) is not None:
+            yield Finding("WARN", "approval", waiting,
+                          f"`mailroom mailbox approve {box.address}` once its address is "
+                          "confirmed (the dashboard's Mailboxes page has the button too)")
+            continue
         yield from _check_forward_trust(settings, box)
         profile = store.profile(conn, box.profile_id)  # type: ignore[arg-type]
         # A mailbox via a forward mailbox is answered without a login (probe.test).

@@ -30,6 +30,17 @@ from unwrap.addresses import AddressError, ascii_lower, parse_mailbox
 from unwrap.context import Forwarder, Rejection, UnwrapContext, as_forwarder
 from unwrap.parse import raw_header
 
+#: The dead-letter reason of a forward whose forwarder's mailbox is not approved: held, not
+#: refused — approving the mailbox sends exactly these back (the reason names ``<address>``).
+HELD = "forwarder_not_approved"
+
+
+def held_reason(address: str, state: str) -> str:
+    """Why a forward for ``address`` (ASCII lower case) waits; names it as ``<address>``."""
+    return (f"the mailbox of forwarder <{address}> is {state}: its forwards wait here until "
+            f"`mailroom mailbox approve {address}` sends them back")
+
+
 UNCHECKED_NOTE = ("Authentication-Results not checked: the forward mailbox is set not to "
                   "require them; the forwarder is believed on its From address alone")
 
@@ -76,6 +87,10 @@ def forwarder_of(context: UnwrapContext, mailbox_id: str, address: str) -> Forwa
     """The user or queue forwarding from ``address`` (ASCII lower case) to this forward
     mailbox, or the ``not_a_forwarder`` refusal."""
     who = context.forwarders.get(mailbox_id, {}).get(address)
+    state = context.unapproved_forwarders.get(mailbox_id, {}).get(address)
+    if who is None and state is not None:
+        # Held, not refused: approving the mailbox sends these back.
+        return Rejection(HELD, held_reason(address, state))
     if who is None:
         return Rejection("not_a_forwarder",
                          f"{address} is not a forwarder of forward mailbox {mailbox_id}: no user "

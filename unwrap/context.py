@@ -81,6 +81,8 @@ class UnwrapContext:
     unchecked_forward_mailboxes: frozenset[str] = frozenset()
     non_forwarded: str = "reject"  # or "accept" (checked with the setting unwrap_non_forwarded)
     inline_forwards: bool = True
+    #: forward mailbox id -> {address of a forwarder whose mailbox is not approved -> its state}
+    unapproved_forwarders: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Addresses compare ASCII-case-insensitively: store the table folded once.
@@ -90,11 +92,18 @@ class UnwrapContext:
         })
         object.__setattr__(self, "unchecked_forward_mailboxes",
                            frozenset(self.unchecked_forward_mailboxes))
+        object.__setattr__(self, "unapproved_forwarders", {
+            box: {ascii_lower(addr.strip()): state for addr, state in table.items()}
+            for box, table in self.unapproved_forwarders.items()
+        })
 
     @classmethod
     def from_settings(cls, settings: Settings, forwarders: Forwarders | None = None,
-                      unchecked: frozenset[str] = frozenset()) -> UnwrapContext:
+                      unchecked: frozenset[str] = frozenset(),
+                      unapproved: Mapping[str, Mapping[str, str]] | None = None
+                      ) -> UnwrapContext:
         return cls(
+            unapproved_forwarders=unapproved or {},
             forwarders=forwarders or {},
             limits=Limits.from_settings(settings),
             authserv_id=settings.unwrap_authserv_id,

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import psycopg
@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 #: How old the cached table may get. A forwarder added now is honoured within this time; a
 #: forward that arrived earlier was dead-lettered ``not_a_forwarder`` and can be retried.
 REFRESH_SECONDS = 60.0
+#: How old the table may be when it is about to refuse or hold a forward: such a verdict is
+#: checked against a fresh read first (rare; a forwarder just added or approved — the released
+#: forwards of an approval must meet the approval, not a table read before it).
+RECHECK_SECONDS = 1.0
 
 _MAILBOX_ADDRESSES = """
 SELECT f.id::text, btrim(u.address), u.owner_kind, u.owner_id
@@ -66,6 +70,15 @@ SELECT f.id::text, a.address, u.owner_kind, u.owner_id
 """
 
 
+#: Forwarders whose mailbox is not approved (yet): their forwards are held, not refused.
+_UNAPPROVED = """
+SELECT f.id::text, btrim(u.address),
+       CASE WHEN u.approval_at IS NULL THEN 'pending approval' ELSE 'rejected' END
+  FROM ingest_mailboxes u
+  JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
+ WHERE u.owner_kind IN ('user', 'queue') AND u.owner_id <> '' AND u.enabled AND NOT u.approved
+"""
+
 _UNCHECKED = """
 SELECT id::text FROM ingest_mailboxes WHERE owner_kind = 'forward' AND NOT check_auth_results
 """
@@ -78,12 +91,18 @@ class ForwardMailboxes:
 
     forwarders: Forwarders
     unchecked: frozenset[str] = frozenset()
+    #: forward mailbox id -> {address of a forwarder not approved -> "pending approval" or
+    #: "rejected"}: such forwards are held (dead-lettered forwarder_not_approved), not refused
+    unapproved: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 def load_forward_mailboxes(conn: psycopg.Connection) -> ForwardMailboxes:
     with conn.transaction():  # one snapshot (load_forwarders' transaction nests in it)
         unchecked = frozenset(r[0] for r in conn.execute(_UNCHECKED).fetchall())
-        return ForwardMailboxes(load_forwarders(conn), unchecked)
+        unapproved: dict[str, dict[str, str]] = {}
+        for box, address, state in conn.execute(_UNAPPROVED).fetchall():
+            unapproved.setdefault(box, {})[ascii_lower(address)] = state
+        return ForwardMailboxes(load_forwarders(conn), unchecked, unapproved)
 
 
 def load_forwarders(conn: psycopg.Connection) -> Forwarders:
@@ -128,9 +147,11 @@ class ForwarderCache(Generic[T]):
         self._table: T | None = None
         self._loaded_at = 0.0
 
-    def get(self) -> T:
+    def get(self, max_age_s: float | None = None) -> T:
+        """The table, re-read when older than ``refresh_s`` (or ``max_age_s``, when given)."""
         now = self._clock()
-        if self._table is not None and now - self._loaded_at < self._refresh_s:
+        limit = self._refresh_s if max_age_s is None else min(max_age_s, self._refresh_s)
+        if self._table is not None and now - self._loaded_at < limit:
             return self._table
         try:
             self._table = self._load()

@@ -39,13 +39,21 @@ from mailroom.settings import Settings
 from mailroom.stage.execute import StageSpec
 from mailroom.stage.types import Context, Outcome, Output, Rejection, Trace
 from unwrap import claims
+from unwrap.attribution import HELD
 from unwrap.context import Forwarders, SourcePosition, UnwrapContext
-from unwrap.forwarders import ForwarderCache, ForwardMailboxes, load_forward_mailboxes
+from unwrap.forwarders import (
+    RECHECK_SECONDS,
+    ForwarderCache,
+    ForwardMailboxes,
+    load_forward_mailboxes,
+)
 from unwrap.unwrap import unwrap
 
 log = logging.getLogger(__name__)
 
 STAGE = "unwrap"
+#: Verdicts that depend on who forwards: checked again against a fresh forwarder table.
+_RECHECKED = frozenset({"not_a_forwarder", HELD})
 _DETAIL_CHARS = 1000  # a trace event explains; the record itself carries the full text
 
 
@@ -74,12 +82,12 @@ class _Edges:
         self.db()
         return self.blobs
 
-    def context(self) -> UnwrapContext:
-        table = self.forwarders.get()
+    def context(self, max_age_s: float | None = None) -> UnwrapContext:
+        table = self.forwarders.get(max_age_s)
         if table is not self._table or self._context is None:
             # Built only when the table changes: the context normalises it once.
             self._context = UnwrapContext.from_settings(self.settings, table.forwarders,
-                                                        table.unchecked)
+                                                        table.unchecked, table.unapproved)
             self._table = table
         return self._context
 
@@ -156,8 +164,15 @@ class UnwrapHandler:
         handover = _Handover(raw, resolved.content)
         del resolved  # the handover is now the only holder of bytes fetched by claim check
         src = context.source
-        result = unwrap(handover, unwrap_context, SourcePosition(src.topic, src.partition,
-                                                                 src.offset))
+        position = SourcePosition(src.topic, src.partition, src.offset)
+        result = unwrap(handover, unwrap_context, position)
+        if isinstance(result, Rejection) and result.reason_code in _RECHECKED:
+            fresh = edges.context(RECHECK_SECONDS)
+            if fresh is not unwrap_context:
+                # The handover gave its bytes out once: read them again (a rare path).
+                again = claims.resolve_raw(raw, blobs, limits.max_message_bytes)
+                if not isinstance(again, Rejection):
+                    result = unwrap(_Handover(raw, again.content), fresh, position)
         if isinstance(result, Rejection):
             return result
         return self._outcome(raw, result)

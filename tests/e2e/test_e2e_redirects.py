@@ -33,6 +33,7 @@ from mailroom.ops import managesieve
 from mailroom.ops.forward_rules import SCRIPT_NAME, Rule, render
 from mailroom.settings import Settings
 from mailroom.stack import dovecot, sieve, tls
+from unwrap.attribution import HELD
 from unwrap.forwarders import FORWARDED_BY_HEADER
 
 pytestmark = pytest.mark.integration
@@ -95,7 +96,8 @@ def site(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         database_url=f"{base_settings.dsn} options='-c search_path={schema}'",
         unwrap_authserv_id=f"mx.{DOMAIN}",
     )
-    logins = {role: f"{name}-{role}" for role in ("checked", "open", "alice", "bob", "sales")}
+    logins = {role: f"{name}-{role}"
+              for role in ("checked", "open", "alice", "bob", "sales", "carol")}
     children = Children(settings, Path(tmp_path_factory.mktemp("redirect-logs")))
     try:
         seed.reset_database(settings)
@@ -106,7 +108,8 @@ def site(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         with tempfile.TemporaryDirectory() as tmp:
             users, queues, rules = (Path(tmp) / n for n in ("u.csv", "q.csv", "rules.toml"))
             users.write_text(f"id,name,emails\nu-alice,Alice,{site.address('alice')}\n"
-                             f"u-bob,Bob,{site.address('bob')}\n")
+                             f"u-bob,Bob,{site.address('bob')}\n"
+                             f"u-carol,Carol,{site.address('carol')}\n")
             queues.write_text(f"id,name,emails\nq-sales,Sales,{site.address('sales')}\n")
             rules.write_text(RULES)
             seed.command(settings, ["import", "users", str(users)])
@@ -120,11 +123,13 @@ def site(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
             seed.command(settings, ["mailbox", "add", site.address(role), "--profile", "local",
                                     "--owner", "forward", "--username", logins[role],
                                     "--password-env", seed.PASSWORD_ENV, *extra])
-        for role, owner, owner_id, via in (("alice", "user", "u-alice", "checked"),
-                                           ("bob", "user", "u-bob", "open"),
-                                           ("sales", "queue", "q-sales", "open")):
+        for role, owner, owner_id, via, pending in (
+                ("alice", "user", "u-alice", "checked", []), ("bob", "user", "u-bob", "open", []),
+                ("sales", "queue", "q-sales", "open", []),
+                ("carol", "user", "u-carol", "open", ["--pending"])):
             seed.command(settings, ["mailbox", "add", site.address(role), "--owner", owner,
-                                    "--owner-id", owner_id, "--via", site.address(via)])
+                                    "--owner-id", owner_id, "--via", site.address(via),
+                                    *pending])
             _deploy(settings, site.address(role), site.address(via))
         children.start_stages()
         yield site
@@ -140,15 +145,20 @@ def _one(settings: Settings, query: str, *params: object) -> tuple[object, ...] 
     return None if row is None else tuple(row)
 
 
+def _dead_letters(settings: Settings, code: str) -> list[tuple[object, ...]]:
+    with connect(settings) as conn:
+        return [tuple(r) for r in conn.execute(
+            "SELECT detail->>'reason_code', detail->>'reason' FROM message_traces "
+            "WHERE stage = 'unwrap' AND event = 'dead_lettered' "
+            "AND detail->>'reason_code' = %s", (code,)).fetchall()]
+
+
 def test_a_redirect_nothing_vouches_for_is_a_dead_letter_with_its_reason(site: Site) -> None:
     mid = _deliver(site.settings, site.address("alice"), "Redirected, unvouched")
     found: list[tuple[object, ...]] = []
 
     def dead_lettered() -> bool:
-        with connect(site.settings) as conn:
-            found[:] = conn.execute(
-                "SELECT detail->>'reason_code', detail->>'reason' FROM message_traces "
-                "WHERE stage = 'unwrap' AND event = 'dead_lettered'").fetchall()
+        found[:] = _dead_letters(site.settings, "auth_missing")
         return bool(found)
 
     wait_for("the unvouched redirect's dead letter", dead_lettered, site.children, 120)
@@ -181,3 +191,22 @@ def test_a_queues_redirect_becomes_a_queue_item(site: Site) -> None:
     wait_for("the sales queue's item", lambda: _one(site.settings, query, mid) is not None,
              site.children, 120)
     assert _one(site.settings, query, mid) == ("q-sales", "queue:q-sales rule 1 'everything'")
+
+
+def test_a_pending_forwarders_mail_waits_and_approval_releases_it(site: Site) -> None:
+    carol = site.address("carol")
+    mid = _deliver(site.settings, carol, "Waiting for approval")
+    wait_for("the held forward", lambda: bool(_dead_letters(site.settings, HELD)),
+             site.children, 120)
+    [(_code, reason)] = _dead_letters(site.settings, HELD)
+    assert f"<{carol}>" in str(reason)
+    query = ("SELECT m.forwarded_by FROM email_activities a JOIN activity_mailboxes m "
+             "ON m.activity_id = a.id WHERE a.message_id = %s")
+    assert _one(site.settings, query, mid) is None
+
+    out = seed.command(site.settings, ["mailbox", "approve", carol, "--by", "the test"])
+    assert f"mailbox {carol} approved by the test" in out
+    assert "1 held forward(s) sent back to unwrap" in out
+    wait_for("Carol's released email", lambda: _one(site.settings, query, mid) is not None,
+             site.children, 120)
+    assert _one(site.settings, query, mid) == ("u-carol",)
