@@ -30,13 +30,15 @@ from typing import Any
 
 import psycopg
 from kafka.errors import KafkaError
+from prometheus_client import Gauge
 
 from mailroom import faults, kafka
 from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
-from mailroom.db.outage import LOST, Outage, connected
+from mailroom.db.outage import LOST, Outage
 from mailroom.errors import TransientError
+from mailroom.metrics import Batch, Health, StageMetrics, serve
 from mailroom.records.change import FeedActivity, RecordChange, feed_key
 from mailroom.settings import Settings
 from mailroom.stage.loop import stop_signals
@@ -53,6 +55,10 @@ IDLE_S = 0.2
 #: Published rows are kept this long (for `mailroom doctor` and for looking back), then pruned.
 KEEP_PUBLISHED = timedelta(hours=24)
 PRUNE_EVERY_S = 300.0
+#: How often a relay standing by tries the lock (the leader's session ending frees it).
+STANDBY_S = 2.0
+#: How often the backlog gauges are read (one query over the outbox's unpublished rows).
+BACKLOG_EVERY_S = 5.0
 
 AFTER_PUBLISH = faults.register(
     "feed:after_publish",
@@ -141,6 +147,50 @@ class Relay:
         return gone
 
 
+class FeedStatus:
+    """What the endpoints and gauges show: leading, waiting out an outage, the backlog."""
+
+    def __init__(self, metrics: StageMetrics) -> None:
+        self.metrics = metrics
+        self.leading = False
+        self.away = False
+        self.last_loop = time.monotonic()
+        self.marked = 0  # outbox rows marked published, since start
+        self._read_at = 0.0
+        r = metrics.registry
+        self.backlog = Gauge("mailroom_feed_backlog", "Outbox rows not yet published.",
+                             registry=r)
+        self.oldest = Gauge("mailroom_feed_oldest_seconds",
+                            "Age of the oldest unpublished outbox row.", registry=r)
+        self.leader = Gauge("mailroom_feed_leading",
+                            "1 while this relay holds its schema's lock and publishes.",
+                            registry=r)
+
+    def alive(self) -> bool:
+        # A round (or an outage's wait) takes seconds; a loop silent for minutes is stuck.
+        return time.monotonic() - self.last_loop < 120
+
+    def ready(self) -> bool:
+        return self.leading and not self.away
+
+    def after_standby(self) -> None:
+        self.last_loop = time.monotonic()
+        self.leader.set(0)
+
+    def after_round(self, relay: Relay, marked: int) -> None:
+        self.last_loop = time.monotonic()
+        self.leader.set(1 if self.leading else 0)
+        if marked:
+            self.marked += marked
+            self.metrics.batch(Batch(self.marked, relay.published, 0))
+        if time.monotonic() - self._read_at >= BACKLOG_EVERY_S:
+            self._read_at = time.monotonic()
+            b = outbox.backlog(relay.conn)
+            relay.conn.commit()
+            self.backlog.set(b.unpublished)
+            self.oldest.set(b.oldest_age_s)
+
+
 def run(settings: Settings, stop: threading.Event, *,
         database: Callable[..., psycopg.Connection] | None = None,
         producer: Any = None, codec: Codec | None = None) -> int:
@@ -159,41 +209,58 @@ def run(settings: Settings, stop: threading.Event, *,
     blobs: BlobStore | None = None
     outage = Outage("feed round")
     broker = Outage("feed round", dependency="the broker")
-    leading = False
+    leading = standing_by = False
     pruned_at = 0.0
+    status = FeedStatus(StageMetrics("feed"))
+    server = serve(settings, status.metrics, Health(status.alive, status.ready))
     try:
         while not stop.is_set():
+            status.last_loop = time.monotonic()
+            status.leading = leading
             try:
                 if relay is None or relay.conn.closed or relay.conn.broken:
+                    # Not `connected()`: its wait would not heed SIGTERM; LOST below waits.
                     if relay is not None:
                         relay.conn.close()
-                    blobs = BlobStore(connected(lambda: db(autocommit=True), "feed blobs"))
-                    relay = Relay(settings, connected(db, "start of the feed relay"),
-                                  producer, codec, blobs)
-                    leading = False
+                    if blobs is not None:
+                        blobs.conn.close()
+                    relay, leading = None, False
+                    blobs = BlobStore(db(autocommit=True))
+                    relay = Relay(settings, db(), producer, codec, blobs)
                 if not leading:
                     leading = relay.try_lead()
                     if not leading:
-                        log.info("another feed relay publishes this schema: standing by")
-                        stop.wait(5.0)
+                        if not standing_by:
+                            log.info("another feed relay publishes this schema: standing by")
+                        standing_by = True
+                        status.after_standby()
+                        stop.wait(STANDBY_S)
                         continue
+                    standing_by = False
                     log.info("feed relay publishing to %s", relay.topic)
                 marked = relay.round()
                 outage.over()
                 broker.over()
+                status.away = False
+                status.leading = True
+                status.after_round(relay, marked)
                 if time.monotonic() - pruned_at > PRUNE_EVERY_S:
                     relay.prune()
                     pruned_at = time.monotonic()
                 if not marked:
                     stop.wait(IDLE_S)
             except LOST as exc:
+                status.away, leading = True, False
                 stop.wait(outage.next_wait(exc))
                 if relay is not None:
                     relay.conn.close()  # reopened (and the lock taken again) next round
             except (KafkaError, TransientError) as exc:
+                status.away = True
                 stop.wait(broker.next_wait(exc))
         return 0
     finally:
+        if server is not None:
+            server.shutdown()
         if own_producer:
             producer.close()
         if relay is not None:

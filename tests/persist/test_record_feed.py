@@ -13,6 +13,8 @@ import pytest
 from persistbuild import apply, email, make_plan, rows
 from pipeline_testing import (
     REFERENCE_SQL,
+    free_port,
+    http_get,
     own_schema,
     own_topics,
     read_all,
@@ -186,8 +188,10 @@ def test_a_crash_between_publish_and_commit_loses_nothing(
 
 
 def test_the_relay_process_runs_until_stopped(feed_settings: Settings, codec: Codec) -> None:
+    port = free_port()
+    settings = feed_settings.replace(metrics_port=port)
     stop_event = threading.Event()
-    thread = threading.Thread(target=feed.run, args=(feed_settings, stop_event),
+    thread = threading.Thread(target=feed.run, args=(settings, stop_event),
                               kwargs={"codec": codec})
     thread.start()
     try:
@@ -200,7 +204,44 @@ def test_the_relay_process_runs_until_stopped(feed_settings: Settings, codec: Co
             wait_for(published, timeout=60)
             assert activities_in_feed(rebuilt(feed_settings, codec)) == \
                 activities_in_postgres(db)
+        # Ready while it leads; its backlog and output on /metrics.
+        assert wait_for(lambda: http_get(port, "/readyz")[0] == 200)
+        metrics = http_get(port, "/metrics")[1]
+        assert "mailroom_feed_backlog" in metrics and "mailroom_feed_leading 1.0" in metrics
+        assert 'mailroom_records_out_total{stage="feed"}' in metrics
     finally:
         stop_event.set()
         thread.join(timeout=60)
     assert not thread.is_alive()
+
+
+def test_a_lost_database_session_is_waited_out_and_the_lock_taken_again(
+    feed_settings: Settings, codec: Codec,
+) -> None:
+    stop_event = threading.Event()
+    thread = threading.Thread(target=feed.run, args=(feed_settings, stop_event),
+                              kwargs={"codec": codec})
+    thread.start()
+    try:
+        with connect(feed_settings, autocommit=True) as db:
+            cls, obj = outbox.lock_key(db)
+
+            def leader() -> int | None:
+                row = db.execute(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND classid = %s::bigint::oid AND objid = %s::bigint::oid",
+                    (cls, obj)).fetchone()
+                return int(row[0]) if row else None
+
+            first = wait_for(leader)
+            db.execute("SELECT pg_terminate_backend(%s)", (first,))  # the session is cut
+            store_mail(db, codec)  # changes made while the relay has no session
+            second = wait_for(lambda: (pid := leader()) != first and pid)
+            assert second != first
+            wait_for(lambda: outbox.backlog(db).unpublished == 0)
+            assert activities_in_feed(rebuilt(feed_settings, codec)) == \
+                activities_in_postgres(db)
+    finally:
+        stop_event.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()  # and it stops when asked
