@@ -82,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "mailbox approve`); by default the administrator adding it approves it")
     a.add_argument("--by", default="", help="who adds (and approves) it, for the record "
                    "(default: the operating-system user running this command)")
+    a.add_argument("--process-from", type=instant, metavar="DATETIME",
+                   help="process only mail that arrived at or after this ISO date-time "
+                   "(to the second; UTC unless it names a zone); default: the profile's "
+                   "--received-after")
     a.add_argument("--no-auth-results", action="store_true",
                    help="forward mailbox only: its receiving server cannot stamp "
                    "Authentication-Results, so believe forwarders on their From address alone "
@@ -106,6 +110,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "mailboxes topic again: a resync of the topic from the database")
     pub.add_argument("mailbox", nargs="*", help="addresses or ids (default: all)")
     pub.set_defaults(func=mailbox_publish)
+    pf = mb.add_parser("process-from", help="set a mailbox's 'process email from' (to the "
+                       "second): earlier mail is skipped, each skip traced with its reason")
+    pf.add_argument("mailbox", help="address or id")
+    pf.add_argument("when", metavar="DATETIME|none", help="ISO date-time (UTC unless it names a "
+                    "zone), or 'none' for the profile's --received-after")
+    pf.set_defaults(func=mailbox_process_from)
     pw = mb.add_parser("set-password", help="store a new password (or OAuth2 client secret) for "
                        "a mailbox; read from --password-env, standard input or a prompt")
     pw.add_argument("mailbox", help="address or id")
@@ -181,6 +191,7 @@ def mailbox_add(settings: Settings, args: argparse.Namespace) -> int:
             # The administrator adding a mailbox vouches for its address, unless told not to.
             approved=not args.pending, approval_by="" if args.pending else deciding(args),
             approval_at=None if args.pending else datetime.now(UTC),
+            process_from=args.process_from,
         )
         mid = store.add_mailbox(conn, m)
     print(f"mailbox {m.address} added (id {mid})"
@@ -245,6 +256,9 @@ def mailbox_show(settings: Settings, args: argparse.Namespace) -> int:
     decided = (f" by {m.approval_by or '(not recorded)'} at {m.approval_at:%Y-%m-%d %H:%M:%S%z}"
                if m.approval_at else "")
     print(f"  enabled: {m.enabled}  approval: {m.approval}{decided}")
+    if frm := m.processes_from(p):
+        print(f"  process email from: {frm.astimezone(UTC).isoformat()}"
+              + ("" if m.process_from else " (the profile's received-after)"))
     if gap := m.approval_gap():
         print(f"  waiting: {gap}")
     if m.owner_kind is OwnerKind.FORWARD:
@@ -302,6 +316,23 @@ def _publish(settings: Settings, ids: list[int] | None) -> int:
     if ids is None:
         print(f"{n} mailbox(es) published to {settings.topic('mailboxes')}")
     return 0
+
+
+def instant(text: str) -> datetime:
+    """An ISO date-time as an aware instant; one without a zone is UTC (said in the help)."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def mailbox_process_from(settings: Settings, args: argparse.Namespace) -> int:
+    when = None if args.when.strip().lower() == "none" else instant(args.when)
+    with connect(settings) as conn:
+        m = store.mailbox(conn, args.mailbox)
+        assert m.id is not None
+        store.set_process_from(conn, m.id, when)
+    shown = when.astimezone(UTC).isoformat() if when else "the profile's received-after"
+    print(f"mailbox {m.address}: processes mail that arrived from {shown}")
+    return _publish(settings, [m.id])
 
 
 def deciding(args: argparse.Namespace) -> str:

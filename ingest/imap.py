@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from imapclient import DELETED, IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from ingest import cutoff as cutoff_mod
 from ingest import store
 from ingest.errors import FolderMissing
 from ingest.job import Job
@@ -100,8 +101,10 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
                   store.owed(job.conn, job.mailbox_id, folder.name, uidvalidity))
 
     criteria: list[object] = ["UID", f"{cp.last_uid + 1}:*"]
-    if job.profile.received_after:
-        criteria += ["SINCE", job.profile.received_after.date()]
+    # No SINCE for "process email from": it is day-granular, and what it leaves out would be
+    # skipped without a word. INTERNALDATE decides below, to the second, and every skip is
+    # traced once (the checkpoint then passes it).
+    cutoff = job.mailbox.processes_from(job.profile)
     # "n:*" always matches the highest UID, even below n: filter.
     uids = sorted(u for u in client.search(criteria) if u > cp.last_uid)
     if uids or cp.backlog != 0:  # nothing new and none before: nothing to write (most passes)
@@ -113,8 +116,17 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
     last = cp.last_uid
     ledger = Ledger(job)
     suspects = ledger.imap_suspects(folder.name, uidvalidity)
-    sizes = _sizes(job, ledger, client, folder.name, uidvalidity,
-                   [u for u in uids if u not in suspects])
+    sizes, arrivals = _sizes(job, ledger, client, folder.name, uidvalidity,
+                             [u for u in uids if u not in suspects])
+    skipped = [u for u in uids if cutoff_mod.too_early(arrivals.get(u), cutoff)]
+    if skipped:
+        # Never fetched; their traces say why, and the checkpoint passes them (gaps below a
+        # fetched UID need nothing; the trailing ones are passed once the rest is done).
+        assert cutoff is not None
+        cutoff_mod.record(job.settings, job.codec, job.producer, job.mailbox.address, [
+            cutoff_mod.Skip(imap_message(job, folder.name, uidvalidity, u).identity,
+                            folder.name, arrivals[u], "INTERNALDATE") for u in skipped], cutoff)
+        uids = [u for u in uids if u not in set(skipped)]
     # Too large by the server's count: never fetched, dead-lettered alone and passed.
     limit = job.settings.ingest_max_message_bytes
     oversize = {uid: size for uid, size in sizes.items() if size > limit}
@@ -169,7 +181,11 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
                               _arrival(client, rest))
             job.conn.commit()
             job.between_batches()
-    if uids:
+    if skipped and max(skipped) > last:
+        store.advance(job.conn, job.mailbox_id, folder.name, uidvalidity, max(skipped),
+                      job.generation, [], None)
+        job.conn.commit()
+    if uids or skipped:
         store.set_backlog(job.conn, job.mailbox_id, folder.name, 0, None)
         store.relaxed_commit(job.conn)
         job.conn.commit()
@@ -197,19 +213,23 @@ def _fetch(job: Job, ledger: Ledger, client: IMAPClient, folder: str, uidvalidit
 
 
 def _sizes(job: Job, ledger: Ledger, client: IMAPClient, folder: str, uidvalidity: int,
-           uids: list[int]) -> dict[int, int]:
-    """RFC822.SIZE of each UID (one cheap FETCH), to bound the bytes of each batch."""
+           uids: list[int]) -> tuple[dict[int, int], dict[int, datetime]]:
+    """RFC822.SIZE of each UID, to bound the bytes of each batch, and its INTERNALDATE (the
+    server's arrival time, for "process email from"), in one cheap FETCH."""
     if not uids:
-        return {}
+        return {}, {}
     try:
-        fetched = client.fetch(uids, [b"RFC822.SIZE"])
+        fetched = client.fetch(uids, [b"RFC822.SIZE", b"INTERNALDATE"])
     except Exception as exc:
         # Dovecot reads a message to size it and drops the session (BYE) when it cannot: one
         # bad message fails the whole FETCH. Every one becomes suspect, fetched alone next time.
         messages = [imap_message(job, folder, uidvalidity, uid) for uid in uids]
         ledger.begin(messages)
         raise unfetched(job, ledger, messages, exc) from exc
-    return {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in fetched.items()}
+    sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in fetched.items()}
+    arrivals = {uid: when for uid, data in fetched.items()
+                if (when := _aware(data.get(b"INTERNALDATE"))) is not None}
+    return sizes, arrivals
 
 
 def _arrival(client: IMAPClient, uids: list[int]) -> datetime | None:

@@ -154,6 +154,10 @@ class Mailbox:
     approved: bool = True
     approval_by: str = ""
     approval_at: datetime | None = None
+    #: "Process email from": mail that arrived before this instant is skipped (each skip traced
+    #: with its reason). None: the profile's ``received_after``. For a mailbox via a forward
+    #: mailbox, the original's arrival is compared (unwrap).
+    process_from: datetime | None = None
     #: forward mailboxes: forwards need a passing Authentication-Results of our receiving server
     #: (False: the operator's opt-out for a server that cannot stamp them; docs/security.md)
     check_auth_results: bool = True
@@ -213,6 +217,10 @@ class Mailbox:
                 "configured (MAILROOM_UNWRAP_AUTHSERV_ID), so no forward could be trusted; set "
                 "it, or if that server cannot stamp Authentication-Results, switch the check "
                 f"off for this mailbox: `mailroom mailbox auth-results {self.address} off`")
+
+    def processes_from(self, profile: Profile) -> datetime | None:
+        """The instant mail must have arrived at or after to be processed, or None (all)."""
+        return self.process_from or profile.received_after
 
     @property
     def approval(self) -> str:

@@ -14,6 +14,7 @@ import poplib
 import re
 from dataclasses import dataclass
 
+from ingest import cutoff as cutoff_mod
 from ingest import store
 from ingest.errors import MessageUnfetched, ServerBusy
 from ingest.job import Job
@@ -84,7 +85,9 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
     store.forget_uidls(job.conn, job.mailbox_id, set(on_server.values()))
     ledger.prune_pop3(set(on_server.values()))
     job.conn.commit()
-    new = pop3_new(on_server, published_before | ledger.pop3_dead_lettered())
+    new = pop3_new(on_server, published_before | ledger.pop3_dead_lettered()
+                   | store.skipped_uidls(job.conn, job.mailbox_id))
+    new = _skip_early(job, conn, folder, new)
     suspects = ledger.pop3_suspects()
     published = 0
     uidl_of = dict(new)
@@ -131,6 +134,33 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
         if n + 1 < len(groups):
             job.between_batches()
     return published
+
+
+def _skip_early(job: Job, conn: poplib.POP3, folder: Folder,
+                new: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """``new`` without the messages that arrived before the mailbox's "process email from"
+    (read from their headers with TOP, never retrieved); those are traced and their UIDLs kept
+    as skipped, so each is judged once and never deleted (it was not published)."""
+    cutoff = job.mailbox.processes_from(job.profile)
+    if cutoff is None or not new:
+        return new
+    keep, skips = [], []
+    for number, uidl in new:
+        _resp, lines, _octets = conn.top(number, 0)
+        arrived, how = cutoff_mod.arrival_from_headers(b"\r\n".join(lines) + b"\r\n\r\n")
+        if cutoff_mod.too_early(arrived, cutoff):
+            assert arrived is not None
+            skips.append((uidl, cutoff_mod.Skip(
+                pop3_message(job, folder.name, uidl).identity, folder.name, arrived, how)))
+        else:
+            keep.append((number, uidl))
+    if skips:
+        cutoff_mod.record(job.settings, job.codec, job.producer, job.mailbox.address,
+                          [s for _, s in skips], cutoff)
+        store.add_skipped_uidls(job.conn, job.mailbox_id, [u for u, _ in skips],
+                                job.generation)
+        job.conn.commit()
+    return keep
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,8 @@ def _mailbox(row: dict[str, Any], folders: list[Folder]) -> Mailbox:
         folders=tuple(folders), after_ingest=AfterIngest(row["after_ingest"]),
         keyword=row["keyword"], move_to=row["move_to"], enabled=row["enabled"],
         approved=row["approved"], approval_by=row["approval_by"],
-        approval_at=row["approval_at"], check_auth_results=row["check_auth_results"],
+        approval_at=row["approval_at"], process_from=row["process_from"],
+        check_auth_results=row["check_auth_results"],
         status=row["status"], status_detail=row["status_detail"],
         last_test_ok=row["last_test_ok"], last_test_detail=row["last_test_detail"],
         last_test_at=row["last_test_at"],
@@ -100,11 +101,11 @@ def add_mailbox(conn: psycopg.Connection, m: Mailbox) -> int:
         row = conn.execute(
             "INSERT INTO ingest_mailboxes (address, owner_kind, owner_id, profile_id, username, "
             "secret, via_mailbox_id, after_ingest, keyword, move_to, enabled, approved, "
-            "approval_by, approval_at, check_auth_results) "
-            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            "approval_by, approval_at, check_auth_results, process_from) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
             (m.address, m.owner_kind.value, m.owner_id, m.profile_id, m.username, m.secret,
              m.via_mailbox_id, m.after_ingest.value, m.keyword, m.move_to, m.enabled,
-             m.approved, m.approval_by, m.approval_at, m.check_auth_results),
+             m.approved, m.approval_by, m.approval_at, m.check_auth_results, m.process_from),
         ).fetchone()
     except psycopg.errors.UniqueViolation as exc:
         raise ConfigError(f"a mailbox {m.address!r} exists already") from exc
@@ -259,6 +260,13 @@ def set_approval(conn: psycopg.Connection, mailbox_id: int, approved: bool, by: 
         "updated_at = now() WHERE id = %s",
         (approved, by, mailbox_id),
     )
+
+
+def set_process_from(conn: psycopg.Connection, mailbox_id: int, when: datetime | None) -> None:
+    """Set (None: clear) the mailbox's "process email from". Mail already skipped stays
+    skipped (its checkpoint has passed it): an earlier date later reaches it with a backfill."""
+    conn.execute("UPDATE ingest_mailboxes SET process_from = %s, updated_at = now() "
+                 "WHERE id = %s", (when, mailbox_id))
 
 
 def set_check_auth_results(conn: psycopg.Connection, mailbox_id: int, check: bool) -> None:
@@ -480,9 +488,31 @@ def backlog(conn: psycopg.Connection, mailbox_id: int | None = None) -> list[Fol
 def published_uidls(conn: psycopg.Connection, mailbox_id: int) -> set[str]:
     return {
         r[0] for r in conn.execute(
-            "SELECT uidl FROM ingest_pop3_uidls WHERE mailbox_id = %s", (mailbox_id,)
+            "SELECT uidl FROM ingest_pop3_uidls WHERE mailbox_id = %s AND NOT skipped",
+            (mailbox_id,)
         )
     }
+
+
+def skipped_uidls(conn: psycopg.Connection, mailbox_id: int) -> set[str]:
+    """UIDLs skipped as arrived before the mailbox's "process email from" (judged once)."""
+    return {
+        r[0] for r in conn.execute(
+            "SELECT uidl FROM ingest_pop3_uidls WHERE mailbox_id = %s AND skipped",
+            (mailbox_id,)
+        )
+    }
+
+
+def add_skipped_uidls(conn: psycopg.Connection, mailbox_id: int, uidls: Iterable[str],
+                      generation: int) -> None:
+    _fence(conn, mailbox_id, generation)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ingest_pop3_uidls (mailbox_id, uidl, skipped) VALUES (%s,%s,true) "
+            "ON CONFLICT DO NOTHING",
+            [(mailbox_id, u) for u in uidls],
+        )
 
 
 def add_uidls(conn: psycopg.Connection, mailbox_id: int, uidls: Iterable[str],

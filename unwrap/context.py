@@ -25,6 +25,9 @@ class Forwarder:
 
     kind: str  # "user" | "queue"
     id: str
+    #: the forwarder's mailbox's "process email from": originals that arrived before it are
+    #: skipped (not part of who the forwarder is, so not compared)
+    process_from: datetime | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.id}"

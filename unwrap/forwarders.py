@@ -55,14 +55,14 @@ REFRESH_SECONDS = 60.0
 RECHECK_SECONDS = 1.0
 
 _MAILBOX_ADDRESSES = """
-SELECT f.id::text, btrim(u.address), u.owner_kind, u.owner_id
+SELECT f.id::text, btrim(u.address), u.owner_kind, u.owner_id, u.process_from
   FROM ingest_mailboxes u
   JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
  WHERE u.owner_kind IN ('user', 'queue') AND u.owner_id <> '' AND u.enabled AND u.approved
 """
 
 _ALIASES = """
-SELECT f.id::text, a.address, u.owner_kind, u.owner_id
+SELECT f.id::text, a.address, u.owner_kind, u.owner_id, u.process_from
   FROM ingest_mailboxes u
   JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
   JOIN email_addresses a ON a.record_kind = u.owner_kind AND a.record_id = u.owner_id
@@ -112,10 +112,10 @@ def load_forwarders(conn: psycopg.Connection) -> Forwarders:
         rows = conn.execute(_MAILBOX_ADDRESSES).fetchall()
         if conn.execute("SELECT to_regclass('email_addresses') IS NOT NULL").fetchone() == (True,):
             rows += conn.execute(_ALIASES).fetchall()
-    for forward_id, stored, kind, owner_id in rows:
+    for forward_id, stored, kind, owner_id, process_from in rows:
         # ASCII-only folding (not PostgreSQL's lower(), which follows the locale)
         address = ascii_lower(stored)
-        who = Forwarder(kind, owner_id)
+        who = Forwarder(kind, owner_id, process_from)
         box = table.setdefault(forward_id, {})
         if address in box and box[address] != who:
             # Two owners claim one address for the same forward mailbox: attributing to either

@@ -47,7 +47,7 @@ from unwrap.forwarders import (
     ForwardMailboxes,
     load_forward_mailboxes,
 )
-from unwrap.unwrap import unwrap
+from unwrap.unwrap import Skipped, unwrap_all
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +165,20 @@ class UnwrapHandler:
         del resolved  # the handover is now the only holder of bytes fetched by claim check
         src = context.source
         position = SourcePosition(src.topic, src.partition, src.offset)
-        result = unwrap(handover, unwrap_context, position)
+        result = unwrap_all(handover, unwrap_context, position)
         if isinstance(result, Rejection) and result.reason_code in _RECHECKED:
             fresh = edges.context(RECHECK_SECONDS)
             if fresh is not unwrap_context:
                 # The handover gave its bytes out once: read them again (a rare path).
                 again = claims.resolve_raw(raw, blobs, limits.max_message_bytes)
                 if not isinstance(again, Rejection):
-                    result = unwrap(_Handover(raw, again.content), fresh, position)
+                    result = unwrap_all(_Handover(raw, again.content), fresh, position)
         if isinstance(result, Rejection):
             return result
-        return self._outcome(raw, result)
+        return self._outcome(raw, result.emails, result.skipped)
 
-    def _outcome(self, raw: RawMail, emails: list[Email]) -> Outcome | Rejection:
+    def _outcome(self, raw: RawMail, emails: list[Email],
+                 skipped: tuple[Skipped, ...] = ()) -> Outcome | Rejection:
         edges = self.edges
         limit = self.settings.claim_check_bytes
 
@@ -198,6 +199,7 @@ class UnwrapHandler:
                 return _too_big(email, len(encoded), self.settings)
             outputs.append(Output("unwrapped", email.dedupe_key, email, encoded))
             traces.append(_trace(raw, email, n, len(emails)))
+        traces += [_skip_trace(raw, s) for s in skipped]  # a skip is never silent
         return Outcome(outputs=tuple(outputs), traces=tuple(traces))
 
 
@@ -208,6 +210,16 @@ def _too_big(email: Email, size: int, settings: Settings) -> Rejection:
         f"bodies moved to the blob store, over the topic limit of {settings.max_record_bytes} "
         "bytes (max_record_bytes): too many addresses or references",
     )
+
+
+def _skip_trace(raw: RawMail, skip: Skipped) -> Trace:
+    d = skip.email.delivery
+    by = d.forwarded_by_user or f"queue:{d.forwarded_by_queue}"
+    return Trace(key=skip.email.dedupe_key, event="skipped",
+                 detail={"reason": skip.reason[:_DETAIL_CHARS], "forwarded_by": by,
+                         "mailbox": f"{raw.mailbox_address} ({raw.owner_kind} {raw.mailbox_id})"},
+                 message_id=skip.email.message_id, dedupe_key=skip.email.dedupe_key,
+                 raw_identity=raw.identity)
 
 
 def _trace(raw: RawMail, email: Email, n: int, total: int) -> Trace:

@@ -7,11 +7,14 @@ replay re-derives the same records. The stage runner (``stage.py``) does the I/O
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC
 from email.message import Message
 
 from mailroom.records.email import Email
 from unwrap import forwarded, inline, redirects
 from unwrap.addresses import AddressError, ascii_lower, parse_mailbox
+from unwrap.arrival import arrival
 from unwrap.attribution import Attribution, attribute
 from unwrap.content import LimitExceeded, collect
 from unwrap.context import RawInput, Rejection, SourcePosition, UnwrapContext
@@ -19,22 +22,45 @@ from unwrap.normalise import Origin, normalise
 from unwrap.parse import parse_with_notes, raw_header, spaced_from_in_header
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """An original not processed: it arrived before its forwarder's "process email from"."""
+
+    email: Email
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    emails: list[Email]
+    skipped: tuple[Skipped, ...] = ()
+
+
 def unwrap(raw: RawInput, context: UnwrapContext,
            source: SourcePosition | None = None) -> list[Email] | Rejection:
     """The Emails in ``raw`` — one for user and queue mail, one per original for a forward —
     or why the message becomes a dead letter. Any input bytes give one of the two; an exception
     is a bug in Mailroom, and the stage runner dead-letters that message ``crash`` with the
-    traceback (a catch-all here would hide it)."""
+    traceback (a catch-all here would hide it). Originals skipped for their forwarder's
+    "process email from" are left out (:func:`unwrap_all` says which and why)."""
+    result = unwrap_all(raw, context, source)
+    return result if isinstance(result, Rejection) else result.emails
+
+
+def unwrap_all(raw: RawInput, context: UnwrapContext,
+               source: SourcePosition | None = None) -> Unwrapped | Rejection:
+    """:func:`unwrap`, with the originals it skipped and why."""
     try:
-        return _unwrap(raw, context, source)
+        result = _unwrap(raw, context, source)
     except LimitExceeded as exc:
         return Rejection(exc.code, exc.reason)
     except RecursionError:
         return Rejection("too_deep", "the MIME structure is nested too deeply to read")
+    return result if isinstance(result, Rejection | Unwrapped) else Unwrapped(result)
 
 
 def _unwrap(raw: RawInput, context: UnwrapContext,
-            source: SourcePosition | None) -> list[Email] | Rejection:
+            source: SourcePosition | None) -> list[Email] | Unwrapped | Rejection:
     content = raw.content
     if content is None:
         return Rejection("no_content", "the raw message's bytes were not resolved from the "
@@ -84,8 +110,8 @@ def _unwrap(raw: RawInput, context: UnwrapContext,
     who = attribute(msg, raw.mailbox_id, context, spaced_from)
     if isinstance(who, Rejection):
         return who
-    return [normalise(o.message, raw, _origin(o, who, warnings), limits, source)
-            for o in originals]
+    return _by_arrival(who, [(o.message, normalise(o.message, raw, _origin(o, who, warnings),
+                                                   limits, source)) for o in originals])
 
 
 def _from_forwarder(msg: Message, addresses: Collection[str]) -> bool:
@@ -98,12 +124,30 @@ def _from_forwarder(msg: Message, addresses: Collection[str]) -> bool:
 
 
 def _redirected(msg: Message, raw: RawInput, found: redirects.Claim, context: UnwrapContext,
-                warnings: list[str], source: SourcePosition | None) -> list[Email] | Rejection:
+                warnings: list[str], source: SourcePosition | None) -> Unwrapped | Rejection:
     who = redirects.attribute(msg, raw.mailbox_id, found, context)
     if isinstance(who, Rejection):
         return who
     original = forwarded.Original(msg, "direct", (f"redirected ({found.source})",))
-    return [normalise(msg, raw, _origin(original, who, warnings), context.limits, source)]
+    return _by_arrival(who, [(msg, normalise(msg, raw, _origin(original, who, warnings),
+                                             context.limits, source))])
+
+
+def _by_arrival(who: Attribution, found: list[tuple[Message, Email]]) -> Unwrapped:
+    """The forwarder's originals split by its "process email from": an original that arrived
+    at the forwarder's mailbox before it is skipped, with the reason."""
+    cutoff = who.forwarder.process_from
+    kept: list[Email] = []
+    skipped: list[Skipped] = []
+    for message, email in found:
+        arrived, how = arrival(message)
+        if cutoff is not None and arrived is not None and arrived < cutoff:
+            skipped.append(Skipped(email, (
+                f"arrived {arrived.isoformat()} ({how}) at {who.address}, before its mailbox's "
+                f"'process email from' {cutoff.astimezone(UTC).isoformat()}")))
+        else:
+            kept.append(email)
+    return Unwrapped(kept, tuple(skipped))
 
 
 def _origin(original: forwarded.Original, who: Attribution, warnings: list[str]) -> Origin:

@@ -1,0 +1,116 @@
+"""A mailbox's "process email from", to the second: IMAP judges each message by its
+INTERNALDATE, POP3 by its headers' arrival; what arrived earlier is skipped — never fetched,
+never published, never deleted — and each skip is a trace event with its reason. The
+checkpoint passes a skip, so it is judged (and traced) once."""
+
+from __future__ import annotations
+
+import poplib
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from ingest_helpers import add_mailbox, imap_login, ingestor, message, read_raw, seed_maildir
+from pipeline_testing import read_all
+
+from ingest import store
+from ingest.model import AfterIngest, OwnerKind, Protocol
+from mailroom.codec import Codec
+from mailroom.records.trace import TraceEvent
+from mailroom.settings import Settings
+from mailroom.stack import dovecot
+
+pytestmark = pytest.mark.integration
+
+CUTOFF = datetime(2026, 5, 4, 10, 0, 0, tzinfo=UTC)
+
+
+def _user(settings: Settings) -> tuple[str, str]:
+    name, password = "pf" + uuid.uuid4().hex[:10], "pw-" + uuid.uuid4().hex[:8]
+    dovecot.add_user(settings, name, password)
+    return name, password
+
+
+def _skips(settings: Settings) -> list[TraceEvent]:
+    codec = Codec.from_settings(settings)
+    events = [codec.decode_record(r.value, TraceEvent) for r in read_all(settings, "trace")]
+    return [e for e in events if e.stage == "ingest" and e.event == "skipped"]
+
+
+def _subjects(settings: Settings, n: int) -> list[str]:
+    out = []
+    for raw in read_raw(settings, n):
+        assert raw.content is not None
+        head = raw.content.split(b"\r\n\r\n")[0].decode()
+        out += [line[9:] for line in head.splitlines() if line.startswith("Subject: ")]
+    return sorted(out)
+
+
+def test_imap_skips_mail_that_arrived_a_second_too_early(
+    db_settings: Settings, db: psycopg.Connection, topics: Settings
+) -> None:
+    name, password = _user(db_settings)
+    with imap_login(db_settings, name, password) as client:
+        for i, when in ((1, CUTOFF - timedelta(seconds=1)), (2, CUTOFF),
+                        (3, CUTOFF - timedelta(days=40)), (4, CUTOFF + timedelta(hours=5))):
+            client.append("INBOX", message(i, subject="at"), msg_time=when)
+    mb = add_mailbox(db, db_settings, name, password)
+    assert mb.id is not None
+    store.set_process_from(db, mb.id, CUTOFF)
+    db.commit()
+
+    assert ingestor(db_settings, db).run_once() == 2
+    assert _subjects(db_settings, 2) == ["at 2", "at 4"]  # at the cut-off counts
+    skips = _skips(db_settings)
+    assert len(skips) == 2
+    assert all("before the mailbox's 'process email from' 2026-05-04T10:00:00+00:00"
+               in e.detail["reason"] and "INTERNALDATE" in e.detail["reason"] for e in skips)
+    assert {e.detail["arrived"] for e in skips} == {
+        (CUTOFF - timedelta(seconds=1)).isoformat(), (CUTOFF - timedelta(days=40)).isoformat()}
+    # Judged once: the checkpoint passed them; the server still has them, unflagged.
+    assert ingestor(db_settings, db).run_once() == 0
+    assert len(_skips(db_settings)) == 2
+    assert store.checkpoint(db, mb.id, "INBOX").last_uid == 4  # type: ignore[union-attr]
+    with imap_login(db_settings, name, password) as client:
+        client.select_folder("INBOX")
+        flagged = client.search(["KEYWORD", mb.keyword])
+        assert sorted(flagged) == [2, 4] and len(client.search(["ALL"])) == 4
+
+
+def _with_received(i: int, when: datetime) -> bytes:
+    stamp = when.strftime("%a, %d %b %Y %H:%M:%S +0000")
+    return (f"Received: from mx.example.org by pop.example.com; {stamp}\r\n").encode() + message(
+        i, subject="pop")
+
+
+def test_pop3_judges_arrival_from_the_headers_and_never_deletes_a_skip(
+    db_settings: Settings, db: psycopg.Connection, topics: Settings
+) -> None:
+    name, password = _user(db_settings)
+    seed_maildir(db_settings, name, [
+        _with_received(1, CUTOFF - timedelta(seconds=1)),
+        _with_received(2, CUTOFF + timedelta(seconds=1)),
+    ])
+    mb = add_mailbox(db, db_settings, name, password, protocol=Protocol.POP3,
+                     owner=OwnerKind.QUEUE, after=AfterIngest.DELETE)
+    assert mb.id is not None
+    store.set_process_from(db, mb.id, CUTOFF)
+    db.commit()
+
+    assert ingestor(db_settings, db).run_once() == 1
+    assert _subjects(db_settings, 1) == ["pop 2"]
+    [skip] = _skips(db_settings)
+    assert "Received header" in skip.detail["reason"]
+    assert skip.detail["arrived"] == (CUTOFF - timedelta(seconds=1)).isoformat()
+    assert len(store.skipped_uidls(db, mb.id)) == 1
+    # Judged once; the published one was deleted after ingest, the skipped one never is.
+    assert ingestor(db_settings, db).run_once() == 0
+    assert len(_skips(db_settings)) == 1
+    pop = poplib.POP3("127.0.0.1", db_settings.pop3_port, timeout=30)
+    try:
+        pop.user(name)
+        pop.pass_(password)
+        assert pop.stat()[0] == 1
+    finally:
+        pop.quit()
