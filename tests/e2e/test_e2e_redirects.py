@@ -39,6 +39,7 @@ from unwrap.forwarders import FORWARDED_BY_HEADER
 pytestmark = pytest.mark.integration
 
 DOMAIN = "redirect.example"
+DAN_FROM = "2999-01-01T00:00:00+00:00"  # Dan's mailbox processes mail from then on only
 PASSWORD = "pw-redirect"
 RULES = """
 [track]
@@ -97,7 +98,7 @@ def site(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         unwrap_authserv_id=f"mx.{DOMAIN}",
     )
     logins = {role: f"{name}-{role}"
-              for role in ("checked", "open", "alice", "bob", "sales", "carol")}
+              for role in ("checked", "open", "alice", "bob", "sales", "carol", "dan")}
     children = Children(settings, Path(tmp_path_factory.mktemp("redirect-logs")))
     try:
         seed.reset_database(settings)
@@ -109,7 +110,8 @@ def site(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
             users, queues, rules = (Path(tmp) / n for n in ("u.csv", "q.csv", "rules.toml"))
             users.write_text(f"id,name,emails\nu-alice,Alice,{site.address('alice')}\n"
                              f"u-bob,Bob,{site.address('bob')}\n"
-                             f"u-carol,Carol,{site.address('carol')}\n")
+                             f"u-carol,Carol,{site.address('carol')}\n"
+                             f"u-dan,Dan,{site.address('dan')}\n")
             queues.write_text(f"id,name,emails\nq-sales,Sales,{site.address('sales')}\n")
             rules.write_text(RULES)
             seed.command(settings, ["import", "users", str(users)])
@@ -126,7 +128,8 @@ def site(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         for role, owner, owner_id, via, pending in (
                 ("alice", "user", "u-alice", "checked", []), ("bob", "user", "u-bob", "open", []),
                 ("sales", "queue", "q-sales", "open", []),
-                ("carol", "user", "u-carol", "open", ["--pending"])):
+                ("carol", "user", "u-carol", "open", ["--pending"]),
+                ("dan", "user", "u-dan", "open", ["--process-from", DAN_FROM])):
             seed.command(settings, ["mailbox", "add", site.address(role), "--owner", owner,
                                     "--owner-id", owner_id, "--via", site.address(via),
                                     *pending])
@@ -210,3 +213,17 @@ def test_a_pending_forwarders_mail_waits_and_approval_releases_it(site: Site) ->
     wait_for("Carol's released email", lambda: _one(site.settings, query, mid) is not None,
              site.children, 120)
     assert _one(site.settings, query, mid) == ("u-carol",)
+
+
+def test_mail_that_arrived_before_the_forwarders_process_from_is_skipped_with_why(
+        site: Site) -> None:
+    mid = _deliver(site.settings, site.address("dan"), "Too early for Dan")
+    query = ("SELECT detail->>'reason', detail->>'forwarded_by' FROM message_traces "
+             "WHERE stage = 'unwrap' AND event = 'skipped' AND message_id = %s")
+    wait_for("the skip's trace", lambda: _one(site.settings, query, mid) is not None,
+             site.children, 120)
+    reason, by = _one(site.settings, query, mid)  # type: ignore[misc]
+    assert by == "u-dan"
+    assert f"before its mailbox's 'process email from' {DAN_FROM}" in str(reason)
+    assert _one(site.settings, "SELECT id FROM email_activities WHERE message_id = %s",
+                mid) is None
