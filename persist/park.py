@@ -11,12 +11,15 @@ the end state is the one the parent-first order gives.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import psycopg
 
 from mailroom.records.action import Plan
 from persist.batchrows import BatchRows
+
+log = logging.getLogger(__name__)
 
 
 def _ident(plan: Plan) -> tuple[str, str, str]:
@@ -90,20 +93,27 @@ def is_parked(conn: psycopg.Connection, plan: Plan) -> bool:
 #: never tracked would otherwise wait for ever. A Message-ID is waited on without a bound (the
 #: parent is named exactly: when it comes, it is the parent).
 SOFT_WAIT_MS = 7 * 24 * 3600 * 1000
+#: How far back each batch looks for waits to expire: plans received one to four weeks before
+#: it. Every plan passes through that window while persist runs (a batch a day is enough), and
+#: the plans waiting on a Message-ID for good (a reply to mail never tracked) are not read by
+#: every batch for ever.
+EXPIRY_WINDOW_MS = 3 * SOFT_WAIT_MS
 #: Only one transaction at a time expires watches; the others skip it (pg_try_advisory_xact_lock).
 _EXPIRY_LOCK = 0x6D725F6578706972  # "mr_expir"
 
 
-def expire(conn: psycopg.Connection, newest_ms: int) -> None:
+def expire(conn: psycopg.Connection, newest_ms: int) -> int:
     """Stop the waits that are past their bound: the soft watches (a key with a space, not a
     Message-ID) of plans received more than :data:`SOFT_WAIT_MS` before ``newest_ms`` (the
     batch's newest broker timestamp — not the wall clock, so a replay expires the same), and
     their watches on stored Message-IDs (a parent that was still unsettled; it only mattered
     while it waited). A plan left with nothing to wait on is forgotten: what it applied stays
-    (its parent was never stored: its own thread); a parked plan is never stored."""
-    conn.execute(
+    (its parent was never stored: its own thread); a parked plan is never stored. Returns how
+    many plans were forgotten."""
+    cutoff = newest_ms - SOFT_WAIT_MS
+    row = conn.execute(
         "WITH old AS (SELECT dedupe_key, content_hash, receiving_mailbox "
-        "  FROM persist_pending_plans WHERE received_ms < %s "
+        "  FROM persist_pending_plans WHERE received_ms < %s AND received_ms >= %s "
         "  AND pg_try_advisory_xact_lock(%s)), "
         "dropped AS (DELETE FROM persist_watches w USING old o "
         "  WHERE (w.dedupe_key, w.content_hash, w.receiving_mailbox) "
@@ -121,10 +131,17 @@ def expire(conn: psycopg.Connection, newest_ms: int) -> None:
         "  AND g.n = (SELECT count(*) FROM persist_watches w WHERE (w.dedupe_key, "
         "    w.content_hash, w.receiving_mailbox) "
         "    = (p.dedupe_key, p.content_hash, p.receiving_mailbox)) "
-        "  RETURNING p.dedupe_key, p.content_hash) "
+        "  RETURNING p.dedupe_key, p.content_hash), "
         # A case it made while it waited is its own for good: no longer provisional.
-        "UPDATE cases c SET provisional = false FROM forgotten f JOIN email_activities a "
-        "  ON (a.dedupe_key, a.content_hash) = (f.dedupe_key, f.content_hash) "
-        "WHERE c.originating_activity_id = a.id AND c.provisional",
-        (newest_ms - SOFT_WAIT_MS, _EXPIRY_LOCK),
-    )
+        "settled AS (UPDATE cases c SET provisional = false FROM forgotten f "
+        "  JOIN email_activities a ON (a.dedupe_key, a.content_hash) "
+        "     = (f.dedupe_key, f.content_hash) "
+        "  WHERE c.originating_activity_id = a.id AND c.provisional RETURNING c.id) "
+        "SELECT (SELECT count(*) FROM forgotten), (SELECT count(*) FROM settled)",
+        (cutoff, cutoff - EXPIRY_WINDOW_MS, _EXPIRY_LOCK),
+    ).fetchone()
+    forgotten, settled = (int(row[0]), int(row[1])) if row else (0, 0)
+    if forgotten:
+        log.info("%d plans stopped waiting (a week past what only a token, a conversation or "
+                 "a subject names); %d provisional cases are their own now", forgotten, settled)
+    return forgotten
