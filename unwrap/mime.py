@@ -38,16 +38,32 @@ class _Unusual(Exception):
     """The input has a shape the fast path does not reproduce: the stdlib parses it."""
 
 
-def parse(data: bytes) -> Message:
-    """Parse message bytes exactly as ``BytesParser(policy=compat32).parsebytes`` does."""
-    msg = parse_fast(data)
-    return msg if msg is not None else _STDLIB.parsebytes(data)
+def parse(data: bytes | bytearray) -> Message:
+    """Parse message bytes exactly as ``BytesParser(policy=compat32).parsebytes`` does.
+
+    A ``bytearray`` is taken over: emptied as soon as it is read, so a big message is not held
+    as bytes beside its text and its parts while the tree is built (unwrap's stage hands the
+    bytes of a claim-checked message over this way)."""
+    text = data.decode("ascii", "surrogateescape")
+    taken = isinstance(data, bytearray)
+    if taken:
+        data.clear()
+    msg = _fast(text)
+    if msg is not None:
+        return msg
+    # The stdlib reads bytes: the same bytes again from the text (surrogateescape round-trips).
+    raw = text.encode("ascii", "surrogateescape") if taken else data
+    del text
+    return _STDLIB.parsebytes(raw)
 
 
 def parse_fast(data: bytes) -> Message | None:
     """The stdlib's tree for ``data`` built by the fast path, or None when the message has a
     shape the fast path leaves to the stdlib."""
-    text = data.decode("ascii", "surrogateescape")
+    return _fast(data.decode("ascii", "surrogateescape"))
+
+
+def _fast(text: str) -> Message | None:
     # FeedParser also ends lines at a lone CR; here lines end only at LF (or CRLF).
     if "\r" in text and _BARE_CR.search(text):
         return None

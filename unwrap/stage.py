@@ -110,12 +110,12 @@ class _Handover:
 
     __slots__ = ("_raw", "_content")
 
-    def __init__(self, raw: RawMail, content: bytes | None) -> None:
+    def __init__(self, raw: RawMail, content: bytes | bytearray | None) -> None:
         self._raw = raw
         self._content = content
 
     @property
-    def content(self) -> bytes | None:
+    def content(self) -> bytes | bytearray | None:
         data, self._content = self._content, None
         return data
 
@@ -161,8 +161,13 @@ class UnwrapHandler:
         resolved = claims.resolve_raw(raw, blobs, limits.max_message_bytes)
         if isinstance(resolved, Rejection):
             return resolved
-        handover = _Handover(raw, resolved.content)
-        del resolved  # the handover is now the only holder of bytes fetched by claim check
+        content = resolved.content
+        if raw.blob_ref is not None and content is not None:
+            # Fetched by claim check: big enough for a copy now (before anything else is held)
+            # to pay for the parse emptying it at once (unwrap.mime.parse).
+            content = bytearray(content)
+        handover = _Handover(raw, content)
+        del resolved, content  # the handover is now the only holder of the bytes
         src = context.source
         position = SourcePosition(src.topic, src.partition, src.offset)
         result = unwrap_all(handover, unwrap_context, position)

@@ -69,10 +69,11 @@ def _unwrap(raw: RawInput, context: UnwrapContext,
     if len(content) > limits.max_message_bytes:
         return Rejection("too_large", f"the message is {len(content)} bytes, over the "
                          f"{limits.max_message_bytes}-byte limit (unwrap_max_message_bytes)")
+    spaced_from = raw.owner_kind == "forward" and spaced_from_in_header(content)
     msg, notes = parse_with_notes(content)
     # The bytes are not needed past the parse: let them go, so a big message is not held
-    # beside its parsed text and decoded attachments (the stage hands them over unshared).
-    spaced_from = raw.owner_kind == "forward" and spaced_from_in_header(content)
+    # beside its parsed text and decoded attachments. (The stage hands a claim-checked message
+    # over as a bytearray, which the parse empties as soon as it has read it.)
     del content
     if raw.owner_kind != "forward":
         return [normalise(msg, raw, Origin(warnings=tuple(notes)), limits, source)]

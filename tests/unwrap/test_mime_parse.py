@@ -206,3 +206,16 @@ def test_mutated_mail_parses_as_the_stdlib_parses_it() -> None:
             difference = tree_difference(tree, STDLIB.parsebytes(data))
             assert difference is None, (data, difference)
     assert fast > 1_000  # the mutations leave many messages well-formed: the check has teeth
+
+
+def test_a_bytearray_is_taken_over_and_emptied() -> None:
+    """The stage hands a big message's bytes over as a bytearray: the parse empties it once
+    read, and the tree (fast path or the stdlib's) is the same as from bytes."""
+    usual = (b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+             b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n")
+    unusual = b"From: a@example.com\r\nSubject: bare\rCR\r\n\r\nbody\xe9\r\n"
+    for data in (usual, unusual):
+        handed = bytearray(data)
+        tree = mime.parse(handed)
+        assert handed == b""
+        assert tree_difference(tree, STDLIB.parsebytes(data)) is None
