@@ -1,18 +1,29 @@
 """bench/web: page times of the dashboard with many people looking at once.
 
-    .venv/bin/python bench/web.py [VIEWERS] [ROUNDS]      # default 50 viewers, 10 rounds
+    .venv/bin/python bench/web.py [VIEWERS] [ROUNDS] [--think S]   # default 50, 10, 0 s
 
 Starts ``mailroom web`` as its own process on 127.0.0.1 over a scratch schema and topics of the
 local stack, seeded like the demo but bigger: 2,000 email activities with their cases
 (route's plans applied by persist's batch apply), 10 mailboxes, 40 dead letters, a day of stage
-samples. Then VIEWERS threads — each its own account session and keep-alive connection — load
-every page ROUNDS times (the mailboxes, stages, stage history, arrivals, dead letters, emails,
-one email with its trace, cases, a search), all at once. Prints p50 / p90 / p99 per page and
-overall; everything it made is dropped afterwards. Loopback only; bounded in requests and time.
+samples. The server logs in to PostgreSQL as the dashboard's own role (a login user in
+``mailroom_web``, made for the run), as a deployment's does. Then VIEWERS threads — each its
+own account session and keep-alive connection — load every page ROUNDS times (the mailboxes,
+stages, stage history, arrivals, dead letters, emails, one email with its trace — each viewer
+its own —, cases, a search), all at once, each waiting ``--think`` seconds after a page before
+the next (0: none — every viewer always has a request in flight). Prints p50 / p90 / p99 per
+page and overall; everything it made is dropped afterwards. Loopback only; bounded in requests
+and time. ``--profile FILE`` records the server with py-spy during the pages.
+
+The machine is shared and its load moves the figures, so each run measures its own yardstick
+first: the same viewers loading the stylesheet (the same server, HTTP stack and threads; no
+session check, no database) — and prints the load average at the start and the end. Compare
+page times with the yardstick of the same run, not with another run's wall clock.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import http.client
 import logging
 import os
@@ -24,6 +35,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -33,6 +45,7 @@ sys.path.insert(1, str(_REPO / "tests"))
 
 from persistbuild import email, make_plan  # noqa: E402
 from pipeline_testing import REFERENCE_SQL  # noqa: E402
+from psycopg.conninfo import make_conninfo  # noqa: E402
 
 from ingest import credentials, store  # noqa: E402
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls  # noqa: E402
@@ -98,8 +111,9 @@ class Viewer(threading.Thread):
     """One person: logs in, then loads every page ``rounds`` times on one connection."""
 
     def __init__(self, url: str, account: str, pages: list[str], rounds: int,
-                 deadline: float, start: threading.Barrier) -> None:
+                 deadline: float, start: threading.Barrier, think_s: float = 0.0) -> None:
         super().__init__(daemon=True)
+        self.think_s = think_s
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.account, self.pages, self.rounds = account, pages, rounds
@@ -150,6 +164,8 @@ class Viewer(threading.Thread):
                     self.times.append((path, time.perf_counter() - began))
                     if status != 200:
                         self.errors.append(f"{path}: {status}")
+                    if self.think_s:
+                        time.sleep(self.think_s)
         except Exception as exc:  # noqa: BLE001
             self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
@@ -161,11 +177,37 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def main(viewers: int = 50, rounds: int = 10) -> None:
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+def run_viewers(url: str, pages: Callable[[int], list[str]], viewers: int, rounds: int,
+                think_s: float) -> tuple[list[tuple[str, float]], list[str], float]:
+    """Viewer ``i`` loads ``pages(i)`` ``rounds`` times."""
+    deadline = time.monotonic() + DEADLINE_S
+    start_line = threading.Barrier(viewers + 1)  # the clock starts when every viewer is in
+    threads = [Viewer(url, f"viewer{i % 4}", pages(i), rounds, deadline, start_line, think_s)
+               for i in range(viewers)]
+    for t in threads:
+        t.start()
+    with contextlib.suppress(threading.BrokenBarrierError):  # a failed login: reported below
+        start_line.wait(DEADLINE_S)
+    began = time.perf_counter()
+    for t in threads:
+        t.join(DEADLINE_S + 120)
+    return ([x for t in threads for x in t.times], [e for t in threads for e in t.errors],
+            time.perf_counter() - began)
+
+
+def main(viewers: int = 50, rounds: int = 10, think_s: float = 0.0,
+         profile: Path | None = None) -> None:
     logging.disable(logging.WARNING)  # the dead-letter writer logs each letter it seeds
+    print(f"start: {load()}")
     base = settings_module.load()
     codec = Codec.from_settings(base)
     name = "bench_web_" + uuid.uuid4().hex[:8]
+    login = f"mailroom_web_{name}"
     settings = base.replace(topic_prefix=f"bench.{name}", topic_partitions=2,
                             database_url=f"{base.dsn} options='-csearch_path={name}'")
     with connect(base, autocommit=True) as admin:
@@ -179,8 +221,11 @@ def main(viewers: int = 50, rounds: int = 10) -> None:
         activity = seed(settings, codec)
         print(f"seeded {ACTIVITIES} activities, {MAILBOXES} mailboxes, {DEAD_LETTERS} dead "
               f"letters, a day of stage samples in {time.perf_counter() - started:.0f} s")
+        with connect(base, autocommit=True) as admin:  # the dashboard's role (0065)
+            admin.execute(f"CREATE ROLE {login} LOGIN IN ROLE mailroom_web")
         env = {**os.environ, **{env_name(k): str(v) for k, v in {
-            "database_url": settings.database_url, "topic_prefix": settings.topic_prefix,
+            "database_url": make_conninfo(settings.dsn, user=login),
+            "topic_prefix": settings.topic_prefix,
             "topic_partitions": settings.topic_partitions}.items()}}
         server = subprocess.Popen([str(Path(sys.executable).parent / "mailroom"), "web",
                                    "--port", "0"], env=env, stdout=subprocess.PIPE,
@@ -190,21 +235,28 @@ def main(viewers: int = 50, rounds: int = 10) -> None:
         if not line.startswith("dashboard: "):
             raise SystemExit(f"mailroom web did not start: {line!r}")
         url = line.split()[1]
-        pages = ["/", "/stages", "/stages/history", "/mailboxes/arrivals", "/dead-letters",
-                 "/emails", f"/emails/{activity}", "/cases",
-                 "/search?" + urlencode({"q": "ann@customer.example"})]
-        deadline = time.monotonic() + DEADLINE_S
-        start_line = threading.Barrier(viewers)
-        threads = [Viewer(url, f"viewer{i % 4}", pages, rounds, deadline, start_line)
-                   for i in range(viewers)]
-        for t in threads:
-            t.start()
-        began = time.perf_counter()
-        for t in threads:
-            t.join(DEADLINE_S + 120)
-        took = time.perf_counter() - began
-        report([x for t in threads for x in t.times], [e for t in threads for e in t.errors],
-               viewers, took)
+        def pages(i: int) -> list[str]:  # each viewer opens an email of its own
+            return ["/", "/stages", "/stages/history", "/mailboxes/arrivals", "/dead-letters",
+                    "/emails", f"/emails/{activity - i}", "/cases",
+                    "/search?" + urlencode({"q": "ann@customer.example"})]
+
+        print(f"{viewers} viewers, {rounds} rounds, think time {think_s:g} s")
+        print(f"yardstick: the stylesheet, no database ({load()})")
+        yardstick = run_viewers(url, lambda i: ["/static/mailroom.css"] * len(pages(i)),
+                                viewers, rounds, think_s)
+        report(*yardstick, viewers)
+        spy = None
+        if profile is not None:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record",
+                                    "-p", str(server.pid), "--format", "raw", "-o",
+                                    str(profile), "-r", "50"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        print(f"pages ({load()})")
+        report(*run_viewers(url, pages, viewers, rounds, think_s), viewers)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        print(f"end: {load()}")
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
@@ -215,9 +267,10 @@ def main(viewers: int = 50, rounds: int = 10) -> None:
             kafka_admin.close()
         with connect(base, autocommit=True) as admin:
             admin.execute(f"DROP SCHEMA {name} CASCADE")
+            admin.execute(f"DROP ROLE IF EXISTS {login}")
 
 
-def report(times: list[tuple[str, float]], errors: list[str], viewers: int, took: float) -> None:
+def report(times: list[tuple[str, float]], errors: list[str], took: float, viewers: int) -> None:
     if not times:
         raise SystemExit(f"no page loaded; errors: {errors[:5]}")
     print(f"{len(times)} page loads by {viewers} concurrent viewers in {took:.1f} s "
@@ -234,4 +287,12 @@ def report(times: list[tuple[str, float]], errors: list[str], viewers: int, took
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("viewers", type=int, nargs="?", default=50)
+    parser.add_argument("rounds", type=int, nargs="?", default=10)
+    parser.add_argument("--think", type=float, default=0.0, metavar="S",
+                        help="seconds each viewer waits after a page (default 0)")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="py-spy the server during the page phase (raw collapsed stacks)")
+    args = parser.parse_args()
+    main(args.viewers, args.rounds, args.think, args.profile)

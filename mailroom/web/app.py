@@ -38,6 +38,7 @@ from mailroom.web.accounts import Passwords, Role
 from mailroom.web.charts import CHART_CSS
 from mailroom.web.data.deadletters import LetterCache
 from mailroom.web.data.history import SampleCache, Sampler
+from mailroom.web.data.memo import Memo
 from mailroom.web.data.records import TracerPool
 from mailroom.web.data.stages import StageMonitor
 from mailroom.web.data.volume import VolumeMonitor
@@ -124,6 +125,7 @@ class Dashboard:
         self.volume = VolumeMonitor(settings)
         self.sampler = Sampler(settings, self.stages)
         self.history = SampleCache(self.pool)
+        self.drawn: Memo[Any] = Memo()  # charts drawn once per snapshot of their data
         self.letters = LetterCache(settings, lambda: self.codec)
         self.tracers = TracerPool(settings, lambda: self.codec)
         self._codec: Codec | None = None

@@ -49,14 +49,25 @@ class LetterCache:
         self._at = 0.0
 
     def read(self) -> list[dlq.Letter]:
-        with self._lock:
+        found = self._found
+        if found is not None and time.monotonic() - self._at < self.min_interval_s:
+            return found
+        # One viewer reads the topic; the others get the previous read meanwhile instead of
+        # queueing behind it (after a retry there is none: that page waits for the new one).
+        if found is not None and not self._lock.acquire(blocking=False):
+            return found
+        if found is None:
+            self._lock.acquire()
+        try:
             if self._found is None or time.monotonic() - self._at >= self.min_interval_s:
                 self._found = dlq.read_letters(self.settings, self._codec())
                 self._at = time.monotonic()
             return self._found
+        finally:
+            self._lock.release()
 
     def invalidate(self) -> None:
-        with self._lock:
+        with self._lock:  # after a read in flight, which may predate the retry
             self._found = None
 
 

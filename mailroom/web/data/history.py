@@ -94,13 +94,24 @@ class SampleCache:
         self._read: dict[timedelta, tuple[float, dict[str, list[Sample]]]] = {}
 
     def samples(self, since: timedelta) -> dict[str, list[Sample]]:
-        with self._lock:
-            at, found = self._read.get(since, (0.0, {}))
-            if not found or time.monotonic() - at >= self.min_interval_s:
+        """The same dict object until the next read (:class:`~.memo.Memo` keys charts on it)."""
+        at, found = self._read.get(since, (0.0, None))
+        if found is not None and time.monotonic() - at < self.min_interval_s:
+            return found
+        # One viewer reads; the others get the previous read meanwhile.
+        if found is not None and not self._lock.acquire(blocking=False):
+            return found
+        if found is None:
+            self._lock.acquire()
+        try:
+            at, found = self._read.get(since, (0.0, None))
+            if found is None or time.monotonic() - at >= self.min_interval_s:
                 with self.pool.connection(autocommit=True) as conn:
                     found = samples(conn, since)
                 self._read[since] = (time.monotonic(), found)
             return found
+        finally:
+            self._lock.release()
 
 
 class Sampler:

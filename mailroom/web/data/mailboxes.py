@@ -28,6 +28,14 @@ class MailboxView:
     last_test_ok: bool | None
     last_test_detail: str
     last_test_at: datetime | None
+    owner: str = ""  # "user:ID", "queue:ID" or "forward:ID"
+    via_id: int | None = None  # the forward mailbox it arrives through
+    # Approval of the address (ingest's): approved | pending | rejected, who decided and when,
+    # and where the mail waits while it is not approved ('' when approved).
+    approval: str = "approved"
+    approval_by: str = ""
+    approval_at: datetime | None = None
+    approval_gap: str = ""
 
 
 def mailboxes(conn: psycopg.Connection) -> list[MailboxView]:
@@ -58,7 +66,9 @@ def mailboxes(conn: psycopg.Connection) -> list[MailboxView]:
             seconds_behind=behind,
             last_error=m.status_detail if m.status in {"retrying", "disabled"} else "",
             last_test_ok=m.last_test_ok, last_test_detail=m.last_test_detail,
-            last_test_at=m.last_test_at,
+            last_test_at=m.last_test_at, owner=f"{m.owner_kind.value}:{m.owner_id}",
+            via_id=via, approval=m.approval, approval_by=m.approval_by,
+            approval_at=m.approval_at, approval_gap=m.approval_gap() or "",
         ))
     return out
 

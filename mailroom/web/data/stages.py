@@ -39,15 +39,26 @@ class StageMonitor:
         self._last: StageSnapshot | None = None
 
     def snapshot(self) -> StageSnapshot:
-        with self._lock:
+        last = self._last
+        if last and time.monotonic() - self._previous_at < self.min_interval_s:
+            return last
+        # While one viewer samples the cluster (a second or more under load), the others get
+        # the previous sample instead of queueing behind it; only the very first one waits.
+        if last is not None and not self._lock.acquire(blocking=False):
+            return last
+        if last is None:
+            self._lock.acquire()
+        try:
             if self._last and time.monotonic() - self._previous_at < self.min_interval_s:
-                return self._last
+                return self._last  # sampled while this viewer waited
             try:
                 self._last = self._sample()
             except Exception as exc:  # noqa: BLE001 - any failure is shown on the page
                 self.close_cluster()
                 self._last = StageSnapshot(None, error=f"{type(exc).__name__}: {exc}")
             return self._last
+        finally:
+            self._lock.release()
 
     def _sample(self) -> StageSnapshot:
         if self._cluster is None:

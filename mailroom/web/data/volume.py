@@ -61,7 +61,16 @@ class VolumeMonitor:
         self._at = 0.0
 
     def snapshot(self) -> VolumeSnapshot:
-        with self._lock:
+        last = self._last
+        if last is not None and time.monotonic() - self._at < self.min_interval_s:
+            return last
+        # One viewer reads the changelog (a new consumer: a second or more under load); the
+        # others get the previous snapshot meanwhile instead of queueing behind it.
+        if last is not None and not self._lock.acquire(blocking=False):
+            return last
+        if last is None:
+            self._lock.acquire()
+        try:
             if self._last is None or time.monotonic() - self._at >= self.min_interval_s:
                 try:
                     windows = w.parse_windows(self.settings.stats_windows)
@@ -71,3 +80,5 @@ class VolumeMonitor:
                     self._last = VolumeSnapshot(error=f"{type(exc).__name__}: {exc}")
                 self._at = time.monotonic()
             return self._last
+        finally:
+            self._lock.release()

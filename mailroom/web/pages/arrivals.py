@@ -5,6 +5,7 @@ when — next to its last poll, which tells a quiet mailbox from one nobody read
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mailroom.web.charts import Band, Stack, bar_chart
@@ -65,8 +66,10 @@ def show(app: Dashboard, request: Request) -> Response:
         charts = []
         for m in boxes:
             counts = snap.arrivals.get(m.address.lower(), {})
-            svg, band = chart(f"{m.address}: messages per {snap.arrival_window.name}", counts,
-                              snap, keep, now, id=f"arrivals-{m.id}")
+            # Drawn once per snapshot of the stats table (every 5 s at most), for every viewer.
+            svg, band = app.drawn.get(("arrivals", m.id, m.address), snap, partial(
+                chart, f"{m.address}: messages per {snap.arrival_window.name}", counts, snap,
+                keep, now, id=f"arrivals-{m.id}"))
             poll = f"last poll {ago(m.last_poll)}" if m.last_poll else "never polled"
             state = tag("span", band.label, cls="st bad") if band else tag("span", "receiving",
                                                                            cls="st ok")

@@ -4,6 +4,7 @@ charts from the sampler's rows (:mod:`mailroom.web.data.history`). Refreshes eve
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mailroom.web.charts import Series, line_chart
@@ -44,12 +45,14 @@ def charts(found: dict[str, list[data.Sample]], span: timedelta, now: datetime,
 def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
-    now = datetime.now(UTC)
-    found = {name: app.history.samples(span) for name, span in RANGES}
     parts = [tag("p", join([
         "One sample per stage per minute while the dashboard runs; throughput is committed "
         "offsets per second between samples. ", link("/stages", "Live stages")]), cls="muted")]
     for name, span in RANGES:
-        parts += [tag("h2", f"Last {name}"), charts(found[name], span, now, name)]
+        found = app.history.samples(span)
+        # Drawn once per read of the samples (every 20 s at most), for every viewer.
+        drawn = app.drawn.get(("history", name), found,
+                              partial(charts, found, span, datetime.now(UTC), name))
+        parts += [tag("h2", f"Last {name}"), drawn]
     return Response(page("Stage history", join(parts), current="/stages", who=request.session,
                          refresh_s=REFRESH_S))

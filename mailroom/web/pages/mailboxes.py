@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 from mailroom.web import audit
 from mailroom.web.accounts import Role
 from mailroom.web.data import mailboxes as data
+from mailroom.web.pages.forwarding import approval
 from mailroom.web.templates import (
     Html,
     ago,
     duration,
     esc,
+    join,
     link,
     page,
     post_button,
@@ -44,16 +46,17 @@ def show(app: Dashboard, request: Request) -> Response:
         boxes = data.mailboxes(conn)
     operator = request.session is not None and request.session.may(Role.operator)
     rows = [
-        (m.address, m.kind, m.method, status(m.status), ago(m.last_poll) if m.last_poll else
-         "never", _backlog(m), m.last_error, _test(m),
+        (m.address, m.kind, m.method, approval(m), status(m.status),
+         ago(m.last_poll) if m.last_poll else "never", _backlog(m), m.last_error, _test(m),
          post_button(f"/mailboxes/{m.id}/test", "Test", request.csrf_token)
          if operator else "")
         for m in boxes
     ]
-    body = table(("Mailbox", "Kind", "Method", "Status", "Last poll", "Backlog", "Last error",
-                  "Last test", ""), rows, empty="no mailboxes (mailroom mailbox add)",
+    body = table(("Mailbox", "Kind", "Method", "Approval", "Status", "Last poll", "Backlog",
+                  "Last error", "Last test", ""), rows, empty="no mailboxes (mailroom mailbox add)",
                  id="mailboxes")
-    body = tag("p", link("/mailboxes/arrivals", "Arrivals per mailbox over time")) + body
+    body = tag("p", join([link("/mailboxes/arrivals", "Arrivals per mailbox over time"), " · ",
+                          link("/mailboxes/forwarding", "Forward mailboxes")])) + body
     return Response(page("Mailboxes", body, current="/", who=request.session,
                          flash=app.flash(request)))
 

@@ -1,0 +1,35 @@
+"""Values derived from one snapshot of a source, kept until the source changes.
+
+The charts are pure functions of a snapshot every viewer shares (a day of stage samples read at
+most every 20 s, the stats table at most every 5 s), yet drawing them is the dashboard's most
+expensive Python — measured under fifty viewers, the stage history alone was two fifths of the
+server's CPU, all of it under the GIL. So each chart is drawn once per snapshot and kept with
+it: the next viewer gets the same markup until a new snapshot is read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Memo(Generic[T]):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[Hashable, tuple[object, T]] = {}  # key → (source, value)
+
+    def get(self, key: Hashable, source: object, compute: Callable[[], T]) -> T:
+        """``compute()``'s value for ``key``, kept as long as ``source`` is the same object
+        (held here with the value, so its identity cannot be reused meanwhile). Keys are few —
+        a chart per range, per mailbox — so nothing else bounds the memo."""
+        with self._lock:
+            entry = self._values.get(key)
+        if entry is not None and entry[0] is source:
+            return entry[1]
+        value = compute()  # outside the lock: two first viewers may both draw; same result
+        with self._lock:
+            self._values[key] = (source, value)
+        return value
