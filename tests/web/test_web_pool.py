@@ -1,0 +1,96 @@
+"""The dashboard's connection pool on the real PostgreSQL: connections are reused, committed or
+rolled back like ``with connect(...)``, a dead one is never lent again, at most ``size`` are
+lent at once, and a thread that holds one and asks again is not made to wait for itself. The
+chart memo draws once per snapshot."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from mailroom.db import connect
+from mailroom.settings import Settings
+from mailroom.web.data.memo import Memo
+from mailroom.web.pool import ConnectionPool
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(base_settings: Settings, db_schema: str) -> Settings:
+    return base_settings.replace(
+        database_url=f"{base_settings.dsn} options='-csearch_path={db_schema}'")
+
+
+def pid(conn: psycopg.Connection) -> int:
+    return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+
+def test_connections_are_reused_and_end_like_connect(settings: Settings) -> None:
+    pool = ConnectionPool(settings, size=2, check_after_s=0)
+    try:
+        with pool.connection() as conn:
+            first = pid(conn)
+            conn.execute("INSERT INTO web_audit (actor, action) VALUES ('t', 'kept')")
+        with pytest.raises(RuntimeError), pool.connection() as conn:
+            assert pid(conn) == first  # the same server process: no new login
+            conn.execute("INSERT INTO web_audit (actor, action) VALUES ('t', 'undone')")
+            raise RuntimeError("the page failed")
+        with pool.connection(autocommit=True) as conn:
+            assert pid(conn) == first
+            assert conn.execute("SELECT action FROM web_audit").fetchall() == [("kept",)]
+            # PostgreSQL ends it while it waits in the pool (a restart, an admin).
+            with connect(settings, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        with pool.connection() as conn:  # checked before it is lent: a new one instead
+            assert pid(conn) != first
+    finally:
+        pool.close()
+
+
+def test_at_most_size_lent_and_no_thread_waits_for_itself(settings: Settings) -> None:
+    pool = ConnectionPool(settings, size=1)
+    try:
+        with pool.connection() as outer, pool.connection() as inner:  # nested: no deadlock
+            assert pid(inner) != pid(outer)
+        held, release, got = threading.Event(), threading.Event(), threading.Event()
+
+        def holder() -> None:
+            with pool.connection():
+                held.set()
+                release.wait(60)
+
+        def waiter() -> None:
+            with pool.connection():
+                got.set()
+
+        a = threading.Thread(target=holder)
+        a.start()
+        assert held.wait(60)
+        b = threading.Thread(target=waiter)
+        b.start()
+        assert not got.is_set()  # the only connection is lent: it cannot have one
+        release.set()
+        a.join(60)
+        b.join(60)
+        assert got.is_set()
+    finally:
+        pool.close()
+
+
+def test_memo_computes_once_per_source() -> None:
+    memo: Memo[str] = Memo()
+    calls: list[str] = []
+
+    def draw(text: str) -> str:
+        calls.append(text)
+        return text.upper()
+
+    first, second = {"samples": 1}, {"samples": 2}
+    assert memo.get("day", first, lambda: draw("a")) == "A"
+    assert memo.get("day", first, lambda: draw("b")) == "A"  # same snapshot: kept
+    assert memo.get("hour", first, lambda: draw("c")) == "C"  # another chart
+    assert memo.get("day", second, lambda: draw("d")) == "D"  # a new snapshot: drawn again
+    assert calls == ["a", "c", "d"]
