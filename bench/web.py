@@ -12,7 +12,9 @@ stages, stage history, arrivals, dead letters, emails, one email with its trace 
 its own —, cases, a search), all at once, each waiting ``--think`` seconds after a page before
 the next (0: none — every viewer always has a request in flight). Prints p50 / p90 / p99 per
 page and overall; everything it made is dropped afterwards. Loopback only; bounded in requests
-and time. ``--profile FILE`` records the server with py-spy during the pages.
+and time. ``--profile FILE`` records the server with py-spy during the pages; ``--baseline
+DIR`` then loads the same pages from another checkout's dashboard (a git worktree of an older
+commit) in the same run, against the same data.
 
 The machine is shared and its load moves the figures, so each run measures its own yardstick
 first: the same viewers loading the stylesheet (the same server, HTTP stack and threads; no
@@ -200,8 +202,27 @@ def run_viewers(url: str, pages: Callable[[int], list[str]], viewers: int, round
             time.perf_counter() - began)
 
 
+def start_server(env: dict[str, str], checkout: Path | None = None
+                 ) -> tuple[subprocess.Popen[str], str]:
+    """``mailroom web`` on a free port; ``checkout``: that source tree's code instead of ours
+    (its packages first on the path; the same database, topics and role)."""
+    command = [str(Path(sys.executable).parent / "mailroom"), "web", "--port", "0"]
+    if checkout is not None:
+        env = {**env, "PYTHONPATH": str(checkout)}
+        command = [sys.executable, "-c", "import sys; from mailroom.cli import main; "
+                   "sys.exit(main(sys.argv[1:]))", "web", "--port", "0"]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, cwd=checkout)
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    if not line.startswith("dashboard: "):
+        server.kill()
+        raise SystemExit(f"mailroom web did not start: {line!r}")
+    return server, line.split()[1]
+
+
 def main(viewers: int = 50, rounds: int = 10, think_s: float = 0.0,
-         profile: Path | None = None) -> None:
+         profile: Path | None = None, baseline: Path | None = None) -> None:
     logging.disable(logging.WARNING)  # the dead-letter writer logs each letter it seeds
     print(f"start: {load()}")
     base = settings_module.load()
@@ -227,14 +248,7 @@ def main(viewers: int = 50, rounds: int = 10, think_s: float = 0.0,
             "database_url": make_conninfo(settings.dsn, user=login),
             "topic_prefix": settings.topic_prefix,
             "topic_partitions": settings.topic_partitions}.items()}}
-        server = subprocess.Popen([str(Path(sys.executable).parent / "mailroom"), "web",
-                                   "--port", "0"], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, text=True)
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line.startswith("dashboard: "):
-            raise SystemExit(f"mailroom web did not start: {line!r}")
-        url = line.split()[1]
+        server, url = start_server(env)
         def pages(i: int) -> list[str]:  # each viewer opens an email of its own
             return ["/", "/stages", "/stages/history", "/mailboxes/arrivals", "/dead-letters",
                     "/emails", f"/emails/{activity - i}", "/cases",
@@ -256,6 +270,14 @@ def main(viewers: int = 50, rounds: int = 10, think_s: float = 0.0,
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
+        if baseline is not None:  # the same pages from another checkout's dashboard, now
+            old, old_url = start_server(env, baseline)
+            try:
+                print(f"pages, the dashboard of {baseline} ({load()})")
+                report(*run_viewers(old_url, pages, viewers, rounds, think_s), viewers)
+            finally:
+                old.send_signal(signal.SIGTERM)
+                old.wait(60)
         print(f"end: {load()}")
     finally:
         if server is not None:
@@ -294,5 +316,8 @@ if __name__ == "__main__":
                         help="seconds each viewer waits after a page (default 0)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="py-spy the server during the page phase (raw collapsed stacks)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="then the same pages from the dashboard of another checkout "
+                        "(e.g. a git worktree of an older commit), in the same run")
     args = parser.parse_args()
-    main(args.viewers, args.rounds, args.think, args.profile)
+    main(args.viewers, args.rounds, args.think, args.profile, args.baseline)
