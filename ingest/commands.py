@@ -206,8 +206,9 @@ def _warn_trust(settings: Settings, m: Mailbox) -> None:
     if gap:
         print(f"mailroom: warning: ingest will not poll it: {gap}", file=sys.stderr)
     elif m.owner_kind is OwnerKind.FORWARD and not m.check_auth_results:
-        print(f"mailroom: warning: forwards to {m.address} are believed on their From address "
-              "alone (Authentication-Results check off)", file=sys.stderr)
+        print(f"mailroom: warning: forwards to {m.address} are believed on the forwarder's "
+              "address alone — a forward's From, a redirect's claim (Authentication-Results "
+              "check off)", file=sys.stderr)
 
 
 def mailbox_auth_results(settings: Settings, args: argparse.Namespace) -> int:

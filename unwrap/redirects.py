@@ -46,10 +46,13 @@ from email.message import Message
 
 from unwrap import authresults
 from unwrap.addresses import AddressError, ascii_lower, parse_address_list, parse_mailbox
-from unwrap.attribution import UNCHECKED_NOTE, Attribution, forwarder_of
+from unwrap.attribution import Attribution, forwarder_of
 from unwrap.context import Rejection, UnwrapContext
 from unwrap.forwarders import FORWARDED_BY_HEADER
 
+UNCHECKED_REDIRECT_NOTE = (
+    "Authentication-Results not checked: the forward mailbox is set not to require them; the "
+    "redirect's forwarder is believed on its claim alone")
 #: Delivery stamps that name the mailbox a message was delivered to, read after the header.
 STAMPS = ("x-original-to", "delivered-to")
 _FOLD = re.compile(r"\r?\n[ \t]*")
@@ -113,7 +116,7 @@ def attribute(msg: Message, mailbox_id: str, found: Claim,
         return Rejection(forwarder.reason_code,
                          f"{forwarder.reason} (claimed by the redirect's {found.source})")
     if mailbox_id in context.unchecked_forward_mailboxes:
-        return Attribution(forwarder, found.address, mailbox_id, (UNCHECKED_NOTE,))
+        return Attribution(forwarder, found.address, mailbox_id, (UNCHECKED_REDIRECT_NOTE,))
     refused = _auth_refusal(msg, found, context.authserv_id)
     if refused is not None:
         return refused

@@ -11,9 +11,9 @@ import pytest
 
 from mailroom.records.email import Email
 from mailroom.records.raw import RawMail
-from unwrap.attribution import UNCHECKED_NOTE
 from unwrap.context import Forwarder, Rejection, UnwrapContext
 from unwrap.forwarders import FORWARDED_BY_HEADER
+from unwrap.redirects import UNCHECKED_REDIRECT_NOTE
 from unwrap.unwrap import unwrap
 
 OURS = "mx.corp.example"
@@ -167,7 +167,7 @@ def test_a_forged_stamp_below_the_real_ones_is_never_read() -> None:
 def test_the_opt_out_believes_the_claim_and_says_so() -> None:
     email = one(run(redirected(MARK), unchecked=True))
     assert email.delivery.forwarded_by_user == "u-alice"
-    assert UNCHECKED_NOTE in email.warnings
+    assert UNCHECKED_REDIRECT_NOTE in email.warnings
 
 
 def test_a_redirected_message_with_an_attached_message_stays_one_original() -> None:
