@@ -78,6 +78,7 @@ def roles(base_settings: Settings, unique_name: str) -> Iterator[dict[str, psyco
         for stage in STAGES:
             admin.execute(f"DROP ROLE IF EXISTS {prefix}_{stage}_login")
             admin.execute(f"DROP ROLE IF EXISTS {prefix}_{stage}")
+        admin.execute(f"DROP ROLE IF EXISTS {prefix}_web")  # the dashboard's (0065)
         admin.close()
 
 
