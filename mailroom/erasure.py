@@ -81,7 +81,11 @@ def load(conn: psycopg.Connection) -> frozenset[str]:
 
 
 def hold(conn: psycopg.Connection) -> None:
-    """Take the erasure lock shared until the end of the caller's transaction (persist)."""
+    """Take the erasure lock shared until the end of the caller's transaction (persist).
+
+    A statement of its own, before :func:`listed`: under READ COMMITTED each statement reads
+    the data committed when it starts, so the look-up must start after the wait for an erasure
+    in progress has ended, or it would not see that erasure's digests."""
     conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (LOCK_ID,))
 
 
