@@ -101,6 +101,24 @@ class Stages:
         proc.log.close()
         self.start(stage)
 
+    def halt(self, stage: str) -> None:
+        """SIGKILL the stage's whole process group for good (a host lost with its processes):
+        not started again, not counted as a kill of the chaos schedule."""
+        proc = self._procs.pop(stage)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait()
+        if _group_alive(proc.popen.pid):
+            self.leftovers.append(f"{stage} at +{self.elapsed():.1f} s")
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.log.write(f"--- chaos: SIGKILL for good at +{self.elapsed():.1f} s ---\n".encode())
+        proc.log.close()
+
+    def pid(self, stage: str) -> int | None:
+        """The pid of the stage's process (the leader of its group); None once halted."""
+        proc = self._procs.get(stage)
+        return proc.popen.pid if proc is not None else None
+
     def reap(self) -> list[Exit]:
         """Stages that exited on their own since the last look: recorded and started again."""
         found = []
