@@ -36,6 +36,7 @@ class MailboxView:
     approval_by: str = ""
     approval_at: datetime | None = None
     approval_gap: str = ""
+    process_from: datetime | None = None  # 'process email from' (None: the profile's)
 
 
 def mailboxes(conn: psycopg.Connection) -> list[MailboxView]:
@@ -69,6 +70,7 @@ def mailboxes(conn: psycopg.Connection) -> list[MailboxView]:
             last_test_at=m.last_test_at, owner=f"{m.owner_kind.value}:{m.owner_id}",
             via_id=via, approval=m.approval, approval_by=m.approval_by,
             approval_at=m.approval_at, approval_gap=m.approval_gap() or "",
+            process_from=m.process_from,
         ))
     return out
 
@@ -81,3 +83,26 @@ def test_mailbox(settings: Settings, conn: psycopg.Connection, mailbox_id: int) 
     store.record_test(conn, mailbox_id, result.ok, result.detail)
     conn.commit()
     return result
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """A user's (or queue's) forwarding rule as the records show it: when mail last arrived
+    through it, and whether it fell silent while the others' kept arriving (``rules status``'
+    own reading; whether the rule is deployed needs a login to the user's server, which a page
+    view does not make)."""
+
+    last_arrival: datetime | None
+    silent: bool
+
+
+def forwarding_rules(conn: psycopg.Connection, forward_id: int) -> dict[str, RuleView]:
+    """{address behind the forward mailbox: its rule's view}."""
+    from mailroom.ops import rule_deploy, rule_status
+
+    forward = store.mailbox(conn, forward_id)
+    users = rule_deploy.forwarders(conn, forward)
+    arrivals = rule_status.last_arrivals(conn, forward)
+    silent = {s.address for s in rule_status.silent(users, arrivals)}
+    return {m.address: RuleView(rule_status.last_arrival(arrivals, m), m.address in silent)
+            for m in users}

@@ -10,6 +10,7 @@ it: the next viewer gets the same markup until a new snapshot is read.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -20,6 +21,7 @@ class Memo(Generic[T]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[Hashable, tuple[object, T]] = {}  # key → (source, value)
+        self._aged: dict[Hashable, tuple[float, T]] = {}  # key → (computed at, value)
 
     def get(self, key: Hashable, source: object, compute: Callable[[], T]) -> T:
         """``compute()``'s value for ``key``, kept as long as ``source`` is the same object
@@ -32,4 +34,16 @@ class Memo(Generic[T]):
         value = compute()  # outside the lock: two first viewers may both draw; same result
         with self._lock:
             self._values[key] = (source, value)
+        return value
+
+    def fresh(self, key: Hashable, max_age_s: float, compute: Callable[[], T]) -> T:
+        """``compute()``'s value for ``key``, kept for ``max_age_s``: for a query whose answer
+        changes slowly and costs a scan (the last arrival through each forwarding rule)."""
+        with self._lock:
+            entry = self._aged.get(key)
+        if entry is not None and time.monotonic() - entry[0] < max_age_s:
+            return entry[1]
+        value = compute()
+        with self._lock:
+            self._aged[key] = (time.monotonic(), value)
         return value
