@@ -38,7 +38,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,12 @@ class KafkaCommit:
             return
         try:
             self.consumer.commit(as_kafka(offsets))
-        except CommitFailedError as exc:
-            # The group rebalanced under us (evicted): the new owner redelivers; not fatal.
+        except (CommitFailedError, RebalanceInProgressError) as exc:
+            # The group rebalanced under us (evicted), or is rebalancing (a member joined or
+            # left): the partitions' next owner — maybe this process — starts again from the last
+            # commit, so the batch is redelivered; not fatal. Never waited out as an outage: the
+            # rebalance completes only in the next poll, and a backoff before it kept the whole
+            # group without partitions until the broker evicted this member.
             log.warning("offset commit refused (%s): the batch will be redelivered", exc)
 
     def rewind(self, batch: Batch, paused: Collection[tuple[str, int]]) -> None:
