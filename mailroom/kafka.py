@@ -13,17 +13,21 @@ owns (and closes) what they return.
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaConnectionError
 
 from mailroom.errors import ConfigError
 from mailroom.settings import CHOICES, Settings
 
+log = logging.getLogger(__name__)
 #: The SASL mechanisms the clients speak (the allowed values are checked in mailroom.settings).
 SASL_MECHANISMS = tuple(m for m in CHOICES["kafka_sasl_mechanism"] if m)
 
@@ -33,6 +37,10 @@ DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024
 #: Producer batching (see producer_config).
 PRODUCER_LINGER_MS = 50
 PRODUCER_BATCH_BYTES = 1024 * 1024
+#: A consumer's first metadata request, tried again after a broker refused it (another is
+#: asked next); about as long as a dead broker takes to be fenced.
+METADATA_TRIES = 20
+METADATA_RETRY_S = 0.5
 
 
 def check(settings: Settings) -> None:
@@ -203,8 +211,21 @@ class Consumer(KafkaConsumer):
             servers = servers.split(",")
         if topics and any(_reachable(s.strip()) for s in servers):
             for topic in topics:
-                self.partitions_for_topic(topic)
+                self._learn_partitions(topic)
         super().subscribe(topics, pattern=pattern, listener=listener)
+
+    def _learn_partitions(self, topic: str) -> None:
+        # With one broker of several down, kafka-python may send the metadata request to that
+        # one and raise instead of asking another: a stage started then exited (seen with
+        # brokers killed among stage kills). The dead node is backed off, so the next try asks
+        # another; if none answers, the stage goes on to its poll loop and waits there.
+        for _ in range(METADATA_TRIES):
+            try:
+                self.partitions_for_topic(topic)
+                return
+            except KafkaConnectionError as exc:
+                log.warning("metadata of %s not read (%s): asking another broker", topic, exc)
+                time.sleep(METADATA_RETRY_S)
 
 
 def _reachable(server: str, timeout_s: float = 2.0) -> bool:
