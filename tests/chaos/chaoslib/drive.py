@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chaoslib import broker_kills
 from chaoslib.seed import World
 from chaoslib.stages import STAGES, Stages
 from mailroom.db import connect
@@ -154,6 +155,9 @@ class ChaosPlan:
     max_interval_s: float = 4.0
     pg_restarts: int = 0
     victims: tuple[str, ...] = STAGES  # the stages killed
+    #: brokers of the three-broker cluster SIGKILLed (the run's Kafka must be the cluster), each
+    #: started again after the next stage kill
+    broker_kills: int = 0
 
 
 @dataclass
@@ -167,11 +171,12 @@ class Kill:
 class ChaosLog:
     kills: list[Kill] = field(default_factory=list)
     pg_restarts: list[tuple[float, float]] = field(default_factory=list)  # (at_s, took_s)
+    broker_kills: list[broker_kills.BrokerKill] = field(default_factory=list)
 
     @property
     def last_s(self) -> float:
-        return max([k.at_s for k in self.kills] + [a + t for a, t in self.pg_restarts],
-                   default=0.0)
+        return max([k.at_s for k in self.kills] + [a + t for a, t in self.pg_restarts]
+                   + [b.at_s + b.down_s for b in self.broker_kills], default=0.0)
 
 
 def victims(rng: random.Random, stages: tuple[str, ...] = STAGES) -> Callable[[], str]:
@@ -197,6 +202,10 @@ def unleash(w: World, stages: Stages, plan: ChaosPlan, seed: int,
     log = ChaosLog()
     restart_after = {round((j + 1) * plan.kills / (plan.pg_restarts + 1))
                      for j in range(plan.pg_restarts)}
+    # Broker kills between the PostgreSQL restarts' places, at most one broker down at a time.
+    broker_after = {max(1, round((j + 0.5) * plan.kills / plan.broker_kills))
+                    for j in range(plan.broker_kills)}
+    broker_down: broker_kills.BrokerKill | None = None
     for n in range(1, plan.kills + 1):
         _sleep_reaping(stages, rng.uniform(plan.min_interval_s, plan.max_interval_s), say,
                        lambda: landing.look(w, stages) if landing else None)
@@ -211,7 +220,23 @@ def unleash(w: World, stages: Stages, plan: ChaosPlan, seed: int,
             took = restart_postgres(w)
             log.pg_restarts.append((at, took))
             say(f"  +{at:5.1f} s PostgreSQL restarted ({took:.1f} s)")
+        if broker_down is not None:  # down since the last kill, a stage killed meanwhile
+            _broker_back(w, stages, broker_down, say)
+            broker_down = None
+        if n in broker_after:
+            broker_down = broker_kills.kill_one(w.base, rng, stages.elapsed())
+            log.broker_kills.append(broker_down)
+            say(f"  +{broker_down.at_s:5.1f} s broker {broker_down.node} SIGKILLed")
+    if broker_down is not None:
+        _broker_back(w, stages, broker_down, say)
     return log
+
+
+def _broker_back(w: World, stages: Stages, kill: broker_kills.BrokerKill,
+                 say: Callable[[str], None]) -> None:
+    broker_kills.restart(w.base, kill, stages.elapsed)
+    say(f"  +{stages.elapsed():5.1f} s broker {kill.node} serving again "
+        f"{kill.down_s:.1f} s after its kill, in sync {kill.in_sync_s:.1f} s later")
 
 
 def _sleep_reaping(stages: Stages, seconds: float, say: Callable[[str], None],

@@ -50,6 +50,9 @@ class RunResult:
             "kills": {s: self.kills[s] for s in STAGES}, "kills_in_flight": self.kills_in_flight,
             "exits": dict(Counter(e.stage for e in self.exits)),
             "pg_restarts": len(self.log.pg_restarts), "raw_records": self.raw_records,
+            "broker_kills": [{"node": b.node, "at_s": round(b.at_s, 1),
+                              "down_s": round(b.down_s, 1), "in_sync_s": round(b.in_sync_s, 1)}
+                             for b in self.log.broker_kills],
             "checks": {c.name: c.ok for c in self.checks},
         }
 
