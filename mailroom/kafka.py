@@ -24,6 +24,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaConnectionError
 
+from mailroom import groupjoin
 from mailroom.errors import ConfigError
 from mailroom.settings import CHOICES, Settings
 
@@ -199,6 +200,10 @@ class Consumer(KafkaConsumer):
     stage stalled (seen most on a fresh multi-broker cluster). Knowing the partitions first,
     the first assignment is the whole one.
     """
+
+    def __init__(self, **configs: Any) -> None:
+        super().__init__(**configs)
+        groupjoin.mend(self)  # a join that finishes between two polls is applied, not lost
 
     def subscribe(self, topics: Iterable[str] = (), pattern: Any = None,
                   listener: Any = None) -> None:
