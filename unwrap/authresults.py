@@ -9,9 +9,13 @@ read, because the search stops at the topmost header with our id, readable or no
 
 Parsing is the ``authres`` package's RFC 8601 grammar in its strict mode (quoted strings,
 comments and quoted-pairs honoured: ``smtp.mailfrom="x;dmarc=pass"@evil.example`` is one value,
-not a ``dmarc=pass``). A header that does not parse completely is *unreadable*, which fails —
-never "read what we could". Headers over :data:`MAX_HEADER_CHARS` are unreadable too: the
-package's parser is quadratic in the header's length, and no real server writes one that long.
+not a ``dmarc=pass``). The plain shape nearly every server writes — no comment, no quoted
+string — is read by :func:`_plain`, which takes the package's steps with its character
+classes but without its parser's cost, and leaves every other shape to the package (a
+differential test keeps the two in step). A header that does not parse completely is
+*unreadable*, which fails — never "read what we could". Headers over :data:`MAX_HEADER_CHARS`
+are unreadable too: the package's parser is quadratic in the header's length, and no real
+server writes one that long.
 
 The verdict (:func:`verdict`) for the From domain ``d``:
 
