@@ -13,6 +13,7 @@ from mailroom.web.app import Page
 from mailroom.web.pages import (
     account,
     accounts,
+    approval,
     arrivals,
     audit,
     deadletters,
@@ -33,6 +34,8 @@ ROUTES = [
     Page("POST", "/account/password", account.change_password),
     Page("GET", "/", mailboxes.show),
     Page("POST", "/mailboxes/{id:int}/test", mailboxes.test, Role.operator),
+    Page("POST", "/mailboxes/{id:int}/approve", approval.approve, Role.admin),
+    Page("POST", "/mailboxes/{id:int}/reject", approval.reject, Role.admin),
     Page("GET", "/mailboxes/arrivals", arrivals.show),
     Page("GET", "/mailboxes/forwarding", forwarding.show),
     Page("GET", "/stages", stages.show),

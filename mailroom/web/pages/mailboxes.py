@@ -39,14 +39,26 @@ def _test(m: data.MailboxView) -> Html:
     return Html(f"{word} {esc(ago(m.last_test_at))}: {esc(m.last_test_detail)}")
 
 
+def _decide(m: data.MailboxView, csrf: str) -> Html:
+    """Approve (and Reject, while pending) for a mailbox not approved: admins only."""
+    if m.approval == "approved":
+        return Html("")
+    buttons = [post_button(f"/mailboxes/{m.id}/approve", "Approve", csrf)]
+    if m.approval == "pending":
+        buttons.append(post_button(f"/mailboxes/{m.id}/reject", "Reject", csrf))
+    return join([" ", *buttons])
+
+
 def show(app: Dashboard, request: Request) -> Response:
     from mailroom.web.app import Response
 
     with app.db() as conn:
         boxes = data.mailboxes(conn)
     operator = request.session is not None and request.session.may(Role.operator)
+    admin = request.session is not None and request.session.may(Role.admin)
     rows = [
-        (m.address, m.kind, m.method, approval(m), status(m.status),
+        (m.address, m.kind, m.method, join([approval(m), _decide(m, request.csrf_token)])
+         if admin else approval(m), status(m.status),
          ago(m.last_poll) if m.last_poll else "never", _backlog(m), m.last_error, _test(m),
          post_button(f"/mailboxes/{m.id}/test", "Test", request.csrf_token)
          if operator else "")
