@@ -48,12 +48,6 @@ class Exclusion:
     value: str  # lower-cased
     note: str = ""
 
-    def covers(self, address: str) -> bool:
-        if self.kind == "address":
-            return address == self.value
-        domain = address.rpartition("@")[2]
-        return domain == self.value or domain.endswith("." + self.value)
-
     def describe(self) -> str:
         return f"entry {self.id} ({self.kind}) of the never-track list of {self.scope}"
 
@@ -66,6 +60,28 @@ class Privacy:
     exclusions: Mapping[str, tuple[Exclusion, ...]] = field(default_factory=dict)
     honour_sensitivity: bool = True
     erased: frozenset[str] = frozenset()  # digests (mailroom.erasure)
+    #: (scope, value) → entry: a dictionary look-up per address and domain level, however
+    #: long the lists grow
+    index: Mapping[tuple[str, str], Exclusion] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[tuple[str, str], Exclusion] = {}
+        for scope, entries in self.exclusions.items():
+            for e in entries:
+                index.setdefault((scope, ("@" if e.kind == "domain" else "") + e.value), e)
+        object.__setattr__(self, "index", index)
+
+    def entry_for(self, scopes: Sequence[str], address: str) -> Exclusion | None:
+        """The first entry of these scopes covering the address: the address itself, else its
+        domain or any parent domain (``@clinic.example`` covers ``a@mail.clinic.example``)."""
+        domain = address.rpartition("@")[2]
+        labels = domain.split(".")
+        keys = [address] + ["@" + ".".join(labels[i:]) for i in range(len(labels))]
+        for scope in scopes:
+            for key in keys:
+                if (found := self.index.get((scope, key))) is not None:
+                    return found
+        return None
 
 
 def _addresses(email: Email) -> list[str]:
@@ -83,13 +99,11 @@ def screen(email: Email, owner: str | None, privacy: Privacy) -> str | None:
         marked = (email.markers.sensitivity or "").strip().lower()
         if marked in PRIVATE_SENSITIVITY:
             return f"sensitivity: the sender marked it {marked.title()}"
-    scopes = (ORGANISATION, owner) if owner else (ORGANISATION,)
-    entries = [e for scope in scopes for e in privacy.exclusions.get(scope, ())]
-    if entries:
+    if privacy.index:
+        scopes = (ORGANISATION, owner) if owner else (ORGANISATION,)
         for address in _addresses(email):
-            for entry in entries:
-                if entry.covers(address):
-                    return f"never-track: an address is covered by {entry.describe()}"
+            if (entry := privacy.entry_for(scopes, address)) is not None:
+                return f"never-track: an address is covered by {entry.describe()}"
     return None
 
 
