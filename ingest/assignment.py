@@ -36,6 +36,7 @@ from ingest import store
 from mailroom.codec import Codec
 from mailroom.db.outage import LOST, renewed
 from mailroom.errors import MailroomError
+from mailroom.groupwatch import Watchdog
 from mailroom.records.mailbox import MailboxRecord
 from mailroom.settings import Settings
 
@@ -66,6 +67,10 @@ class Assignment(ConsumerRebalanceListener):
         # Called in a revocation once the token is gone: waits until the passes in hand (other
         # threads') stopped, so the rebalance completes only after them.
         self.on_revoke: Callable[[], None] | None = None
+        # Left without partitions too long (a join lost, a leader slow to see new partitions):
+        # warn and join again, unless the group simply has more members than partitions.
+        self.watchdog = Watchdog(settings, consumer, [self.topic], listener=self,
+                                 held=self.partitions)
 
     @classmethod
     def join(cls, settings: Settings, token_conn: psycopg.Connection, client_id: str,
@@ -134,6 +139,7 @@ class Assignment(ConsumerRebalanceListener):
                     part.pop(mailbox_id, None)
                 else:
                     part[mailbox_id] = self.codec.decode_record(r.value, MailboxRecord)
+        self.watchdog.check()
 
     def mailbox_ids(self) -> set[int]:
         """Every mailbox in the assigned partitions. Whether one is runnable is the database's

@@ -92,6 +92,7 @@ class Ingestor:
         if assignment is not None:
             # A rebalance must not complete while a pass is in hand: it waits for them to stop.
             assignment.on_revoke = self._passes_stopped
+            assignment.watchdog.export(self.metrics.registry, "ingest")
 
     @property
     def conn(self) -> psycopg.Connection:

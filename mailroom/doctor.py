@@ -142,6 +142,34 @@ def check_kafka(settings: Settings) -> Iterator[Finding]:
         admin.close()
 
 
+def check_groups(settings: Settings) -> Iterator[Finding]:
+    """A stage's group member left without partitions while the group has one for it."""
+    from ingest.assignment import group_id as ingest_group
+    from mailroom import kafka
+    from mailroom.groupwatch import starved
+    from mailroom.ops.groups import STREAM_STAGES, stage_group
+
+    if not any(_tcp_open(server) for server in settings.bootstrap_servers):
+        return  # check_kafka says so
+    groups = {ingest_group(settings): [settings.topic("mailboxes")]}
+    groups.update({stage_group(settings, stage): [settings.topic(t) for t in topics]
+                   for stage, topics in STREAM_STAGES.items()})
+    admin = kafka.make_admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        for group, topics in groups.items():
+            if not set(topics) <= existing:
+                continue  # check_kafka names missing topics
+            for member in starved(admin, group, topics):
+                yield Finding("WARN", "groups", f"{group}: member {member.client_id} "
+                              f"({member.member_id}) holds no partitions although the group "
+                              "has one for each member",
+                              "it joins again by itself after kafka_unassigned_rejoin_s; "
+                              "else restart that process")
+    finally:
+        admin.close()
+
+
 def _durability(settings: Settings, brokers: int, states: dict[str, Any]) -> Finding:
     """Can a broker be lost without losing a message ingest was told is safe? Three copies,
     acknowledged (acks=all) once two have it: the settings, the live brokers and the topics as
@@ -309,6 +337,7 @@ CHECKS: tuple[Callable[[Settings], Iterator[Finding]], ...] = (
     check_config,
     check_transport,
     check_kafka,
+    check_groups,
     check_database,
 )
 

@@ -128,6 +128,10 @@ class Settings:
     kafka_max_poll_interval_ms: int = _setting(
         300_000, "Longest a stage may take between polls before the group evicts it."
     )
+    kafka_unassigned_rejoin_s: int = _setting(
+        120, "A group member left this long without partitions, while its group has a partition "
+        "for every member, warns and joins its group again (mailroom.groupwatch). 0: never."
+    )
     topic_prefix: str = _setting("mailroom", "Topic names are '<prefix>.raw' and so on.")
     topic_partitions: int = _setting(6, "Partitions per stream topic (chosen up front).")
     topic_replication_factor: int = _setting(
