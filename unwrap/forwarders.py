@@ -49,10 +49,12 @@ log = logging.getLogger(__name__)
 #: How old the cached table may get. A forwarder added now is honoured within this time; a
 #: forward that arrived earlier was dead-lettered ``not_a_forwarder`` and can be retried.
 REFRESH_SECONDS = 60.0
-#: How old the table may be when it is about to refuse or hold a forward: such a verdict is
-#: checked against a fresh read first (rare; a forwarder just added or approved — the released
-#: forwards of an approval must meet the approval, not a table read before it).
-RECHECK_SECONDS = 1.0
+#: Before a forward is refused or held, the table is read again if it was read before the
+#: record was written (plus this margin for clocks that differ between hosts): the forwards an
+#: approval releases are written after the approval, so they always meet it, and a forwarder
+#: added a moment ago is honoured. Records older than the table (a backlog, a flood) cost no
+#: read.
+RECHECK_SKEW_MS = 2_000
 
 _MAILBOX_ADDRESSES = """
 SELECT f.id::text, btrim(u.address), u.owner_kind, u.owner_id, u.process_from
@@ -140,21 +142,27 @@ class ForwarderCache(Generic[T]):
     """
 
     def __init__(self, load: Callable[[], T], refresh_s: float = REFRESH_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self._load = load
+        self._wall = wall
+        self._read_ms = 0  # wall clock of the last successful read
         self._refresh_s = refresh_s
         self._clock = clock
         self._table: T | None = None
         self._loaded_at = 0.0
 
-    def get(self, max_age_s: float | None = None) -> T:
-        """The table, re-read when older than ``refresh_s`` (or ``max_age_s``, when given)."""
+    def get(self, written_ms: int | None = None) -> T:
+        """The table, re-read when older than ``refresh_s`` — or, given ``written_ms`` (when a
+        record was written, ms since the epoch), when read before it (:data:`RECHECK_SKEW_MS`)."""
         now = self._clock()
-        limit = self._refresh_s if max_age_s is None else min(max_age_s, self._refresh_s)
-        if self._table is not None and now - self._loaded_at < limit:
+        stale = written_ms is not None and self._read_ms < written_ms + RECHECK_SKEW_MS
+        if self._table is not None and now - self._loaded_at < self._refresh_s and not stale:
             return self._table
+        read_ms = int(self._wall() * 1000)
         try:
             self._table = self._load()
+            self._read_ms = read_ms
         except (psycopg.Error, TransientError) as exc:
             if self._table is None:
                 raise TransientError(f"cannot read the forwarders: {exc}") from exc

@@ -42,7 +42,6 @@ from unwrap import claims
 from unwrap.attribution import HELD
 from unwrap.context import Forwarders, SourcePosition, UnwrapContext
 from unwrap.forwarders import (
-    RECHECK_SECONDS,
     ForwarderCache,
     ForwardMailboxes,
     load_forward_mailboxes,
@@ -82,8 +81,8 @@ class _Edges:
         self.db()
         return self.blobs
 
-    def context(self, max_age_s: float | None = None) -> UnwrapContext:
-        table = self.forwarders.get(max_age_s)
+    def context(self, written_ms: int | None = None) -> UnwrapContext:
+        table = self.forwarders.get(written_ms)
         if table is not self._table or self._context is None:
             # Built only when the table changes: the context normalises it once.
             self._context = UnwrapContext.from_settings(self.settings, table.forwarders,
@@ -172,7 +171,7 @@ class UnwrapHandler:
         position = SourcePosition(src.topic, src.partition, src.offset)
         result = unwrap_all(handover, unwrap_context, position)
         if isinstance(result, Rejection) and result.reason_code in _RECHECKED:
-            fresh = edges.context(RECHECK_SECONDS)
+            fresh = edges.context(written_ms=src.timestamp)
             if fresh is not unwrap_context:
                 # The handover gave its bytes out once: read them again (a rare path).
                 again = claims.resolve_raw(raw, blobs, limits.max_message_bytes)
