@@ -26,6 +26,10 @@ MAIL_USER = "vmail"
 SEED_USERS = {"demo": "secret", "test": "secret"}
 # Per user and client address; the default 10 is too few for tests that open many sessions.
 MAX_USERIP_CONNECTIONS = 200
+#: Login processes kept running (high-performance mode): about one per core.
+LOGIN_PROCESSES = 2
+#: Sessions an imap or pop3 process serves before it exits (Dovecot's default: 1).
+SESSIONS_PER_PROCESS = 100
 
 
 def home(settings: Settings) -> Path:
@@ -160,6 +164,9 @@ protocol pop3 {{
   pop3_uidl_format = %08Xu%08Xv
 }}
 
+# Login processes in Dovecot's high-performance mode: a few long-lived processes serve every
+# connection, instead of a new process per connection (the default, high-security mode: a
+# fork and exec per login, the larger part of each login's CPU on this server).
 service imap-login {{
   inet_listener imap {{
     port = {settings.imap_port}
@@ -168,6 +175,9 @@ service imap-login {{
     port = {settings.imaps_port}
     ssl = yes
   }}
+  service_count = 0
+  process_min_avail = {LOGIN_PROCESSES}
+  vsz_limit = 1G
 }}
 service pop3-login {{
   inet_listener pop3 {{
@@ -177,6 +187,22 @@ service pop3-login {{
     port = {settings.pop3s_port}
     ssl = yes
   }}
+  service_count = 0
+  process_min_avail = {LOGIN_PROCESSES}
+  vsz_limit = 1G
+}}
+# A mail process serves sessions one after another instead of one each (every user is the
+# same system user, vmail, so a process may switch between them).
+service imap {{
+  service_count = {SESSIONS_PER_PROCESS}
+}}
+service pop3 {{
+  service_count = {SESSIONS_PER_PROCESS}
+}}
+# Room for every process that may ask the auth process at once now that they are reused
+# (Dovecot counts the services' process limits and warns at start below that).
+service auth {{
+  client_limit = 4096
 }}
 {sieve.render_config(settings)}"""
 
