@@ -62,11 +62,14 @@ def _dumps(obj: object) -> bytes:
 
 
 def _readable(conns: list[Connection], timeout: float) -> set[int]:
-    """The file descriptors of ``conns`` with something to read, waiting up to ``timeout``.
-    One ``select`` call: ``multiprocessing.connection.wait`` (and ``Connection.poll``, which
-    uses it) builds and fills a selector object on every call, twice or more per message."""
-    fds = [c.fileno() for c in conns]
-    return set(select.select(fds, [], [], timeout)[0])
+    """The file descriptors of ``conns`` with something to read (or closed: a dead child),
+    waiting up to ``timeout`` seconds. One ``poll`` call (no descriptor limit, unlike
+    ``select``): ``multiprocessing.connection.wait`` (and ``Connection.poll``, which uses it)
+    builds and fills a selector object on every call, twice or more per message."""
+    waiter = select.poll()
+    for conn in conns:
+        waiter.register(conn.fileno(), select.POLLIN)
+    return {fd for fd, _event in waiter.poll(math.ceil(timeout * 1000))}
 
 
 def worker_count(settings: Settings) -> int:
