@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 from imapclient import IMAPClient
 from ingest_helpers import _env, add_mailbox, append, imap_login, message, read_raw
+from pipeline_testing import own_topics
 
 from ingest import backfill, store
 from ingest.model import Folder, Mailbox
@@ -108,7 +110,14 @@ def uidvalidity(client: IMAPClient, folder: str) -> int:
 
 
 @pytest.fixture
-def seeded(db_settings: Settings, topics: Settings, db: psycopg.Connection,
+def backfill_topics(db_settings: Settings) -> Iterator[None]:
+    """The raw and trace topics a backfill writes, deleted afterwards."""
+    with own_topics(db_settings, {"raw": 3, "trace": 3}):
+        yield
+
+
+@pytest.fixture
+def seeded(db_settings: Settings, backfill_topics: None, db: psycopg.Connection,
            mail_user: tuple[str, str]) -> tuple[Mailbox, dict[str, list[bytes]], int]:
     """The mailbox (INBOX and Archive monitored); live ingest passed INBOX up to UID 7 (the
     old mail and the first five new), one of those is stored already; Archive never polled."""

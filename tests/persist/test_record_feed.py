@@ -245,3 +245,33 @@ def test_a_lost_database_session_is_waited_out_and_the_lock_taken_again(
         stop_event.set()
         thread.join(timeout=60)
     assert not thread.is_alive()  # and it stops when asked
+
+
+def test_a_body_too_large_for_the_topic_goes_by_claim_check(
+    feed_settings: Settings, codec: Codec,
+) -> None:
+    import hashlib
+
+    from mailroom.blobs import BlobStore
+
+    settings = feed_settings.replace(claim_check_bytes=4096)
+    body = "A long complaint. " * 1000  # 18 KB
+    producer = kafka.make_producer(settings)
+    try:
+        with connect(settings) as db, connect(settings, autocommit=True) as blob_conn:
+            apply(db, codec, make_plan(codec, email(message_id="long@customer.example",
+                                                    body=body)))
+            blobs = BlobStore(blob_conn)
+            relay = feed.Relay(settings, db, producer, codec, blobs)
+            assert relay.try_lead()
+            while relay.round():
+                pass
+            [change] = [c for c in rebuilt(settings, codec).values() if c and c.activity]
+            assert change.activity is not None
+            assert change.activity.text_body is None
+            stored = rows(db, "SELECT text_body FROM email_activities")[0][0]
+            ref = change.activity.text_body_ref
+            assert ref == hashlib.sha256(stored.encode()).hexdigest()
+            assert blobs.get(ref).decode() == stored
+    finally:
+        producer.close()
