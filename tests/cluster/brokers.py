@@ -1,16 +1,21 @@
-"""Looking at the three-broker cluster from a test: who leads, who coordinates, who is in sync."""
+"""Looking at the three-broker cluster from a test: who leads, who coordinates, who is in sync
+(the last from the chaos suite's :mod:`chaoslib.broker_kills`, which ``bench/chaos.py`` uses too).
+"""
 
 from __future__ import annotations
 
 import re
 import subprocess
-import time
 from collections import Counter
+
+from chaoslib.broker_kills import under_replicated, wait_in_sync
 
 from mailroom import kafka
 from mailroom.settings import Settings
 from mailroom.stack import cluster
 from mailroom.stack.kafka import REPO
+
+__all__ = ["busiest_leader", "coordinator", "live_brokers", "under_replicated", "wait_in_sync"]
 
 KAFKA_TOOL = REPO / "deploy" / "kafka" / "kafka-tool"
 
@@ -36,25 +41,6 @@ def live_brokers(settings: Settings) -> set[int]:
                 if not b.get("is_fenced")}
     finally:
         admin.close()
-
-
-def under_replicated(settings: Settings) -> list[str]:
-    """Partitions of every topic on the cluster (internal ones too) whose in-sync replicas
-    are fewer than their replicas; [] once a restarted broker has caught up everywhere."""
-    admin = kafka.make_admin(settings)
-    try:
-        return [f"{t['name']}/{p['partition_index']}"
-                for t in admin.describe_topics(admin.list_topics()) for p in t["partitions"]
-                if set(p["isr_nodes"]) != set(p["replica_nodes"])]
-    finally:
-        admin.close()
-
-
-def wait_in_sync(settings: Settings, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while lagging := under_replicated(settings):
-        assert time.monotonic() < deadline, f"not in sync after {timeout_s:.0f} s: {lagging}"
-        time.sleep(0.5)
 
 
 def coordinator(settings: Settings, group: str) -> int:

@@ -27,8 +27,8 @@ class BrokerKill:
 
 
 def under_replicated(settings: Settings) -> list[str]:
-    """Partitions of every topic on the cluster whose in-sync replicas are fewer than their
-    replicas."""
+    """Partitions of every topic on the cluster (internal ones too) whose in-sync replicas
+    are fewer than their replicas; [] once a restarted broker has caught up everywhere."""
     admin = kafka.make_admin(settings)
     try:
         return [f"{t['name']}/{p['partition_index']}"
