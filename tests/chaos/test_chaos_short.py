@@ -8,16 +8,15 @@ The seed is random per run and named in the failure, with the bench command that
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import pytest
 from chaoslib.drive import ChaosPlan
+from chaoslib.preconditions import skip_unless_seedable
 from chaoslib.runs import run
 from chaoslib.stages import STAGES
 
-from mailroom.db import connect
 from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -34,12 +33,7 @@ STALL_TIMEOUT_S = 45.0  # a restarted stage is back at work within ~15 s even on
 def test_nothing_lost_doubled_or_stuck_when_stage_processes_are_killed(
     base_settings: Settings, tmp_path: Path,
 ) -> None:
-    try:
-        connect(base_settings).close()
-    except Exception:  # noqa: BLE001 - any failure means: no local stack here
-        pytest.skip("PostgreSQL of the local stack is not reachable (mailroom stack up)")
-    if os.geteuid() != 0:
-        pytest.skip("seeding writes the local Dovecot's Maildir as its mail user: needs root")
+    skip_unless_seedable(base_settings)
     seed = random.SystemRandom().randrange(1, 10**6)
     result = run(base_settings, mails=MAILS, seed_value=seed, log_dir=tmp_path / "logs",
                  plan=ChaosPlan(kills=KILLS), drain_timeout_s=DRAIN_TIMEOUT_S,

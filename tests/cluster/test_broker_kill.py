@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import random
 import socket
 import threading
@@ -32,9 +31,9 @@ import pytest
 from brokers import busiest_leader, live_brokers, under_replicated
 from chaoslib import checks, mail, seed
 from chaoslib.drive import activities, wait_drained, wait_for
+from chaoslib.preconditions import skip_unless_seedable
 from chaoslib.stages import STAGES, Stages
 
-from mailroom.db import connect
 from mailroom.ops.groups import Cluster
 from mailroom.settings import Settings
 from mailroom.stack import cluster, dovecot
@@ -101,12 +100,7 @@ def free_port() -> int:
 def test_nothing_lost_doubled_or_stuck_when_brokers_are_killed(
     kafka_cluster: Settings, tmp_path: Path,
 ) -> None:
-    try:
-        connect(kafka_cluster).close()
-    except Exception:  # noqa: BLE001 - any failure means: no local stack here
-        pytest.skip("PostgreSQL of the local stack is not reachable (mailroom stack up)")
-    if os.geteuid() != 0:
-        pytest.skip("seeding writes the local Dovecot's Maildir as its mail user: needs root")
+    skip_unless_seedable(kafka_cluster)
     w = seed.world(kafka_cluster,
                    mail.plan_mails(MAILS, random.SystemRandom().randrange(10**6)))
     run_topics = [w.settings.topic(role) for role in ("raw", "unwrapped", "actions", "trace",

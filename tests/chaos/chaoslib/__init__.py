@@ -12,4 +12,5 @@ server.
 - :mod:`chaoslib.drive`: the kill schedule, PostgreSQL restarts, waiting for the drain
 - :mod:`chaoslib.checks`: the exact-count checks
 - :mod:`chaoslib.runs`: one run from seeding to clean-up, with or without kills
+- :mod:`chaoslib.preconditions`: the tests' skip when the local stack cannot be seeded
 """
