@@ -16,7 +16,6 @@ passes it, so it is judged once.
 
 from __future__ import annotations
 
-import email.utils
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 
 from ingest.publish import Producer
 from mailroom.codec import Codec
+from mailroom.maildate import parse_date
 from mailroom.settings import Settings
 from mailroom.tracing import Tracer
 
@@ -61,24 +61,14 @@ def arrival_from_headers(head: bytes) -> tuple[datetime | None, str]:
             fields.append((name.strip().lower(), value.strip()))
     for name, value in fields:  # the topmost Received: the receiving server's own stamp
         if name == "received":
-            when = _date(value.rpartition(";")[2])
+            when = parse_date(value.rpartition(";")[2])
             if when is not None:
                 return when, "Received header"
             break
     for name, value in fields:
         if name == "date":
-            return _date(value), "Date header"
+            return parse_date(value), "Date header"
     return None, ""
-
-
-def _date(value: str) -> datetime | None:
-    try:
-        parsed = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed is None:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def record(settings: Settings, codec: Codec, producer: Producer, mailbox: str,

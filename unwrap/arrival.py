@@ -10,10 +10,10 @@ as it arrives), else its ``Date``; neither readable: unknown, and the original i
 
 from __future__ import annotations
 
-import email.utils
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import Message
 
+from mailroom.maildate import parse_date
 from unwrap.parse import raw_header
 
 
@@ -21,18 +21,9 @@ def arrival(msg: Message) -> tuple[datetime | None, str]:
     """(arrival, how it was read: "Received header" | "Date header" | "")."""
     received = raw_header(msg, "received", 4_096)
     if received:
-        when = _date(received.rpartition(";")[2])
+        when = parse_date(received.rpartition(";")[2])
         if when is not None:
             return when, "Received header"
-    when = _date(raw_header(msg, "date", 1_000))
+    when = parse_date(raw_header(msg, "date", 1_000))
     return (when, "Date header") if when is not None else (None, "")
 
-
-def _date(value: str) -> datetime | None:
-    try:
-        parsed = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed is None:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -10,12 +10,12 @@ The dedupe key and content hash are exactly the ARCHITECTURE brief's definitions
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import Message
 
+from mailroom.maildate import parse_date
 from mailroom.records.email import Address, Delivery, Email, Markers
 from unwrap import reports
 from unwrap.addresses import parse_address_list
@@ -46,21 +46,6 @@ class Origin:
     forward_mailbox_id: str | None = None
     warnings: tuple[str, ...] = ()
     forwarded_by_queue: str | None = None
-
-
-def parse_date(value: str) -> datetime | None:
-    """The Date header as an aware UTC datetime; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        parts = email.utils.parsedate_tz(value)
-        if parts is None:
-            return None
-        offset = parts[9] or 0  # no zone given: read as UTC, never as this machine's zone
-        naive = datetime(*parts[:6])  # type: ignore[misc]
-        return datetime.fromtimestamp(naive.replace(tzinfo=UTC).timestamp() - offset, UTC)
-    except (ValueError, OverflowError, OSError, TypeError, IndexError):
-        return None
 
 
 def collapse(text: str) -> str:

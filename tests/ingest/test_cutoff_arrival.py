@@ -31,3 +31,10 @@ def test_nothing_readable_is_processed() -> None:
     text = reason(Skip("1/pop3/u", "INBOX", datetime(2026, 5, 4, 9, 59, 59, tzinfo=UTC),
                        "Date header"), T)
     assert "arrived 2026-05-04T09:59:59+00:00 (Date header)" in text
+
+
+def test_a_stamp_with_an_absurd_zone_offset_is_unreadable_not_a_crash() -> None:
+    # parsedate_to_datetime raised OverflowError here: one such header ended the POP3 session
+    head = (b"Received: from a by pop.example.com; Mon, 04 May 2026 10:00:01 "
+            b"+9999999999999999999\r\nDate: Mon, 04 May 2026 10:00:00 -0000\r\n\r\n")
+    assert arrival_from_headers(head) == (datetime(2026, 5, 4, 10, 0, tzinfo=UTC), "Date header")

@@ -65,3 +65,12 @@ def test_the_originals_received_stamp_is_its_arrival_not_its_date() -> None:
                   f"{FORWARDED_BY_HEADER}: alice@acme.example\r\n").encode() + original.as_bytes()
     result = _run(redirected)
     assert [e.message_id for e in result.emails] == ["late@customer.example"]
+
+
+def test_an_unreadable_received_stamp_falls_back_to_the_date_in_utc() -> None:
+    original = EmailMessage()
+    # an offset past any integer the stdlib's reader converts: unreadable, not a crash
+    original["Received"] = "from x by y; Mon, 02 Mar 2026 09:01:00 +9999999999999999999"
+    original["Date"] = "Mon, 02 Mar 2026 10:00:00 +0100"
+    assert arrival(original) == (CUTOFF, "Date header")
+    assert arrival(original)[0].utcoffset() == timedelta(0)  # type: ignore[union-attr]
