@@ -102,26 +102,39 @@ def forwarder_of(context: UnwrapContext, mailbox_id: str, address: str) -> Forwa
 def _auth_refusal(outer: Message, address: str, mailbox_id: str,
                   authserv_id: str) -> Rejection | None:
     """None when our receiving server's Authentication-Results pass for ``address``."""
-    if not authserv_id.strip():
-        return Rejection(
-            "auth_missing",
-            f"forward from {address} not checked: no authserv-id of our receiving server is "
-            "configured (unwrap_authserv_id), so no Authentication-Results can be trusted; set "
-            "it, or opt this forward mailbox out (`mailroom mailbox auth-results ADDRESS off`) "
-            "if its server cannot stamp results, then retry the dead letter")
-    value = authresults.trusted_header(outer, authserv_id)
-    if value is None:
-        return Rejection(
-            "auth_missing",
-            f"forward from {address} carries no Authentication-Results header of our receiving "
-            f"server {authserv_id!r}: nothing vouches that {address} sent it")
-    try:
-        results = authresults.parse(value)
-    except authresults.Unreadable as exc:
-        return Rejection("auth_failed", f"the Authentication-Results header of {authserv_id} "
-                         f"cannot be read ({exc}): {value[:300]!r}")
+    results = our_results(outer, authserv_id, f"forward from {address}",
+                          f"{address} sent it")
+    if isinstance(results, Rejection):
+        return results
     why = authresults.verdict(results, address.rpartition("@")[2])
     if why is None:
         return None
     return Rejection("auth_failed", f"Authentication-Results of {results.authserv_id} does not "
                      f"pass for {address}: {why}")
+
+
+def our_results(msg: Message, authserv_id: str, subject: str,
+                vouched: str) -> authresults.AuthResults | Rejection:
+    """Our receiving server's Authentication-Results on ``msg``, read — or the refusal: no
+    authserv-id configured or no header of ours (``auth_missing``), an unreadable one
+    (``auth_failed``). The verdict on what they show is the caller's. ``subject`` names what is
+    checked ("forward from a@b.example"), ``vouched`` what the results would show ("a@b.example
+    sent it")."""
+    if not authserv_id.strip():
+        return Rejection(
+            "auth_missing",
+            f"{subject} not checked: no authserv-id of our receiving server is configured "
+            "(unwrap_authserv_id), so no Authentication-Results can be trusted; set it, or opt "
+            "this forward mailbox out (`mailroom mailbox auth-results ADDRESS off`) if its "
+            "server cannot stamp results, then retry the dead letter")
+    value = authresults.trusted_header(msg, authserv_id)
+    if value is None:
+        return Rejection(
+            "auth_missing",
+            f"{subject} carries no Authentication-Results header of our receiving server "
+            f"{authserv_id!r}: nothing vouches that {vouched}")
+    try:
+        return authresults.parse(value)
+    except authresults.Unreadable as exc:
+        return Rejection("auth_failed", f"the Authentication-Results header of {authserv_id} "
+                         f"cannot be read ({exc}): {value[:300]!r}")

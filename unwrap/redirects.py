@@ -46,7 +46,7 @@ from email.message import Message
 
 from unwrap import authresults
 from unwrap.addresses import AddressError, ascii_lower, parse_address_list, parse_mailbox
-from unwrap.attribution import Attribution, forwarder_of
+from unwrap.attribution import Attribution, forwarder_of, our_results
 from unwrap.context import Rejection, UnwrapContext
 from unwrap.forwarders import FORWARDED_BY_HEADER
 
@@ -125,24 +125,9 @@ def attribute(msg: Message, mailbox_id: str, found: Claim,
 
 def _auth_refusal(msg: Message, found: Claim, authserv_id: str) -> Rejection | None:
     who = f"redirect claimed by {found.address} ({found.source})"
-    if not authserv_id.strip():
-        return Rejection(
-            "auth_missing",
-            f"{who} not checked: no authserv-id of our receiving server is configured "
-            "(unwrap_authserv_id), so no Authentication-Results can be trusted; set it, or opt "
-            "this forward mailbox out (`mailroom mailbox auth-results ADDRESS off`) if its "
-            "server cannot stamp results, then retry the dead letter")
-    value = authresults.trusted_header(msg, authserv_id)
-    if value is None:
-        return Rejection(
-            "auth_missing",
-            f"{who} carries no Authentication-Results header of our receiving server "
-            f"{authserv_id!r}: nothing vouches that the forwarder's server sent it")
-    try:
-        results = authresults.parse(value)
-    except authresults.Unreadable as exc:
-        return Rejection("auth_failed", f"the Authentication-Results header of {authserv_id} "
-                         f"cannot be read ({exc}): {value[:300]!r}")
+    results = our_results(msg, authserv_id, who, "the forwarder's server sent it")
+    if isinstance(results, Rejection):
+        return results
     why = hop_verdict(results, msg, found.address.rpartition("@")[2])
     if why is None:
         return None
