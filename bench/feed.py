@@ -17,57 +17,18 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
-
 _REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(_REPO)
 sys.path.insert(1, str(_REPO / "tests"))
 sys.path.insert(2, str(_REPO / "bench"))
 
-from persistbuild import email, make_plan  # noqa: E402
-from pipeline_testing import REFERENCE_SQL  # noqa: E402
+from persist_run import BATCH, PersistRun, build_items, drop_schemas, persist_run  # noqa: E402
 
 from mailroom import kafka  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
 from mailroom.codec import Codec  # noqa: E402
 from mailroom.db import connect  # noqa: E402
-from mailroom.db.migrate import migrate  # noqa: E402
 from persist import feed  # noqa: E402
-from persist.batch import Item, apply_batch  # noqa: E402
-
-BATCH = 500
-
-
-def disable_outbox(conn) -> None:  # type: ignore[no-untyped-def]
-    """Switch the change feed's outbox triggers off (this schema only)."""
-    for table, trigger in conn.execute(
-            "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE c.relnamespace = current_schema()::regnamespace "
-            "AND t.tgname ~ '_feed_(insert|update|delete)$'").fetchall():
-        conn.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER "{trigger}"')
-
-
-def persist_run(base, codec, items, outbox: bool) -> tuple[float, float, float, str]:  # type: ignore[no-untyped-def]
-    """(plans/s, client ms per plan, server ms per plan, schema) of one run."""
-    schema = "bench_feed_" + uuid.uuid4().hex[:8]
-    with connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-    with connect(base, schema=schema) as conn:
-        migrate(conn)
-        conn.execute(REFERENCE_SQL)
-        if not outbox:
-            disable_outbox(conn)
-        conn.commit()
-        backend = psutil.Process(conn.info.backend_pid)
-        server, client = _cpu(backend), time.process_time()
-        start = time.perf_counter()
-        for i in range(0, len(items), BATCH):
-            with conn.transaction():
-                apply_batch(conn, codec, items[i:i + BATCH])
-        took = time.perf_counter() - start
-        server, client = _cpu(backend) - server, time.process_time() - client
-    n = len(items)
-    return n / took, client / n * 1000, server / n * 1000, schema
 
 
 def relay_run(base, codec, schema: str) -> tuple[int, int, float]:  # type: ignore[no-untyped-def]
@@ -94,39 +55,28 @@ def relay_run(base, codec, schema: str) -> tuple[int, int, float]:  # type: igno
         admin.close()
 
 
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
 def main(n: int = 3_000, rounds: int = 3) -> None:
     base = settings_module.load()
     codec = Codec.from_settings(base)
-    plans = [make_plan(codec, email(message_id=f"b{i}@customer.example", subject=f"Issue {i}",
-                                    body="x" * 2000)) for i in range(n)]
-    items = [Item(p, codec.encode_record(p), i) for i, p in enumerate(plans)]
-    results: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
-    schemas: list[str] = []
+    items = build_items(codec, n)
+    results: dict[bool, list[PersistRun]] = {True: [], False: []}
     try:
         for _ in range(rounds):
             for outbox in (False, True):
-                rate, client, server, schema = persist_run(base, codec, items, outbox)
-                schemas.append(schema)
-                results[outbox].append((rate, client, server))
+                results[outbox].append(persist_run(base, codec, items, outbox=outbox,
+                                                   prefix="bench_feed_"))
         for outbox in (False, True):
             runs = results[outbox]
             print(f"persist {'with' if outbox else 'without':>7} the outbox: "
-                  f"{statistics.median(r[0] for r in runs):,.0f} plans/s, CPU per plan "
-                  f"{statistics.median(r[1] for r in runs):.2f} ms persist + "
-                  f"{statistics.median(r[2] for r in runs):.2f} ms PostgreSQL "
-                  f"(medians of {rounds} runs of {n} plans)")
-        rows, published, rate = relay_run(base, codec, schemas[-1])
+                  f"{statistics.median(r.plans_per_s for r in runs):,.0f} plans/s, CPU per plan "
+                  f"{statistics.median(r.client_ms_per_plan for r in runs):.2f} ms persist + "
+                  f"{statistics.median(r.server_ms_per_plan for r in runs):.2f} ms PostgreSQL "
+                  f"(medians of {rounds} runs of {n} plans, batches of {BATCH})")
+        rows, published, rate = relay_run(base, codec, results[True][-1].schema)
         print(f"relay: {rows} outbox rows -> {published} records published at "
               f"{rate:,.0f} records/s (one relay, acks=all)")
     finally:
-        with connect(base, autocommit=True) as admin:
-            for schema in schemas:
-                admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_schemas(base, [r.schema for runs in results.values() for r in runs])
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 ``--without-outbox`` disables the change feed's outbox triggers (migration 0063) in the scratch
 schema: the difference is what the feed costs persist (``bench/feed.py`` measures both in one
-run, interleaved, and the relay).
+run, interleaved, and the relay; both measure through ``bench/persist_run.py``).
 
 Real PostgreSQL of the local stack (a scratch schema, dropped afterwards), no broker: this is
 what the database side of a batch costs, which bounds one persist process. It also compares
@@ -15,74 +15,43 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from pathlib import Path
-
-import psutil
 
 _REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(_REPO)
 sys.path.insert(1, str(_REPO / "tests"))
 sys.path.insert(2, str(_REPO / "bench"))
 
-from feed import disable_outbox  # noqa: E402 - bench/feed.py
-from persistbuild import email, make_plan  # noqa: E402
-from pipeline_testing import REFERENCE_SQL  # noqa: E402
+from persist_run import BATCH, build_items, drop_schemas, persist_run  # noqa: E402
 
 from mailroom import settings as settings_module  # noqa: E402
 from mailroom.codec import Codec  # noqa: E402
 from mailroom.db import connect  # noqa: E402
-from mailroom.db.migrate import migrate  # noqa: E402
-from persist.batch import Item, apply_batch  # noqa: E402
 
-BATCH = 500
 TABLES = ("email_activities", "activity_parties", "activity_mailboxes", "cases", "queue_items")
 
 
 def main(n: int = 5_000, outbox: bool = True) -> None:
     base = settings_module.load()
     codec = Codec.from_settings(base)
-    schema = "bench_" + uuid.uuid4().hex[:8]
-    with connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
+    items = build_items(codec, n)
+    steps = sum(len(item.plan.steps) for item in items)
+    run = persist_run(base, codec, items, outbox=outbox)
     try:
-        with connect(base, schema=schema) as conn:
-            migrate(conn)
-            conn.execute(REFERENCE_SQL)
-            if not outbox:
-                disable_outbox(conn)
-            conn.commit()
-            plans = [make_plan(codec, email(message_id=f"b{i}@customer.example",
-                                            subject=f"Issue {i}", body="x" * 2000))
-                     for i in range(n)]
-            items = [Item(p, codec.encode_record(p), i) for i, p in enumerate(plans)]
-            steps = sum(len(p.steps) for p in plans)
-            backend = psutil.Process(conn.info.backend_pid)
-            server_cpu, client_cpu = _cpu(backend), time.process_time()
-            start = time.perf_counter()
-            for i in range(0, n, BATCH):
-                with conn.transaction():
-                    apply_batch(conn, codec, items[i:i + BATCH])
-            took = time.perf_counter() - start
-            server_cpu, client_cpu = _cpu(backend) - server_cpu, time.process_time() - client_cpu
+        with connect(base, schema=run.schema) as conn:
             rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
                        for t in TABLES)
             label = "persist" if outbox else "persist without the outbox"
-            print(f"{label}: {n / took:,.0f} plans/s, {steps / took:,.0f} actions/s, "
-                  f"{rows / took:,.0f} rows/s ({rows} rows, batches of {BATCH}, one process)")
+            print(f"{label}: {run.plans_per_s:,.0f} plans/s, "
+                  f"{steps / run.seconds:,.0f} actions/s, {rows / run.seconds:,.0f} rows/s "
+                  f"({rows} rows, batches of {BATCH}, one process)")
             # CPU per plan holds still on a busy machine, where the rate does not.
-            print(f"  CPU per plan: {client_cpu / n * 1000:.2f} ms persist, "
-                  f"{server_cpu / n * 1000:.2f} ms its PostgreSQL backend")
+            print(f"  CPU per plan: {run.client_ms_per_plan:.2f} ms persist, "
+                  f"{run.server_ms_per_plan:.2f} ms its PostgreSQL backend")
             _copy_vs_executemany(conn)
             _trace_events(conn)
     finally:
-        with connect(base, autocommit=True) as admin:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+        drop_schemas(base, [run.schema])
 
 
 def _copy_vs_executemany(conn, n: int = 50_000) -> None:  # type: ignore[no-untyped-def]
