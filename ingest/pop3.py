@@ -157,8 +157,8 @@ def _skip_early(job: Job, conn: poplib.POP3, folder: Folder,
     if skips:
         cutoff_mod.record(job.settings, job.codec, job.producer, job.mailbox.address,
                           [s for _, s in skips], cutoff)
-        store.add_skipped_uidls(job.conn, job.mailbox_id, [u for u, _ in skips],
-                                job.generation)
+        store.add_uidls(job.conn, job.mailbox_id, [u for u, _ in skips], job.generation,
+                        skipped=True)
         job.conn.commit()
     return keep
 

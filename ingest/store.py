@@ -504,25 +504,16 @@ def skipped_uidls(conn: psycopg.Connection, mailbox_id: int) -> set[str]:
     }
 
 
-def add_skipped_uidls(conn: psycopg.Connection, mailbox_id: int, uidls: Iterable[str],
-                      generation: int) -> None:
-    _fence(conn, mailbox_id, generation)
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO ingest_pop3_uidls (mailbox_id, uidl, skipped) VALUES (%s,%s,true) "
-            "ON CONFLICT DO NOTHING",
-            [(mailbox_id, u) for u in uidls],
-        )
-
-
 def add_uidls(conn: psycopg.Connection, mailbox_id: int, uidls: Iterable[str],
-              generation: int) -> None:
+              generation: int, skipped: bool = False) -> None:
+    """Record UIDLs as published, or (``skipped``) as skipped for the mailbox's "process email
+    from": either way judged, never fetched again; only published ones are deleted."""
     _fence(conn, mailbox_id, generation)
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO ingest_pop3_uidls (mailbox_id, uidl) VALUES (%s,%s) "
+            "INSERT INTO ingest_pop3_uidls (mailbox_id, uidl, skipped) VALUES (%s,%s,%s) "
             "ON CONFLICT DO NOTHING",
-            [(mailbox_id, u) for u in uidls],
+            [(mailbox_id, u, skipped) for u in uidls],
         )
 
 
