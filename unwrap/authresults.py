@@ -243,9 +243,17 @@ def _strict(value: str) -> tuple[str, list[authres.core.AuthenticationResult]]:
     """The package's strict parse of the value; raises :class:`Unreadable`."""
     try:
         header = _StrictHeader.parse_value(_CONTEXT, value)
-    except (authres.core.AuthResError, ValueError, IndexError) as exc:
+    except Exception as exc:  # noqa: BLE001 - see below
+        # Not only its own errors: the package has bugs on malformed input (an empty property
+        # name, ``header.=``, raises AttributeError). Whatever it raises, the header did not
+        # parse — unreadable, never a crash of unwrap.
         raise Unreadable(str(exc) or type(exc).__name__) from exc
-    return str(header.authserv_id), list(header.results)
+    results = list(header.results)
+    if any(isinstance(r, authres.core.NoneAuthenticationResult) for r in results):
+        # RFC 8601 allows ``none`` only alone (the package returns no results for that); after
+        # results the package keeps it as a result without a method.
+        raise Unreadable("'none' among results (RFC 8601 allows it only alone)")
+    return str(header.authserv_id), results
 
 
 def trusted_header(msg: Message, authserv_id: str) -> str | None:

@@ -136,3 +136,14 @@ def test_the_usual_headers_are_read_without_the_package(value: str) -> None:
 def test_other_shapes_are_left_to_the_package(value: str) -> None:
     assert authresults._plain(value) is None  # noqa: SLF001
     assert by_the_reader(value) == by_the_package(value)
+
+
+@pytest.mark.parametrize("value", [
+    "mx.crm.example; dkim=pass header.=corp.example",  # the package raised AttributeError
+    "mx.crm.example; dkim=pass header.=",
+    "mx.crm.example; spf=pass; none",  # the package kept "none" as a result without a method
+    "mx.crm.example; spf=pass smtp.mailfrom=a@crm.example; none",
+])
+def test_what_the_package_trips_on_is_unreadable_not_a_crash(value: str) -> None:
+    with pytest.raises(Unreadable):
+        parse(value)

@@ -91,6 +91,9 @@ def test_aligned_pass_is_accepted_without_a_note() -> None:
     OURS + 'spf=pass smtp.mailfrom="x; dmarc=fail header.from=corp.example',
     # the topmost header of ours is unreadable: a readable pass below it is never read
     OURS + "dkim=pass header.d=corp.example garbage\n" + PASS,
+    # malformed in ways the authres package tripped on (a crash, not a dead letter, before)
+    OURS + "dkim=pass header.d=corp.example header.=x",
+    OURS + "dmarc=pass header.from=corp.example; none",
 ])
 def test_authentication_results_that_do_not_pass(auth: str) -> None:
     assert _code(forwarded(stamped(auth))) == "auth_failed"
