@@ -8,6 +8,7 @@ milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -41,51 +42,55 @@ def _by(rows: Iterable[dict[str, Any]], key: str) -> dict[Any, list[dict[str, An
     return out
 
 
-_ACTIVITY_FIELDS = (
-    "id, dedupe_key, content_hash, collision, message_id, direction, subject, text_body, "
-    "html_body, sent_at, received_at, copy_kind, delivery_path, customer, parent_id, "
-    "correlation_method, regarding, correlation_refused, created_at, updated_at, "
-    "user_edited_at, deleted_at"
+def _columns(record: type, prefix: str = "", leave_out: frozenset[str] = frozenset()) -> str:
+    """The SELECT list of a feed record: its fields are the table's column names, so the two
+    cannot drift apart."""
+    return ", ".join(prefix + f.name for f in dataclasses.fields(record)
+                     if f.name not in leave_out)
+
+
+#: An email activity's own columns: not the claim-check refs (set by the relay) nor the
+#: child records (read from their own tables below).
+_ACTIVITY_COLUMNS = _columns(FeedActivity, leave_out=frozenset({
+    "text_body_ref", "html_body_ref", "mailboxes", "parties", "attachments",
+    "delivery_failures"}))
+
+#: An email activity's child tables: (table, record, ORDER BY after activity_id).
+_CHILDREN: tuple[tuple[str, type, str], ...] = (
+    ("activity_mailboxes", FeedMailbox, "mailbox_id"),
+    ("activity_parties", FeedParty, "role, address, record"),
+    ("activity_attachments", FeedAttachment, "position"),
+    ("activity_delivery_failures", FeedDeliveryFailure, "recipient"),
 )
+
+
+def _children(conn: psycopg.Connection, table: str, record: type, order: str,
+              numbers: list[int]) -> dict[int, tuple[Any, ...]]:
+    """One child table's rows of every activity in ``numbers``, as records, by activity."""
+    rows = _rows(conn, f"SELECT activity_id, {_columns(record)} FROM {table} "
+                 f"WHERE activity_id = ANY(%s) ORDER BY activity_id, {order}", numbers)
+    return {aid: tuple(record(**r) for r in found)
+            for aid, found in _by(rows, "activity_id").items()}
+
 
 def activities(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedActivity]:
     numbers = [int(i) for i in ids]
-    found = _rows(conn, f"SELECT {_ACTIVITY_FIELDS} FROM email_activities WHERE id = ANY(%s)",
+    found = _rows(conn, f"SELECT {_ACTIVITY_COLUMNS} FROM email_activities WHERE id = ANY(%s)",
                   numbers)
     if not found:
         return {}
-    mailboxes = _by(_rows(conn, "SELECT activity_id, mailbox_id, accepting_owner, copy_kind, "
-                          "delivery_path, forwarded_by FROM activity_mailboxes "
-                          "WHERE activity_id = ANY(%s) ORDER BY activity_id, mailbox_id",
-                          numbers), "activity_id")
-    parties = _by(_rows(conn, "SELECT activity_id, role, address, record, name, outcome "
-                        "FROM activity_parties WHERE activity_id = ANY(%s) "
-                        "ORDER BY activity_id, role, address, record", numbers), "activity_id")
-    attachments = _by(_rows(conn, "SELECT activity_id, position, name, content_type, size, "
-                            "sha256, inline, omitted FROM activity_attachments "
-                            "WHERE activity_id = ANY(%s) ORDER BY activity_id, position",
-                            numbers), "activity_id")
-    failures = _by(_rows(conn, "SELECT activity_id, recipient, bounce_activity_id, detail "
-                         "FROM activity_delivery_failures WHERE activity_id = ANY(%s) "
-                         "ORDER BY activity_id, recipient", numbers), "activity_id")
-    out: dict[str, FeedActivity] = {}
-    for row in found:
-        aid = row["id"]
-        out[str(aid)] = FeedActivity(
-            **row, text_body_ref=None, html_body_ref=None,
-            mailboxes=tuple(FeedMailbox(**m) for m in mailboxes.get(aid, ())),
-            parties=tuple(FeedParty(**p) for p in parties.get(aid, ())),
-            attachments=tuple(FeedAttachment(**a) for a in attachments.get(aid, ())),
-            delivery_failures=tuple(FeedDeliveryFailure(**f) for f in failures.get(aid, ())),
-        )
-    return out
+    mailboxes, parties, attachments, failures = (
+        _children(conn, table, record, order, numbers) for table, record, order in _CHILDREN)
+    return {str(row["id"]): FeedActivity(
+        **row, text_body_ref=None, html_body_ref=None,
+        mailboxes=mailboxes.get(row["id"], ()), parties=parties.get(row["id"], ()),
+        attachments=attachments.get(row["id"], ()),
+        delivery_failures=failures.get(row["id"], ())) for row in found}
 
 
 def cases(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedCase]:
-    rows = _rows(conn, "SELECT id, number, title, customer, queue_id, rule_item, status, "
-                 "resolved_at, originating_activity_id, provisional, reopened_count, "
-                 "created_at, updated_at, user_edited_at, deleted_at FROM cases "
-                 "WHERE id = ANY(%s)", [int(i) for i in ids])
+    rows = _rows(conn, f"SELECT {_columns(FeedCase)} FROM cases WHERE id = ANY(%s)",
+                 [int(i) for i in ids])
     return {str(r["id"]): FeedCase(**r) for r in rows}
 
 
@@ -93,7 +98,7 @@ def queue_items(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedQueue
     keys = [i.rpartition(":") for i in ids]
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT q.queue_id, q.activity_id, q.rule_item, q.created_at, q.deleted_at "
+            f"SELECT {_columns(FeedQueueItem, prefix='q.')} "
             "FROM queue_items q JOIN unnest(%s::text[], %s::bigint[]) AS k (queue_id, aid) "
             "ON q.queue_id = k.queue_id AND q.activity_id = k.aid",
             ([k[0] for k in keys], [int(k[2]) for k in keys]),
@@ -108,8 +113,7 @@ def contacts(conn: psycopg.Connection, ids: list[str]) -> dict[str, FeedContact]
                  "'{}') AS addresses FROM contacts c LEFT JOIN email_addresses a "
                  "ON a.record_kind = 'contact' AND a.record_id = c.id "
                  "WHERE c.id = ANY(%s) GROUP BY c.id", ids)
-    return {r["id"]: FeedContact(**r)
-            for r in rows}
+    return {r["id"]: FeedContact(**r) for r in rows}
 
 
 #: How each record type's current state is read, by the type's name on the feed.
