@@ -7,8 +7,6 @@ as persist stored them in ``message_traces``.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ import psycopg
 from mailroom.codec import Codec
 from mailroom.ops import dlq
 from mailroom.settings import Settings
+from mailroom.web.data.memo import Refreshing
 
 
 @dataclass
@@ -43,32 +42,15 @@ class LetterCache:
 
     def __init__(self, settings: Settings, codec: Callable[[], Codec],
                  min_interval_s: float = 5.0) -> None:
-        self.settings, self._codec, self.min_interval_s = settings, codec, min_interval_s
-        self._lock = threading.Lock()
-        self._found: list[dlq.Letter] | None = None
-        self._at = 0.0
+        self.settings, self._codec = settings, codec
+        self._found: Refreshing[list[dlq.Letter]] = Refreshing(min_interval_s)
 
     def read(self) -> list[dlq.Letter]:
-        found = self._found
-        if found is not None and time.monotonic() - self._at < self.min_interval_s:
-            return found
-        # One viewer reads the topic; the others get the previous read meanwhile instead of
-        # queueing behind it (after a retry there is none: that page waits for the new one).
-        if found is not None and not self._lock.acquire(blocking=False):
-            return found
-        if found is None:
-            self._lock.acquire()
-        try:
-            if self._found is None or time.monotonic() - self._at >= self.min_interval_s:
-                self._found = dlq.read_letters(self.settings, self._codec())
-                self._at = time.monotonic()
-            return self._found
-        finally:
-            self._lock.release()
+        # After a retry there is no previous read: that page waits for the new one.
+        return self._found.get(lambda: dlq.read_letters(self.settings, self._codec()))
 
     def invalidate(self) -> None:
-        with self._lock:  # after a read in flight, which may predate the retry
-            self._found = None
+        self._found.invalidate()
 
 
 def letters(settings: Settings, codec: Codec, conn: psycopg.Connection | None,

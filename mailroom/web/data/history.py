@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +19,7 @@ import psycopg
 
 from mailroom.db import connect
 from mailroom.settings import Settings
+from mailroom.web.data.memo import Refreshing
 from mailroom.web.data.stages import StageMonitor
 from mailroom.web.pool import ConnectionPool
 
@@ -91,27 +91,18 @@ class SampleCache:
     def __init__(self, pool: ConnectionPool, min_interval_s: float = 20.0) -> None:
         self.pool, self.min_interval_s = pool, min_interval_s
         self._lock = threading.Lock()
-        self._read: dict[timedelta, tuple[float, dict[str, list[Sample]]]] = {}
+        # One per range (the page's few fixed ones): a day's read does not hold up an hour's.
+        self._ranges: dict[timedelta, Refreshing[dict[str, list[Sample]]]] = {}
 
     def samples(self, since: timedelta) -> dict[str, list[Sample]]:
         """The same dict object until the next read (:class:`~.memo.Memo` keys charts on it)."""
-        at, found = self._read.get(since, (0.0, None))
-        if found is not None and time.monotonic() - at < self.min_interval_s:
-            return found
-        # One viewer reads; the others get the previous read meanwhile.
-        if found is not None and not self._lock.acquire(blocking=False):
-            return found
-        if found is None:
-            self._lock.acquire()
-        try:
-            at, found = self._read.get(since, (0.0, None))
-            if found is None or time.monotonic() - at >= self.min_interval_s:
-                with self.pool.connection(autocommit=True) as conn:
-                    found = samples(conn, since)
-                self._read[since] = (time.monotonic(), found)
-            return found
-        finally:
-            self._lock.release()
+        with self._lock:
+            found = self._ranges.setdefault(since, Refreshing(self.min_interval_s))
+        return found.get(lambda: self._read(since))
+
+    def _read(self, since: timedelta) -> dict[str, list[Sample]]:
+        with self.pool.connection(autocommit=True) as conn:
+            return samples(conn, since)
 
 
 class Sampler:

@@ -1,4 +1,5 @@
-"""Values derived from one snapshot of a source, kept until the source changes.
+"""Values derived from one snapshot of a source, kept until the source changes; and the
+snapshots themselves, read at most so often for every viewer (:class:`Refreshing`).
 
 The charts are pure functions of a snapshot every viewer shares (a day of stage samples read at
 most every 20 s, the stats table at most every 5 s), yet drawing them is the dashboard's most
@@ -47,3 +48,43 @@ class Memo(Generic[T]):
         with self._lock:
             self._aged[key] = (time.monotonic(), value)
         return value
+
+
+class Refreshing(Generic[T]):
+    """A value read at most every ``min_interval_s`` for all viewers together (the stage lag,
+    the stats table, the dead-letter topic, the stage samples), one read at a time. While one
+    viewer reads a stale value anew (a second or more under load: a new consumer, a scan), the
+    others get the previous value instead of queueing behind it; only when there is none yet
+    (the first viewer, or after :meth:`invalidate`) do they wait for the read. A read that
+    raises leaves the previous value in place and raises to its own viewer only."""
+
+    def __init__(self, min_interval_s: float) -> None:
+        self.min_interval_s = min_interval_s
+        self._lock = threading.Lock()
+        # (read at, value) in one attribute: read without the lock, never torn.
+        self._entry: tuple[float, T] | None = None
+
+    def get(self, read: Callable[[], T]) -> T:
+        """The value, read anew by ``read()`` if it is older than ``min_interval_s``; the same
+        object until then (:class:`Memo` keys charts on it)."""
+        entry = self._entry
+        if entry is not None and time.monotonic() - entry[0] < self.min_interval_s:
+            return entry[1]
+        if entry is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(blocking=False):
+            return entry[1]  # another viewer is reading it anew
+        try:
+            entry = self._entry  # read meanwhile, while this viewer waited?
+            if entry is None or time.monotonic() - entry[0] >= self.min_interval_s:
+                value = read()
+                entry = self._entry = (time.monotonic(), value)
+            return entry[1]
+        finally:
+            self._lock.release()
+
+    def invalidate(self) -> None:
+        """Forget the value: the next viewer waits for a new read. Waits for a read in flight
+        (which may predate what made the value wrong) and forgets its result too."""
+        with self._lock:
+            self._entry = None

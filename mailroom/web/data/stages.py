@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from mailroom.ops import lag
 from mailroom.ops.groups import Cluster
 from mailroom.settings import Settings
+from mailroom.web.data.memo import Refreshing
 
 
 @dataclass
@@ -31,34 +32,24 @@ def _committed(groups: list[lag.GroupLag]) -> dict[str, int]:
 class StageMonitor:
     def __init__(self, settings: Settings, min_interval_s: float = 2.0) -> None:
         self.settings = settings
-        self.min_interval_s = min_interval_s
         self._lock = threading.Lock()  # the Kafka clients are not thread-safe
         self._cluster: Cluster | None = None
         self._previous: list[lag.GroupLag] | None = None
         self._previous_at = 0.0
-        self._last: StageSnapshot | None = None
-
-    def snapshot(self) -> StageSnapshot:
-        last = self._last
-        if last and time.monotonic() - self._previous_at < self.min_interval_s:
-            return last
         # While one viewer samples the cluster (a second or more under load), the others get
         # the previous sample instead of queueing behind it; only the very first one waits.
-        if last is not None and not self._lock.acquire(blocking=False):
-            return last
-        if last is None:
-            self._lock.acquire()
-        try:
-            if self._last and time.monotonic() - self._previous_at < self.min_interval_s:
-                return self._last  # sampled while this viewer waited
+        self._last: Refreshing[StageSnapshot] = Refreshing(min_interval_s)
+
+    def snapshot(self) -> StageSnapshot:
+        return self._last.get(self._read)
+
+    def _read(self) -> StageSnapshot:
+        with self._lock:
             try:
-                self._last = self._sample()
+                return self._sample()
             except Exception as exc:  # noqa: BLE001 - any failure is shown on the page
                 self.close_cluster()
-                self._last = StageSnapshot(None, error=f"{type(exc).__name__}: {exc}")
-            return self._last
-        finally:
-            self._lock.release()
+                return StageSnapshot(None, error=f"{type(exc).__name__}: {exc}")
 
     def _sample(self) -> StageSnapshot:
         if self._cluster is None:

@@ -4,13 +4,12 @@ current windows (event time: the window of the newest arrival counted, as in the
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass, field
 
 from mailroom.settings import Settings
 from mailroom.stats import windows as w
 from mailroom.stats.read import read_volumes
+from mailroom.web.data.memo import Refreshing
 
 
 @dataclass
@@ -55,30 +54,25 @@ def summarise(volumes: dict[str, w.Volume], windows: tuple[w.Window, ...],
 class VolumeMonitor:
     def __init__(self, settings: Settings, min_interval_s: float = 5.0) -> None:
         self.settings = settings
-        self.min_interval_s = min_interval_s
-        self._lock = threading.Lock()  # one changelog read at a time; the server is threaded
-        self._last: VolumeSnapshot | None = None
-        self._at = 0.0
-
-    def snapshot(self) -> VolumeSnapshot:
-        last = self._last
-        if last is not None and time.monotonic() - self._at < self.min_interval_s:
-            return last
         # One viewer reads the changelog (a new consumer: a second or more under load); the
         # others get the previous snapshot meanwhile instead of queueing behind it.
-        if last is not None and not self._lock.acquire(blocking=False):
-            return last
-        if last is None:
-            self._lock.acquire()
+        self._last: Refreshing[VolumeSnapshot] = Refreshing(min_interval_s)
+
+    @property
+    def min_interval_s(self) -> float:
+        return self._last.min_interval_s
+
+    @min_interval_s.setter
+    def min_interval_s(self, seconds: float) -> None:
+        self._last.min_interval_s = seconds
+
+    def snapshot(self) -> VolumeSnapshot:
+        return self._last.get(self._read)
+
+    def _read(self) -> VolumeSnapshot:
         try:
-            if self._last is None or time.monotonic() - self._at >= self.min_interval_s:
-                try:
-                    windows = w.parse_windows(self.settings.stats_windows)
-                    self._last = summarise(read_volumes(self.settings), windows,
-                                           self.settings.stats_top_senders)
-                except Exception as exc:  # noqa: BLE001 - any failure is shown on the page
-                    self._last = VolumeSnapshot(error=f"{type(exc).__name__}: {exc}")
-                self._at = time.monotonic()
-            return self._last
-        finally:
-            self._lock.release()
+            windows = w.parse_windows(self.settings.stats_windows)
+            return summarise(read_volumes(self.settings), windows,
+                             self.settings.stats_top_senders)
+        except Exception as exc:  # noqa: BLE001 - any failure is shown on the page
+            return VolumeSnapshot(error=f"{type(exc).__name__}: {exc}")
