@@ -40,6 +40,12 @@ def _millis(record: object, required: tuple[str, ...], optional: tuple[str, ...]
         set_field(record, name, optional_utc_millis(getattr(record, name)))
 
 
+def _tuples(record: object, names: tuple[str, ...]) -> None:
+    """Lists (as read from the database or Avro) kept as tuples: records compare by value."""
+    for name in names:
+        set_field(record, name, tuple(getattr(record, name)))
+
+
 @dataclass(frozen=True, slots=True)
 class FeedMailbox:
     """A mailbox one copy of the email was received in."""
@@ -112,8 +118,7 @@ class FeedActivity:
     def __post_init__(self) -> None:
         _millis(self, ("created_at", "updated_at"),
                 ("sent_at", "received_at", "user_edited_at", "deleted_at"))
-        for name in ("mailboxes", "parties", "attachments", "delivery_failures"):
-            set_field(self, name, tuple(getattr(self, name)))
+        _tuples(self, ("mailboxes", "parties", "attachments", "delivery_failures"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +169,7 @@ class FeedContact:
 
     def __post_init__(self) -> None:
         _millis(self, ("created_at", "updated_at"))
-        set_field(self, "addresses", tuple(self.addresses))
+        _tuples(self, ("addresses",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +189,7 @@ class RecordChange(AvroMapped):
 
     def __post_init__(self) -> None:
         check_choice("record_type", self.record_type, RECORD_TYPES)
-        set_field(self, "changed_at", utc_millis(self.changed_at))
-        set_field(self, "published_at", utc_millis(self.published_at))
+        _millis(self, ("changed_at", "published_at"))
 
     @property
     def key(self) -> str:
