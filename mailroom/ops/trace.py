@@ -11,7 +11,12 @@ Two sources, merged and de-duplicated by the event's own place on the trace topi
 - persist's ``message_traces`` table (persist consumes the trace topic into PostgreSQL; it
   outlives the topic's retention);
 - the trace topic itself, only the partitions the keys hash to (the producer's partitioner:
-  murmur2), for what persist has not stored yet or when persist is not running.
+  murmur2), for what persist has not stored yet or when persist is not running: read from
+  persist's offset of record on each partition (``persist_offsets``, committed in the same
+  transaction as the rows, so every event before it is in the table), else from the beginning.
+  The dashboard tells a story per email page, and a trace topic read from the start is the
+  whole retention of a busy pipeline every time. What persist passed over without a row stays
+  unread there too: mail erased since (``mailroom erase``), and a range a replay skipped.
 
 The raw record an ``unwrapped`` or unwrap ``dead_lettered`` event points to (its source
 coordinates) is read from the raw topic, giving the *fetched* step — which mailbox, folder and
@@ -34,6 +39,7 @@ from mailroom import kafka
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.errors import MailroomError
+from mailroom.ops.groups import db_committed, stage_group
 from mailroom.records import TraceEvent
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
@@ -99,7 +105,17 @@ class Tracer:
             out[f"{r[0]}/{r[1]}@{r[2]}"] = event
         return out
 
-    def from_topic(self, names: set[str]) -> dict[str, TraceEvent]:
+    def stored_up_to(self, conn: psycopg.Connection) -> dict[TopicPartition, int]:
+        """Per trace partition, persist's next offset: the events before it are in the table."""
+        topic = self.settings.topic("trace")
+        return {tp: offset for tp, offset
+                in db_committed(conn, stage_group(self.settings, "persist")).items()
+                if tp.topic == topic}
+
+    def from_topic(self, names: set[str],
+                   start: dict[TopicPartition, int] | None = None) -> dict[str, TraceEvent]:
+        """The events under ``names`` on the trace topic, each partition read from ``start``
+        (where it has one) or from its beginning."""
         topic = self.settings.topic("trace")
         parts = sorted(self.consumer.partitions_for_topic(topic) or [])
         if not parts:
@@ -107,7 +123,7 @@ class Tracer:
         tps = sorted({TopicPartition(topic, partition_of(n, len(parts))) for n in names},
                      key=lambda tp: tp.partition)
         found: dict[str, TraceEvent] = {}
-        for r in self._scan(tps):
+        for r in self._scan(tps, start):
             if r.key is None or r.key.decode("utf-8", "replace") not in names:
                 continue
             try:
@@ -121,7 +137,7 @@ class Tracer:
               stop_after: int | None = None) -> list[Any]:
         self.consumer.assign(tps)
         for tp in tps:
-            if start:
+            if start and tp in start:  # below the log start: the consumer resets to earliest
                 self.consumer.seek(tp, start[tp])
             else:
                 self.consumer.seek_to_beginning(tp)
@@ -149,16 +165,20 @@ class Tracer:
     def story(self, name: str) -> list[Step]:
         names = candidates(name)
         events: dict[str, TraceEvent] = {}
+        stored: dict[TopicPartition, int] = {}
         conn: psycopg.Connection | None = None
         try:
             conn = connect(self.settings)
         except MailroomError:
             conn = None  # no database: the topic alone
         try:
+            if conn is not None:
+                # Before the table is read: whatever is below these offsets is in it by then.
+                stored = self.stored_up_to(conn)
             for _ in range(2):  # the name, then the identities its events link to
                 if conn is not None:
                     events.update(self.from_table(conn, names))
-                events.update(self.from_topic(names))
+                events.update(self.from_topic(names, stored))
                 linked = {v for e in events.values()
                           for v in (e.key, e.dedupe_key, e.raw_identity) if v}
                 if linked <= names:
