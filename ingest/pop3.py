@@ -87,7 +87,7 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
     job.conn.commit()
     new = pop3_new(on_server, published_before | ledger.pop3_dead_lettered()
                    | store.skipped_uidls(job.conn, job.mailbox_id))
-    new = _skip_early(job, conn, folder, new)
+    new = _skip_early(job, ledger, conn, folder, new)
     suspects = ledger.pop3_suspects()
     published = 0
     uidl_of = dict(new)
@@ -136,30 +136,48 @@ def ingest(job: Job, conn: poplib.POP3, batch_size: int) -> int:
     return published
 
 
-def _skip_early(job: Job, conn: poplib.POP3, folder: Folder,
+def _skip_early(job: Job, ledger: Ledger, conn: poplib.POP3, folder: Folder,
                 new: list[tuple[int, str]]) -> list[tuple[int, str]]:
     """``new`` without the messages that arrived before the mailbox's "process email from"
     (read from their headers with TOP, never retrieved); those are traced and their UIDLs kept
-    as skipped, so each is judged once and never deleted (it was not published)."""
+    as skipped, so each is judged once and never deleted (it was not published).
+
+    A TOP that fails is a failed fetch of that message (:mod:`ingest.unfetchable`): counted,
+    it ends the session (the skips found before it recorded); a message that failed
+    ``max_attempts`` times is dead-lettered and passed instead, so it cannot hold the mailbox
+    back."""
     cutoff = job.mailbox.processes_from(job.profile)
     if cutoff is None or not new:
         return new
+    suspects = ledger.pop3_suspects()
     keep, skips = [], []
+    failure: MessageUnfetched | None = None
     for number, uidl in new:
-        _resp, lines, _octets = conn.top(number, 0)
+        message = pop3_message(job, folder.name, uidl)
+        if uidl in suspects and (tried := ledger.attempts(message)) >= job.settings.max_attempts:
+            ledger.dead_letter(message, tried + 1)
+            continue
+        try:
+            _resp, lines, _octets = conn.top(number, 0)
+        except Exception as exc:
+            ledger.begin([message])  # the row its failure counts on
+            failure = unfetched(job, ledger, [message], exc, count=True)
+            break
         arrived, how = cutoff_mod.arrival_from_headers(b"\r\n".join(lines) + b"\r\n\r\n")
         if cutoff_mod.too_early(arrived, cutoff):
             assert arrived is not None
-            skips.append((uidl, cutoff_mod.Skip(
-                pop3_message(job, folder.name, uidl).identity, folder.name, arrived, how)))
+            skips.append((message, cutoff_mod.Skip(message.identity, folder.name, arrived, how)))
         else:
             keep.append((number, uidl))
     if skips:
         cutoff_mod.record(job.settings, job.codec, job.producer, job.mailbox.address,
                           [s for _, s in skips], cutoff)
-        store.add_uidls(job.conn, job.mailbox_id, [u for u, _ in skips], job.generation,
-                        skipped=True)
+        store.add_uidls(job.conn, job.mailbox_id, [m.uidl or "" for m, _ in skips],
+                        job.generation, skipped=True)
+        ledger.forget(m for m, _ in skips)  # judged: nothing suspect about them any more
         job.conn.commit()
+    if failure is not None:
+        raise failure
     return keep
 
 

@@ -12,7 +12,8 @@ offset, in PostgreSQL (``ingest_fetch_attempts``, migration 0052):
   with it in flight: those messages are *suspect*.
 - a suspect is fetched alone, and ``attempts`` goes up by one — committed *before* the fetch,
   so a process killed by the message counts too, whichever process of the group tries next.
-  A POP3 RETR that fails counts at once: the command named that message alone.
+  A POP3 RETR (or the ``TOP`` that reads a message's arrival for "process email from") that
+  fails counts at once: the command named that message alone.
 - a failed fetch ends the pass as :class:`~ingest.errors.MessageUnfetched` (transient): the
   mailbox retries after backoff, the messages before it are published and checkpointed.
 - once a message has started ``max_attempts`` lone fetches without success, the next pass
@@ -114,6 +115,13 @@ class Ledger:
              [m.uidvalidity for m in messages], [m.uid for m in messages],
              [m.uidl for m in messages]))
         self.job.conn.commit()
+
+    def attempts(self, m: Message) -> int:
+        """How many failed fetches of ``m`` have counted so far (0: none)."""
+        row = self.job.conn.execute(
+            "SELECT attempts FROM ingest_fetch_attempts WHERE mailbox_id = %s AND identity = %s",
+            (self._id, m.identity)).fetchone()
+        return int(row[0]) if row else 0
 
     def begin_alone(self, m: Message) -> int:
         """One more lone fetch of ``m`` starts now; returns how many have started (commits)."""

@@ -17,6 +17,7 @@ from pipeline_testing import read_all
 from ingest import store
 from ingest.model import AfterIngest, OwnerKind, Protocol
 from mailroom.codec import Codec
+from mailroom.ops.dlq import read_letters
 from mailroom.records.trace import TraceEvent
 from mailroom.settings import Settings
 from mailroom.stack import dovecot
@@ -114,3 +115,47 @@ def test_pop3_judges_arrival_from_the_headers_and_never_deletes_a_skip(
         assert pop.stat()[0] == 1
     finally:
         pop.quit()
+
+
+def test_a_message_pop3_will_not_top_is_counted_and_dead_lettered_not_a_blocked_mailbox(
+    db_settings: Settings, db: psycopg.Connection, topics: Settings
+) -> None:
+    """TOP reads a message's arrival; a message the server will not serve fails it every time.
+    Like a failed RETR it counts against that message, which is dead-lettered after
+    ``max_attempts`` and passed: the mail around it is judged and published."""
+    name, password = _user(db_settings)
+    seed_maildir(db_settings, name, [_with_received(i, CUTOFF + timedelta(seconds=i))
+                                     for i in (1, 2, 3)])
+    pop = poplib.POP3("127.0.0.1", db_settings.pop3_port, timeout=30)
+    try:  # as any earlier client would: Dovecot caches the sizes (LIST then needs no file)
+        pop.user(name)
+        pop.pass_(password)
+        pop.list()
+        bad_uidl = pop.uidl(2).split()[2].decode()
+    finally:
+        pop.quit()
+    maildir = dovecot.maildir(db_settings, name)
+    files = sorted((p for sub in ("new", "cur") for p in (maildir / sub).iterdir()),
+                   key=lambda p: p.name)
+    files[1].chmod(0)  # TOP 2: -ERR
+    mb = add_mailbox(db, db_settings, name, password, protocol=Protocol.POP3,
+                     owner=OwnerKind.QUEUE)
+    assert mb.id is not None
+    store.set_process_from(db, mb.id, CUTOFF)
+    db.commit()
+
+    ing = ingestor(db_settings, db)
+    published = 0
+    for _ in range(db_settings.max_attempts + 2):
+        ing.next_poll.clear()
+        published += ing.run_once()
+        if published == 2:
+            break
+    assert published == 2
+    assert _subjects(db_settings, 2) == ["pop 1", "pop 3"]
+    codec = Codec.from_settings(db_settings)
+    letters = [x.letter for x in read_letters(db_settings, codec) if x.letter is not None]
+    [letter] = letters
+    assert letter.reason_code == "unfetchable" and bad_uidl in letter.reason
+    assert letter.source_key == f"{mb.id}/pop3/{bad_uidl}".encode()
+    assert letter.attempts == db_settings.max_attempts
