@@ -22,7 +22,7 @@ class Memo(Generic[T]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[Hashable, tuple[object, T]] = {}  # key → (source, value)
-        self._aged: dict[Hashable, tuple[float, T]] = {}  # key → (computed at, value)
+        self._aged: dict[Hashable, Refreshing[T]] = {}
 
     def get(self, key: Hashable, source: object, compute: Callable[[], T]) -> T:
         """``compute()``'s value for ``key``, kept as long as ``source`` is the same object
@@ -38,16 +38,12 @@ class Memo(Generic[T]):
         return value
 
     def fresh(self, key: Hashable, max_age_s: float, compute: Callable[[], T]) -> T:
-        """``compute()``'s value for ``key``, kept for ``max_age_s``: for a query whose answer
-        changes slowly and costs a scan (the last arrival through each forwarding rule)."""
+        """``compute()``'s value for ``key``, kept for ``max_age_s`` (the first call's, per key)
+        and computed by one viewer at a time: for a query whose answer changes slowly and costs
+        a scan (the last arrival through each forwarding rule)."""
         with self._lock:
-            entry = self._aged.get(key)
-        if entry is not None and time.monotonic() - entry[0] < max_age_s:
-            return entry[1]
-        value = compute()
-        with self._lock:
-            self._aged[key] = (time.monotonic(), value)
-        return value
+            kept = self._aged.setdefault(key, Refreshing(max_age_s))
+        return kept.get(compute)
 
 
 class Refreshing(Generic[T]):
