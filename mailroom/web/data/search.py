@@ -14,6 +14,7 @@ subject, optionally a day) asked of every place an email can end up:
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -120,12 +121,17 @@ def letters(found: list[dlq.Letter], codec: Codec, query: str, day: date | None
 
 
 def search(read_letters: Callable[[], list[dlq.Letter]], codec: Codec,
-           conn: psycopg.Connection, query: str, day: date | None) -> Found:
-    found = Found(query, day, activities(conn, query, day))
-    if looks_like_message_id(query):
-        found.verdicts = verdicts(conn, query)
+           db: Callable[[], AbstractContextManager[psycopg.Connection]], query: str,
+           day: date | None) -> Found:
+    """The dead-letter topic first, then a connection from ``db`` for the stored side: none is
+    held while Kafka answers."""
     try:
-        found.letters = letters(read_letters(), codec, query, day)
+        matched, error = letters(read_letters(), codec, query, day), ""
     except Exception as exc:  # noqa: BLE001 - the rest of the answer is still worth showing
-        found.letters_error = f"{type(exc).__name__}: {exc}"
+        matched, error = [], f"{type(exc).__name__}: {exc}"
+    with db() as conn:
+        found = Found(query, day, activities(conn, query, day))
+        if looks_like_message_id(query):
+            found.verdicts = verdicts(conn, query)
+    found.letters, found.letters_error = matched, error
     return found

@@ -4,6 +4,7 @@ answer says where the email ended up (:mod:`mailroom.web.data.search`)."""
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mailroom.web.accounts import Role
@@ -13,7 +14,6 @@ from mailroom.web.pages.records import EMAIL_HEADERS, _email_rows
 from mailroom.web.templates import Html, ago, esc, join, page, post_button, status, table, tag
 
 if TYPE_CHECKING:
-    from mailroom.ops.dlq import Letter
     from mailroom.web.app import Dashboard, Request, Response
 
 MAX_QUERY = 300
@@ -81,19 +81,8 @@ def show(app: Dashboard, request: Request) -> Response:
             parts.append(tag("p", f"Not a day: {day_text} (use YYYY-MM-DD)", cls="st bad"))
             query = ""
     if query:
-        # The dead-letter topic first: no pooled connection is held while Kafka answers.
-        try:
-            letters, failed = app.letters.read(), None
-        except Exception as exc:  # noqa: BLE001 - shown as the letters' error by data.search
-            letters, failed = [], exc
-
-        def read_letters() -> list[Letter]:
-            if failed is not None:
-                raise failed
-            return letters
-
-        with app.db(autocommit=True) as conn:
-            found = data.search(read_letters, app.codec, conn, query, day)
+        found = data.search(app.letters.read, app.codec, partial(app.db, autocommit=True),
+                            query, day)
         parts += [tag("h2", "Stored"),
                   table(EMAIL_HEADERS, _email_rows(found.activities),
                         empty="no stored email matches", id="search-emails")]
