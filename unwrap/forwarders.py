@@ -55,6 +55,10 @@ REFRESH_SECONDS = 60.0
 #: added a moment ago is honoured. Records older than the table (a backlog, a flood) cost no
 #: read.
 RECHECK_SKEW_MS = 2_000
+#: After a read failed (database down), a record's recheck tries again only after this long: a
+#: stream of refused forwards must not become one connection attempt each (the table kept is
+#: what they are judged by either way).
+RECHECK_AFTER_FAILURE_S = 1.0
 
 _MAILBOX_ADDRESSES = """
 SELECT f.id::text, btrim(u.address), u.owner_kind, u.owner_id, u.process_from
@@ -151,19 +155,23 @@ class ForwarderCache(Generic[T]):
         self._clock = clock
         self._table: T | None = None
         self._loaded_at = 0.0
+        self._failed_at: float | None = None  # monotonic time of the last failed read
 
     def get(self, written_ms: int | None = None) -> T:
         """The table, re-read when older than ``refresh_s`` — or, given ``written_ms`` (when a
         record was written, ms since the epoch), when read before it (:data:`RECHECK_SKEW_MS`)."""
         now = self._clock()
-        stale = written_ms is not None and self._read_ms < written_ms + RECHECK_SKEW_MS
+        stale = written_ms is not None and self._read_ms < written_ms + RECHECK_SKEW_MS and (
+            self._failed_at is None or now - self._failed_at >= RECHECK_AFTER_FAILURE_S)
         if self._table is not None and now - self._loaded_at < self._refresh_s and not stale:
             return self._table
         read_ms = int(self._wall() * 1000)
         try:
             self._table = self._load()
             self._read_ms = read_ms
+            self._failed_at = None
         except (psycopg.Error, TransientError) as exc:
+            self._failed_at = now
             if self._table is None:
                 raise TransientError(f"cannot read the forwarders: {exc}") from exc
             log.warning("forwarders not refreshed, keeping the table read %.0f s ago: %s",
