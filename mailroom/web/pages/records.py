@@ -75,15 +75,15 @@ def email(app: Dashboard, request: Request) -> Response:
         e = data.email(conn, request.params["id"])
     if e is None:
         return Response(page("No such email", "", who=request.session), 404)
+    # Why it did not join the thread its headers named, next to the correlation it got.
+    refused = [("Correlation refused", tag("span", e.correlation_refused, cls="st bad",
+                                           id="refused"))] if e.correlation_refused else []
     facts = [("Subject", e.subject), ("From", e.sender), ("Message-ID", e.message_id or ""),
              ("Dedupe key", e.dedupe_key), ("Sent", e.sent_at), ("Received", e.received_at),
              ("Copy", e.copy_kind), ("Mailboxes", e.mailboxes),
-             ("Correlation", e.correlation_method or "new thread"),
+             ("Correlation", e.correlation_method or "new thread"), *refused,
              ("Regarding", _regarding(e.regarding)),
              ("Flags", _flags(e))]
-    if e.correlation_refused:  # why it did not join the thread its headers named
-        facts.insert(9, ("Correlation refused", tag("span", e.correlation_refused,
-                                                    cls="st bad", id="refused")))
     steps = app.tracers.story(e.dedupe_key)
     dl = tag("dl", join(tag("dt", k) + tag("dd", v) for k, v in facts))
     parties = table(("Role", "Address", "Record", "Outcome"), e.parties, id="parties")
