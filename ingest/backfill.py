@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.errors import ConfigError, TransientError
 from mailroom.kafka import make_producer
+from mailroom.msgids import normalise_message_id
 from mailroom.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,19 +59,10 @@ AFTER_PUBLISH = faults.register(
     "backfill:after_publish", "the broker has a backfill batch, its checkpoint has not moved"
 )
 
-_MSGID = re.compile(rb"<([^<>]*)>")
-
 
 def normalised_message_id(header: bytes) -> str | None:
-    """The Message-ID of a ``Message-ID: <...>`` header line as persist stores it: the
-    addr-spec between the angle brackets, whitespace removed, domain lower-cased."""
-    text = header.partition(b":")[2]
-    match = _MSGID.search(text)
-    inner = "".join((match.group(1) if match else text).decode("utf-8", "replace").split())
-    if not inner:
-        return None
-    local, at, domain = inner.rpartition("@")
-    return f"{local}@{domain.lower()}" if at else inner
+    """The Message-ID of a ``Message-ID: <...>`` header line as persist stores it."""
+    return normalise_message_id(header.partition(b":")[2].decode("utf-8", "replace"))
 
 
 # --- the progress line ---------------------------------------------------------------------

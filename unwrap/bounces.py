@@ -26,8 +26,8 @@ import re
 from collections.abc import Mapping
 from email.message import Message
 
+from mailroom.msgids import normalise_message_id
 from mailroom.records.email import Report
-from unwrap.msgids import normalise_message_id
 from unwrap.parse import (
     content_type,
     filename,

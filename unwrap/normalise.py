@@ -16,13 +16,13 @@ from datetime import datetime
 from email.message import Message
 
 from mailroom.maildate import parse_date
+from mailroom.msgids import message_ids, normalise_message_id
 from mailroom.records.email import Address, Delivery, Email, Markers
 from unwrap import reports
 from unwrap.addresses import parse_address_list
 from unwrap.content import LimitExceeded, collect
 from unwrap.context import RawInput, SourcePosition
 from unwrap.limits import Limits
-from unwrap.msgids import message_ids, normalise_message_id
 from unwrap.parse import (
     first_raw,
     from_line_dropped,

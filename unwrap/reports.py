@@ -32,9 +32,9 @@ from dataclasses import replace
 from email.message import Message
 from email.parser import BytesHeaderParser
 
+from mailroom.msgids import normalise_message_id
 from mailroom.records.email import Report
 from unwrap import autoreplies, bounces
-from unwrap.msgids import normalise_message_id
 from unwrap.parse import content_type, first_raw, header_text, param, payload_bytes
 
 _STATUS_TYPES = {"message/delivery-status", "message/global-delivery-status"}

@@ -1,5 +1,8 @@
 """Message-IDs as the pipeline compares them: the addr-spec between the angle brackets,
-whitespace removed, domain lower-cased (the local part is case-sensitive, RFC 5322)."""
+whitespace removed, domain lower-cased (the local part is case-sensitive, RFC 5322).
+
+One definition for every stage: unwrap writes it into each Email (persist stores it), and a
+backfill compares what the server holds against what persist stored."""
 
 from __future__ import annotations
 
