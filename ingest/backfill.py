@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import TextIO
 
 import psycopg
@@ -38,6 +38,7 @@ from imapclient import IMAPClient
 
 from ingest import connect as connecting
 from ingest import store
+from ingest.imap import internaldate
 from ingest.job import Job
 from ingest.model import Folder, Mailbox, Profile, Protocol
 from ingest.progress import FETCH_BUDGET_BYTES, fetch_groups
@@ -228,13 +229,6 @@ def _highest(client: IMAPClient) -> int:
     return max(uids) if uids else 0
 
 
-def _aware(value: object) -> datetime | None:
-    # imapclient gives INTERNALDATE as a naive local time unless told otherwise.
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.astimezone(UTC)
-
-
 def backfill_folder(job: Job, client: IMAPClient, work: FolderWork, since: date,
                     progress: Progress, printer: Printer,
                     stored: Callable[[list[str]], set[str]], batch: int = BATCH) -> None:
@@ -254,7 +248,7 @@ def backfill_folder(job: Job, client: IMAPClient, work: FolderWork, since: date,
             if content is None:  # expunged meanwhile by another client: nothing to keep
                 continue
             raws.append(job.raw(work.folder, bytes(content), uidvalidity=work.uidvalidity,
-                                uid=uid, server_date=_aware(data.get(b"INTERNALDATE"))))
+                                uid=uid, server_date=internaldate(data.get(b"INTERNALDATE"))))
         sent = publish(job.settings, job.codec, job.producer, raws, job.put_blob)
         failed = [s.raw.uid or 0 for s in sent if not s.ok]
         faults.point(job.settings, AFTER_PUBLISH)

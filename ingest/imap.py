@@ -42,9 +42,10 @@ AFTER_FETCH = faults.register(
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # imapclient gives INTERNALDATE as a naive local time unless told otherwise.
-    if value is None:
+def internaldate(value: object) -> datetime | None:
+    """A FETCHed INTERNALDATE as an aware datetime (None: not fetched). imapclient gives it
+    as a naive local time unless told otherwise."""
+    if not isinstance(value, datetime):
         return None
     return value if value.tzinfo else value.astimezone(UTC)
 
@@ -150,7 +151,7 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
                 continue
             progress.send(uid)
             raws.append(job.raw(folder, bytes(content), uidvalidity=uidvalidity, uid=uid,
-                                server_date=_aware(data.get(b"INTERNALDATE"))))
+                                server_date=internaldate(data.get(b"INTERNALDATE"))))
         for sent in publish(job.settings, job.codec, job.producer, raws, job.put_blob):
             (progress.ack if sent.ok else progress.fail)(sent.raw.uid or 0)
         faults.point(job.settings, AFTER_PUBLISH)
@@ -228,7 +229,7 @@ def _sizes(job: Job, ledger: Ledger, client: IMAPClient, folder: str, uidvalidit
         raise unfetched(job, ledger, messages, exc) from exc
     sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in fetched.items()}
     arrivals = {uid: when for uid, data in fetched.items()
-                if (when := _aware(data.get(b"INTERNALDATE"))) is not None}
+                if (when := internaldate(data.get(b"INTERNALDATE"))) is not None}
     return sizes, arrivals
 
 
@@ -237,7 +238,7 @@ def _arrival(client: IMAPClient, uids: list[int]) -> datetime | None:
     if not uids:
         return None
     first = client.fetch([min(uids)], [b"INTERNALDATE"]).get(min(uids), {})
-    return _aware(first.get(b"INTERNALDATE"))
+    return internaldate(first.get(b"INTERNALDATE"))
 
 
 def backlog(client: IMAPClient, folder: str, last_uid: int) -> tuple[int, datetime | None]:
