@@ -54,11 +54,15 @@ def starved(admin: Any, group: str, topics: Iterable[str]) -> list[Share]:
     """The members of ``group`` holding no partitions although the group has no more members
     than ``topics`` have partitions (empty: none, or an idle member is there by design)."""
     members = shares(admin, group)
-    names = list(topics)
-    partitions = sum(len(t.get("partitions") or ()) for t in admin.describe_topics(names))
+    partitions = partition_count(admin, topics)
     if not partitions or len(members) > partitions:
         return []
     return [m for m in members if not m.partitions]
+
+
+def partition_count(admin: Any, topics: Iterable[str]) -> int:
+    """How many partitions ``topics`` have, as the brokers have them now."""
+    return sum(len(t.get("partitions") or ()) for t in admin.describe_topics(list(topics)))
 
 
 def _count(assignment: Any) -> int:
@@ -148,8 +152,6 @@ class Watchdog:
         this consumer's metadata: it may be as stale as the leader's)."""
         admin = make_admin(self.settings, client_id="mailroom-groupwatch")  # rarely needed
         try:
-            partitions = sum(len(t.get("partitions") or ())
-                             for t in admin.describe_topics(self.topics))
-            return partitions, len(shares(admin, group))
+            return partition_count(admin, self.topics), len(shares(admin, group))
         finally:
             admin.close()
