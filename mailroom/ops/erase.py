@@ -38,6 +38,7 @@ from mailroom import erasure
 from mailroom.codec import Codec
 from mailroom.errors import ConfigError, MalformedRecordError, UnknownSchemaError
 from mailroom.records.action import Plan
+from persist.privacy import forget_blobs
 
 SELECTORS = ("message_id", "address")
 
@@ -245,8 +246,8 @@ def execute(conn: psycopg.Connection, codec: Codec, selector: Selector,
         _delete(conn, "DELETE FROM email_activities WHERE id = ANY(%s)", [ids])
         _delete(conn, "DELETE FROM attachment_contents WHERE sha256 = ANY(%s)",
                 [found.attachment_shas])
-        _delete(conn, "DELETE FROM blob_chunks WHERE sha256 = ANY(%s)", [found.blob_refs])
-        _delete(conn, "DELETE FROM blobs WHERE sha256 = ANY(%s)", [found.blob_refs])
+        # Persist's way: a blob a remaining attachment still uses stays (content-addressed).
+        forget_blobs(conn, found.blob_refs)
         if found.contact_ids:
             _delete(conn, "DELETE FROM email_addresses WHERE record_kind = 'contact' "
                     "AND record_id = ANY(%s)", [found.contact_ids])
