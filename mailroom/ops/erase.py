@@ -37,6 +37,7 @@ from psycopg.types.json import Jsonb
 from mailroom import erasure
 from mailroom.codec import Codec
 from mailroom.errors import ConfigError, MalformedRecordError, UnknownSchemaError
+from mailroom.msgids import normalise_message_id
 from mailroom.records.action import Plan
 from persist.privacy import forget_blobs
 
@@ -50,12 +51,11 @@ class Selector:
 
     @classmethod
     def message_id(cls, value: str) -> Selector:
-        # The brief's normalised Message-ID: inside the brackets, no whitespace, domain lower.
-        inner = "".join(value.strip().strip("<>").split())
-        local, at, domain = inner.rpartition("@")
-        if not inner:
+        # Normalised as unwrap normalised the stored one (mailroom.msgids), so they meet.
+        normalised = normalise_message_id(value)
+        if not normalised:
             raise ConfigError("--message-id: empty")
-        return cls("message_id", f"{local}@{domain.lower()}" if at else inner)
+        return cls("message_id", normalised)
 
     @classmethod
     def address(cls, value: str) -> Selector:
