@@ -52,11 +52,8 @@ def _addresses(addresses: Iterable[str]) -> set[str]:
 
 def email_digests(email: Email) -> set[str]:
     """Everything an Email can be erased by: its identifiers and every address on it."""
-    people = [email.from_address, email.sender, *email.reply_to, *email.to, *email.cc,
-              *email.bcc]
     # Not the raw identity: a forward's raw mail may carry other people's originals too.
-    return (_ids(email.message_id, email.dedupe_key)
-            | _addresses(a.address for a in people if a is not None))
+    return _ids(email.message_id, email.dedupe_key) | _addresses(email.every_address())
 
 
 def plan_digests(plan: Plan) -> set[str]:

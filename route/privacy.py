@@ -85,9 +85,7 @@ class Privacy:
 
 
 def _addresses(email: Email) -> list[str]:
-    people = [email.from_address, email.sender, *email.reply_to, *email.to, *email.cc,
-              *email.bcc]
-    return sorted({a.address.strip().lower() for a in people if a is not None and a.address})
+    return sorted({a.strip().lower() for a in email.every_address()})
 
 
 def screen(email: Email, owner: str | None, privacy: Privacy) -> str | None:

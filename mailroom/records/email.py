@@ -144,3 +144,10 @@ class Email(AvroMapped):
     def __post_init__(self) -> None:
         check_choice("direction", self.direction, DIRECTIONS)
         set_field(self, "date", optional_utc_millis(self.date))
+
+    def every_address(self) -> list[str]:
+        """The address of everyone on the email — From, Sender, Reply-To, To, Cc, Bcc — as
+        written (the privacy screen and the erasure list each normalise their own way)."""
+        people = [self.from_address, self.sender, *self.reply_to, *self.to, *self.cc,
+                  *self.bcc]
+        return [a.address for a in people if a is not None and a.address]
