@@ -6,9 +6,11 @@ here runs in persist's path; the relay (:mod:`persist.feed`) is the only reader 
 
 Order: rows are read by ``seq`` among those *not yet published*, never "after the last seq
 published" — a transaction that took its seq earlier may commit later than one with a higher
-seq, and a high-water mark would skip it for good. Per record the order is certain: two
-transactions changing one record are serialised by its row lock, so the later one's row has the
-higher seq and becomes visible only after the earlier one's.
+seq, and a high-water mark would skip it for good. Per record, seq is no order: two
+transactions may change one record through different tables without waiting for each other (a
+party added by persist, the activity edited in the CRM), and the later to commit may hold the
+lower seq. The relay sends each record's state as read when it publishes, so per key the topic's
+last message is the newest committed state whatever the seqs say.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ class RecordChange(AvroMapped):
 
     record_type: str
     record_id: str
-    seq: int  # the outbox sequence of the latest change published: grows per record
+    seq: int  # the outbox sequence of the change that made the relay send it; not an order
     changed_at: datetime  # the time of the transaction that made that change
     writer: str = ""  # 'persist', or '' for any other writer (a CRM user, an import)
     activity: FeedActivity | None = None
