@@ -114,7 +114,7 @@ def expire(conn: psycopg.Connection, newest_ms: int) -> int:
     row = conn.execute(
         "WITH old AS (SELECT dedupe_key, content_hash, receiving_mailbox "
         "  FROM persist_pending_plans WHERE received_ms < %s AND received_ms >= %s "
-        "  AND pg_try_advisory_xact_lock(%s)), "
+        "  AND (SELECT pg_try_advisory_xact_lock(%s))), "  # once per statement, not per row
         "dropped AS (DELETE FROM persist_watches w USING old o "
         "  WHERE (w.dedupe_key, w.content_hash, w.receiving_mailbox) "
         "      = (o.dedupe_key, o.content_hash, o.receiving_mailbox) "
