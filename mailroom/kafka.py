@@ -22,7 +22,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaConnectionError
+from kafka.errors import KafkaError
 
 from mailroom import groupjoin
 from mailroom.errors import ConfigError
@@ -224,11 +224,17 @@ class Consumer(KafkaConsumer):
         # one and raise instead of asking another: a stage started then exited (seen with
         # brokers killed among stage kills). The dead node is backed off, so the next try asks
         # another; if none answers, the stage goes on to its poll loop and waits there.
+        # kafka-python 3 fails the request with whatever its send failed with: a refused
+        # connection (KafkaConnectionError), but also a node still in its reconnect backoff or
+        # none available (NodeNotReadyError) or a timeout — all marked retriable. Anything else
+        # (authorisation, configuration) would fail the same way again, so it is raised.
         for _ in range(METADATA_TRIES):
             try:
                 self.partitions_for_topic(topic)
                 return
-            except KafkaConnectionError as exc:
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
                 log.warning("metadata of %s not read (%s): asking another broker", topic, exc)
                 time.sleep(METADATA_RETRY_S)
 
