@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mailroom import kafka
 from mailroom import settings as settings_module
 from mailroom.settings import Settings
 
@@ -30,9 +31,37 @@ def base_settings() -> Settings:
     return settings_module.load()
 
 
+#: Every test's unique name in this run: the topics under ``test.<name>.`` go at the end.
+_NAMES_USED: list[str] = []
+
+
 @pytest.fixture
 def unique_name() -> str:
-    return "t" + uuid.uuid4().hex[:10]
+    name = "t" + uuid.uuid4().hex[:10]
+    _NAMES_USED.append(name)
+    return name
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete the topics this run's tests left on the local broker. Stages create their topics
+    themselves and many tests never delete them; a broker holds files open for every partition,
+    and the partitions of a few runs once kept the local broker from starting at all (too many
+    open files). Only this run's names: another run on the same broker keeps its topics."""
+    if not _NAMES_USED:
+        return
+    prefixes = tuple(f"test.{name}." for name in _NAMES_USED)
+    try:
+        admin = kafka.make_admin(settings_module.load())
+    except Exception:  # noqa: BLE001 - no broker (unit tests only): nothing was created
+        return
+    try:
+        ours = [t for t in admin.list_topics() if t.startswith(prefixes)]
+        for i in range(0, len(ours), 200):
+            admin.delete_topics(ours[i:i + 200])
+    except Exception as exc:  # noqa: BLE001 - cleaning up must not fail the run
+        logging.getLogger(__name__).warning("test topics not deleted: %s", exc)
+    finally:
+        admin.close()
 
 
 @pytest.fixture
