@@ -174,6 +174,9 @@ def test_dashboard_in_chromium(dashboard: Running, browser, codec, mail_user) ->
     assert webseed.EVIL_SUBJECT in page.inner_text("#search-emails")
     page.fill("#q", "nobody-sent-this@nowhere.example")
     page.get_by_role("button", name="Search").click()
+    # count() does not wait: under load the new page can be committed but not yet parsed.
+    page.wait_for_url("**/search?q=nobody-sent-this*")
+    page.wait_for_load_state("load")
     assert page.locator("#never-arrived").count() == 1
 
     # The operator's own account page; the audit log is the admin's, not the operator's.
