@@ -42,6 +42,7 @@ PRODUCER_BATCH_BYTES = 1024 * 1024
 #: asked next); about as long as a dead broker takes to be fenced.
 METADATA_TRIES = 20
 METADATA_RETRY_S = 0.5
+UNKNOWN_TOPIC_TRIES = 6  # ~3 s for a new topic to reach every broker's metadata
 
 
 def check(settings: Settings) -> None:
@@ -228,10 +229,18 @@ class Consumer(KafkaConsumer):
         # connection (KafkaConnectionError), but also a node still in its reconnect backoff or
         # none available (NodeNotReadyError) or a timeout — all marked retriable. Anything else
         # (authorisation, configuration) would fail the same way again, so it is raised.
+        # A topic just created may not yet be in the metadata of the broker that answered
+        # (brokers learn it from the controller a moment later): an empty answer is asked
+        # again a few times, then the member joins anyway — a topic that does not exist at
+        # all is the caller's error, reported where it polls.
+        unknown = 0
         for _ in range(METADATA_TRIES):
             try:
-                self.partitions_for_topic(topic)
-                return
+                if self.partitions_for_topic(topic) or unknown >= UNKNOWN_TOPIC_TRIES:
+                    return
+                unknown += 1
+                log.info("topic %s not yet in the metadata: asking again", topic)
+                time.sleep(METADATA_RETRY_S)
             except KafkaError as exc:
                 if not exc.retriable:
                     raise
