@@ -13,7 +13,8 @@ field type                in ``params``
 ``int``                   decimal (an empty or missing value reads as the default)
 ``datetime | None``       ISO 8601 UTC with milliseconds, ``…Z``; ``""`` for None
 ``tuple[str, ...]``       comma-separated; as a JSON list when an item holds a comma
-                          or is empty (old plans never start with ``[``)
+                          or is empty, or the first starts with ``[`` (old plans never
+                          start with ``[``)
 ========================  ==========================================================
 
 A key missing from an old plan reads as the field's default; a key this reader does not know is
@@ -48,7 +49,8 @@ def parse_iso(text: str) -> datetime | None:
 
 
 def _join(items: tuple[str, ...]) -> str:
-    if any(not item or "," in item for item in items):
+    # A first item starting with "[" would read back as a JSON list: JSON it is, then.
+    if any(not item or "," in item for item in items) or (items and items[0][:1] == "["):
         return json.dumps(list(items))
     return ",".join(items)
 
