@@ -16,8 +16,8 @@ from pathlib import Path
 from bench import harness
 from bench.mailgen import Mail
 from bench.meter import MB, Meter
-from mailroom.demo.progress import raw_count
-from mailroom.ops.groups import Cluster, stage_group
+from mailroom.console.demo.progress import raw_count
+from mailroom.console.ops.groups import Cluster, stage_group
 from mailroom.settings import Settings
 
 POLL_S = 0.2

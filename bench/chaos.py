@@ -40,8 +40,8 @@ from chaoslib.runs import RunResult, run  # noqa: E402
 from chaoslib.stages import STAGES  # noqa: E402
 
 from mailroom import settings as settings_module  # noqa: E402
+from mailroom.console.stack import cluster  # noqa: E402
 from mailroom.log import configure as configure_logging  # noqa: E402
-from mailroom.stack import cluster  # noqa: E402
 
 
 def main() -> int:

@@ -56,8 +56,8 @@ from ingest.model import Mailbox, OwnerKind, Profile, Protocol  # noqa: E402
 from mailroom import kafka  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
 from mailroom.codec import Codec  # noqa: E402
+from mailroom.console.demo.seed import command  # noqa: E402
 from mailroom.db import connect  # noqa: E402
-from mailroom.demo.seed import command  # noqa: E402
 from mailroom.records.raw import RawMail  # noqa: E402
 from mailroom.settings import Settings  # noqa: E402
 

@@ -48,8 +48,8 @@ sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolv
 from bench import alone, harness, mailgen, report  # noqa: E402
 from bench.meter import Every, Meter, Usage, server_peers  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
+from mailroom.console.stack import dovecot, kafka, postgres  # noqa: E402
 from mailroom.settings import Settings  # noqa: E402
-from mailroom.stack import dovecot, kafka, postgres  # noqa: E402
 
 POLL_S = 0.2
 WARMUP_TIMEOUT_S = 180.0

@@ -28,13 +28,13 @@ from psycopg import sql
 
 from bench.mailgen import AUTHSERV_ID, DIRECT, DOMAIN, FORWARD_LOCAL, FORWARDERS, Mail
 from mailroom import kafka
+from mailroom.console.demo.pipeline import Child, Children
+from mailroom.console.demo.seed import command
+from mailroom.console.stack import dovecot
 from mailroom.db import connect
 from mailroom.db.connection import DatabaseUnavailable
 from mailroom.db.migrate import migrate
-from mailroom.demo.pipeline import Child, Children
-from mailroom.demo.seed import command
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 PASSWORD_ENV = "MAILROOM_BENCH_MAILBOX_PASSWORD"
 STAGES = ("ingest", "unwrap", "route", "persist")

@@ -32,8 +32,8 @@ sys.path.insert(1, str(_REPO / "tests" / "chaos"))
 from chaoslib import hosts  # noqa: E402
 
 from mailroom import settings as settings_module  # noqa: E402
+from mailroom.console.stack import cluster  # noqa: E402
 from mailroom.log import configure as configure_logging  # noqa: E402
-from mailroom.stack import cluster  # noqa: E402
 
 
 def main() -> int:

@@ -27,10 +27,10 @@ from ingest import credentials, store  # noqa: E402
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls  # noqa: E402
 from ingest.runner import Ingestor  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
+from mailroom.console.stack import dovecot  # noqa: E402
 from mailroom.db import connect  # noqa: E402
 from mailroom.db.migrate import migrate  # noqa: E402
 from mailroom.kafka import make_admin, make_producer  # noqa: E402
-from mailroom.stack import dovecot  # noqa: E402
 from mailroom.topics import ensure_topics, topic_specs  # noqa: E402
 
 

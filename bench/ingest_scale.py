@@ -46,9 +46,9 @@ sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolv
 
 from bench import harness  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
-from mailroom.demo.pipeline import Children  # noqa: E402
-from mailroom.demo.seed import command  # noqa: E402
-from mailroom.stack import dovecot  # noqa: E402
+from mailroom.console.demo.pipeline import Children  # noqa: E402
+from mailroom.console.demo.seed import command  # noqa: E402
+from mailroom.console.stack import dovecot  # noqa: E402
 
 MESSAGES_PER_MAILBOX = 3
 

@@ -53,6 +53,7 @@ from ingest import credentials, store  # noqa: E402
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
 from mailroom.codec import Codec  # noqa: E402
+from mailroom.console.web import accounts  # noqa: E402
 from mailroom.db import connect  # noqa: E402
 from mailroom.db.migrate import migrate  # noqa: E402
 from mailroom.deadletters import DeadLetterWriter  # noqa: E402
@@ -60,7 +61,6 @@ from mailroom.kafka import make_admin, make_producer  # noqa: E402
 from mailroom.settings import Settings, env_name  # noqa: E402
 from mailroom.stage.types import Source  # noqa: E402
 from mailroom.topics import ensure_topics, topic_specs  # noqa: E402
-from mailroom.web import accounts  # noqa: E402
 from persist.batch import Item, apply_batch  # noqa: E402
 
 ACTIVITIES = 2_000

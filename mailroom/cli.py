@@ -19,26 +19,26 @@ from mailroom.redact import Redactor
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.config",
-    "mailroom.stack.commands",
+    "mailroom.console.stack.commands",
     "mailroom.commands.schemas",
     "mailroom.commands.topics",
     "mailroom.commands.db",
     "mailroom.commands.import_records",
     "mailroom.commands.run",
     "ingest.commands",
-    "mailroom.ops.approval",  # after ingest.commands: adds to its `mailbox`
+    "mailroom.console.ops.approval",  # after ingest.commands: adds to its `mailbox`
     "route.commands",
-    "mailroom.ops.rules_command",  # after route.commands: adds to its `rules`
+    "mailroom.console.ops.rules_command",  # after route.commands: adds to its `rules`
     "route.privacy_command",
     "unwrap.commands",
-    "mailroom.doctor",
-    "mailroom.demo.commands",
-    "mailroom.ops.lag_command",
-    "mailroom.ops.replay_command",
-    "mailroom.web.command",
-    "mailroom.ops.dlq_command",
-    "mailroom.ops.trace_command",
-    "mailroom.ops.erase_command",
+    "mailroom.console.doctor",
+    "mailroom.console.demo.commands",
+    "mailroom.console.ops.lag_command",
+    "mailroom.console.ops.replay_command",
+    "mailroom.console.web.command",
+    "mailroom.console.ops.dlq_command",
+    "mailroom.console.ops.trace_command",
+    "mailroom.console.ops.erase_command",
 )
 
 

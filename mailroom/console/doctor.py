@@ -146,8 +146,8 @@ def check_groups(settings: Settings) -> Iterator[Finding]:
     """A stage's group member left without partitions while the group has one for it."""
     from ingest.assignment import group_id as ingest_group
     from mailroom import kafka
+    from mailroom.console.ops.groups import STREAM_STAGES, stage_group
     from mailroom.groupwatch import starved
-    from mailroom.ops.groups import STREAM_STAGES, stage_group
 
     if not any(_tcp_open(server) for server in settings.bootstrap_servers):
         return  # check_kafka says so
@@ -305,7 +305,7 @@ def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:
 
 def _check_forward_rules(conn: Any) -> Iterator[Finding]:
     """A user whose forwards stopped while the others' go on has a broken rule."""
-    from mailroom.ops import rule_status
+    from mailroom.console.ops import rule_status
 
     try:
         found = rule_status.silent_everywhere(conn)

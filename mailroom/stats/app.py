@@ -102,7 +102,8 @@ def build(settings: Settings, codec: Codec) -> StatsApp:
         app_id,
         **faust_settings(settings),
         autodiscover=False,
-        web_enabled=False,  # the dashboard and /metrics are our own (mailroom.web, metrics.py)
+        # The dashboard and /metrics are our own (mailroom.console.web, metrics.py).
+        web_enabled=False,
         store="memory://",  # the changelog topic is the durable state; restored on start
         datadir=str(data_dir),
         processing_guarantee="at_least_once",

@@ -19,9 +19,9 @@ from chaoslib.drive import activities, restart_postgres, wait_drained, wait_for
 from chaoslib.preconditions import skip_unless_seedable
 from chaoslib.stages import Stages
 
-from mailroom.ops.groups import Cluster
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.stack import postgres
 from mailroom.settings import Settings
-from mailroom.stack import postgres
 
 pytestmark = pytest.mark.integration
 

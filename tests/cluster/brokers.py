@@ -11,9 +11,9 @@ from collections import Counter
 from chaoslib.broker_kills import under_replicated, wait_in_sync
 
 from mailroom import kafka
+from mailroom.console.stack import cluster
+from mailroom.console.stack.kafka import REPO
 from mailroom.settings import Settings
-from mailroom.stack import cluster
-from mailroom.stack.kafka import REPO
 
 __all__ = ["busiest_leader", "coordinator", "live_brokers", "under_replicated", "wait_in_sync"]
 

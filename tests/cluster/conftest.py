@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from mailroom.console.stack import cluster, kafka
+from mailroom.console.stack.process import StackError
 from mailroom.settings import Settings
-from mailroom.stack import cluster, kafka
-from mailroom.stack.process import StackError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
 

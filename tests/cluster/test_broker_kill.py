@@ -34,9 +34,9 @@ from chaoslib.drive import activities, wait_drained, wait_for
 from chaoslib.preconditions import skip_unless_seedable
 from chaoslib.stages import STAGES, Stages
 
-from mailroom.ops.groups import Cluster
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.stack import cluster, dovecot
 from mailroom.settings import Settings
-from mailroom.stack import cluster, dovecot
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 

@@ -1,6 +1,6 @@
 """The three-broker cluster as an operator meets it: started idempotently beside the single
 broker, topics with three copies acknowledged by two, doctor's durability check answered, and
-the operator's tools (``mailroom lag``'s :class:`~mailroom.ops.groups.Cluster`) carrying on
+the operator's tools (``mailroom lag``'s :class:`~mailroom.console.ops.groups.Cluster`) carrying on
 when the broker coordinating a group dies."""
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from mailroom import cli, doctor, kafka, topics
+from mailroom import cli, kafka, topics
+from mailroom.console import doctor
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.stack import cluster
+from mailroom.console.stack import kafka as single_broker
 from mailroom.errors import ConfigError
-from mailroom.ops.groups import Cluster
 from mailroom.settings import Settings
-from mailroom.stack import cluster
-from mailroom.stack import kafka as single_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 

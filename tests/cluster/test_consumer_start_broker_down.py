@@ -14,8 +14,8 @@ import pytest
 from kafka.admin import NewTopic
 
 from mailroom import kafka
+from mailroom.console.stack import cluster
 from mailroom.settings import Settings
-from mailroom.stack import cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from mailroom.demo import commands
+from mailroom.console.demo import commands
 from mailroom.errors import ConfigError
 from mailroom.settings import Settings
 

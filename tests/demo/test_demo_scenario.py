@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.demo import mail, seed
-from mailroom.demo.pipeline import child_environment
-from mailroom.demo.scenario import EXPECTED, LETTERS, MAILBOXES, letters_by_key
-from mailroom.demo.summary import skip_reason
+from mailroom.console.demo import mail, seed
+from mailroom.console.demo.pipeline import child_environment
+from mailroom.console.demo.scenario import EXPECTED, LETTERS, MAILBOXES, letters_by_key
+from mailroom.console.demo.summary import skip_reason
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 
@@ -121,7 +121,7 @@ def test_children_get_the_demo_settings_and_login_names_follow_the_prefix() -> N
 def test_the_demo_runs_the_secure_setup_and_its_forwards_pass_it() -> None:
     """Forwards are believed only on Acme's receiving server's Authentication-Results: the demo
     sets that server's authserv-id for every stage and its forwards carry the stamp."""
-    from mailroom.demo.scenario import AUTHSERV_ID
+    from mailroom.console.demo.scenario import AUTHSERV_ID
     from unwrap.context import Rejection, UnwrapContext
     from unwrap.unwrap import unwrap
 

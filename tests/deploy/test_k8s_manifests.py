@@ -37,9 +37,9 @@ from psycopg.conninfo import conninfo_to_dict
 from ingest.metrics import IngestMetrics
 from mailroom import kafka
 from mailroom.commands.run import STAGES
-from mailroom.doctor import check_transport
+from mailroom.console.doctor import check_transport
+from mailroom.console.ops.groups import STREAM_STAGES
 from mailroom.metrics import Health, StageMetrics, serve
-from mailroom.ops.groups import STREAM_STAGES
 from mailroom.settings import Settings
 from mailroom.stage.execute import group_id
 from mailroom.stats.app import STAGE as STATS

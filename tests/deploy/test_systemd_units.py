@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from mailroom import kafka
 from mailroom.commands.run import STAGES
-from mailroom.doctor import check_transport
+from mailroom.console.doctor import check_transport
 
 TEMPLATE = SYSTEMD / "mailroom@.service"
 WEB = SYSTEMD / "mailroom-web.service"

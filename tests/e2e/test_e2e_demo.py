@@ -21,7 +21,7 @@ from queue import Empty, Queue
 import pytest
 from pipeline_testing import drop_schema_and_topics
 
-from mailroom.demo import seed
+from mailroom.console.demo import seed
 from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -19,14 +19,14 @@ from e2e_records import snapshot
 from pipeline_testing import drop_schema_and_topics
 
 from mailroom.codec import Codec
+from mailroom.console.demo import seed
+from mailroom.console.demo.commands import play
+from mailroom.console.demo.pipeline import Children
+from mailroom.console.demo.progress import caught_up, raw_count, wait_for
+from mailroom.console.demo.scenario import AUTHSERV_ID
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.ops.trace import Tracer
 from mailroom.db import connect
-from mailroom.demo import seed
-from mailroom.demo.commands import play
-from mailroom.demo.pipeline import Children
-from mailroom.demo.progress import caught_up, raw_count, wait_for
-from mailroom.demo.scenario import AUTHSERV_ID
-from mailroom.ops.groups import Cluster
-from mailroom.ops.trace import Tracer
 from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration

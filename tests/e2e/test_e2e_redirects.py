@@ -25,14 +25,14 @@ from pathlib import Path
 import pytest
 from pipeline_testing import drop_schema_and_topics
 
+from mailroom.console.demo import seed
+from mailroom.console.demo.pipeline import Children
+from mailroom.console.demo.progress import wait_for
+from mailroom.console.ops import managesieve
+from mailroom.console.ops.forward_rules import SCRIPT_NAME, Rule, render
+from mailroom.console.stack import dovecot, sieve, tls
 from mailroom.db import connect
-from mailroom.demo import seed
-from mailroom.demo.pipeline import Children
-from mailroom.demo.progress import wait_for
-from mailroom.ops import managesieve
-from mailroom.ops.forward_rules import SCRIPT_NAME, Rule, render
 from mailroom.settings import Settings
-from mailroom.stack import dovecot, sieve, tls
 from unwrap.attribution import HELD
 from unwrap.forwarders import FORWARDED_BY_HEADER
 

@@ -56,7 +56,7 @@ def db(db_settings: Settings) -> Iterator[psycopg.Connection]:
 @pytest.fixture
 def mail_user(base_settings: Settings) -> tuple[str, str]:
     """A fresh Dovecot user (name, password) on the local stack."""
-    from mailroom.stack import dovecot
+    from mailroom.console.stack import dovecot
 
     name = "u" + uuid.uuid4().hex[:10]
     password = "pw-" + uuid.uuid4().hex[:8]

@@ -185,7 +185,7 @@ def seed_maildir(settings: Settings, user: str, messages: list[bytes]) -> None:
     import pwd
     import uuid
 
-    from mailroom.stack import dovecot
+    from mailroom.console.stack import dovecot
 
     maildir = dovecot.maildir(settings, user)
     vmail = pwd.getpwnam(dovecot.MAIL_USER)

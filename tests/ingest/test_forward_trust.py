@@ -12,11 +12,11 @@ from ingest_helpers import add_mailbox, ingestor, message, read_raw, seed_maildi
 
 from ingest import store
 from ingest.model import OwnerKind
-from mailroom import doctor
 from mailroom.cli import build_parser
+from mailroom.console import doctor
+from mailroom.console.stack import dovecot
 from mailroom.errors import ConfigError
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from kafka.admin import NewPartitions
 from prometheus_client import CollectorRegistry
 
 from ingest.assignment import Assignment, group_id
+from mailroom.console.doctor import check_groups
 from mailroom.db import connect
-from mailroom.doctor import check_groups
 from mailroom.groupwatch import shares
 from mailroom.kafka import make_admin
 from mailroom.settings import Settings

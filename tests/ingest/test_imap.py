@@ -10,8 +10,8 @@ from ingest_helpers import add_mailbox, append, imap_login, ingestor, message, r
 
 from ingest import store
 from ingest.model import Direction, Folder, Tls
+from mailroom.console.stack import tls
 from mailroom.settings import Settings
-from mailroom.stack import tls
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import pytest
 from ingest_helpers import ingestor, message, read_raw, seed_maildir
 
 from ingest import store
-from mailroom import doctor
 from mailroom.cli import build_parser
+from mailroom.console import doctor
+from mailroom.console.stack import dovecot
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

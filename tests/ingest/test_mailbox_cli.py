@@ -11,8 +11,8 @@ from ingest_helpers import REPO, _env, add_mailbox, append, message, read_mailbo
 
 from ingest import probe, store
 from ingest.model import Folder
+from mailroom.console.stack import dovecot
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from ingest_helpers import add_mailbox, append, imap_login, ingestor, message, read_raw
 
 from ingest.model import AfterIngest, OwnerKind, Protocol
+from mailroom.console.stack import dovecot
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

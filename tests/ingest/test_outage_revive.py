@@ -20,8 +20,8 @@ import pytest
 from ingest_helpers import add_mailbox, ingestor, message, read_raw, seed_maildir
 
 from ingest import store
+from mailroom.console.stack import dovecot
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from ingest_helpers import (
 
 from ingest import store
 from ingest.model import AfterIngest, OwnerKind, Protocol, Tls
+from mailroom.console.stack import tls
 from mailroom.settings import Settings
-from mailroom.stack import tls
 
 pytestmark = pytest.mark.integration
 

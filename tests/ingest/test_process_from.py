@@ -17,10 +17,10 @@ from pipeline_testing import read_all
 from ingest import store
 from ingest.model import AfterIngest, OwnerKind, Protocol
 from mailroom.codec import Codec
-from mailroom.ops.dlq import read_letters
+from mailroom.console.ops.dlq import read_letters
+from mailroom.console.stack import dovecot
 from mailroom.records.trace import TraceEvent
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ from ingest_helpers import message, read_raw, seed_maildir
 from ingest import credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls
 from ingest.runner import Ingestor
+from mailroom.console.stack import dovecot
 from mailroom.db import connect
 from mailroom.kafka import make_producer
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

@@ -29,10 +29,10 @@ from ingest import store
 from ingest.assignment import Assignment
 from ingest.model import Mailbox
 from ingest.runner import Ingestor
+from mailroom.console.stack import dovecot
 from mailroom.db import connect
 from mailroom.kafka import make_producer
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

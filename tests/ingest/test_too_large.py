@@ -13,7 +13,7 @@ from ingest_helpers import add_mailbox, imap_login, ingestor, message, read_raw,
 from ingest import store
 from ingest.model import AfterIngest, OwnerKind, Protocol
 from mailroom.codec import Codec
-from mailroom.ops.dlq import read_letters
+from mailroom.console.ops.dlq import read_letters
 from mailroom.records import DeadLetter
 from mailroom.settings import Settings
 

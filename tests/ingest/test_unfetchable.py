@@ -27,10 +27,10 @@ from ingest import connect, store
 from ingest.model import AfterIngest, Mailbox, OwnerKind, Protocol
 from ingest.runner import Ingestor
 from mailroom.codec import Codec
-from mailroom.ops.dlq import read_letters, retry, summary
+from mailroom.console.ops.dlq import read_letters, retry, summary
+from mailroom.console.stack import dovecot
 from mailroom.records import DeadLetter
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

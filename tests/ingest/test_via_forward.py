@@ -15,9 +15,9 @@ from ingest_helpers import REPO, _env, add_mailbox, ingestor, message, read_raw,
 
 from ingest import credentials, store
 from ingest.model import AfterIngest, Mailbox, OwnerKind
-from mailroom import doctor
+from mailroom.console import doctor
+from mailroom.console.stack import dovecot
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from ingest_helpers import append, ingestor, message, read_raw
 
 from ingest import credentials, store
 from ingest.model import Auth, Mailbox, OwnerKind, Profile, Protocol, Tls
+from mailroom.console.stack import dovecot
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ import argparse
 import pytest
 from psycopg import sql
 
-from mailroom import doctor, kafka, topics
+from mailroom import kafka, topics
+from mailroom.console import doctor
 from mailroom.db import connect
 from mailroom.settings import Settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailroom.doctor import check_transport
+from mailroom.console.doctor import check_transport
 from mailroom.settings import Settings
 
 

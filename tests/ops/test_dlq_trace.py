@@ -16,9 +16,9 @@ from pipeline_testing import produce, read_all, stop, wait_for
 from ingest import credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol
 from mailroom.codec import Codec
+from mailroom.console.ops import dlq_command, trace_command
+from mailroom.console.ops.dlq import read_letters
 from mailroom.db import connect
-from mailroom.ops import dlq_command, trace_command
-from mailroom.ops.dlq import read_letters
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 

@@ -23,9 +23,9 @@ from ops_helpers import stage_env, start_stage
 from pipeline_testing import produce, stop, wait_for
 
 from mailroom.codec import Codec
+from mailroom.console.ops import replay_command
+from mailroom.console.ops.groups import Cluster
 from mailroom.db import connect
-from mailroom.ops import replay_command
-from mailroom.ops.groups import Cluster
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 

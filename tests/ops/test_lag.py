@@ -13,9 +13,9 @@ from ops_helpers import describe_group, produce_transaction
 from pipeline_testing import produce, wait_for
 
 from mailroom import kafka
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.ops.lag import report
 from mailroom.db import connect
-from mailroom.ops.groups import Cluster
-from mailroom.ops.lag import report
 from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration

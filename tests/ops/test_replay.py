@@ -23,10 +23,10 @@ from pipeline_testing import REFERENCE_SQL, produce, read_all, stop, wait_for
 
 from mailroom import kafka
 from mailroom.codec import Codec
+from mailroom.console.ops import replay_command
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.ops.replay import ReplayRefused, Target, execute, plan
 from mailroom.db import connect
-from mailroom.ops import replay_command
-from mailroom.ops.groups import Cluster
-from mailroom.ops.replay import ReplayRefused, Target, execute, plan
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from persist.stage import PersistStage

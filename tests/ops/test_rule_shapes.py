@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from mailroom.ops import exchange_rules, forward_rules, managesieve
-from mailroom.ops.forward_rules import Rule
+from mailroom.console.ops import exchange_rules, forward_rules, managesieve
+from mailroom.console.ops.forward_rules import Rule
 from unwrap.forwarders import FORWARDED_BY_HEADER
 
 # New-InboxRule (Exchange Online PowerShell reference, "Identity" parameter set): the

@@ -26,13 +26,13 @@ from pipeline_testing import own_schema
 
 from ingest import credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls
+from mailroom.console.ops import managesieve
+from mailroom.console.ops.forward_rules import SCRIPT_NAME
+from mailroom.console.stack import dovecot, sieve, tls
 from mailroom.db import connect
 from mailroom.errors import ConfigError
-from mailroom.ops import managesieve
-from mailroom.ops.forward_rules import SCRIPT_NAME
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
-from mailroom.stack import dovecot, sieve, tls
 from unwrap.context import UnwrapContext
 from unwrap.forwarders import FORWARDED_BY_HEADER, load_forward_mailboxes
 from unwrap.unwrap import unwrap
@@ -256,7 +256,7 @@ def test_the_forward_mailbox_attributes_the_redirect_to_the_user_not_to_a_spoofe
 
 
 def test_status_tells_an_inactive_or_outdated_rule_and_deploy_replaces_it(site: Site) -> None:
-    from mailroom.ops.forward_rules import Rule, render
+    from mailroom.console.ops.forward_rules import Rule, render
 
     with session(site, site.alice) as s:  # a rule for another forward mailbox, active
         s.put_script(SCRIPT_NAME, render(Rule(site.alice, "old-forward@example.com")))

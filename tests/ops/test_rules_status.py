@@ -17,9 +17,9 @@ from pipeline_testing import own_schema
 
 from ingest import store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls
-from mailroom import doctor
+from mailroom.console import doctor
+from mailroom.console.ops import rule_deploy, rule_status
 from mailroom.db import connect
-from mailroom.ops import rule_deploy, rule_status
 from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration

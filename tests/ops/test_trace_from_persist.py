@@ -12,9 +12,9 @@ import pytest
 from pipeline_testing import produce
 
 from mailroom.codec import Codec
+from mailroom.console.ops.groups import stage_group
+from mailroom.console.ops.trace import Tracer, partition_of
 from mailroom.db import connect
-from mailroom.ops.groups import stage_group
-from mailroom.ops.trace import Tracer, partition_of
 from mailroom.records import TraceEvent
 from mailroom.settings import Settings
 

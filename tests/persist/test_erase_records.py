@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from mailroom import erasure
 from mailroom.codec import Codec
-from mailroom.ops.erase import Selector, execute, find
+from mailroom.console.ops.erase import Selector, execute, find
 
 
 def _trace(db: psycopg.Connection, offset: int, key: str, stage: str, detail: dict[str, str],

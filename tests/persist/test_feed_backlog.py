@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from pipeline_testing import REFERENCE_SQL, own_schema
 
+from mailroom.console.doctor import _check_feed
 from mailroom.db import connect
-from mailroom.doctor import _check_feed
 from mailroom.settings import Settings
 from persist import outbox
 

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
+from mailroom.console.stack import commands, tls
+from mailroom.console.stack import dovecot as dovecot_service
 from mailroom.settings import Settings
-from mailroom.stack import commands, tls
-from mailroom.stack import dovecot as dovecot_service
 
 
 @pytest.fixture(scope="session")

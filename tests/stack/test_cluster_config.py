@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.doctor import _durability
+from mailroom.console.doctor import _durability
+from mailroom.console.stack import cluster, kafka
+from mailroom.console.stack.process import StackError
 from mailroom.settings import Settings
-from mailroom.stack import cluster, kafka
-from mailroom.stack.process import StackError
 from mailroom.topics import TopicState, min_insync_replicas
 
 

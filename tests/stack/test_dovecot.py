@@ -10,8 +10,8 @@ import uuid
 import pytest
 from imapclient import IMAPClient
 
+from mailroom.console.stack import dovecot
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

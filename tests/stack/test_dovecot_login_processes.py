@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from mailroom.console.stack import dovecot
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest
 from kafka import KafkaAdminClient
 
 from mailroom import cli
+from mailroom.console.stack import kafka
 from mailroom.settings import Settings
-from mailroom.stack import kafka
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from mailroom.console.stack import dovecot, lmtp_sendmail
 from mailroom.settings import Settings
-from mailroom.stack import dovecot, lmtp_sendmail
 
 
 def test_dovecot_offers_managesieve_lmtp_and_editheader(tmp_path) -> None:

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
+from mailroom.console.stack import dovecot, kafka, process
 from mailroom.settings import Settings
-from mailroom.stack import dovecot, kafka, process
 
 
 def test_kafka_properties_follow_the_settings(tmp_path) -> None:

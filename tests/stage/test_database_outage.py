@@ -15,8 +15,8 @@ from pipeline_testing import read_all
 from stage_toy import SPEC, raw
 
 from mailroom.codec import Codec
+from mailroom.console.stack import postgres
 from mailroom.settings import Settings
-from mailroom.stack import postgres
 from mailroom.stage.run import build_runner, watch
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ Mailroom). It writes
 * ``fixtures/fwd_msg_*.eml`` — forwards carrying them (``application/vnd.ms-outlook``, and
   ``application/octet-stream`` with a ``.msg`` name), and one whose quote request keeps its HTML
   only inside the compressed RTF body (no PidTagHtml), as Outlook often stores HTML mail;
-* ``mailroom/demo/new-address.msg`` — the demo's "Updated delivery address" letter as a
+* ``mailroom/console/demo/new-address.msg`` — the demo's "Updated delivery address" letter as a
   received .msg whose internet headers are exactly the ones its direct copy carries.
 
 msgforge 1.0 writes drafts and archived mail but has no API for the internet properties a
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from make_fixtures import ORIGINAL, crlf, forward  # noqa: E402 - after the path set-up
 
 FIXTURES = HERE / "fixtures"
-DEMO_MSG = ROOT / "mailroom" / "demo" / "new-address.msg"
+DEMO_MSG = ROOT / "mailroom" / "console" / "demo" / "new-address.msg"
 
 PT_UNICODE = 0x001F
 PR_TRANSPORT_MESSAGE_HEADERS = 0x007D
@@ -150,8 +150,8 @@ def msg_part(data: bytes, name: str, ctype: str) -> str:
 
 def demo_msg() -> bytes:
     """The demo's forwarded "Updated delivery address" as a received .msg (see scenario.py)."""
-    from mailroom.demo import mail
-    from mailroom.demo.scenario import LETTERS
+    from mailroom.console.demo import mail
+    from mailroom.console.demo.scenario import LETTERS
 
     letter = next(x for x in LETTERS if x.key == "new-address" and x.forward_as == "msg")
     direct = mail.original(letter)  # the very bytes of the direct copy (phase 2)

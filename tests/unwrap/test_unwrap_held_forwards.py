@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mailroom.demo.mail import forward
-from mailroom.demo.scenario import Letter
+from mailroom.console.demo.mail import forward
+from mailroom.console.demo.scenario import Letter
 from mailroom.records.raw import RawMail
 from unwrap.attribution import HELD
 from unwrap.context import Rejection, UnwrapContext

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
-from mailroom.demo.mail import forward
-from mailroom.demo.scenario import Letter
+from mailroom.console.demo.mail import forward
+from mailroom.console.demo.scenario import Letter
 from mailroom.records.raw import RawMail
 from unwrap.arrival import arrival
 from unwrap.context import Forwarder, UnwrapContext

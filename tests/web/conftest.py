@@ -86,9 +86,9 @@ def serve(settings: Settings, **server_options: Any) -> Iterator[Running]:
 
 @contextmanager
 def _serve(settings: Settings, as_web: Settings, **server_options: Any) -> Iterator[Running]:
-    from mailroom.web import accounts
-    from mailroom.web.app import Dashboard
-    from mailroom.web.server import DashboardServer
+    from mailroom.console.web import accounts
+    from mailroom.console.web.app import Dashboard
+    from mailroom.console.web.server import DashboardServer
 
     app = Dashboard(as_web)
     logins = {}
@@ -116,7 +116,7 @@ def _serve(settings: Settings, as_web: Settings, **server_options: Any) -> Itera
 @pytest.fixture
 def mail_user(base_settings: Settings) -> tuple[str, str]:
     """A fresh Dovecot user (name, password) on the local stack."""
-    from mailroom.stack import dovecot
+    from mailroom.console.stack import dovecot
 
     name = "w" + uuid.uuid4().hex[:10]
     password = "pw-" + uuid.uuid4().hex[:8]

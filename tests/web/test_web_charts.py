@@ -18,14 +18,14 @@ from test_web_http import Client
 from webseed import Running
 
 from mailroom.codec import Codec
+from mailroom.console.web.charts import Series, line_chart, timeline
+from mailroom.console.web.data import history
 from mailroom.db import connect
 from mailroom.kafka import make_producer
 from mailroom.metrics import ARRIVED_HEADER
 from mailroom.records.email import Address, Delivery, Email
 from mailroom.settings import env_name
 from mailroom.stats.read import read_volumes
-from mailroom.web.charts import Series, line_chart, timeline
-from mailroom.web.data import history
 
 pytestmark = pytest.mark.integration
 
@@ -170,7 +170,7 @@ def test_charts_escape_their_labels_and_mark_gaps() -> None:
 
 
 def test_long_series_are_reduced_to_what_a_chart_can_show() -> None:
-    from mailroom.web.charts import MAX_POINTS, reduce
+    from mailroom.console.web.charts import MAX_POINTS, reduce
 
     day = [(float(60 * i), float(i % 10) if i % 100 else None) for i in range(1440)]
     peaks = reduce(day, 0, 86400)

@@ -21,10 +21,10 @@ from conftest import serve
 from test_web_http import Client
 from webseed import Running
 
+from mailroom.console.web import app as web_app
+from mailroom.console.web.app import parse_cookies
+from mailroom.console.web.sessions import COOKIE
 from mailroom.settings import Settings, env_name
-from mailroom.web import app as web_app
-from mailroom.web.app import parse_cookies
-from mailroom.web.sessions import COOKIE
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 import webseed
 from webseed import Running
 
+from mailroom.console.web.sessions import COOKIE
 from mailroom.db import connect
-from mailroom.web.sessions import COOKIE
 
 pytestmark = pytest.mark.integration
 

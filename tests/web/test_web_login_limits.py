@@ -11,8 +11,8 @@ import pytest
 from conftest import serve
 from test_web_http import Client
 
+from mailroom.console.web.throttle import LoginThrottle
 from mailroom.settings import Settings
-from mailroom.web.throttle import LoginThrottle
 
 pytestmark = pytest.mark.integration
 

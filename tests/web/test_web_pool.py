@@ -10,10 +10,10 @@ import threading
 import psycopg
 import pytest
 
+from mailroom.console.web.data.memo import Memo
+from mailroom.console.web.pool import ConnectionPool
 from mailroom.db import connect
 from mailroom.settings import Settings
-from mailroom.web.data.memo import Memo
-from mailroom.web.pool import ConnectionPool
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,7 @@
-"""The snapshot every viewer shares (:class:`~mailroom.web.data.memo.Refreshing`): read at most
-so often, one read at a time; while it runs the others get the previous value, and only a viewer
-with no value at all waits for it; :meth:`invalidate` waits for a read in flight and forgets it.
+"""The snapshot every viewer shares (:class:`~mailroom.console.web.data.memo.Refreshing`): read at
+most so often, one read at a time; while it runs the others get the previous value, and only a
+viewer with no value at all waits for it; :meth:`invalidate` waits for a read in flight and forgets
+it.
 
 Each test holds one read open on an event, so what the other viewers see meanwhile does not
 depend on timing; the short joins below only give a wrong implementation the chance to show
@@ -11,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from mailroom.web.data.memo import Refreshing
+from mailroom.console.web.data.memo import Refreshing
 
 WAIT_S = 60.0  # for what must happen (a generous bound, never reached when it works)
 GRACE_S = 0.5  # for what must not happen

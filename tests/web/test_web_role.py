@@ -16,9 +16,9 @@ from psycopg import errors
 from test_web_http import Client
 from webseed import Running
 
+from mailroom.console.web.pages import ROUTES
 from mailroom.db import connect
 from mailroom.settings import Settings
-from mailroom.web.pages import ROUTES
 from persist.activities import set_refused
 
 pytestmark = pytest.mark.integration

@@ -1,12 +1,12 @@
 """``mailroom demo``: seed a small company, run every stage, summarise, keep running.
 
-What a user expects from running it twice is a fresh demo each time, so the demo first resets
-what it owns — the database schema it connects to, the topics and consumer groups under its
-topic prefix, its Dovecot users (see :mod:`mailroom.demo.seed`) — then seeds, starts the four
-stages as separate ``mailroom run STAGE`` processes (and ``mailroom web`` when it exists),
-appends phase-1 mail, waits until the early reply is parked, appends phase 2, waits until
-every lag is zero, and prints the summary. Then it follows new records until Ctrl-C or
-SIGTERM, which stops every child with SIGTERM and exits 0.
+What a user expects from running it twice is a fresh demo each time, so the demo first resets what
+it owns — the database schema it connects to, the topics and consumer groups under its topic prefix,
+its Dovecot users (see :mod:`mailroom.console.demo.seed`) — then seeds, starts the four stages as
+separate ``mailroom run STAGE`` processes (and ``mailroom web`` when it exists), appends phase-1
+mail, waits until the early reply is parked, appends phase 2, waits until every lag is zero, and
+prints the summary. Then it follows new records until Ctrl-C or SIGTERM, which stops every child
+with SIGTERM and exits 0.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from mailroom.console.demo import erasure, progress, seed, summary
+from mailroom.console.demo.pipeline import Children
+from mailroom.console.demo.scenario import DOMAIN, EXPECTED, letters_by_key
+from mailroom.console.ops.groups import Cluster
 from mailroom.db import connect
-from mailroom.demo import erasure, progress, seed, summary
-from mailroom.demo.pipeline import Children
-from mailroom.demo.scenario import DOMAIN, EXPECTED, letters_by_key
 from mailroom.errors import ConfigError
-from mailroom.ops.groups import Cluster
 from mailroom.settings import Settings
 
 WAIT_S = 240.0
@@ -157,7 +157,7 @@ def _start_web(settings: Settings, children: Children, port: int) -> None:
         found = re.search(r"^dashboard: (\S+)", text, re.MULTILINE)
         if found:
             print(f"  dashboard: {found.group(1)} (pid {child.process.pid})")
-            from mailroom.web.accounts import Passwords, demo_admin
+            from mailroom.console.web.accounts import Passwords, demo_admin
 
             with connect(settings) as conn:  # an admin account with a fresh password per run
                 name, password = demo_admin(conn, Passwords())

@@ -7,8 +7,8 @@ code as ``mailroom erase --address``: what it removes, and the audit record it l
 from __future__ import annotations
 
 from mailroom.codec import Codec
+from mailroom.console.ops.erase import Selector, execute
 from mailroom.db import connect
-from mailroom.ops.erase import Selector, execute
 from mailroom.settings import Settings
 
 #: The scenario's unknown sender to support ("Do you ship to Norway?"): a contact was created.

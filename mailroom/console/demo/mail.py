@@ -25,7 +25,7 @@ from email.policy import SMTP, compat32
 from email.utils import format_datetime
 from importlib.resources import files
 
-from mailroom.demo.scenario import AUTHSERV_ID, DOMAIN, Letter
+from mailroom.console.demo.scenario import AUTHSERV_ID, DOMAIN, Letter
 
 #: The Outlook .msg file shipped for each letter forwarded as one (``Letter.forward_as``).
 MSG_FILES = {"new-address": "new-address.msg"}
@@ -85,7 +85,7 @@ def forward(letter: Letter, forwarder: str, forward_mailbox: str,
 
 def msg_file(letter: Letter) -> bytes:
     """The committed .msg of ``letter``; its internet headers are those of ``original``."""
-    return (files("mailroom.demo") / MSG_FILES[letter.key]).read_bytes()
+    return (files("mailroom.console.demo") / MSG_FILES[letter.key]).read_bytes()
 
 
 def bounce(letter: Letter, failed: str, reporting_mta: str) -> bytes:

@@ -1,6 +1,6 @@
 """How far the pipeline has got: raw records ingested, consumer lag, records in PostgreSQL.
 
-Lag comes from the ops tooling (:mod:`mailroom.ops.lag`, which reads persist's offsets of
+Lag comes from the ops tooling (:mod:`mailroom.console.ops.lag`, which reads persist's offsets of
 record in PostgreSQL and skips transaction markers), so the demo waits on exactly what
 ``mailroom lag`` would show.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from mailroom.console.demo.pipeline import Children
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.ops.lag import sample
 from mailroom.db import connect
-from mailroom.demo.pipeline import Children
 from mailroom.errors import MailroomError
-from mailroom.ops.groups import Cluster
-from mailroom.ops.lag import sample
 from mailroom.settings import Settings
 
 

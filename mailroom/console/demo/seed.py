@@ -33,10 +33,8 @@ from kafka.errors import KafkaError
 from psycopg import sql
 
 from mailroom import kafka, topics
-from mailroom.db import connect
-from mailroom.db.migrate import migrate
-from mailroom.demo import mail
-from mailroom.demo.scenario import (
+from mailroom.console.demo import mail
+from mailroom.console.demo.scenario import (
     AUTHSERV_ID,
     DOMAIN,
     IMPORTS,
@@ -49,9 +47,11 @@ from mailroom.demo.scenario import (
     Letter,
     letters_by_key,
 )
+from mailroom.console.stack import dovecot
+from mailroom.db import connect
+from mailroom.db.migrate import migrate
 from mailroom.errors import ConfigError, TransientError
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def append_phase(settings: Settings, phase: int, token: str) -> int:
 
 def append_extra(settings: Settings, n: int) -> bytes:
     """A new message from a known contact to the support queue (the "keep running" part)."""
-    from mailroom.demo.scenario import JANE, SUPPORT, Letter, _at
+    from mailroom.console.demo.scenario import JANE, SUPPORT, Letter, _at
 
     letter = Letter(f"extra-{n}-{int(time.time())}", JANE, (SUPPORT,),
                     f"Follow-up #{n}", _at(300 + n), "One more thing.\nJane")

@@ -2,5 +2,5 @@
 
 Read-mostly tools over the same Kafka clients (:mod:`mailroom.kafka`) and PostgreSQL tables the
 stages use. Nothing here is stage-specific logic: stages are named by their consumer groups and
-input topics (:mod:`mailroom.ops.groups`).
+input topics (:mod:`mailroom.console.ops.groups`).
 """

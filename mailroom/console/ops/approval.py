@@ -17,8 +17,8 @@ from ingest import announce, approval
 from ingest.commands import deciding
 from ingest.model import Mailbox
 from mailroom.codec import Codec
+from mailroom.console.ops import dlq
 from mailroom.db import connect
-from mailroom.ops import dlq
 from mailroom.settings import Settings
 from unwrap.attribution import HELD
 

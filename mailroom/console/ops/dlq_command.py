@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from mailroom.codec import Codec
+from mailroom.console.ops.dlq import counts, read_letters, retry, select, sendable, summary
 from mailroom.errors import ConfigError
-from mailroom.ops.dlq import counts, read_letters, retry, select, sendable, summary
 from mailroom.settings import Settings
 
 

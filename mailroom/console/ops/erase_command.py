@@ -7,9 +7,9 @@ import argparse
 import json
 
 from mailroom.codec import Codec
+from mailroom.console.ops.erase import Found, Selector, execute, find, history
 from mailroom.db import connect
 from mailroom.errors import ConfigError
-from mailroom.ops.erase import Found, Selector, execute, find, history
 from mailroom.settings import Settings
 
 

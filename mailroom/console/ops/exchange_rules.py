@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mailroom.ops.forward_rules import check_address
+from mailroom.console.ops.forward_rules import check_address
 
 #: The rule's name in the user's mailbox (New-InboxRule -Name: at most 64 characters).
 RULE_NAME = "Mailroom forward mailbox"

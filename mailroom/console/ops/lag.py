@@ -30,16 +30,16 @@ from datetime import UTC, datetime
 
 from kafka import TopicPartition
 
-from mailroom.db import connect
-from mailroom.errors import MailroomError
-from mailroom.ops.groups import (
+from mailroom.console.ops.groups import (
     DB_OFFSETS,
     STREAM_STAGES,
     Cluster,
     db_committed,
     stage_group,
 )
-from mailroom.ops.ingest_backlog import MailboxBacklog, mailbox_backlog
+from mailroom.console.ops.ingest_backlog import MailboxBacklog, mailbox_backlog
+from mailroom.db import connect
+from mailroom.errors import MailroomError
 from mailroom.settings import Settings
 
 OK, LAGGING, STALLED = "OK", "lagging", "stalled"

@@ -10,8 +10,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from mailroom.ops.groups import Cluster
-from mailroom.ops.lag import LagReport, report, sample
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.ops.lag import LagReport, report, sample
 from mailroom.settings import Settings
 
 

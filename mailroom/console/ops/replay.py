@@ -28,9 +28,9 @@ from kafka import TopicPartition
 from kafka.errors import NoError
 from kafka.structs import OffsetAndMetadata
 
+from mailroom.console.ops.groups import DB_OFFSETS, Cluster, check_stage, db_committed, stage_group
 from mailroom.db import connect
 from mailroom.errors import ConfigError, MailroomError
-from mailroom.ops.groups import DB_OFFSETS, Cluster, check_stage, db_committed, stage_group
 from mailroom.settings import Settings
 
 

@@ -8,9 +8,9 @@ import sys
 import time
 from datetime import datetime
 
-from mailroom.ops.groups import STREAM_STAGES, Cluster, stage_group
-from mailroom.ops.lag import sample_group
-from mailroom.ops.replay import Move, ReplayRefused, Target, execute, plan, refuse_if_live
+from mailroom.console.ops.groups import STREAM_STAGES, Cluster, stage_group
+from mailroom.console.ops.lag import sample_group
+from mailroom.console.ops.replay import Move, ReplayRefused, Target, execute, plan, refuse_if_live
 from mailroom.settings import Settings
 
 BAR = 40

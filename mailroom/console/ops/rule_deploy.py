@@ -2,8 +2,8 @@
 
 The users are ingest's mailboxes whose incoming method is "via" the forward mailbox. For each,
 one ManageSieve session on the user's mail server: read what is there, write the rule
-(:mod:`mailroom.ops.forward_rules`), make it the active script, then read it back and compare —
-a deploy that cannot be read back as written is reported as failed, not as done. A dry run
+(:mod:`mailroom.console.ops.forward_rules`), make it the active script, then read it back and
+compare — a deploy that cannot be read back as written is reported as failed, not as done. A dry run
 reads and has the server *check* the script, and changes nothing.
 
 Whose credentials: a real admin has a *master user* (Dovecot's ``master = yes`` passdb) that
@@ -24,9 +24,9 @@ import psycopg
 
 from ingest import credentials, store
 from ingest.model import Auth, Mailbox, OwnerKind
+from mailroom.console.ops import managesieve
+from mailroom.console.ops.forward_rules import SCRIPT_NAME, Rule, parse, render
 from mailroom.errors import ConfigError
-from mailroom.ops import managesieve
-from mailroom.ops.forward_rules import SCRIPT_NAME, Rule, parse, render
 from mailroom.settings import Settings
 
 

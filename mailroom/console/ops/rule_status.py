@@ -22,7 +22,7 @@ import psycopg
 
 from ingest import store
 from ingest.model import Mailbox, OwnerKind
-from mailroom.ops.rule_deploy import forwarders
+from mailroom.console.ops.rule_deploy import forwarders
 
 #: How far behind the others a user's mail may fall before the rule is called broken.
 SILENT_AFTER = timedelta(days=2)

@@ -13,9 +13,9 @@ import os
 import sys
 from datetime import UTC
 
+from mailroom.console.ops import exchange_rules, managesieve, rule_deploy, rule_status
 from mailroom.db import connect
 from mailroom.errors import ConfigError
-from mailroom.ops import exchange_rules, managesieve, rule_deploy, rule_status
 from mailroom.settings import Settings
 
 

@@ -37,9 +37,9 @@ from kafka.partitioner.default import murmur2
 
 from mailroom import kafka
 from mailroom.codec import Codec
+from mailroom.console.ops.groups import db_committed, stage_group
 from mailroom.db import connect
 from mailroom.errors import MailroomError
-from mailroom.ops.groups import db_committed, stage_group
 from mailroom.records import TraceEvent
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings

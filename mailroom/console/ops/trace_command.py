@@ -6,7 +6,7 @@ import argparse
 import json
 
 from mailroom.codec import Codec
-from mailroom.ops.trace import Tracer, where_it_stopped
+from mailroom.console.ops.trace import Tracer, where_it_stopped
 from mailroom.settings import Settings
 
 

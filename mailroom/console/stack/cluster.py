@@ -24,9 +24,9 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailroom.console.stack import kafka, process
+from mailroom.console.stack.process import ServiceStatus, StackError
 from mailroom.settings import Settings
-from mailroom.stack import kafka, process
-from mailroom.stack.process import ServiceStatus, StackError
 
 NAME = "cluster"
 DEFAULT_BROKERS = 3

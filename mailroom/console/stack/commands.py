@@ -17,10 +17,10 @@ import argparse
 import sys
 from types import ModuleType
 
+from mailroom.console.stack import cluster, dovecot, kafka, postgres, process
+from mailroom.console.stack.process import ServiceStatus, StackError
 from mailroom.errors import ConfigError
 from mailroom.settings import Settings
-from mailroom.stack import cluster, dovecot, kafka, postgres, process
-from mailroom.stack.process import ServiceStatus, StackError
 
 # Start order: the database and mail server are quick; the broker takes longest.
 SERVICES: tuple[ModuleType, ...] = (postgres, dovecot, kafka)

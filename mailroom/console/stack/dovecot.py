@@ -4,7 +4,7 @@ Its own configuration, run folder, state folder and log (``dovecot.log``: logins
 ``auth_verbose``, every failed authentication — tests read it). Users come from a passwd-file
 (:func:`add_user` adds one on the fly: Dovecot re-reads the file when it changes); every user's
 mail is a Maildir under ``<state>/dovecot/mail/<user>`` owned by the ``vmail`` system user.
-Plain ports offer STARTTLS/STLS; the implicit-TLS ports use :mod:`mailroom.stack.tls`.
+Plain ports offer STARTTLS/STLS; the implicit-TLS ports use :mod:`mailroom.console.stack.tls`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import signal
 import time
 from pathlib import Path
 
+from mailroom.console.stack import process, sieve, tls
+from mailroom.console.stack.process import ServiceStatus, StackError
 from mailroom.settings import Settings
-from mailroom.stack import process, sieve, tls
-from mailroom.stack.process import ServiceStatus, StackError
 
 NAME = "dovecot"
 MAIL_USER = "vmail"

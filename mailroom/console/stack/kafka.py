@@ -14,12 +14,12 @@ import shutil
 import uuid
 from pathlib import Path
 
+from mailroom.console.stack import process
+from mailroom.console.stack.process import ServiceStatus, StackError
 from mailroom.settings import Settings
-from mailroom.stack import process
-from mailroom.stack.process import ServiceStatus, StackError
 
 NAME = "kafka"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 POM = REPO / "deploy" / "kafka" / "pom.xml"
 HEAP = "-Xmx768m"
 # Room for the record batch header and the protocol around a record of max_record_bytes.

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mailroom.console.stack import process
+from mailroom.console.stack.process import ServiceStatus, StackError
 from mailroom.settings import Settings
-from mailroom.stack import process
-from mailroom.stack.process import ServiceStatus, StackError
 
 NAME = "postgres"
 BIN = Path("/usr/lib/postgresql/15/bin")

@@ -9,8 +9,8 @@ What a mail server needs for the forwarding rules that ``mailroom rules deploy``
   user on their behalf, upload and activate scripts.
 - **editheader** (RFC 5293), off in Pigeonhole by default: the rule marks what it forwards
   with a header added by this server, which the receiving side can therefore trust.
-- **Redirects** go through ``sendmail_path``: :mod:`mailroom.stack.lmtp_sendmail`, copied here
-  and run by the system Python (it runs as the mail user, who may not read the project's
+- **Redirects** go through ``sendmail_path``: :mod:`mailroom.console.stack.lmtp_sendmail`,
+  copied here and run by the system Python (it runs as the mail user, who may not read the project's
   environment), hands them back to LMTP.
 - **A master user** (``masters``), as the admin of a real Dovecot has one: it logs in *as* any
   user (SASL PLAIN with that user as authorization identity) without knowing their password.
@@ -24,9 +24,9 @@ import os
 import secrets
 from pathlib import Path
 
+from mailroom.console.stack import process
+from mailroom.console.stack.process import StackError
 from mailroom.settings import Settings
-from mailroom.stack import process
-from mailroom.stack.process import StackError
 
 MASTER_USER = "mailroom-admin"
 #: The system Python runs the sendmail script: the mail user must be able to execute it.

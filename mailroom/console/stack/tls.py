@@ -11,9 +11,9 @@ import os
 import shutil
 from pathlib import Path
 
+from mailroom.console.stack import process
+from mailroom.console.stack.process import StackError
 from mailroom.settings import Settings
-from mailroom.stack import process
-from mailroom.stack.process import StackError
 
 
 def home(settings: Settings) -> Path:

@@ -19,8 +19,8 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from mailroom.console.web import audit
 from mailroom.errors import ConfigError
-from mailroom.web import audit
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 10

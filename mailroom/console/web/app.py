@@ -31,21 +31,21 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailroom.codec import Codec
+from mailroom.console.web import csrf, sessions
+from mailroom.console.web.accounts import Passwords, Role
+from mailroom.console.web.charts import CHART_CSS
+from mailroom.console.web.data.deadletters import LetterCache
+from mailroom.console.web.data.history import SampleCache, Sampler
+from mailroom.console.web.data.memo import Memo
+from mailroom.console.web.data.records import TracerPool
+from mailroom.console.web.data.stages import StageMonitor
+from mailroom.console.web.data.volume import VolumeMonitor
+from mailroom.console.web.pool import ConnectionPool
+from mailroom.console.web.sessions import Session
+from mailroom.console.web.templates import CSS
+from mailroom.console.web.throttle import LoginThrottle
 from mailroom.db import DatabaseUnavailable
 from mailroom.settings import Settings
-from mailroom.web import csrf, sessions
-from mailroom.web.accounts import Passwords, Role
-from mailroom.web.charts import CHART_CSS
-from mailroom.web.data.deadletters import LetterCache
-from mailroom.web.data.history import SampleCache, Sampler
-from mailroom.web.data.memo import Memo
-from mailroom.web.data.records import TracerPool
-from mailroom.web.data.stages import StageMonitor
-from mailroom.web.data.volume import VolumeMonitor
-from mailroom.web.pool import ConnectionPool
-from mailroom.web.sessions import Session
-from mailroom.web.templates import CSS
-from mailroom.web.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def _not_found(_: Dashboard, __: Request) -> Response:
 
 
 def build(dashboard: Dashboard) -> ASGIApp:
-    from mailroom.web.pages import ROUTES
+    from mailroom.console.web.pages import ROUTES
 
     fixed = [Page("GET", "/static/mailroom.css", _css, None),
              Page("GET", "/favicon.ico", _no_favicon, None)]

@@ -1,7 +1,7 @@
 """Server-rendered SVG charts: lines over time, stacked bars over time (with marked bands, such
 as a mailbox's silence) and a timeline in lanes. No script — the CSP forbids it — and every
-label goes through :func:`mailroom.web.templates.esc` like any other value (mailbox addresses
-and reasons come from mail). Colours are classes (``s0``…``s7``) in the stylesheet.
+label goes through :func:`mailroom.console.web.templates.esc` like any other value (mailbox
+addresses and reasons come from mail). Colours are classes (``s0``…``s7``) in the stylesheet.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from mailroom.web.templates import Html, esc, join, tag
+from mailroom.console.web.templates import Html, esc, join, tag
 
 WIDTH, HEIGHT = 460, 170  # drawn at about this size, three to a row on a wide screen
 TIMELINE_WIDTH = 720

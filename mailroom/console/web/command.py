@@ -68,8 +68,8 @@ def register(sub: Any) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from mailroom.web.app import Dashboard
-    from mailroom.web.server import DashboardServer
+    from mailroom.console.web.app import Dashboard
+    from mailroom.console.web.server import DashboardServer
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together")
@@ -138,7 +138,7 @@ def _actor() -> str:
 
 
 def user_add(settings: Settings, args: argparse.Namespace) -> int:
-    from mailroom.web import accounts, audit
+    from mailroom.console.web import accounts, audit
 
     name = accounts.check_name(args.name)
     password = _password(args)
@@ -152,7 +152,7 @@ def user_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def user_list(settings: Settings, args: argparse.Namespace) -> int:
-    from mailroom.web import accounts
+    from mailroom.console.web import accounts
 
     with connect(settings, autocommit=True) as conn:
         found = accounts.all_accounts(conn)
@@ -168,7 +168,7 @@ def user_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _set_enabled(settings: Settings, name: str, enabled: bool) -> int:
-    from mailroom.web import accounts, audit
+    from mailroom.console.web import accounts, audit
 
     with connect(settings) as conn:
         account = accounts.get(conn, name)
@@ -188,7 +188,7 @@ def user_enable(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def user_password(settings: Settings, args: argparse.Namespace) -> int:
-    from mailroom.web import accounts, audit
+    from mailroom.console.web import accounts, audit
 
     password = _password(args, "new password: ")
     with connect(settings) as conn:

@@ -4,7 +4,7 @@ people needs.
 - Request heads: at most ``MAX_HEAD_BYTES`` (431 beyond), and they must arrive
   within ``head_timeout_s`` of the connection opening or of the previous response — a client
   that sends its headers slowly, or never, is cut off (:class:`_Protocol`). Bodies have their
-  own deadline (:data:`mailroom.web.app.BODY_TIMEOUT_S`). Idle keep-alive connections close
+  own deadline (:data:`mailroom.console.web.app.BODY_TIMEOUT_S`). Idle keep-alive connections close
   after 5 s (uvicorn's own).
 - At most ``max_connections`` connections and requests at once; beyond that, 503 at once.
 - TLS directly (``tls_cert``/``tls_key``), or behind a reverse proxy: uvicorn believes
@@ -25,7 +25,7 @@ from pathlib import Path
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from mailroom.web.app import MAX_HEAD_BYTES, Dashboard, build
+from mailroom.console.web.app import MAX_HEAD_BYTES, Dashboard, build
 
 HEAD_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 256

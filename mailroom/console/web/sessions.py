@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import psycopg
 
-from mailroom.web.accounts import Role
+from mailroom.console.web.accounts import Role
 
 COOKIE = "mailroom_session"
 SESSION_TTL = timedelta(hours=12)

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mailroom.web.accounts import Role
+from mailroom.console.web.accounts import Role
 
 if TYPE_CHECKING:
-    from mailroom.web.sessions import Session
+    from mailroom.console.web.sessions import Session
 
 
 class Html(str):

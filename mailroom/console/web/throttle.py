@@ -55,7 +55,7 @@ class LoginThrottle:
             # other in opposite orders.
             for kind in KINDS:
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                             (f"mailroom.web.login:{kind}:{keys[kind]}",))
+                             (f"mailroom.console.web.login:{kind}:{keys[kind]}",))
             wait = max(self._wait(conn, kind, keys[kind]) for kind in KINDS)
             if wait > 0:
                 return Attempt(account, address, wait)

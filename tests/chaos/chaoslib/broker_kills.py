@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailroom import kafka
+from mailroom.console.stack import cluster
 from mailroom.settings import Settings
-from mailroom.stack import cluster
 
 IN_SYNC_TIMEOUT_S = 180.0
 

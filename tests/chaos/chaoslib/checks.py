@@ -22,10 +22,10 @@ from chaoslib.seed import World
 from chaoslib.stages import Stages
 from ingest.model import DEFAULT_KEYWORD
 from mailroom.codec import Codec
+from mailroom.console.ops import dlq
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.ops.lag import sample
 from mailroom.db import connect
-from mailroom.ops import dlq
-from mailroom.ops.groups import Cluster
-from mailroom.ops.lag import sample
 
 #: table -> its natural key (the columns that say "the same record")
 NATURAL_KEYS: dict[str, str] = {

@@ -3,7 +3,7 @@ bounded wait for the drain.
 
 "Drained" is what an operator would call done, read from the same places they read it: the
 email activities in PostgreSQL, ``mailroom lag``'s count of records not yet consumed per stage
-group (:mod:`mailroom.ops.lag`), and ingest's owed server actions and mailbox backlog.
+group (:mod:`mailroom.console.ops.lag`), and ingest's owed server actions and mailbox backlog.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from chaoslib import broker_kills
 from chaoslib.seed import World
 from chaoslib.stages import STAGES, Stages
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.ops.lag import sample
+from mailroom.console.stack import postgres, process
 from mailroom.db import connect
-from mailroom.ops.groups import Cluster
-from mailroom.ops.lag import sample
-from mailroom.stack import postgres, process
 
 TICK_S = 0.5
 

@@ -38,10 +38,10 @@ from chaoslib.seed import World
 from chaoslib.stages import STAGES, Stages
 from ingest.assignment import group_id as ingest_group
 from ingest.assignment import partition_of
+from mailroom.console.ops.groups import Cluster, stage_group
+from mailroom.console.stack import dovecot
 from mailroom.db import connect
-from mailroom.ops.groups import Cluster, stage_group
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 
 HOSTS = ("host-a", "host-b")
 TICK_S = 0.5

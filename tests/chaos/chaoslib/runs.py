@@ -12,7 +12,7 @@ from pathlib import Path
 from chaoslib import checks, mail, seed
 from chaoslib.drive import ChaosLog, ChaosPlan, Landing, unleash, wait_drained
 from chaoslib.stages import STAGES, Exit, Stages
-from mailroom.ops.groups import Cluster
+from mailroom.console.ops.groups import Cluster
 from mailroom.settings import Settings
 
 

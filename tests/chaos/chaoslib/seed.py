@@ -25,11 +25,11 @@ from psycopg import sql
 
 from chaoslib import mail
 from mailroom import kafka
+from mailroom.console.demo.seed import command
+from mailroom.console.stack import dovecot
 from mailroom.db import connect
 from mailroom.db.migrate import migrate
-from mailroom.demo.seed import command
 from mailroom.settings import Settings
-from mailroom.stack import dovecot
 from mailroom.topics import ensure_topics, topic_specs
 
 #: the authserv-id of "our receiving server": the stages trust Authentication-Results only from it

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from mailroom.demo.pipeline import child_environment, mailroom_command
+from mailroom.console.demo.pipeline import child_environment, mailroom_command
 from mailroom.settings import Settings
 
 #: consumers first: nothing waits for a group to form before it has an input

@@ -1,4 +1,4 @@
-"""Dead letters for the page: ``mailroom dlq``'s reader and retry (:mod:`mailroom.ops.dlq`).
+"""Dead letters for the page: ``mailroom dlq``'s reader and retry (:mod:`mailroom.console.ops.dlq`).
 
 What the page adds is only presentation: newest first, a one-line payload summary, and whether
 a letter was sent back already — the ``retried`` trace events ``mailroom dlq retry`` emits,
@@ -15,9 +15,9 @@ from datetime import datetime
 import psycopg
 
 from mailroom.codec import Codec
-from mailroom.ops import dlq
+from mailroom.console.ops import dlq
+from mailroom.console.web.data.memo import Refreshing
 from mailroom.settings import Settings
-from mailroom.web.data.memo import Refreshing
 
 
 @dataclass

@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from mailroom.console.web.data.memo import Refreshing
+from mailroom.console.web.data.stages import StageMonitor
+from mailroom.console.web.pool import ConnectionPool
 from mailroom.db import connect
 from mailroom.settings import Settings
-from mailroom.web.data.memo import Refreshing
-from mailroom.web.data.stages import StageMonitor
-from mailroom.web.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 import psycopg
 
 from ingest import probe, store
-from mailroom.ops.ingest_backlog import mailbox_backlog
+from mailroom.console.ops.ingest_backlog import mailbox_backlog
 from mailroom.settings import Settings
 
 
@@ -98,7 +98,7 @@ class RuleView:
 
 def forwarding_rules(conn: psycopg.Connection, forward_id: int) -> dict[str, RuleView]:
     """{address behind the forward mailbox: its rule's view}."""
-    from mailroom.ops import rule_deploy, rule_status
+    from mailroom.console.ops import rule_deploy, rule_status
 
     forward = store.mailbox(conn, forward_id)
     users = rule_deploy.forwarders(conn, forward)

@@ -147,10 +147,10 @@ class TracerPool:
         self._slots = threading.BoundedSemaphore(size)
 
     def story(self, dedupe_key: str) -> tuple[list[TraceStep], str]:
-        """The email's story exactly as ``mailroom trace`` tells it (:mod:`mailroom.ops.trace`):
-        persist's trace table and the trace topic, linked through raw identities; plus the
-        one-line summary of where it stopped."""
-        from mailroom.ops import trace as ops_trace
+        """The email's story exactly as ``mailroom trace`` tells it
+        (:mod:`mailroom.console.ops.trace`): persist's trace table and the trace topic, linked
+        through raw identities; plus the one-line summary of where it stopped."""
+        from mailroom.console.ops import trace as ops_trace
 
         with self._slots:
             with self._lock:

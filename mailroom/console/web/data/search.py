@@ -22,10 +22,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from mailroom.codec import Codec
-from mailroom.ops import dlq
-from mailroom.ops.trace import candidates
-from mailroom.web.data.deadletters import LetterView
-from mailroom.web.data.records import _EMAIL_SQL, EmailView, _email  # one reading of a row
+from mailroom.console.ops import dlq
+from mailroom.console.ops.trace import candidates
+from mailroom.console.web.data.deadletters import LetterView
+from mailroom.console.web.data.records import _EMAIL_SQL, EmailView, _email  # one reading of a row
 
 LIMIT = 50
 

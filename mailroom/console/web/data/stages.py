@@ -1,6 +1,6 @@
 """Stage lag for the live page: the ops lag report, sampled at most every few seconds.
 
-:func:`mailroom.ops.lag.report` compares two samples to tell *lagging* (the committed offset
+:func:`mailroom.console.ops.lag.report` compares two samples to tell *lagging* (the committed offset
 moves) from *stalled* (it does not). A dashboard is asked again and again, so the monitor keeps
 the previous sample and passes it in — no sleep per request — and derives throughput from the
 same two samples (committed offsets advanced per second).
@@ -12,10 +12,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from mailroom.ops import lag
-from mailroom.ops.groups import Cluster
+from mailroom.console.ops import lag
+from mailroom.console.ops.groups import Cluster
+from mailroom.console.web.data.memo import Refreshing
 from mailroom.settings import Settings
-from mailroom.web.data.memo import Refreshing
 
 
 @dataclass

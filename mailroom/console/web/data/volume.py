@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mailroom.console.web.data.memo import Refreshing
 from mailroom.settings import Settings
 from mailroom.stats import windows as w
 from mailroom.stats.read import read_volumes
-from mailroom.web.data.memo import Refreshing
 
 
 @dataclass

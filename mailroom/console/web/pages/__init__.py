@@ -1,4 +1,4 @@
-"""The dashboard's pages and the route table :func:`mailroom.web.app.build` serves.
+"""The dashboard's pages and the route table :func:`mailroom.console.web.app.build` serves.
 
 Each route names the least role it needs: None is public (the login page only), viewer reads,
 operator also repairs (*Test*, *Retry*), admin also reads the audit log and disables or enables
@@ -8,9 +8,9 @@ login is checked for the session's CSRF token before the handler runs.
 
 from __future__ import annotations
 
-from mailroom.web.accounts import Role
-from mailroom.web.app import Page
-from mailroom.web.pages import (
+from mailroom.console.web.accounts import Role
+from mailroom.console.web.app import Page
+from mailroom.console.web.pages import (
     account,
     accounts,
     approval,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailroom.console.web import accounts, audit, sessions
+from mailroom.console.web.templates import Html, esc, join, page, tag
 from mailroom.errors import ConfigError
-from mailroom.web import accounts, audit, sessions
-from mailroom.web.templates import Html, esc, join, page, tag
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 
 def _form(token: str) -> Html:
@@ -27,7 +27,7 @@ def _form(token: str) -> Html:
 
 
 def show(app: Dashboard, request: Request, error: str = "", status: int = 200) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     who = request.session
     assert who is not None
@@ -45,7 +45,7 @@ def show(app: Dashboard, request: Request, error: str = "", status: int = 200) -
 
 
 def change_password(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import redirect
+    from mailroom.console.web.app import redirect
 
     who = request.session
     assert who is not None

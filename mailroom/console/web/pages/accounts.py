@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroom.web import accounts, audit
-from mailroom.web.templates import page, post_button, status, table
+from mailroom.console.web import accounts, audit
+from mailroom.console.web.templates import page, post_button, status, table
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     who = request.session
     assert who is not None

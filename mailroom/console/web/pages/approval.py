@@ -1,17 +1,17 @@
 """The Mailboxes page's *Approve* and *Reject* buttons (admins): exactly `mailroom mailbox
 approve|reject`, decided in the signed-in account's name, audited. Approving a mailbox behind a
-forward mailbox also sends its held forwards back to unwrap (mailroom/ops/approval.py)."""
+forward mailbox also sends its held forwards back to unwrap (mailroom/console/ops/approval.py)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailroom.console.ops import approval
+from mailroom.console.web import audit
 from mailroom.errors import MailroomError
-from mailroom.ops import approval
-from mailroom.web import audit
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 
 def approve(app: Dashboard, request: Request) -> Response:

@@ -8,13 +8,13 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mailroom.web.charts import Band, Stack, bar_chart
-from mailroom.web.data import mailboxes as mailbox_data
-from mailroom.web.data.volume import VolumeSnapshot
-from mailroom.web.templates import Html, ago, duration, join, link, page, tag
+from mailroom.console.web.charts import Band, Stack, bar_chart
+from mailroom.console.web.data import mailboxes as mailbox_data
+from mailroom.console.web.data.volume import VolumeSnapshot
+from mailroom.console.web.templates import Html, ago, duration, join, link, page, tag
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 SILENCE_WINDOWS = 2  # no mail for two whole windows or more (2 h with 1 h windows) is marked
 
@@ -45,7 +45,7 @@ def chart(title: str, counts: dict[int, int], snap: VolumeSnapshot, keep: int, n
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     with app.db(autocommit=True) as conn:
         boxes = mailbox_data.mailboxes(conn)

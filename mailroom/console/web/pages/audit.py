@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroom.web import audit
-from mailroom.web.templates import page, table
+from mailroom.console.web import audit
+from mailroom.console.web.templates import page, table
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 LIMIT = 500
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     with app.db(autocommit=True) as conn:
         events = audit.recent(conn, LIMIT)

@@ -7,15 +7,15 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from mailroom.console.web import audit
+from mailroom.console.web.accounts import Role
+from mailroom.console.web.charts import Stack, bar_chart
+from mailroom.console.web.data import deadletters as data
+from mailroom.console.web.templates import Html, ago, join, page, post_button, table, tag
 from mailroom.errors import MailroomError
-from mailroom.web import audit
-from mailroom.web.accounts import Role
-from mailroom.web.charts import Stack, bar_chart
-from mailroom.web.data import deadletters as data
-from mailroom.web.templates import Html, ago, join, page, post_button, table, tag
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 
 # (span, bucket, name): by hour over the last day, by day over the last two weeks.
@@ -39,7 +39,7 @@ def over_time(failures: list[tuple[datetime, str]], now: float, span_s: int, buc
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     token = request.csrf_token
     operator = request.session is not None and request.session.may(Role.operator)

@@ -11,11 +11,11 @@ from datetime import UTC
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mailroom.web.data import mailboxes as data
-from mailroom.web.templates import Html, ago, join, page, status, table, tag
+from mailroom.console.web.data import mailboxes as data
+from mailroom.console.web.templates import Html, ago, join, page, status, table, tag
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 
 APPROVAL_CLASS = {"approved": "st ok", "pending": "st warn", "rejected": "st bad"}
@@ -45,7 +45,7 @@ def start(m: data.MailboxView) -> str:
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     with app.db(autocommit=True) as conn:
         boxes = data.mailboxes(conn)

@@ -1,5 +1,6 @@
 """Stage history: throughput and lag of every stage over the last hour and the last day, as SVG
-charts from the sampler's rows (:mod:`mailroom.web.data.history`). Refreshes every minute."""
+charts from the sampler's rows (:mod:`mailroom.console.web.data.history`). Refreshes every
+minute."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mailroom.web.charts import Series, line_chart
-from mailroom.web.data import history as data
-from mailroom.web.templates import Html, join, link, page, tag
+from mailroom.console.web.charts import Series, line_chart
+from mailroom.console.web.data import history as data
+from mailroom.console.web.templates import Html, join, link, page, tag
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 RANGES = (("hour", timedelta(hours=1)), ("day", timedelta(days=1)))
 REFRESH_S = 60
@@ -43,7 +44,7 @@ def charts(found: dict[str, list[data.Sample]], span: timedelta, now: datetime,
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     parts = [tag("p", join([
         "One sample per stage per minute while the dashboard runs; throughput is committed "

@@ -6,11 +6,11 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from mailroom.web import accounts, audit, csrf, sessions
-from mailroom.web.templates import Html, esc, page
+from mailroom.console.web import accounts, audit, csrf, sessions
+from mailroom.console.web.templates import Html, esc, page
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _form(token: str, error: str = "", note: str = "", name: str = "") -> Html:
 
 def _login_page(request: Request, status: int = 200, error: str = "", name: str = ""
                 ) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     # Keep a token the browser already holds: a parallel request that lands here (the
     # browser's favicon fetch, a second tab) must not replace the one the open form carries.
@@ -51,7 +51,7 @@ def _login_page(request: Request, status: int = 200, error: str = "", name: str 
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import redirect
+    from mailroom.console.web.app import redirect
 
     held = request.cookies.get(sessions.COOKIE)
     if held:  # without a cookie (a first visit, a health probe) no database is asked
@@ -62,7 +62,7 @@ def show(app: Dashboard, request: Request) -> Response:
 
 
 def submit(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import plain, redirect
+    from mailroom.console.web.app import plain, redirect
 
     if not csrf.valid_login(request.cookies.get(csrf.PRE_COOKIE), request.form.get("csrf")):
         return plain(403, "403 Forbidden: missing or wrong CSRF token (reload the login page)")
@@ -88,7 +88,7 @@ def submit(app: Dashboard, request: Request) -> Response:
 
 
 def logout(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import redirect
+    from mailroom.console.web.app import redirect
 
     assert request.session is not None  # the gate let only a live session through
     with app.db() as conn:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroom.web import audit
-from mailroom.web.accounts import Role
-from mailroom.web.data import mailboxes as data
-from mailroom.web.pages.forwarding import approval
-from mailroom.web.templates import (
+from mailroom.console.web import audit
+from mailroom.console.web.accounts import Role
+from mailroom.console.web.data import mailboxes as data
+from mailroom.console.web.pages.forwarding import approval
+from mailroom.console.web.templates import (
     Html,
     ago,
     duration,
@@ -23,7 +23,7 @@ from mailroom.web.templates import (
 )
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 
 def _backlog(m: data.MailboxView) -> str:
@@ -50,7 +50,7 @@ def _decide(m: data.MailboxView, csrf: str) -> Html:
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     with app.db() as conn:
         boxes = data.mailboxes(conn)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailroom.web.charts import timeline
-from mailroom.web.data import records as data
-from mailroom.web.templates import Html, esc, join, link, page, status, table, tag
+from mailroom.console.web.charts import timeline
+from mailroom.console.web.data import records as data
+from mailroom.console.web.templates import Html, esc, join, link, page, status, table, tag
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 
 def _regarding(value: str) -> Html:
@@ -39,7 +39,7 @@ EMAIL_HEADERS = ("Subject", "From", "Received", "Mailboxes", "Correlation", "Reg
 
 
 def emails(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     refused = request.query.get("refused") == "1"
     with app.db() as conn:
@@ -69,7 +69,7 @@ def _trace(found: tuple[list[data.TraceStep], str]) -> Html:
 
 
 def email(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     with app.db() as conn:
         e = data.email(conn, request.params["id"])
@@ -92,7 +92,7 @@ def email(app: Dashboard, request: Request) -> Response:
 
 
 def cases(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     with app.db() as conn:
         found = data.recent_cases(conn)
@@ -104,7 +104,7 @@ def cases(app: Dashboard, request: Request) -> Response:
 
 
 def case(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     with app.db() as conn:
         c = data.case(conn, request.params["id"])

@@ -1,5 +1,5 @@
 """"Why wasn't this email tracked?": search by Message-ID, sender, subject words and day; the
-answer says where the email ended up (:mod:`mailroom.web.data.search`)."""
+answer says where the email ended up (:mod:`mailroom.console.web.data.search`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,24 @@ from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mailroom.web.accounts import Role
-from mailroom.web.data import mailboxes as mailbox_data
-from mailroom.web.data import search as data
-from mailroom.web.pages.records import EMAIL_HEADERS, _email_rows
-from mailroom.web.templates import Html, ago, esc, join, page, post_button, status, table, tag
+from mailroom.console.web.accounts import Role
+from mailroom.console.web.data import mailboxes as mailbox_data
+from mailroom.console.web.data import search as data
+from mailroom.console.web.pages.records import EMAIL_HEADERS, _email_rows
+from mailroom.console.web.templates import (
+    Html,
+    ago,
+    esc,
+    join,
+    page,
+    post_button,
+    status,
+    table,
+    tag,
+)
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 MAX_QUERY = 300
 
@@ -68,7 +78,7 @@ def _never_arrived(app: Dashboard, found: data.Found) -> Html:
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     query = request.query.get("q", "").strip()[:MAX_QUERY]
     day_text = request.query.get("date", "").strip()

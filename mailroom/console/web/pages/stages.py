@@ -10,17 +10,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from mailroom.web.data.volume import VolumeSnapshot
-from mailroom.web.templates import Html, duration, join, link, page, status, table, tag, when
+from mailroom.console.web.data.volume import VolumeSnapshot
+from mailroom.console.web.templates import (
+    Html,
+    duration,
+    join,
+    link,
+    page,
+    status,
+    table,
+    tag,
+    when,
+)
 
 if TYPE_CHECKING:
-    from mailroom.web.app import Dashboard, Request, Response
+    from mailroom.console.web.app import Dashboard, Request, Response
 
 REFRESH_S = 5
 
 
 def show(app: Dashboard, request: Request) -> Response:
-    from mailroom.web.app import Response
+    from mailroom.console.web.app import Response
 
     snap = app.stages.snapshot()
     parts: list[Html] = [tag("p", link("/stages/history", "History: throughput and lag over "
