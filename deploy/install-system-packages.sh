@@ -7,7 +7,8 @@ command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-pop3d)
 [ -e /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
 [ -e /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
 # Sieve for the forwarding rules: delivery over LMTP runs the scripts, ManageSieve uploads
-# them, and the system Python runs the stack's sendmail for redirects (mailroom/stack/sieve.py).
+# them, and the system Python runs the stack's sendmail for redirects
+# (mailroom/console/stack/sieve.py).
 [ -e /usr/lib/dovecot/modules/lib90_sieve_plugin.so ] || need+=(dovecot-sieve)
 [ -e /usr/lib/dovecot/managesieve ] || need+=(dovecot-managesieved)
 [ -e /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)

@@ -10,7 +10,7 @@ lost, it waits:
 * a user's or queue's mailbox *via* a forward mailbox cannot stop the forward mailbox being
   polled, so unwrap parks each of its forwards as the dead letter ``forwarder_not_approved``
   (the reason names the forwarder as ``<address>``), and ``mailroom mailbox approve`` sends
-  exactly those back to unwrap (``mailroom.ops.approval``) — a retry, as ``mailroom dlq
+  exactly those back to unwrap (``mailroom.console.ops.approval``) — a retry, as ``mailroom dlq
   retry`` makes one.
 """
 

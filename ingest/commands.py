@@ -1,6 +1,6 @@
 """``mailroom profile add|list`` and ``mailroom mailbox add|list|show|test|enable|disable|
 auth-results|set-password|rotate-key`` (``mailbox import``: :mod:`ingest.bulk`; ``approve|reject``:
-:mod:`mailroom.ops.approval`).
+:mod:`mailroom.console.ops.approval`).
 
 Passwords never go on the command line (it is visible to every user in ``ps``): they come from
 an environment variable named with ``--password-env``, from standard input, or from a prompt
