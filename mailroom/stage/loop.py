@@ -72,13 +72,19 @@ def stop_signals(stop: Callable[..., Any]) -> Iterator[None]:
 def poll_until_stopped(
     consumer: Any, status: LoopStatus, max_records: int,
     process: Callable[[dict[TopicPartition, list[Any]]], None],
+    after_poll: Callable[[], Any] | None = None,
 ) -> None:
     """Poll and hand every non-empty batch to ``process`` until ``status.stopping``; not ready
-    any more when it returns (or raises)."""
+    any more when it returns (or raises). ``after_poll`` is called after every poll, empty or
+    not: the group watchdog (:class:`mailroom.groupwatch.Watchdog`), which must look most of
+    all when a member gets nothing. Ready means holding partitions, so a member left without
+    them says not ready until its watchdog's rejoin brings some."""
     try:
         while not status.stopping:
             status.last_loop = time.monotonic()
             batch = consumer.poll(timeout_ms=500, max_records=max_records)
+            if after_poll is not None:
+                after_poll()
             status.ready = bool(consumer.assignment())
             if batch:
                 process(batch)

@@ -78,6 +78,8 @@ def watch(runner: StageRunner, settings: Settings,
     if not settings.metrics_port:
         return None
     metrics = StageMetrics(runner.spec.name)
+    # mailroom_group_rejoins_total, mailroom_group_unassigned_seconds
+    runner.watchdog.export(metrics.registry, runner.spec.name)
     status = runner.status
     stale_s = settings.kafka_max_poll_interval_ms / 1000
     out = records_out or (lambda s: s.records_out)

@@ -56,6 +56,7 @@ from mailroom.codec import Codec
 from mailroom.db.outage import LOST, Outage, renewed
 from mailroom.deadletters import DeadLetterWriter
 from mailroom.errors import Fenced, TransientError
+from mailroom.groupwatch import Watchdog
 from mailroom.metrics import arrived_ms
 from mailroom.settings import Settings
 from mailroom.stage.budget import Executor
@@ -126,6 +127,10 @@ class StageRunner:
         faults.register(self.fault_after_produce, "outputs flushed, offsets not yet committed")
         self.database = database  # reopens the blob store's connection after an outage
         self.dependencies = Dependencies(self._redo, self.status)
+        # Left without partitions while the group has one for it (a join lost, a leader slow to
+        # see new partitions): warn, count, join again (mailroom.groupwatch).
+        self.watchdog = Watchdog(settings, consumer, [settings.topic(t) for t in spec.topics],
+                                 listener=self.commit.listener)
         self._begun: dict[TopicPartition, int] = {}  # first offset of each partition's begin
 
     @property
@@ -146,7 +151,7 @@ class StageRunner:
                          ", ".join(topics), self.spec.group_id(self.settings))
                 poll_until_stopped(
                     self.consumer, self.status, self.settings.stage_max_poll_records,
-                    self.process,
+                    self.process, self.watchdog.check,
                 )
         finally:
             self.executor.close()
