@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailroom.console.stack import dovecot, lmtp_sendmail
+from mailroom.console.stack import dovecot, lmtp_sendmail, sieve
 from mailroom.settings import Settings
 
 
@@ -30,3 +30,14 @@ def test_sendmail_reads_dovecots_arguments() -> None:
     assert lmtp_sendmail.parse(["--lmtp-port", "1", "-f", "<>", "--", "b"]) == (1, "", ["b"])
     with pytest.raises(ValueError):
         lmtp_sendmail.parse(["-i", "--", "x"])  # no port
+
+
+def test_sendmail_maps_an_aliased_address_to_its_login(tmp_path) -> None:
+    settings = Settings(state_dir=str(tmp_path))
+    sieve.add_alias(settings, "CRM-Forward@Acme.example", "demo-crm-forward")
+    aliases = sieve.aliases_dir(settings)
+    assert lmtp_sendmail.login("crm-forward@acme.example", aliases) == "demo-crm-forward"
+    assert lmtp_sendmail.login("bob@acme.example", aliases) == "bob"  # no alias: local part
+    assert lmtp_sendmail.login("../crm-forward@acme.example", aliases) == "../crm-forward"
+    with pytest.raises(ValueError):
+        sieve.add_alias(settings, "../x@acme.example", "x")

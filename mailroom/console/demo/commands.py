@@ -5,8 +5,10 @@ it owns — the database schema it connects to, the topics and consumer groups u
 its Dovecot users (see :mod:`mailroom.console.demo.seed`) — then seeds, starts the four stages as
 separate ``mailroom run STAGE`` processes (and ``mailroom web`` when it exists), appends phase-1
 mail, waits until the early reply is parked, appends phase 2, waits until every lag is zero, and
-prints the summary. Then it follows new records until Ctrl-C or SIGTERM, which stops every child
-with SIGTERM and exits 0.
+prints the summary — then, beside it, a preview of a rules change
+(:mod:`~mailroom.console.demo.rules_preview`), the forwarding rules deployed and one message sent
+through them (:mod:`~mailroom.console.demo.forwarding_rule`), and an erasure. Then it follows
+new records until Ctrl-C or SIGTERM, which stops every child with SIGTERM and exits 0.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from mailroom.console.demo import erasure, progress, seed, summary
+from mailroom.console.demo import (
+    erasure,
+    forwarding_rule,
+    progress,
+    rules_preview,
+    seed,
+    summary,
+)
 from mailroom.console.demo.pipeline import Children
 from mailroom.console.demo.scenario import DOMAIN, EXPECTED, letters_by_key
 from mailroom.console.ops.groups import Cluster
@@ -96,6 +105,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         _start_web(settings, children, args.web_port)
         summarised = True
         print("\n".join(_mismatches(figures)), flush=True)
+        print("\n".join(rules_preview.show(settings)), flush=True)
+        print("\n".join(forwarding_rule.show(settings, children, args.timeout)), flush=True)
         print("\n".join(erasure.show(settings)), flush=True)
         if args.once:
             return 0

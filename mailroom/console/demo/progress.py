@@ -41,6 +41,12 @@ def query_one(settings: Settings, query: str, params: tuple[object, ...] = ()) -
     return None if row is None else row[0]
 
 
+def query_rows(settings: Settings, query: str,
+               params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with connect(settings) as conn:
+        return [tuple(r) for r in conn.execute(query, params).fetchall()]
+
+
 def wait_for(
     what: str, check: Callable[[], bool], children: Children, timeout_s: float,
     interval_s: float = 0.5,

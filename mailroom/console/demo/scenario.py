@@ -82,6 +82,17 @@ create_case = false
 create_queue_item = true
 """
 
+#: The change the demo previews (``mailroom rules preview``) once its mail is processed, without
+#: loading it: Bob tracks mail from known customers instead of only replies, and the sales queue
+#: opens a case for mail from known customers. Everything else is :data:`RULES_TOML` as loaded.
+CANDIDATE_RULES_TOML = (
+    RULES_TOML.replace('"user:u-bob" = "replies"', '"user:u-bob" = "known"')
+    .replace('[[queues.q-sales.rules]]\nname = "sales enquiries"',
+             '[[queues.q-sales.rules]]\nname = "known customers"\nsender = "known"\n'
+             'create_case = true\ncreate_queue_item = true\n\n'
+             '[[queues.q-sales.rules]]\nname = "sales enquiries"')
+)
+
 #: The tracking token Dave put in a quote's subject (``mailroom token new``).
 TOKEN_REGARDING = "contact:c-ravi"
 

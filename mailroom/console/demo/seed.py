@@ -146,17 +146,24 @@ def reset(settings: Settings) -> str:
 
 
 # --- seeding through the product's commands ----------------------------------------------------
-def command(settings: Settings, argv: list[str]) -> str:
-    """Run one ``mailroom`` sub-command in this process with ``settings``; returns its output."""
+def command_output(settings: Settings, argv: list[str]) -> tuple[int, str]:
+    """Run one ``mailroom`` sub-command in this process with ``settings``; returns its exit
+    code and output."""
     from mailroom.cli import build_parser
 
     args = build_parser().parse_args(argv)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = int(args.func(settings, args) or 0)
+    return code, out.getvalue()
+
+
+def command(settings: Settings, argv: list[str]) -> str:
+    """:func:`command_output` of a command that must succeed; returns its output."""
+    code, out = command_output(settings, argv)
     if code != 0:
-        raise ConfigError(f"mailroom {' '.join(argv)} failed ({code}): {out.getvalue()}")
-    return out.getvalue()
+        raise ConfigError(f"mailroom {' '.join(argv)} failed ({code}): {out}")
+    return out
 
 
 def seed_company(settings: Settings, say: Callable[[str], None] = print) -> str:

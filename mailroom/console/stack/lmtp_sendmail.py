@@ -7,6 +7,10 @@ single domain: each recipient's local part is a user of the stack's Dovecot. ``m
 up`` copies it into the stack's state folder with the system Python as interpreter, because it
 runs as the mail user, who may not read the project's virtual environment.
 
+Each recipient's Dovecot user is the local part of its address, unless ``aliases.d/<address>``
+beside the installed script names another login — the stack's virtual alias map, for a mailbox
+whose login is not its address's local part (the demo's logins carry its topic prefix).
+
 Dovecot calls it as ``sendmail -i -f SENDER -- RECIPIENT...`` with the message on standard
 input; the exit codes are sendmail's (``EX_TEMPFAIL`` makes Dovecot report a temporary failure).
 Standard library only: it runs outside the project's environment.
@@ -16,9 +20,12 @@ from __future__ import annotations
 
 import smtplib
 import sys
+from pathlib import Path
 
 EX_USAGE = 64
 EX_TEMPFAIL = 75
+#: The alias map's folder, beside the installed script: one file per address, holding the login.
+ALIASES = "aliases.d"
 
 
 def parse(argv: list[str]) -> tuple[int, str, list[str]]:
@@ -41,6 +48,20 @@ def parse(argv: list[str]) -> tuple[int, str, list[str]]:
     return port, "" if sender == "<>" else sender, recipients
 
 
+def login(recipient: str, aliases: Path) -> str:
+    """The Dovecot user ``recipient``'s mail goes to: the login its alias file names, else the
+    address's local part."""
+    address = recipient.strip().lower()
+    if address and "/" not in address and not address.startswith("."):
+        try:
+            mapped = (aliases / address).read_text().strip()
+        except OSError:
+            mapped = ""
+        if mapped:
+            return mapped
+    return recipient.rpartition("@")[0] or recipient
+
+
 def main(argv: list[str]) -> int:
     try:
         port, sender, recipients = parse(argv)
@@ -48,12 +69,13 @@ def main(argv: list[str]) -> int:
         print(exc, file=sys.stderr)
         return EX_USAGE
     message = sys.stdin.buffer.read()
+    aliases = Path(__file__).resolve().with_name(ALIASES)
     try:
         with smtplib.LMTP("127.0.0.1", port) as lmtp:
             # One transaction per recipient: LMTP answers DATA once per recipient, and
             # smtplib reads only one answer.
             for recipient in recipients:
-                lmtp.sendmail(sender, [recipient.rpartition("@")[0] or recipient], message)
+                lmtp.sendmail(sender, [login(recipient, aliases)], message)
     except (OSError, smtplib.SMTPException) as exc:
         print(f"LMTP delivery failed: {exc}", file=sys.stderr)
         return EX_TEMPFAIL

@@ -24,7 +24,7 @@ import os
 import secrets
 from pathlib import Path
 
-from mailroom.console.stack import process
+from mailroom.console.stack import lmtp_sendmail, process
 from mailroom.console.stack.process import StackError
 from mailroom.settings import Settings
 
@@ -39,6 +39,26 @@ def masters_file(settings: Settings) -> Path:
 
 def sendmail_file(settings: Settings) -> Path:
     return settings.state_path / "dovecot" / "sendmail"
+
+
+def aliases_dir(settings: Settings) -> Path:
+    """The stack sendmail's alias map (see :func:`add_alias`)."""
+    return settings.state_path / "dovecot" / lmtp_sendmail.ALIASES
+
+
+def add_alias(settings: Settings, address: str, login: str) -> None:
+    """Mail the stack's sendmail hands over for ``address`` (a redirect's target) goes to the
+    Dovecot user ``login``, as an MTA's virtual alias map sends it."""
+    name = address.strip().lower()
+    if not name or "/" in name or name.startswith(".") or "@" not in name:
+        raise ValueError(f"not an address for the alias map: {address!r}")
+    folder = aliases_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o755)  # the sendmail runs as the mail user
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp.write_text(login + "\n")
+    os.chmod(tmp, 0o644)
+    tmp.rename(folder / name)
 
 
 def ports(settings: Settings) -> tuple[int, int]:
