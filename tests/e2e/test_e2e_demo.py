@@ -1,6 +1,8 @@
 """The acceptance of ``mailroom demo``: it reaches its summary, the figures are the ones
-the scenario fixes (written out here, not read back from the database), new mail shows up,
-and SIGINT stops every process cleanly. Run as a subprocess in this test's own topic prefix
+the scenario fixes (written out here, not read back from the database), the rules preview
+counts the changes its candidate file makes, the forwarding rules are deployed and the message
+redirected through Alice's rule ends as a dead letter with its reason, new mail shows up, and
+SIGINT stops every process cleanly. Run as a subprocess in this test's own topic prefix
 and database schema, so it leaves the local stack's demo alone.
 """
 
@@ -39,6 +41,27 @@ FIGURES = {
                      "unwrap: not_forwarded": 1},
     "correlation": {"in_reply_to": 4, "token": 1},
 }
+
+#: The rules preview of the demo's candidate file: one line per kind of change, in this order.
+PREVIEW = [
+    "20 emails replayed from unwrapped: 3 planned differently, 17 the same",
+    "newly tracked: 1 — 'Fabrikam pricing for Q2' from ravi@fabrikam.example: skipped -> "
+    "tracked for user:u-bob",
+    "tracking changed: 1 — 'Re: Contract renewal' from mia@contoso.example: tracked if a reply "
+    "to tracked mail for user:u-bob -> tracked for user:u-bob",
+    "case created: 1 — 'Bulk order: 200 chairs' from ravi@fabrikam.example: none -> "
+    "queue:q-sales rule 1 'known customers'",
+    "queue item changed: 1 — 'Bulk order: 200 chairs' from ravi@fabrikam.example: "
+    "queue:q-sales rule 1 'sales enquiries' -> queue:q-sales rule 1 'known customers'",
+]
+FORWARDERS = ("alice", "bob", "carol", "sales")
+
+
+def _upto(lines: Queue[str], end: str, seen: list[str]) -> list[str]:
+    """The next lines up to (without) the one matching ``end``, stripped."""
+    first = len(seen)
+    _until(lines, end, 120, seen)
+    return [line.strip() for line in seen[first:-1]]
 
 
 def _lines(proc: subprocess.Popen[str], out: Queue[str]) -> None:
@@ -96,7 +119,26 @@ def test_demo_summary_follow_and_clean_sigint(base_settings: Settings, tmp_path:
         web = _until(lines, r"dashboard:", 30, seen)
         pids += [int(p) for p in re.findall(r"pid (\d+)", web)]
         _until(lines, r"every figure is what the scenario expects", 10, seen)
-        erased = _until(lines, r"erasure \(mailroom erase --address lars@", 30, seen)
+        _until(lines, r"rules preview \(mailroom rules preview \S+candidate-rules\.toml "
+               r"--since 1d; nothing loaded\)", 60, seen)
+        preview = _upto(lines, r"^  forwarding rules \(mailroom rules deploy ", seen)
+        assert preview[1:] == PREVIEW, "\n".join(seen)
+
+        forwarding = _upto(lines, r"^  rules status:", seen)
+        assert [line.split()[:3] for line in forwarding[:4]] == [
+            ["ok", f"{u}@acme.example", "installed:"] for u in FORWARDERS], forwarding
+        assert forwarding[4] == "4 user(s), 0 failed", forwarding
+        assert re.fullmatch(r"the redirect reached the pipeline in [\d.]+ s and became a dead "
+                            r"letter auth_failed", forwarding[6]), forwarding
+        assert forwarding[7].startswith(
+            "reason: Authentication-Results of mx.acme.example do not show the redirect "
+            "claimed by alice@acme.example (X-Mailroom-Forwarded-By)"), forwarding
+        status = _upto(lines, r"^  erasure \(", seen)
+        assert [line.split()[:2] for line in status[1:]] == [
+            [f"{u}@acme.example", "deployed"] for u in FORWARDERS], status
+        assert all(re.search(r"deployed\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", line)
+                   for line in status[1:]), status
+        erased = seen[-1]
         assert "1 email activities" in erased and "1 contacts" in erased
         _until(lines, r"^Following new records", 10, seen)
         got = json.loads(figures.read_text())

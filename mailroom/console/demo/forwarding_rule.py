@@ -78,17 +78,23 @@ def status(settings: Settings) -> tuple[int, list[str]]:
     return _command(settings, ["rules", "status", *_server_args(settings)])
 
 
+def message(authserv_id: str) -> bytes:
+    """:data:`REDIRECTED` as Acme's receiving server (``authserv_id``) delivers it to Alice:
+    stamped with what its checks found for Jane's original."""
+    return mail.original(replace(REDIRECTED, headers=(
+        ("Authentication-Results", mail.authentication_results(authserv_id, JANE, "pass")),)))
+
+
 def send(settings: Settings) -> str:
     """Deliver :data:`REDIRECTED` to Alice over LMTP, where her Sieve rule runs; returns its
     Message-ID. The stack's sendmail hands the redirect to the demo's forward mailbox, whose
     login carries the topic prefix (the stack's alias map)."""
     sieve.prepare(settings)  # the stack's sendmail as this version writes it (alias map)
     sieve.add_alias(settings, FORWARD, seed.login_name(settings, "crm-forward"))
-    letter = replace(REDIRECTED, headers=(("Authentication-Results", mail.authentication_results(
-        settings.unwrap_authserv_id, JANE, "pass")),))
     with smtplib.LMTP("127.0.0.1", settings.lmtp_port) as lmtp:
-        lmtp.sendmail(JANE, [seed.login_name(settings, "alice")], mail.original(letter))
-    return letter.message_id
+        lmtp.sendmail(JANE, [seed.login_name(settings, "alice")],
+                      message(settings.unwrap_authserv_id))
+    return REDIRECTED.message_id
 
 
 def outcome(settings: Settings, message_id: str) -> Outcome | None:
@@ -138,6 +144,9 @@ def _describe(found: Outcome, seconds: float) -> list[str]:
             "nothing can honestly",
             "      vouch for it. A real receiving server stamps spf=pass for acme.example on the "
             "redirect",
-            "      (sieve_redirect_envelope_from = recipient); see docs/forwarding.md.",
+            "      (sieve_redirect_envelope_from = recipient); see docs/forwarding.md. The demo "
+            "keeps the check on",
+            "      (a forward mailbox whose server cannot stamp may opt out: mailroom mailbox "
+            "auth-results ADDRESS off).",
         ]
     return lines
