@@ -4,9 +4,11 @@ PostgreSQL is where mailboxes live; the topic is derived from it, one record per
 by its id, so compaction keeps the latest state of every mailbox for ever. Credentials stay in
 the database: the record says where and what to poll, never how to log in.
 
-Called after every change (``mailroom mailbox add|enable|disable``, a status change made by
-the runner) once the database transaction has committed, and by ``mailroom mailbox publish``
-to resync the whole topic (e.g. after a restore or a lost change).
+Called after every change (``mailroom mailbox add|enable|disable|approve|reject|auth-results|
+process-from``, a status change made by the runner) once the database transaction has
+committed, and by ``mailroom mailbox publish`` to resync the whole topic (e.g. after a restore,
+a lost change, or an upgrade that added fields to the record). The other stages read their
+mailbox configuration from this topic (``mailroom/mailboxes.py``), so what they need is here.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def record(mailbox: Mailbox, profile: Profile) -> MailboxRecord:
         ),
         after_ingest=mailbox.after_ingest.value, enabled=mailbox.enabled,
         approved=mailbox.approved, status=mailbox.status, status_detail=mailbox.status_detail,
+        check_auth_results=mailbox.check_auth_results, approval_at=mailbox.approval_at,
+        process_from=mailbox.process_from,
     )
 
 

@@ -27,6 +27,7 @@ from mailroom import kafka
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.errors import ConfigError, MailroomError, TransientError
+from mailroom.mailboxes import MailboxDirectory
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
 from mailroom.records.steps import (
@@ -274,8 +275,13 @@ def _decode(codec: Codec, value: bytes) -> Email | None:
 
 def run(settings: Settings, candidate: RouteConfig, since: timedelta, limit: int) -> Report:
     """The preview of ``candidate`` against the rules in force over the last ``since``."""
+    directory = MailboxDirectory(settings)
+    try:
+        mailboxes = directory.sync()
+    finally:
+        directory.close()
     with connect(settings) as conn:
-        reference, current = loader.load(conn), store.load(conn)
+        reference, current = loader.load(conn, mailboxes), store.load(conn)
         conn.rollback()  # read only: nothing to keep
     start = datetime.now(UTC) - since
     records = read_window(settings, start, Codec.from_settings(settings))

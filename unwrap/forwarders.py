@@ -1,15 +1,14 @@
-"""Who may forward to which forward mailbox: a cached read of ingest's mailboxes in PostgreSQL.
+"""Who may forward to which forward mailbox: derived from the mailbox directory, cached.
 
 The attribution check needs ``{forward mailbox id: {forwarder address: Forwarder}}``, and the
-forward mailboxes whose operator switched the Authentication-Results check off
-(``ingest_mailboxes.check_auth_results``). The truth is ingest's configuration: a *user* or
-*queue* mailbox whose incoming method is "via forward mailbox X"
-(``ingest_mailboxes.via_mailbox_id``). A queue forwards like a user: its forwards become the
-queue's mail, routed by the queue's rules (queue items, cases). The brief prefers reading the
-derived, compacted ``mailroom.mailboxes`` topic; it is not published yet (no Avro schema in
-``schemas/``), so this module reads PostgreSQL instead — once per :data:`REFRESH_SECONDS`,
-never per message. When ingest publishes that topic, only :func:`load_forward_mailboxes` needs
-replacing.
+forward mailboxes whose operator switched the Authentication-Results check off. The truth is
+ingest's configuration: a *user* or *queue* mailbox whose incoming method is "via forward
+mailbox X". A queue forwards like a user: its forwards become the queue's mail, routed by the
+queue's rules (queue items, cases). Unwrap reads that configuration from the compacted
+``mailroom.mailboxes`` topic through the kernel's :class:`~mailroom.mailboxes.MailboxDirectory`
+— never ingest's tables — and derives its table from the records (:func:`forward_mailboxes`,
+pure) once per :data:`REFRESH_SECONDS`, and again before it refuses or holds a forward written
+after the last read (never per message otherwise).
 
 Which addresses count as the forwarder's: the address of its mailbox (the one the forwarding
 rule sends from) and, when the reference records are imported, the user's or queue's own
@@ -24,17 +23,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import psycopg
 
 from mailroom.errors import TransientError
+from mailroom.mailboxes import MailboxDirectory
+from mailroom.records.mailbox import MailboxRecord
 from unwrap.addresses import ascii_lower
 from unwrap.context import Forwarder, Forwarders
 
 T = TypeVar("T")
+#: (owner kind, owner id) → the owner's own addresses in the reference records
+Aliases = Mapping[tuple[str, str], Sequence[str]]
 
 #: The header a forwarding rule on our own mail server adds to every message it *redirects*
 #: (sends on intact, not as an attachment) to a forward mailbox. Its value is the forwarding
@@ -46,48 +49,29 @@ FORWARDED_BY_HEADER = "X-Mailroom-Forwarded-By"
 
 log = logging.getLogger(__name__)
 
-#: How old the cached table may get. A forwarder added now is honoured within this time; a
-#: forward that arrived earlier was dead-lettered ``not_a_forwarder`` and can be retried.
+#: How old the cached table may get. A forward refused or held is judged again with a fresh
+#: table when it was written after the last read (below), so this only bounds how long a change
+#: that *removes* a forwarder takes to apply.
 REFRESH_SECONDS = 60.0
 #: Before a forward is refused or held, the table is read again if it was read before the
-#: record was written (plus this margin for clocks that differ between hosts): the forwards an
-#: approval releases are written after the approval, so they always meet it, and a forwarder
-#: added a moment ago is honoured. Records older than the table (a backlog, a flood) cost no
-#: read.
+#: record was written (plus this margin for clocks that differ between hosts): a read goes to
+#: the mailboxes topic's end, and a mailbox's record is published before any mail that depends
+#: on it is written — the forwards an approval releases are written after the approval's record,
+#: a forwarder added a moment ago was published when it was added — so they always meet it.
+#: Records older than the table (a backlog, a flood) cost no read.
 RECHECK_SKEW_MS = 2_000
 #: After a read failed (database down), a record's recheck tries again only after this long: a
 #: stream of refused forwards must not become one connection attempt each (the table kept is
 #: what they are judged by either way).
 RECHECK_AFTER_FAILURE_S = 1.0
 
-_MAILBOX_ADDRESSES = """
-SELECT f.id::text, btrim(u.address), u.owner_kind, u.owner_id, u.process_from
-  FROM ingest_mailboxes u
-  JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
- WHERE u.owner_kind IN ('user', 'queue') AND u.owner_id <> '' AND u.enabled AND u.approved
-"""
-
+#: The reference records' addresses of users and queues (aliases a forwarding rule may send from).
 _ALIASES = """
-SELECT f.id::text, a.address, u.owner_kind, u.owner_id, u.process_from
-  FROM ingest_mailboxes u
-  JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
-  JOIN email_addresses a ON a.record_kind = u.owner_kind AND a.record_id = u.owner_id
- WHERE u.owner_kind IN ('user', 'queue') AND u.owner_id <> '' AND u.enabled AND u.approved
+SELECT record_kind, record_id, address FROM email_addresses WHERE record_kind IN ('user', 'queue')
 """
 
-
-#: Forwarders whose mailbox is not approved (yet): their forwards are held, not refused.
-_UNAPPROVED = """
-SELECT f.id::text, btrim(u.address),
-       CASE WHEN u.approval_at IS NULL THEN 'pending approval' ELSE 'rejected' END
-  FROM ingest_mailboxes u
-  JOIN ingest_mailboxes f ON f.id = u.via_mailbox_id AND f.owner_kind = 'forward'
- WHERE u.owner_kind IN ('user', 'queue') AND u.owner_id <> '' AND u.enabled AND NOT u.approved
-"""
-
-_UNCHECKED = """
-SELECT id::text FROM ingest_mailboxes WHERE owner_kind = 'forward' AND NOT check_auth_results
-"""
+#: The owner kinds whose mailboxes may be "via" a forward mailbox.
+_FORWARDING_KINDS = ("user", "queue")
 
 
 @dataclass(frozen=True)
@@ -102,26 +86,49 @@ class ForwardMailboxes:
     unapproved: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
-def load_forward_mailboxes(conn: psycopg.Connection) -> ForwardMailboxes:
-    with conn.transaction():  # one snapshot (load_forwarders' transaction nests in it)
-        unchecked = frozenset(r[0] for r in conn.execute(_UNCHECKED).fetchall())
-        unapproved: dict[str, dict[str, str]] = {}
-        for box, address, state in conn.execute(_UNAPPROVED).fetchall():
-            unapproved.setdefault(box, {})[ascii_lower(address)] = state
-        return ForwardMailboxes(load_forwarders(conn), unchecked, unapproved)
-
-
-def load_forwarders(conn: psycopg.Connection) -> Forwarders:
-    """The whole forwarder table, read in one transaction (a consistent snapshot)."""
-    table: dict[str, dict[str, Forwarder | None]] = {}
+def load_aliases(conn: psycopg.Connection) -> Aliases:
+    """(owner kind, owner id) → the owner's addresses in the reference records (none imported:
+    no aliases)."""
+    aliases: dict[tuple[str, str], list[str]] = {}
     with conn.transaction():
-        rows = conn.execute(_MAILBOX_ADDRESSES).fetchall()
-        if conn.execute("SELECT to_regclass('email_addresses') IS NOT NULL").fetchone() == (True,):
-            rows += conn.execute(_ALIASES).fetchall()
-    for forward_id, stored, kind, owner_id, process_from in rows:
-        # ASCII-only folding (not PostgreSQL's lower(), which follows the locale)
+        if conn.execute("SELECT to_regclass('email_addresses') IS NOT NULL").fetchone() != (True,):
+            return {}
+        for kind, owner_id, address in conn.execute(_ALIASES).fetchall():
+            aliases.setdefault((kind, owner_id), []).append(address)
+    return aliases
+
+
+def forward_mailboxes(mailboxes: Iterable[MailboxRecord],
+                      aliases: Aliases | None = None) -> ForwardMailboxes:
+    """What unwrap knows about forward mailboxes, from the directory's records."""
+    boxes = list(mailboxes)
+    forward = {m.mailbox_id for m in boxes if m.owner_kind == "forward"}
+    unchecked = frozenset(m.mailbox_id for m in boxes
+                          if m.owner_kind == "forward" and not m.check_auth_results)
+    rows: list[tuple[str, str, Forwarder]] = []
+    unapproved: dict[str, dict[str, str]] = {}
+    for m in boxes:
+        via = m.via_mailbox_id
+        if (m.owner_kind not in _FORWARDING_KINDS or not m.owner_id or not m.enabled
+                or via not in forward):
+            continue
+        assert via is not None
+        if not m.approved:  # held, not refused
+            unapproved.setdefault(via, {})[ascii_lower(m.address.strip())] = (
+                "pending approval" if m.approval_at is None else "rejected")
+            continue
+        who = Forwarder(m.owner_kind, m.owner_id, m.process_from)
+        rows.append((via, m.address.strip(), who))
+        rows += [(via, alias, who) for alias in (aliases or {}).get((m.owner_kind, m.owner_id), ())]
+    return ForwardMailboxes(forwarders(rows), unchecked, unapproved)
+
+
+def forwarders(rows: Iterable[tuple[str, str, Forwarder]]) -> Forwarders:
+    """{forward mailbox id: {address: Forwarder}} from (forward mailbox id, address, who)."""
+    table: dict[str, dict[str, Forwarder | None]] = {}
+    for forward_id, stored, who in rows:
+        # ASCII-only folding (not a locale's lower())
         address = ascii_lower(stored)
-        who = Forwarder(kind, owner_id, process_from)
         box = table.setdefault(forward_id, {})
         if address in box and box[address] != who:
             # Two owners claim one address for the same forward mailbox: attributing to either
@@ -136,13 +143,20 @@ def load_forwarders(conn: psycopg.Connection) -> Forwarders:
             for box, addrs in table.items()}
 
 
+def load_forward_mailboxes(directory: MailboxDirectory,
+                           conn: Callable[[], psycopg.Connection]) -> ForwardMailboxes:
+    """The directory read to the topic's end, with the aliases read now (both fresh)."""
+    return forward_mailboxes(directory.sync().values(), load_aliases(conn()))
+
+
 class ForwarderCache(Generic[T]):
     """The forwarder table, re-read when older than ``refresh_s``.
 
-    If a re-read fails (database restarting) the previous table is kept and the error logged:
-    a table a minute old is still right for nearly every message, and stopping the stage for it
-    would only grow lag. With no table at all yet there is nothing safe to decide with, so the
-    failure is a :class:`~mailroom.errors.TransientError` (the runner retries the message).
+    If a re-read fails (broker or database restarting) the previous table is kept and the error
+    logged: a table a minute old is still right for nearly every message, and stopping the
+    stage for it would only grow lag. With no table at all yet there is nothing safe to decide
+    with, so the failure is a :class:`~mailroom.errors.TransientError` (the runner retries the
+    message).
     """
 
     def __init__(self, load: Callable[[], T], refresh_s: float = REFRESH_SECONDS,

@@ -16,7 +16,8 @@ starves heartbeats, a hang is killed at ``stage_budget_ms``), the durable attemp
 
 The handler is an instance of :class:`UnwrapHandler`, made in each worker by the spec's
 ``make_handler`` with the runner's settings; it opens its own PostgreSQL connection there on
-first use (blob store and forwarders). I/O at this edge is confined to that connection; the
+first use (blob store, the reference records' aliases) and its own reader of the mailboxes topic
+(the forwarders, :mod:`mailroom.mailboxes`). I/O at this edge is confined to those two; the
 decision itself stays the pure function.
 """
 
@@ -33,6 +34,7 @@ from mailroom.blobs import Blobs, BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.errors import TransientError
+from mailroom.mailboxes import MailboxDirectory
 from mailroom.records.email import Email
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
@@ -64,11 +66,17 @@ class _Edges:
         self.codec = Codec.from_settings(settings)
         self.conn: psycopg.Connection | None = None
         self.blobs: Blobs | None = None
+        self.directory: MailboxDirectory | None = None
         self.forwarders = ForwarderCache(
-            (lambda: fixed) if fixed is not None else (lambda: load_forward_mailboxes(self.db()))
+            (lambda: fixed) if fixed is not None else self._load_forwarders
         )
         self._table: ForwardMailboxes | None = None
         self._context: UnwrapContext | None = None
+
+    def _load_forwarders(self) -> ForwardMailboxes:
+        if self.directory is None:
+            self.directory = MailboxDirectory(self.settings, self.codec)
+        return load_forward_mailboxes(self.directory, self.db)
 
     def db(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
@@ -125,7 +133,7 @@ class _Handover:
 class UnwrapHandler:
     """The stage's handler, one per handling process.
 
-    ``forwarders``: a fixed table instead of the PostgreSQL read (tests, ``mailroom unwrap``);
+    ``forwarders``: a fixed table instead of the mailbox directory (tests, ``mailroom unwrap``);
     ``unchecked``: with it, the forward mailboxes that skip the Authentication-Results check.
     """
 

@@ -13,7 +13,7 @@ import pytest
 from ops_helpers import start_stage
 from pipeline_testing import produce, read_all, stop, wait_for
 
-from ingest import credentials, store
+from ingest import announce, credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol
 from mailroom.codec import Codec
 from mailroom.console.ops import dlq_command, trace_command
@@ -52,6 +52,7 @@ def test_dead_letter_retried_after_the_fix_becomes_an_email_and_trace_shows_it(
         fwd = store.add_mailbox(conn, Mailbox("crm-fwd@corp.example", OwnerKind.FORWARD, pid,
                                               "crm-fwd", secret))
         conn.commit()
+        announce.publish_now(s, conn)  # what unwrap reads its forwarders from
     raw = forward_raw(str(fwd))
     produce(s, s.topic("raw"), [(raw.identity.encode(), codec.encode_record(raw))])
     env = {"MAILROOM_UNWRAP_AUTHSERV_ID": s.unwrap_authserv_id}
@@ -82,6 +83,7 @@ def test_dead_letter_retried_after_the_fix_becomes_an_email_and_trace_shows_it(
                                         credentials.encrypt(s, "pw"), owner_id="u-alice",
                                         via_mailbox_id=fwd))
         conn.commit()
+        announce.publish_now(s, conn)
     dlq_command.run(s, ns(verb="retry", id=letters[1].id))
     proc = start_stage(s, "unwrap", **env)
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from pipeline_testing import own_schema
 
-from ingest import credentials, store
+from ingest import announce, credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls
 from mailroom.console.ops import managesieve
 from mailroom.console.ops.forward_rules import SCRIPT_NAME
@@ -34,7 +34,7 @@ from mailroom.errors import ConfigError
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from unwrap.context import UnwrapContext
-from unwrap.forwarders import FORWARDED_BY_HEADER, load_forward_mailboxes
+from unwrap.forwarders import FORWARDED_BY_HEADER, forward_mailboxes, load_aliases
 from unwrap.unwrap import unwrap
 
 pytestmark = pytest.mark.integration
@@ -239,7 +239,11 @@ def test_the_forward_mailbox_attributes_the_redirect_to_the_user_not_to_a_spoofe
         # The stack's receiving server stamps no Authentication-Results: the opt-out.
         store.set_check_auth_results(db, site.forward_id, False)
         db.commit()
-        forwards = load_forward_mailboxes(db)
+        # The mailboxes as their topic carries them (what unwrap's directory reads).
+        profiles = {p.id: p for p in store.profiles(db)}
+        forwards = forward_mailboxes(
+            [announce.record(m, profiles[m.profile_id]) for m in store.mailboxes(db)],
+            load_aliases(db))
     # Bob's name written by the sender: were it kept beside ours, the claim would be ambiguous.
     mid = deliver(site, site.alice, "order 77", f"{FORWARDED_BY_HEADER}: {site.bob}\r\n")
     data = delivered(site, site.forward)[mid]

@@ -35,7 +35,7 @@ from mailroom.db.migrate import migrate
 from mailroom.settings import Settings
 from persist.offsets import claim
 from route import loader, store
-from unwrap.forwarders import load_forward_mailboxes
+from unwrap.forwarders import load_aliases
 
 pytestmark = pytest.mark.integration
 STAGES = ("ingest", "unwrap", "route", "persist")
@@ -98,7 +98,7 @@ NEW_ACTIVITY = ("INSERT INTO email_activities (dedupe_key, content_hash, subject
 
 def test_route_reads_only(roles: dict[str, psycopg.Connection]) -> None:
     route = roles["route"]
-    reference = loader.load(route)  # its real reads work
+    reference = loader.load(route, {})  # its real reads work (mailboxes: from their topic)
     assert "ann@customer.example" in reference.addresses
     store.load(route)
     route.rollback()
@@ -111,17 +111,20 @@ def test_route_reads_only(roles: dict[str, psycopg.Connection]) -> None:
     assert refused(route, "INSERT INTO blobs (sha256, size, chunk_count) VALUES (%s, 0, 0)",
                    "0" * 64)
     assert refused(route, "SELECT secret FROM ingest_mailboxes")  # never the credentials
+    # ingest's table, not route's: the mailboxes come from their topic
+    assert refused(route, "SELECT id, owner_id FROM ingest_mailboxes")
 
 
 def test_unwrap_writes_blobs_but_no_records(roles: dict[str, psycopg.Connection]) -> None:
     unwrap = roles["unwrap"]
-    load_forward_mailboxes(unwrap)  # forwarders and the Authentication-Results opt-outs
+    load_aliases(unwrap)  # the forwarders' own addresses (the rest: the mailboxes topic)
     with unwrap.transaction():
         BlobStore(unwrap).put(b"an attachment")
     assert refused(unwrap, NEW_ACTIVITY)
     assert refused(unwrap, "INSERT INTO activity_parties (activity_id, role, address) "
                            "VALUES (1, 'from', 'a@b')")
     assert refused(unwrap, "SELECT secret FROM ingest_mailboxes")
+    assert refused(unwrap, "SELECT id, via_mailbox_id, approved FROM ingest_mailboxes")
 
 
 def test_persist_applies_plans_and_touches_nothing_else(

@@ -133,7 +133,7 @@ def test_reference_data_loads(route_db):
         INSERT INTO email_addresses VALUES ('contact', 'c1', 'ann@customer.example', true),
                                            ('user', 'alice', 'alice@acme.example', true);
     """)
-    ref = loader.load(route_db)
+    ref = loader.load(route_db, {})
     (ann,) = ref.matches("Ann@Customer.example")
     assert (str(ann.record), ann.owner, str(ann.customer)) == ("contact:c1", "alice", "account:a1")
     assert str(ref.matches("alice@acme.example")[0].record) == "user:alice"

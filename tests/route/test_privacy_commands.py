@@ -48,7 +48,7 @@ def test_exclude_list_remove_and_sensitivity(route_db_settings: Settings,
     assert run(s, monkeypatch, "privacy", "sensitivity", "off") == 0
     assert "is tracked" in capsys.readouterr().out
 
-    snapshot = loader.load(route_db).privacy
+    snapshot = loader.load(route_db, {}).privacy
     route_db.commit()
     assert snapshot.honour_sensitivity is False
     assert [e.value for e in snapshot.exclusions["user:alice"]] == ["dr@clinic.example",

@@ -26,12 +26,13 @@ import pytest
 from pipeline_testing import REFERENCE_SQL, own_schema, own_topics, produce, start_stage
 from routebuild import RULES, email
 
-from ingest import credentials
+from ingest import announce, credentials
 from ingest import store as mailbox_store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol
 from mailroom import kafka
 from mailroom.codec import Codec
 from mailroom.db import connect
+from mailroom.mailboxes import MailboxDirectory
 from mailroom.records import TraceEvent
 from mailroom.records.action import Plan
 from mailroom.records.email import Email, Markers
@@ -74,6 +75,7 @@ def add_mailboxes(conn: psycopg.Connection, settings: Settings) -> tuple[str, st
     alice = mailbox_store.add_mailbox(conn, Mailbox(
         "alice@acme.example", OwnerKind.USER, pid, "alice", secret, owner_id="alice"))
     conn.commit()
+    announce.publish_now(settings, conn)  # route reads mailboxes from their topic
     return str(support), str(alice)
 
 
@@ -114,7 +116,12 @@ def test_emails_in_plans_out_through_a_crash(route_stack: Settings) -> None:
     codec = Codec.from_settings(settings)
     with connect(settings) as conn:
         support, alice = add_mailboxes(conn, settings)
-        reference, config = loader.load(conn), store.load(conn)
+        directory = MailboxDirectory(settings)
+        try:
+            reference = loader.load(conn, directory.sync())
+        finally:
+            directory.close()
+        config = store.load(conn)
     sent = emails(support, alice)
     encoded = {e.dedupe_key: codec.encode_record(e) for e in sent}
     produce(settings, settings.topic("unwrapped"),
@@ -168,6 +175,6 @@ def test_emails_in_plans_out_through_a_crash(route_stack: Settings) -> None:
     assert alices.skipped or any(s.condition is not None for s in alices.steps)
 
     # 4. A trace event per email (routed or skipped), from the stage itself.
-    events = [codec.decode_record(t.value, TraceEvent) for t in read_all(settings, "trace")]
+    events = read_events(settings)
     traced = {t.key for t in events if t.stage == "route" and t.event in ("routed", "skipped")}
     assert traced == set(encoded)

@@ -25,7 +25,7 @@ from kafka.structs import OffsetAndMetadata
 from pipeline_testing import REFERENCE_SQL, own_schema, own_topics, produce, stage_env
 from routebuild import RULES, email, reference
 
-from ingest import credentials
+from ingest import announce, credentials
 from ingest import store as mailbox_store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol
 from mailroom import kafka
@@ -138,7 +138,7 @@ def preview_stack(isolated_settings: Settings, unique_name: str) -> Iterator[Set
         store.save(conn, from_document(CURRENT), "current.toml")
 
     with own_schema(isolated_settings, f"routep_{unique_name}", prepare=prepare) as settings, \
-            own_topics(settings, {"unwrapped": 2}):
+            own_topics(settings, {"unwrapped": 2, "mailboxes": 1}):
         yield settings
 
 
@@ -151,6 +151,7 @@ def add_mailboxes(conn: psycopg.Connection, settings: Settings) -> tuple[str, st
     bob = mailbox_store.add_mailbox(conn, Mailbox(
         "bob@acme.example", OwnerKind.USER, pid, "bob", secret, owner_id="bob"))
     conn.commit()
+    announce.publish_now(settings, conn)  # route reads mailboxes from their topic
     return str(support), str(bob)
 
 

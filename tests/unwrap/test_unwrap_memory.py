@@ -23,6 +23,7 @@ from mailroom.db import connect
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from mailroom.stage.types import Context, Outcome, Source
+from unwrap.context import Forwarder
 from unwrap.stage import UnwrapHandler
 
 AUTHSERV = "mx.crm.example"
@@ -76,7 +77,9 @@ def test_a_big_claim_checked_forward_is_held_about_twice_at_most(settings: Setti
                      protocol="imap", fetched_at=datetime(2025, 3, 11, tzinfo=UTC),
                      size=len(data), uidvalidity=1, uid=1, blob_ref=ref)
     context = Context("unwrap", Source("raw", 0, 1, None, None, 0))
-    handler = UnwrapHandler(settings)
+    # The forwarder table as the mailbox directory would derive it (no topic needed here).
+    handler = UnwrapHandler(settings, forwarders={str(fwd): {
+        "alice@corp.example": Forwarder("user", "u-alice")}})
     handler.edges.context()  # the forwarder table and the connection, before measuring
     handler.edges.blob_store()
     del data

@@ -2,7 +2,8 @@
 
 The stage runs as ``mailroom run unwrap`` in a subprocess (the real entry point, process
 isolation: the handler is pickled into a spawned worker), pointed at this test's topics and
-database schema through ``MAILROOM_*``. Forwarders come from ingest's mailboxes in PostgreSQL.
+database schema through ``MAILROOM_*``. Forwarders come from the mailboxes topic ingest
+publishes (the kernel's mailbox directory), never from ingest's tables.
 """
 
 from __future__ import annotations
@@ -13,23 +14,26 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pipeline_testing
 import psycopg
 import pytest
 from pipeline_testing import own_schema, own_topics, read_all, stop, wait_for
 
-from ingest import credentials, store
+from ingest import announce, credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol
 from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
+from mailroom.mailboxes import MailboxDirectory
 from mailroom.records.email import Delivery, Email
+from mailroom.records.mailbox import MailboxRecord
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from unwrap.claims import fit
 from unwrap.context import Forwarder
-from unwrap.forwarders import load_forwarders
+from unwrap.forwarders import load_forward_mailboxes
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +68,7 @@ def configure_mailboxes(conn: psycopg.Connection, settings: Settings) -> dict[st
     bob = store.add_mailbox(conn, Mailbox("bob@corp.example", OwnerKind.USER, pid, "bob",
                                           secret, owner_id="u-bob"))
     conn.commit()
+    announce.publish_now(settings, conn)  # as `mailroom mailbox add` does
     return {"fwd": str(fwd), "alice": str(alice), "bob": str(bob)}
 
 
@@ -124,27 +129,79 @@ def start_stage(settings: Settings) -> subprocess.Popen[bytes]:
     return pipeline_testing.start_stage(settings, "unwrap", FIELDS)
 
 
-def test_forwarders_come_from_ingest_mailboxes(stage_settings: Settings) -> None:
-    with connect(stage_settings) as conn:
-        ids = configure_mailboxes(conn, stage_settings)
-        alice = Forwarder("user", "u-alice")
-        assert load_forwarders(conn) == {ids["fwd"]: {"alice@corp.example": alice}}
-        # The user's own addresses (reference records) count too: the rule may send from one.
-        conn.execute("INSERT INTO email_addresses (record_kind, record_id, address) "
-                     "VALUES ('user', 'u-alice', 'a.agent@corp.example')")
-        conn.commit()
-        assert load_forwarders(conn)[ids["fwd"]] == {
-            "alice@corp.example": alice, "a.agent@corp.example": alice}
-        # An address two users of one forward mailbox claim is trusted for neither.
-        carol = store.add_mailbox(conn, Mailbox(
-            "carol@corp.example", OwnerKind.USER, store.profiles(conn)[0].id or 0, "carol",
-            b"x", owner_id="u-carol", via_mailbox_id=int(ids["fwd"])))
-        conn.execute("INSERT INTO email_addresses (record_kind, record_id, address) "
-                     "VALUES ('user', 'u-carol', 'alice@corp.example')")
-        conn.commit()
-        assert load_forwarders(conn)[ids["fwd"]] == {
-            "a.agent@corp.example": alice,
-            "carol@corp.example": Forwarder("user", "u-carol")}, carol
+def mailbox(mid: str, address: str, kind: str, owner: str | None = None,
+            via: str | None = None, **changes: Any) -> MailboxRecord:
+    """A mailbox as the mailboxes topic carries it."""
+    return MailboxRecord(mailbox_id=mid, address=address, owner_kind=kind, profile="corp",
+                         protocol="imap", host="imap.corp.example", port=993, folders=("INBOX",),
+                         after_ingest="flag", enabled=True, approved=True, status="ok",
+                         owner_id=owner, via_mailbox_id=via, **changes)
+
+
+def publish(settings: Settings, codec: Codec, *records: MailboxRecord) -> None:
+    pipeline_testing.produce(settings, settings.topic("mailboxes"),
+                             [(r.mailbox_id.encode(), codec.encode_record(r)) for r in records])
+
+
+def test_forwarders_come_from_the_mailbox_directory(stage_settings: Settings) -> None:
+    s = stage_settings
+    with connect(s) as conn:
+        ids = configure_mailboxes(conn, s)
+        directory = MailboxDirectory(s)
+        try:
+            alice = Forwarder("user", "u-alice")
+            assert load_forward_mailboxes(directory, lambda: conn).forwarders == {
+                ids["fwd"]: {"alice@corp.example": alice}}
+            # The user's own addresses (reference records) count too: the rule may send from one.
+            conn.execute("INSERT INTO email_addresses (record_kind, record_id, address) "
+                         "VALUES ('user', 'u-alice', 'a.agent@corp.example')")
+            conn.commit()
+            assert load_forward_mailboxes(directory, lambda: conn).forwarders[ids["fwd"]] == {
+                "alice@corp.example": alice, "a.agent@corp.example": alice}
+            # An address two users of one forward mailbox claim is trusted for neither.
+            carol = store.add_mailbox(conn, Mailbox(
+                "carol@corp.example", OwnerKind.USER, store.profiles(conn)[0].id or 0, "carol",
+                b"x", owner_id="u-carol", via_mailbox_id=int(ids["fwd"])))
+            conn.execute("INSERT INTO email_addresses (record_kind, record_id, address) "
+                         "VALUES ('user', 'u-carol', 'alice@corp.example')")
+            conn.commit()
+            announce.publish_now(s, conn, [carol])
+            assert load_forward_mailboxes(directory, lambda: conn).forwarders[ids["fwd"]] == {
+                "a.agent@corp.example": alice,
+                "carol@corp.example": Forwarder("user", "u-carol")}
+        finally:
+            directory.close()
+
+
+def test_a_forwarder_only_on_the_mailboxes_topic_and_one_added_later_are_honoured(
+        stage_settings: Settings) -> None:
+    """Unwrap reads no table of ingest's: the mailboxes here exist only as topic records. A
+    forwarder published after the stage read the topic is found when its forward arrives (the
+    directory is read to the topic's end before a forward is refused), not dead-lettered."""
+    s = stage_settings
+    codec = Codec.from_settings(s)
+    publish(s, codec, mailbox("901", "crm-fwd@corp.example", "forward"),
+            mailbox("902", "someone@corp.example", "user", "u-someone", via="901"))
+    outlook = (FIXTURES / "fwd_rfc822_outlook.eml").read_bytes()  # Alice forwards Quote 1
+    proc = start_stage(s)
+    try:
+        direct = raw("902", "someone@corp.example", "user", 1, direct_mail(), owner="u-someone")
+        produce(s, codec, [direct])
+        # The stage has read the topic (and so built its table) once it answered this record.
+        wait_for(lambda: read_all(s, "unwrapped"), timeout=90)
+        publish(s, codec, mailbox("903", "alice@corp.example", "user", "u-alice", via="901"))
+        produce(s, codec, [raw("901", "crm-fwd@corp.example", "forward", 2, outlook)])
+        out = wait_for(lambda: len(read_all(s, "unwrapped")) >= 2 and read_all(s, "unwrapped"),
+                       timeout=90)
+    finally:
+        stop(proc, timeout=90)
+    assert read_all(s, "dlq") == []
+    emails = {r.key.decode(): codec.decode_any(r.value) for r in out}
+    d = emails["Quote-1@customer.example"].delivery
+    assert (d.forwarded_by_user, d.forwarder_address, d.forward_mailbox_id) == (
+        "u-alice", "alice@corp.example", "901")
+    with connect(s) as conn:  # and none of it is in ingest's tables
+        assert conn.execute("SELECT count(*) FROM ingest_mailboxes").fetchone() == (0,)
 
 
 def test_raw_mails_become_emails_traces_and_dead_letters(stage_settings: Settings) -> None:
@@ -164,8 +221,7 @@ def test_raw_mails_become_emails_traces_and_dead_letters(stage_settings: Setting
         out = wait_for(lambda: len(read_all(s, "unwrapped")) >= 2 and read_all(s, "unwrapped"),
                        timeout=90)
         dead = wait_for(lambda: read_all(s, "dlq"), timeout=90)
-        traces = wait_for(lambda: len(read_all(s, "trace")) >= 3 and read_all(s, "trace"),
-                          timeout=90)
+        events = wait_for(lambda: len(read_events(s)) >= 3 and read_events(s), timeout=90)
     finally:
         stop(proc, timeout=90)
 
@@ -187,7 +243,6 @@ def test_raw_mails_become_emails_traces_and_dead_letters(stage_settings: Setting
     assert letter.source_key == raws[2].identity.encode()
     assert letter.payload == codec.encode_record(raws[2])  # replayable as it was
 
-    events = [codec.decode_any(r.value) for r in traces]
     by_key = {(e.key, e.event): e for e in events}
     fw = by_key[("Quote-1@customer.example", "unwrapped")]
     assert fw.detail["forwarded_by"] == "u-alice <alice@corp.example>"
