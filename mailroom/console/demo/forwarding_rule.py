@@ -90,6 +90,8 @@ def send(settings: Settings) -> str:
     Message-ID. The stack's sendmail hands the redirect to the demo's forward mailbox, whose
     login carries the topic prefix (the stack's alias map)."""
     sieve.prepare(settings)  # the stack's sendmail as this version writes it (alias map)
+    # One address, one login: the alias names the forward mailbox of the demo run last (a test's
+    # demo beside the local one takes it over until the local demo runs again).
     sieve.add_alias(settings, FORWARD, seed.login_name(settings, "crm-forward"))
     with smtplib.LMTP("127.0.0.1", settings.lmtp_port) as lmtp:
         lmtp.sendmail(JANE, [seed.login_name(settings, "alice")],
