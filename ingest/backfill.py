@@ -1,4 +1,5 @@
-"""``mailroom mailbox backfill ADDRESS --since DATE``: a mailbox's existing mail into the pipeline.
+"""A backfill: a mailbox's existing mail into the pipeline (``mailroom mailbox backfill ADDRESS
+--since DATE``, registered by the console, ``mailroom/console/ops/backfill_command.py``).
 
 Live ingest takes what arrives from its checkpoint on; a backfill brings in what is already in
 the mailbox — every monitored folder, mail the server received since DATE — without touching
@@ -13,8 +14,9 @@ what live ingest relies on:
 - **The server's flags are untouched**: the folder is opened read-only (EXAMINE) and fetched
   with ``BODY.PEEK[]``, so no ``\\Seen``; nothing is flagged, moved or deleted after publishing.
 - **What is already stored is skipped**: the Message-IDs of each batch are fetched first
-  (headers only) and those persist already holds are neither fetched nor published again.
-  Persist's unique keys stay the authority; this only saves the work.
+  (headers only) and those persist already holds — asked through the caller's ``stored``,
+  persist's own query, as ingest reads no table of persist's — are neither fetched nor
+  published again. Persist's unique keys stay the authority; this only saves the work.
 - **Resumable**: the checkpoint moves after the broker acknowledged a batch (acks=all). A run
   killed at any instant starts again after the last acknowledged batch; the batch in flight is
   published again (a harmless repeat), none is skipped.
@@ -24,9 +26,7 @@ A progress line (messages and bytes of the total, rate, ETA) is printed as it go
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,15 +44,15 @@ from ingest.model import Folder, Mailbox, Profile, Protocol
 from ingest.progress import FETCH_BUDGET_BYTES, fetch_groups
 from ingest.publish import BlobPut, Producer, publish
 from mailroom import faults
-from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
-from mailroom.db import connect
 from mailroom.errors import ConfigError, TransientError
-from mailroom.kafka import make_producer
 from mailroom.msgids import normalise_message_id
 from mailroom.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Which of these (normalised) Message-IDs are stored already: skipped before the fetch.
+Stored = Callable[[list[str]], set[str]]
 
 BATCH = 200  # messages per FETCH (and per publish and checkpoint), bounded by bytes too
 
@@ -176,18 +176,6 @@ def advance(conn: psycopg.Connection, mailbox_id: int, folder: str, since: date,
     conn.commit()
 
 
-def stored_message_ids(conn: psycopg.Connection, ids: list[str]) -> set[str]:
-    """Those of ``ids`` persist already holds an email activity for (a read of persist's
-    table by its Message-ID index; the backfill runs with an operator's database access)."""
-    if not ids:
-        return set()
-    rows = conn.execute(
-        "SELECT message_id FROM email_activities WHERE message_id = ANY(%s) AND NOT collision",
-        (ids,),
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 # --- one folder ----------------------------------------------------------------------------
 
 
@@ -231,7 +219,7 @@ def _highest(client: IMAPClient) -> int:
 
 def backfill_folder(job: Job, client: IMAPClient, work: FolderWork, since: date,
                     progress: Progress, printer: Printer,
-                    stored: Callable[[list[str]], set[str]], batch: int = BATCH) -> None:
+                    stored: Stored, batch: int = BATCH) -> None:
     conn, mailbox_id, name = job.conn, job.mailbox_id, work.folder.name
     client.select_folder(name, readonly=True)
     for group in fetch_groups(work.uids, work.sizes, batch, FETCH_BUDGET_BYTES, set()):
@@ -276,8 +264,11 @@ def backfill_folder(job: Job, client: IMAPClient, work: FolderWork, since: date,
 
 def backfill(settings: Settings, conn: psycopg.Connection, mailbox: Mailbox, profile: Profile,
              since: date, *, codec: Codec, producer: Producer, put_blob: BlobPut,
-             out: TextIO, batch: int = BATCH) -> Progress:
-    """Backfill every monitored folder of ``mailbox``; the run's counts."""
+             stored: Stored, out: TextIO, batch: int = BATCH) -> Progress:
+    """Backfill every monitored folder of ``mailbox``; the run's counts.
+
+    ``stored``: which of some Message-IDs are stored already — persist's answer (its table), so
+    the command that runs a backfill (the console's, ``mailroom mailbox backfill``) passes it."""
     if profile.protocol is not Protocol.IMAP:
         raise ConfigError(f"{mailbox.address}: a backfill needs IMAP (POP3 has no folders and "
                           "no dates to search; live ingest reads everything a POP3 server keeps)")
@@ -294,40 +285,10 @@ def backfill(settings: Settings, conn: psycopg.Connection, mailbox: Mailbox, pro
         printer.show(progress, final=not progress.total)
         for work in works:
             if work.uids:
-                backfill_folder(job, client, work, since, progress, printer,
-                                lambda ids: stored_message_ids(conn, ids), batch)
+                backfill_folder(job, client, work, since, progress, printer, stored, batch)
             else:
                 advance(conn, job.mailbox_id, work.folder.name, since, 0, 0, 0, 0,
                         finished=True)
         if progress.total:
             printer.show(progress, final=True)
     return progress
-
-
-def register(mb: argparse._SubParsersAction) -> None:
-    p = mb.add_parser("backfill", help="import a mailbox's existing mail (every monitored "
-                      "folder, received since DATE): no flags changed, the live checkpoint "
-                      "left alone, what is stored skipped; run it again to resume")
-    p.add_argument("mailbox", help="address or id")
-    p.add_argument("--since", required=True, type=date.fromisoformat,
-                   help="ISO date: mail the server received on or after it")
-    p.add_argument("--batch", type=int, default=BATCH, help="messages per fetch")
-    p.set_defaults(func=mailbox_backfill)
-
-
-def mailbox_backfill(settings: Settings, args: argparse.Namespace) -> int:
-    codec = Codec.from_settings(settings)
-    producer = make_producer(settings, client_id="mailroom-backfill")
-    try:
-        with connect(settings) as conn, connect(settings, autocommit=True) as blob_conn:
-            mailbox = store.mailbox(conn, args.mailbox)
-            profile = store.profile(conn, mailbox.profile_id)
-            blobs = BlobStore(blob_conn)
-            progress = backfill(settings, conn, mailbox, profile, args.since, codec=codec,
-                                producer=producer, put_blob=blobs.put, out=sys.stdout,
-                                batch=args.batch)
-    finally:
-        producer.close()
-    print(f"backfill of {mailbox.address} since {args.since}: {progress.published:,} "
-          f"published, {progress.skipped:,} already stored")
-    return 0

@@ -15,7 +15,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from ingest import announce, backfill, bulk, credentials, probe, rekey, store
+from ingest import announce, bulk, credentials, probe, rekey, store
 from ingest.model import (
     DEFAULT_KEYWORD,
     DEFAULT_PORTS,
@@ -122,7 +122,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     pw.add_argument("--password-env", help="environment variable holding the new password")
     pw.set_defaults(func=mailbox_set_password)
     bulk.register(mb)
-    backfill.register(mb)
     mb.add_parser("rotate-key", help="re-encrypt every stored credential under "
                   "MAILROOM_SECRET_KEY (old keys in MAILROOM_SECRET_KEY_PREVIOUS still decrypt)"
                   ).set_defaults(func=mailbox_rotate_key)

@@ -467,6 +467,8 @@ class FolderBacklog:
     count: int | None  # messages on the server not yet ingested; None: not measured yet
     oldest: datetime | None  # server arrival date of the oldest of them
     measured_at: datetime | None
+    enabled: bool = True  # the mailbox's: a disabled one's backlog waits on an administrator
+    mailbox_status: str = ""
 
 
 def backlog(conn: psycopg.Connection, mailbox_id: int | None = None) -> list[FolderBacklog]:
@@ -475,11 +477,13 @@ def backlog(conn: psycopg.Connection, mailbox_id: int | None = None) -> list[Fol
     that mailbox's folders."""
     where = "" if mailbox_id is None else "WHERE m.id = %s "
     rows = conn.execute(
-        "SELECT m.id, m.address, c.folder, c.backlog, c.backlog_oldest, c.updated_at "
+        "SELECT m.id, m.address, c.folder, c.backlog, c.backlog_oldest, c.updated_at, "
+        "m.enabled, m.status "
         "FROM ingest_checkpoints c JOIN ingest_mailboxes m ON m.id = c.mailbox_id "
         f"{where}ORDER BY m.address, c.folder", () if mailbox_id is None else (mailbox_id,)
     ).fetchall()
-    return [FolderBacklog(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    return [FolderBacklog(int(r[0]), r[1], r[2], r[3], r[4], r[5], bool(r[6]), str(r[7]))
+            for r in rows]
 
 
 # --- POP3 -------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailroom.commands.run",
     "ingest.commands",
     "mailroom.console.ops.approval",  # after ingest.commands: adds to its `mailbox`
+    "mailroom.console.ops.backfill_command",  # likewise
     "route.commands",
     "mailroom.console.ops.rules_command",  # after route.commands: adds to its `rules`
     "route.privacy_command",

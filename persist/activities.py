@@ -35,6 +35,19 @@ class Stored:
     content_from_this_copy: bool
 
 
+def stored_message_ids(conn: psycopg.Connection, ids: list[str]) -> set[str]:
+    """Those of ``ids`` (normalised Message-IDs, :mod:`mailroom.msgids`) an email activity is
+    stored for — collisions aside — by the Message-ID index: what a backfill need not fetch
+    again (``mailroom mailbox backfill``; the table is persist's, so the read is too)."""
+    if not ids:
+        return set()
+    rows = conn.execute(
+        "SELECT message_id FROM email_activities WHERE message_id = ANY(%s) AND NOT collision",
+        (ids,),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 MAILBOX_COLUMNS = ("activity_id, mailbox_id, accepting_owner, copy_kind, delivery_path, "
                    "forwarded_by")
 PARTY_COLUMNS = "activity_id, role, address, record, name, outcome, detail"

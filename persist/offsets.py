@@ -36,7 +36,8 @@ from mailroom.stage.commit import Batch, as_kafka, seek_to_first
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Fenced", "Keeper", "PostgresCommit", "claim", "store", "stored_offsets"]
+__all__ = ["Fenced", "Keeper", "PostgresCommit", "claim", "committed_offsets", "replace_offsets",
+           "store", "stored_offsets"]
 
 AFTER_APPLY = faults.register(
     "persist:after_apply_before_commit", "batch applied in the transaction, not committed")
@@ -100,6 +101,36 @@ def stored_offsets(conn: psycopg.Connection, group: str) -> dict[tuple[str, int]
         (group,),
     ).fetchall()
     return {(r[0], r[1]): r[2] for r in rows}
+
+
+def committed_offsets(conn: psycopg.Connection, group: str) -> dict[TopicPartition, int]:
+    """The offsets of record of ``group`` (what ``mailroom lag``, ``trace`` and ``replay``
+    read); a claimed row with no offset yet is left out, as Kafka leaves out a partition never
+    committed."""
+    rows = conn.execute(
+        "SELECT topic, partition, next_offset FROM persist_offsets "
+        "WHERE group_id = %s AND next_offset IS NOT NULL", (group,),
+    ).fetchall()
+    return {TopicPartition(r[0], int(r[1])): int(r[2]) for r in rows}
+
+
+def replace_offsets(conn: psycopg.Connection, group: str,
+                    offsets: Mapping[TopicPartition, int]) -> int:
+    """Set ``group``'s offsets (a replay, ``mailroom replay``) under a new fence token, inside
+    the caller's transaction; returns the token. Any older claim can no longer store an offset:
+    a persist process somehow still holding the partitions has its batch rolled back."""
+    row = conn.execute("SELECT nextval('persist_fence_tokens')").fetchone()
+    assert row is not None
+    token = int(row[0])
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO persist_offsets (group_id, topic, partition, next_offset, generation) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (group_id, topic, partition) DO UPDATE "
+            "SET next_offset = excluded.next_offset, generation = excluded.generation, "
+            "updated_at = now()",
+            [(group, tp.topic, tp.partition, offset, token) for tp, offset in offsets.items()],
+        )
+    return token
 
 
 class Keeper(ConsumerRebalanceListener):

@@ -25,6 +25,7 @@ from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.kafka import make_producer
 from mailroom.settings import Settings
+from persist.activities import stored_message_ids
 
 REPO = Path(__file__).resolve().parents[2]
 SINCE = date(2026, 1, 1)
@@ -138,7 +139,8 @@ def run(settings: Settings, db: psycopg.Connection, box: Mailbox,
         return backfill.backfill(
             settings, db, box, store.profile(db, box.profile_id), SINCE,
             codec=Codec.from_settings(settings), producer=producer,
-            put_blob=BlobStore(db).put, out=out or io.StringIO(), batch=2)
+            put_blob=BlobStore(db).put, stored=lambda ids: stored_message_ids(db, ids),
+            out=out or io.StringIO(), batch=2)
     finally:
         producer.close()
 

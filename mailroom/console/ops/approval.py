@@ -30,18 +30,25 @@ class Decided:
     problem: str = ""  # what did not work after the decision was recorded
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def mailbox_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The sub-commands of ingest's ``mailbox`` command, for the console's own to join."""
     mailbox = sub.choices.get("mailbox")
     found = [a for a in (mailbox._actions if mailbox else [])  # noqa: SLF001 - argparse's list
              if isinstance(a, argparse._SubParsersAction)]
     if not found:
-        raise RuntimeError("the 'mailbox' command must be registered before its approval")
+        raise RuntimeError("the 'mailbox' command must be registered before the console's "
+                           "mailbox commands (approve, reject, backfill)")
+    return found[0]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    commands = mailbox_commands(sub)
     for name, func, text in (
         ("approve", _approve, "approve the mailbox's address: its mail is processed (forwards "
          "held for it are sent back to unwrap)"),
         ("reject", _reject, "reject the mailbox's address: its mail is not processed"),
     ):
-        p = found[0].add_parser(name, help=text)
+        p = commands.add_parser(name, help=text)
         p.add_argument("mailbox", help="address or id")
         p.add_argument("--by", default="", help="who decides, for the record (default: the "
                        "operating-system user running this command)")

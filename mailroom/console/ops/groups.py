@@ -3,8 +3,9 @@
 Every stream stage consumes as group ``<topic_prefix>.<stage>`` (:func:`mailroom.stage.group_id`).
 Committed offsets live in Kafka, except persist's: persist keeps them in PostgreSQL
 (``persist_offsets``, written in the same transaction as its records) and copies them to Kafka
-only so standard tools see the stage — so for persist, PostgreSQL is read as the truth and
-Kafka's copy is shown beside it.
+only so standard tools see the stage — so for persist, PostgreSQL is read as the truth (through
+persist's own :func:`persist.offsets.committed_offsets`: the table is persist's) and Kafka's copy
+is shown beside it.
 
 :class:`Cluster` bundles the two clients the tools need, both from :mod:`mailroom.kafka`: an
 admin client and a group-less ``read_committed`` consumer (no group: reading never joins — or
@@ -17,7 +18,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import (
@@ -148,16 +148,6 @@ class Cluster:
                    str(m.get("client_host", "")))
             for m in described.get("members") or []
         ]
-
-
-def db_committed(conn: psycopg.Connection, group: str) -> dict[TopicPartition, int]:
-    """Persist's offsets of record (``persist_offsets``); a claimed row with no offset yet is
-    left out, as Kafka leaves out a partition never committed."""
-    rows = conn.execute(
-        "SELECT topic, partition, next_offset FROM persist_offsets "
-        "WHERE group_id = %s AND next_offset IS NOT NULL", (group,),
-    ).fetchall()
-    return {TopicPartition(r[0], int(r[1])): int(r[2]) for r in rows}
 
 
 def stage_group(settings: Settings, stage: str) -> str:

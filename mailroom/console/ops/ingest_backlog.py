@@ -2,7 +2,8 @@
 
 Ingest has no consumer group; what it has not fetched yet is mail on the servers. Each pass
 records per mailbox folder how many messages lie above its checkpoint and the oldest one's
-date (``ingest_checkpoints.backlog`` / ``backlog_oldest``, :func:`ingest.store.set_backlog`).
+date (:func:`ingest.store.set_backlog`); this reads it back through ingest's own
+:func:`ingest.store.backlog`.
 A folder with a backlog is ``lagging``; one whose mailbox is disabled (nothing will fetch it
 until an administrator acts) is ``stalled``.
 """
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
+
+from ingest import store
 
 
 @dataclass
@@ -29,19 +32,17 @@ class MailboxBacklog:
 
 
 def mailbox_backlog(conn: psycopg.Connection) -> list[MailboxBacklog]:
-    rows = conn.execute(
-        "SELECT m.id, m.address, c.folder, c.backlog, c.backlog_oldest, m.enabled, m.status "
-        "FROM ingest_checkpoints c JOIN ingest_mailboxes m ON m.id = c.mailbox_id "
-        "ORDER BY m.address, c.folder"
-    ).fetchall()
+    """Every measured mailbox folder with its state (ingest's query: its tables)."""
     now = datetime.now(UTC)
     out = []
-    for mid, address, folder, backlog, oldest, enabled, status in rows:
-        behind = bool(backlog)
+    for b in store.backlog(conn):
+        behind = bool(b.count)
         out.append(MailboxBacklog(
-            mailbox_id=int(mid), address=address, folder=folder, backlog=backlog, oldest=oldest,
-            seconds_behind=max(0.0, (now - oldest).total_seconds()) if behind and oldest else 0.0,
-            enabled=bool(enabled), mailbox_status=str(status),
-            status="OK" if not behind else ("lagging" if enabled else "stalled"),
+            mailbox_id=b.mailbox_id, address=b.address, folder=b.folder, backlog=b.count,
+            oldest=b.oldest,
+            seconds_behind=(max(0.0, (now - b.oldest).total_seconds())
+                            if behind and b.oldest else 0.0),
+            enabled=b.enabled, mailbox_status=b.mailbox_status,
+            status="OK" if not behind else ("lagging" if b.enabled else "stalled"),
         ))
     return out

@@ -34,13 +34,13 @@ from mailroom.console.ops.groups import (
     DB_OFFSETS,
     STREAM_STAGES,
     Cluster,
-    db_committed,
     stage_group,
 )
 from mailroom.console.ops.ingest_backlog import MailboxBacklog, mailbox_backlog
 from mailroom.db import connect
 from mailroom.errors import MailroomError
 from mailroom.settings import Settings
+from persist.offsets import committed_offsets
 
 OK, LAGGING, STALLED = "OK", "lagging", "stalled"
 _RANK = {OK: 0, LAGGING: 1, STALLED: 2}
@@ -156,7 +156,7 @@ def sample_group(
     if in_db:
         try:
             with connect(settings) as conn:
-                committed = db_committed(conn, group)
+                committed = committed_offsets(conn, group)
         except MailroomError as exc:
             result.error = str(exc)
             return result

@@ -28,10 +28,11 @@ from kafka import TopicPartition
 from kafka.errors import NoError
 from kafka.structs import OffsetAndMetadata
 
-from mailroom.console.ops.groups import DB_OFFSETS, Cluster, check_stage, db_committed, stage_group
+from mailroom.console.ops.groups import DB_OFFSETS, Cluster, check_stage, stage_group
 from mailroom.db import connect
 from mailroom.errors import ConfigError, MailroomError
 from mailroom.settings import Settings
+from persist import offsets
 
 
 class ReplayRefused(MailroomError):  # noqa: N818 - the name says what happened
@@ -74,7 +75,7 @@ def current_offsets(cluster: Cluster, settings: Settings, stage: str) -> dict[To
     group = stage_group(settings, stage)
     if stage in DB_OFFSETS:
         with connect(settings) as conn:
-            return db_committed(conn, group)
+            return offsets.committed_offsets(conn, group)
     return cluster.kafka_committed(group)
 
 
@@ -134,16 +135,5 @@ def execute(cluster: Cluster, settings: Settings, stage: str, moves: list[Move])
 
 
 def store_fenced(conn: psycopg.Connection, group: str, moves: list[Move]) -> int:
-    """Persist's offsets under a new fence token: any older claim can no longer write."""
-    row = conn.execute("SELECT nextval('persist_fence_tokens')").fetchone()
-    assert row is not None
-    token = int(row[0])
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO persist_offsets (group_id, topic, partition, next_offset, generation) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (group_id, topic, partition) DO UPDATE "
-            "SET next_offset = excluded.next_offset, generation = excluded.generation, "
-            "updated_at = now()",
-            [(group, m.topic, m.partition, m.new, token) for m in moves],
-        )
-    return token
+    """Persist's offsets under a new fence token (persist's own function: its table)."""
+    return offsets.replace_offsets(conn, group, {m.tp: m.new for m in moves})

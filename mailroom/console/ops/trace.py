@@ -10,13 +10,14 @@ Two sources, merged and de-duplicated by the event's own place on the trace topi
 
 - persist's ``message_traces`` table (persist consumes the trace topic into PostgreSQL; it
   outlives the topic's retention);
-- the trace topic itself, only the partitions the keys hash to (the producer's partitioner:
-  murmur2), for what persist has not stored yet or when persist is not running: read from
-  persist's offset of record on each partition (``persist_offsets``, committed in the same
-  transaction as the rows, so every event before it is in the table), else from the beginning.
-  The dashboard tells a story per email page, and a trace topic read from the start is the
-  whole retention of a busy pipeline every time. What persist passed over without a row stays
-  unread there too: mail erased since (``mailroom erase``), and a range a replay skipped.
+- the trace topic itself, only the partitions the keys hash to (the producer's partitioner: murmur2;
+  a record carries the events of one stage's batch that fall in its partition), for what persist has
+  not stored yet or when persist is not running: read from persist's offset of record on each
+  partition (``persist_offsets``, committed in the same transaction as the rows, so every event
+  before it is in the table), else from the beginning. The dashboard tells a story per email page,
+  and a trace topic read from the start is the whole retention of a busy pipeline every time. What
+  persist passed over without a row stays unread there too: mail erased since (``mailroom erase``),
+  and a range a replay skipped.
 
 The raw record an ``unwrapped`` or unwrap ``dead_lettered`` event points to (its source
 coordinates) is read from the raw topic, giving the *fetched* step — which mailbox, folder and
@@ -33,16 +34,17 @@ from typing import Any
 
 import psycopg
 from kafka import KafkaConsumer, TopicPartition
-from kafka.partitioner.default import murmur2
 
 from mailroom import kafka
 from mailroom.codec import Codec
-from mailroom.console.ops.groups import db_committed, stage_group
+from mailroom.console.ops.groups import stage_group
 from mailroom.db import connect
 from mailroom.errors import MailroomError
 from mailroom.records import TraceEvent
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
+from mailroom.tracing import events_of, partition_of
+from persist.offsets import committed_offsets
 
 SCAN_TIMEOUT_S = 20.0
 
@@ -73,9 +75,10 @@ def candidates(name: str) -> set[str]:
     return {n for n in names if n}
 
 
-def partition_of(key: str, partitions: int) -> int:
-    """The partition the default partitioner (Java's and kafka-python's) gives ``key``."""
-    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+def place(topic: str, partition: int, offset: int, index: int) -> str:
+    """An event's place on the trace topic: its record, and its position in the record when
+    the record carries several (the same text from the table and from the topic)."""
+    return f"{topic}/{partition}@{offset}" + (f"#{index}" if index else "")
 
 
 class Tracer:
@@ -93,7 +96,8 @@ class Tracer:
     def from_table(self, conn: psycopg.Connection, names: set[str]) -> dict[str, TraceEvent]:
         rows = conn.execute(
             "SELECT topic, topic_partition, topic_offset, key, stage, event, at, message_id, "
-            "dedupe_key, raw_identity, source_topic, source_partition, source_offset, detail "
+            "dedupe_key, raw_identity, source_topic, source_partition, source_offset, detail, "
+            "topic_index "
             "FROM message_traces WHERE key = ANY(%(n)s) OR message_id = ANY(%(n)s) "
             "OR dedupe_key = ANY(%(n)s) OR raw_identity = ANY(%(n)s)", {"n": list(names)},
         ).fetchall()
@@ -102,14 +106,14 @@ class Tracer:
             event = TraceEvent(key=r[3], stage=r[4], event=r[5], at=r[6], message_id=r[7],
                                dedupe_key=r[8], raw_identity=r[9], source_topic=r[10],
                                source_partition=r[11], source_offset=r[12], detail=r[13] or {})
-            out[f"{r[0]}/{r[1]}@{r[2]}"] = event
+            out[place(r[0], r[1], r[2], r[14])] = event
         return out
 
     def stored_up_to(self, conn: psycopg.Connection) -> dict[TopicPartition, int]:
         """Per trace partition, persist's next offset: the events before it are in the table."""
         topic = self.settings.topic("trace")
         return {tp: offset for tp, offset
-                in db_committed(conn, stage_group(self.settings, "persist")).items()
+                in committed_offsets(conn, stage_group(self.settings, "persist")).items()
                 if tp.topic == topic}
 
     def from_topic(self, names: set[str],
@@ -120,17 +124,19 @@ class Tracer:
         parts = sorted(self.consumer.partitions_for_topic(topic) or [])
         if not parts:
             return {}
-        tps = sorted({TopicPartition(topic, partition_of(n, len(parts))) for n in names},
-                     key=lambda tp: tp.partition)
+        tps = sorted({TopicPartition(topic, partition_of(n.encode("utf-8"), parts))
+                      for n in names}, key=lambda tp: tp.partition)
         found: dict[str, TraceEvent] = {}
         for r in self._scan(tps, start):
-            if r.key is None or r.key.decode("utf-8", "replace") not in names:
+            if r.value is None:
                 continue
             try:
-                found[f"{r.topic}/{r.partition}@{r.offset}"] = self.codec.decode_record(
-                    r.value, TraceEvent)
+                events = events_of(self.codec, r.value)  # a batch holds other keys' events too
             except MailroomError:
                 continue
+            for index, event in enumerate(events):
+                if event.key in names:
+                    found[place(r.topic, r.partition, r.offset, index)] = event
         return found
 
     def _scan(self, tps: list[TopicPartition], start: dict[TopicPartition, int] | None = None,
