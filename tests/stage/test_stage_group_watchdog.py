@@ -1,0 +1,154 @@
+"""A stream-stage process left without partitions while its group has one for it joins again
+(:mod:`mailroom.groupwatch`, asked by the runner after every poll), says not ready meanwhile
+and counts the rejoin; one idle because the group has more members than partitions is left
+alone. On the real broker: a partition added to the input topic is seen by the group's leader
+only at its next metadata refresh (minutes away), so the second process sits without partitions
+until its watchdog makes the group rebalance."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kafka.admin import NewPartitions
+from kafka_helpers import produce, wait_for
+from pipeline_testing import own_schema, own_topics, read_all
+from stage_toy import SPEC, raw
+
+from mailroom import kafka
+from mailroom.codec import Codec
+from mailroom.groupwatch import shares
+from mailroom.settings import Settings
+from mailroom.stage.run import build_runner, watch
+from mailroom.stage.runner import StageRunner
+
+pytestmark = pytest.mark.integration
+
+TOPICS = {"in": 1, "out": 1, "trace": 1, "dlq": 1}
+REJOIN_AFTER_S = 5
+
+
+@pytest.fixture
+def watched_settings(isolated_settings: Settings, unique_name: str) -> Iterator[Settings]:
+    """Own topics (the input with one partition), own schema, a watchdog that looks after
+    ``REJOIN_AFTER_S``."""
+    with own_schema(
+        isolated_settings, f"stagewatch_{unique_name}",
+        kafka_session_timeout_ms=6000,
+        kafka_heartbeat_interval_ms=2000,
+        kafka_unassigned_rejoin_s=REJOIN_AFTER_S,
+        stage_isolation="inline",
+    ) as settings, own_topics(settings, TOPICS):
+        yield settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _readyz(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _rejoins(server: Any) -> float | None:
+    """``mailroom_group_rejoins_total`` as the process's metrics server exports it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics",
+                                timeout=5) as answer:
+        text = answer.read().decode()
+    for line in text.splitlines():
+        if line.startswith('mailroom_group_rejoins_total{stage="toy"}'):
+            return float(line.split()[-1])
+    return None
+
+
+class Process:
+    """A stage runner on a thread with its metrics server, as ``mailroom run`` has it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.runner: StageRunner = build_runner(SPEC, settings)
+        self.server = watch(self.runner, settings)
+        self.exit: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.exit.append(self.runner.run()))
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.runner.stop()
+        self.thread.join(30)
+        if self.server is not None:
+            self.server.shutdown()
+        self.runner.producer.close()
+        self.runner.attempts.conn.close()
+        if self.runner.dead.blobs is not None:
+            self.runner.dead.blobs.conn.close()
+
+
+def _partition_counts(settings: Settings) -> list[int]:
+    """Each member's partition count, as the broker has it."""
+    admin = kafka.make_admin(settings)
+    try:
+        return sorted(m.partitions for m in shares(admin, SPEC.group_id(settings)))
+    finally:
+        admin.close()
+
+
+def test_a_stage_process_without_partitions_joins_again_when_the_group_has_one_for_it(
+    watched_settings: Settings, caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = watched_settings
+    codec = Codec.from_settings(s)
+    caplog.set_level(logging.WARNING, logger="mailroom.groupwatch")
+    topic = s.topic("in")
+    started: list[Process] = []
+    try:
+        a = Process(s.replace(metrics_port=_free_port()))
+        started.append(a)
+        wait_for(lambda: a.runner.status.ready, timeout=60)
+        b = Process(s.replace(metrics_port=_free_port()))
+        started.append(b)
+        port_b = b.runner.settings.metrics_port
+        wait_for(lambda: _partition_counts(s) == [0, 1], timeout=60, every=1)
+
+        # Two members, one partition: B is idle by design, not ready, and stays as it is.
+        assert _readyz(port_b) == 503
+        first = wait_for(lambda: b.runner.watchdog.since, timeout=30)
+        # Its clock starts again once it has looked at the group's size.
+        wait_for(lambda: (b.runner.watchdog.since or 0) >= first + REJOIN_AFTER_S, timeout=60)
+        assert b.runner.watchdog.rejoins == 0 and not b.runner.status.ready
+        assert _partition_counts(s) == [0, 1]
+
+        admin = kafka.make_admin(s)
+        try:
+            admin.create_partitions({topic: NewPartitions(2)})
+            wait_for(lambda: len(admin.describe_topics([topic])[0]["partitions"]) == 2,
+                     timeout=30)  # every broker's metadata knows it
+        finally:
+            admin.close()
+        items = [(raw(n, b"x").identity, codec.encode_record(raw(n, b"x"))) for n in (1, 2)]
+        produce(s, "in", items[:1], partition=0)
+        produce(s, "in", items[1:], partition=1)
+
+        # B joins again: the group shares both partitions, the mail in each is handled.
+        wait_for(lambda: _partition_counts(s) == [1, 1], timeout=90, every=1)
+        outs = wait_for(lambda: (r := read_all(s, "out")) and len(r) >= 2 and r, timeout=60)
+        assert sorted(r.key for r in outs) == sorted(k.encode() for k, _ in items)
+        wait_for(lambda: _readyz(port_b) == 200, timeout=30)
+        assert b.runner.watchdog.rejoins >= 1
+        assert _rejoins(b.server) == b.runner.watchdog.rejoins
+        assert any("joining the group again" in r.getMessage() for r in caplog.records)
+    finally:
+        for process in started:
+            process.stop()
+    assert [p.exit for p in started] == [[0], [0]]
+
