@@ -37,7 +37,7 @@ REDIRECTED = Letter("redirected", JANE, (ALICE,), "Chairs: delivery date?", _at(
                     "Alice, when will the replacement chairs arrive?\nJane")
 
 _OUTCOME = """
-SELECT 'dead letter ' || (detail->>'reason_code'), detail->>'reason'
+SELECT 'a dead letter ' || (detail->>'reason_code'), detail->>'reason'
   FROM message_traces
  WHERE stage = 'unwrap' AND event = 'dead_lettered'
    AND detail->>'reason' LIKE %s
@@ -49,7 +49,7 @@ SELECT 'email activity #' || id, coalesce(correlation_method, '')
 
 @dataclass(frozen=True)
 class Outcome:
-    where: str  # "dead letter auth_failed", "email activity #16"
+    where: str  # "a dead letter auth_failed", "email activity #16"
     detail: str
 
 
@@ -135,20 +135,23 @@ def show(settings: Settings, children: Children, timeout_s: float) -> list[str]:
 
 
 def _describe(found: Outcome, seconds: float) -> list[str]:
-    lines = [f"    the redirect reached the pipeline in {seconds:.1f} s and became a "
+    lines = [f"    the redirect reached the pipeline in {seconds:.1f} s and became "
              f"{found.where}"]
-    if found.where.startswith("dead letter"):
+    if found.where.startswith("a dead letter"):
         lines += [
             f"      reason: {found.detail}",
-            "      why: the Authentication-Results on it vouch for Jane's original, not for the "
-            "hop from Alice's rule;",
-            "      the local stack's sendmail hands redirects to LMTP and checks nothing, so "
-            "nothing can honestly",
-            "      vouch for it. A real receiving server stamps spf=pass for acme.example on the "
-            "redirect",
-            "      (sieve_redirect_envelope_from = recipient); see docs/forwarding.md. The demo "
-            "keeps the check on",
-            "      (a forward mailbox whose server cannot stamp may opt out: mailroom mailbox "
-            "auth-results ADDRESS off).",
+            "      why: the stamp on it vouches for Jane's original, not for the hop from "
+            "Alice's rule: the local",
+            "      stack's sendmail hands redirects back to LMTP and checks nothing, so nothing "
+            "can honestly vouch",
+            "      for that hop. On a real server the redirect leaves with Alice as envelope "
+            "sender",
+            "      (sieve_redirect_envelope_from = recipient) and the forward mailbox's receiving "
+            "server stamps",
+            "      spf=pass for acme.example (docs/forwarding.md). The demo keeps the check on; "
+            "mailroom dlq list",
+            "      shows the dead letter (a forward mailbox whose server cannot stamp may opt "
+            "out: mailroom mailbox",
+            "      auth-results ADDRESS off).",
         ]
     return lines
