@@ -51,7 +51,7 @@ from psycopg import sql  # noqa: E402
 
 from bench import harness  # noqa: E402
 from bench.labelled import AGENT, CUSTOMERS, OURS, QUEUE, LabelledSet, Message  # noqa: E402
-from ingest import credentials, store  # noqa: E402
+from ingest import announce, credentials, store  # noqa: E402
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol  # noqa: E402
 from mailroom import kafka  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
@@ -115,6 +115,7 @@ class Run:
             self.agent_box = str(store.add_mailbox(conn, Mailbox(
                 AGENT, OwnerKind.USER, pid, "agent", secret, owner_id="u-agent")))
             conn.commit()
+            announce.publish_now(self.settings, conn)  # route reads mailboxes from their topic
         with tempfile.TemporaryDirectory(prefix="mailroom-corr-") as tmp:
             rules = Path(tmp) / "rules.toml"
             rules.write_text(RULES)
