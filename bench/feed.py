@@ -1,16 +1,21 @@
 """bench/feed: what the change feed costs persist, and how fast one relay publishes.
 
-    .venv/bin/python bench/feed.py [N] [ROUNDS]
+    .venv/bin/python bench/feed.py [N] [ROUNDS] [--before MIGRATION ...]
 
 Persist's side: N plans applied in batches of 500 into a fresh scratch schema, with the outbox
 triggers on and off, alternated ROUNDS times (a shared machine drifts; alternating spreads the
-drift over both) — the medians of plans/s and of CPU per plan (persist and its PostgreSQL
-backend). The relay's side: the outbox of the last run with triggers published by one relay to
-a scratch topic on the local broker (acks=all), records/s. Schemas and topic are dropped after.
+drift over both, and every other round runs the arms in reverse order) — the medians of plans/s,
+of CPU per plan (persist and its PostgreSQL backend) and the outbox rows per plan.
+``--before 72`` adds a third arm: the outbox as it was before that migration (the schema
+migrated without it), to measure what a migration changed. The relay's side: the outbox of the
+last run with the current triggers published by one relay to a scratch topic on the local
+broker (acks=all), records/s. Schemas and topic are dropped after.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import sys
 import time
@@ -55,24 +60,41 @@ def relay_run(base, codec, schema: str) -> tuple[int, int, float]:  # type: igno
         admin.close()
 
 
-def main(n: int = 3_000, rounds: int = 3) -> None:
+def outbox_rows(base, schema: str) -> int:  # type: ignore[no-untyped-def]
+    with connect(base, schema=schema) as conn:
+        return conn.execute("SELECT count(*) FROM record_outbox").fetchone()[0]  # type: ignore[index]
+
+
+def main(n: int = 3_000, rounds: int = 3, before: tuple[int, ...] = ()) -> None:
     base = settings_module.load()
     codec = Codec.from_settings(base)
     items = build_items(codec, n)
-    results: dict[bool, list[PersistRun]] = {True: [], False: []}
+    # arm label -> (outbox triggers on, migrations left out)
+    arms: dict[str, tuple[bool, tuple[int, ...]]] = {"without the outbox": (False, ())}
+    if before:
+        arms["with the outbox before " + ", ".join(f"{m:04d}" for m in before)] = (True, before)
+    arms["with the outbox"] = (True, ())
+    results: dict[str, list[PersistRun]] = {label: [] for label in arms}
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
     try:
-        for _ in range(rounds):
-            for outbox in (False, True):
-                results[outbox].append(persist_run(base, codec, items, outbox=outbox,
-                                                   prefix="bench_feed_"))
-        for outbox in (False, True):
-            runs = results[outbox]
-            print(f"persist {'with' if outbox else 'without':>7} the outbox: "
+        for i in range(rounds):
+            for label in list(arms)[::1 if i % 2 == 0 else -1]:
+                outbox, without = arms[label]
+                run = persist_run(base, codec, items, outbox=outbox, without=without,
+                                  prefix="bench_feed_")
+                results[label].append(run)
+                print(f"  {label}: {run.client_ms_per_plan:.3f} ms persist + "
+                      f"{run.server_ms_per_plan:.3f} ms PostgreSQL CPU per plan, "
+                      f"{run.plans_per_s:,.0f} plans/s", flush=True)
+        print(f"load average at end: {os.getloadavg()[0]:.2f}")
+        for label, runs in results.items():
+            print(f"persist {label}: "
                   f"{statistics.median(r.plans_per_s for r in runs):,.0f} plans/s, CPU per plan "
                   f"{statistics.median(r.client_ms_per_plan for r in runs):.2f} ms persist + "
-                  f"{statistics.median(r.server_ms_per_plan for r in runs):.2f} ms PostgreSQL "
+                  f"{statistics.median(r.server_ms_per_plan for r in runs):.2f} ms PostgreSQL, "
+                  f"{outbox_rows(base, runs[-1].schema) / n:.2f} outbox rows per plan "
                   f"(medians of {rounds} runs of {n} plans, batches of {BATCH})")
-        rows, published, rate = relay_run(base, codec, results[True][-1].schema)
+        rows, published, rate = relay_run(base, codec, results["with the outbox"][-1].schema)
         print(f"relay: {rows} outbox rows -> {published} records published at "
               f"{rate:,.0f} records/s (one relay, acks=all)")
     finally:
@@ -80,5 +102,10 @@ def main(n: int = 3_000, rounds: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:]]
-    main(*args)
+    parser = argparse.ArgumentParser(description="What the change feed costs persist.")
+    parser.add_argument("n", nargs="?", type=int, default=3_000, help="plans per run")
+    parser.add_argument("rounds", nargs="?", type=int, default=3, help="runs of each arm")
+    parser.add_argument("--before", type=int, nargs="+", default=[], metavar="MIGRATION",
+                        help="add an arm migrated without these migrations (e.g. 72)")
+    args = parser.parse_args()
+    main(args.n, args.rounds, tuple(args.before))

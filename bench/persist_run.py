@@ -2,16 +2,20 @@
 
 N plans applied by :func:`persist.batch.apply_batch` in batches of 500, one transaction each,
 into a fresh scratch schema (migrated, the tests' reference records loaded, the change feed's
-outbox triggers on or off), timed by the wall clock and by the CPU of this process and of its
+outbox triggers on or off, optionally without some migrations — the schema as an earlier
+release left it), timed by the wall clock and by the CPU of this process and of its
 PostgreSQL backend — CPU per plan holds still on a busy machine, where the rate does not.
 The caller drops the schema (``bench/feed.py`` publishes its outbox first).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 from persistbuild import email, make_plan
@@ -19,7 +23,7 @@ from pipeline_testing import REFERENCE_SQL
 
 from mailroom.codec import Codec
 from mailroom.db import connect
-from mailroom.db.migrate import migrate
+from mailroom.db.migrate import default_directory, migrate
 from mailroom.settings import Settings
 from persist.batch import Item, apply_batch
 
@@ -63,15 +67,28 @@ def disable_outbox(conn) -> None:  # type: ignore[no-untyped-def]
         conn.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER "{trigger}"')
 
 
+def migrate_without(conn, without: Collection[int]) -> None:  # type: ignore[no-untyped-def]
+    """Migrate, leaving out the migrations numbered ``without`` (all of them when empty)."""
+    if not without:
+        migrate(conn)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        for path in default_directory().glob("*.sql"):
+            if int(path.name[:4]) not in without:
+                (Path(folder) / path.name).write_bytes(path.read_bytes())
+        migrate(conn, Path(folder))
+
+
 def persist_run(base: Settings, codec: Codec, items: list[Item], *, outbox: bool,
-                prefix: str = "bench_") -> PersistRun:
-    """Apply ``items`` into a new scratch schema named ``prefix`` + a random suffix."""
+                prefix: str = "bench_", without: Collection[int] = ()) -> PersistRun:
+    """Apply ``items`` into a new scratch schema named ``prefix`` + a random suffix, migrated
+    without the migrations numbered ``without``."""
     schema = prefix + uuid.uuid4().hex[:8]
     with connect(base, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
     try:
         with connect(base, schema=schema) as conn:
-            migrate(conn)
+            migrate_without(conn, without)
             conn.execute(REFERENCE_SQL)
             if not outbox:
                 disable_outbox(conn)
