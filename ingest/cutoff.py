@@ -77,11 +77,12 @@ def record(settings: Settings, codec: Codec, producer: Producer, mailbox: str,
     tracer = Tracer(producer, codec, settings, STAGE)
     n = 0
     for skip in skips:
-        tracer.emit(skip.identity, "skipped", {
+        tracer.add(skip.identity, "skipped", {
             "mailbox": mailbox, "folder": skip.folder, "reason": reason(skip, cutoff),
             "arrived": skip.arrived.isoformat(), "process_from": cutoff.isoformat(),
         }, raw_identity=skip.identity)
         n += 1
     if n:
+        tracer.send()
         producer.flush(timeout=60.0)
     return n

@@ -87,9 +87,10 @@ def publish(
         }
         if not sent.ok:
             detail["error"] = sent.error
-        tracer.emit(raw.identity, "fetched" if sent.ok else "retried", detail,
-                    raw_identity=raw.identity)
+        tracer.add(raw.identity, "fetched" if sent.ok else "retried", detail,
+                   raw_identity=raw.identity)
     try:
+        tracer.send()
         producer.flush(timeout=timeout_s)
     except Exception as exc:  # noqa: BLE001 - the mail is safe; only its trace may be missing
         log.warning("trace events of %d fetched messages not confirmed: %s", len(results), exc)

@@ -40,7 +40,6 @@ from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.db.outage import connected
 from mailroom.errors import MalformedRecordError, TransientError, UnknownSchemaError
-from mailroom.records import TraceEvent
 from mailroom.records.action import Plan
 from mailroom.settings import Settings
 from mailroom.stage.execute import BatchSpec
@@ -48,9 +47,11 @@ from mailroom.stage.run import watch
 from mailroom.stage.runner import StageRunner
 from mailroom.stage.status import StageStatus
 from mailroom.stage.types import UNDECODABLE, Context, Source, Trace, Verdict
+from mailroom.tracing import events_of
 from persist import privacy, traces
 from persist.batch import RETRY_BATCH, Item, Result, apply_batch
 from persist.offsets import PostgresCommit
+from persist.traces import Placed
 
 STAGE = "persist"
 SPEC = BatchSpec(name=STAGE, input_topic="actions", also_reads=("trace",))
@@ -84,7 +85,7 @@ class PersistHandler:
         verdicts: list[Verdict | None] = [None] * len(contexts)
         items: list[Item] = []
         item_at: list[int] = []
-        events: list[tuple[Source, TraceEvent]] = []
+        events: list[Placed] = []
         paused: set[tuple[str, int]] = set()
         for i, context in enumerate(contexts):
             source = context.source
@@ -94,7 +95,8 @@ class PersistHandler:
                 if source.value is None:
                     raise MalformedRecordError("the record has no value (a tombstone)")
                 if source.topic == self.trace_topic:
-                    events.append((source, self.codec.decode_record(source.value, TraceEvent)))
+                    events += [(source, n, e)
+                               for n, e in enumerate(events_of(self.codec, source.value))]
                     verdicts[i] = STORED
                 else:
                     plan = self.codec.decode_record(source.value, Plan)
@@ -110,7 +112,7 @@ class PersistHandler:
             # Erased mail (mailroom erase) is never stored again, whatever a replay brings;
             # claim-check blobs of mail that must not be kept go (persist/privacy.py).
             gone, gone_events = privacy.screen(conn, self.codec, [i.plan for i in items],
-                                               [e for _, e in events])
+                                               [e for _, _, e in events])
             for n in sorted(gone, reverse=True):
                 verdicts[item_at[n]] = _erased(contexts[item_at[n]].source)
                 del items[n], item_at[n]

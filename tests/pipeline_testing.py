@@ -151,6 +151,16 @@ def read_all(settings: Settings, role: str, timeout: float = 10.0) -> list[Any]:
         consumer.close()
 
 
+def read_events(settings: Settings, timeout: float = 10.0) -> list[Any]:
+    """Every trace event now on the trace topic: the events of each record (a record carries a
+    stage's batch of them), in topic order."""
+    from mailroom.codec import Codec
+    from mailroom.tracing import events_of
+
+    codec = Codec.from_settings(settings)
+    return [e for r in read_all(settings, "trace", timeout) for e in events_of(codec, r.value)]
+
+
 def wait_for(what: Callable[[], Any], timeout: float = 30.0, every: float = 0.3) -> Any:
     """``what()``'s first true result, asked every ``every`` seconds; fails after ``timeout``."""
     deadline = time.monotonic() + timeout

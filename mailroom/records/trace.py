@@ -45,3 +45,13 @@ class TraceEvent(AvroMapped):
         set_field(self, "at", utc_millis(self.at))
         # A copy, so a caller's later change to its dict cannot alter a frozen record.
         set_field(self, "detail", {str(k): str(v) for k, v in self.detail.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class TraceBatch(AvroMapped):
+    """The events of one stage's batch whose keys fall in one partition of the trace topic,
+    sent to that partition as one record (:class:`mailroom.tracing.Tracer`)."""
+
+    SCHEMA: ClassVar[str] = "trace_batch"
+
+    events: tuple[TraceEvent, ...] = ()

@@ -3,7 +3,8 @@ wait for the broker's acknowledgement (acks=all) that must come before the unit 
 
 A dead letter's future is kept and waited on: the offset past a record must never be committed
 (in Kafka, or in persist's PostgreSQL transaction) before its dead letter is on the broker.
-Outputs and trace events are covered by the flush.
+Outputs and trace events are covered by the flush; the unit's trace events are gathered and
+sent together just before it (:mod:`mailroom.tracing`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Outbox:
     def send(self, source: Source, verdict: Verdict, attempts: int, arrived_ms: int) -> None:
         """A handled record's trace events, then its outputs (``ok``) or dead letter."""
         for trace in verdict.traces:
-            self.tracer.emit(
+            self.tracer.add(
                 trace.key, trace.event, trace.detail,
                 source=source if trace.from_source else None,
                 message_id=trace.message_id, dedupe_key=trace.dedupe_key,
@@ -56,7 +57,7 @@ class Outbox:
     def dead_letter(self, source: Source, code: str, reason: str, attempts: int) -> None:
         """The dead letter (with the real attempt count) and its ``dead_lettered`` trace event."""
         self._futures.append(self.dead.send(self.stage, code, reason, source, max(attempts, 1)))
-        self.tracer.emit(
+        self.tracer.add(
             source.key_text, "dead_lettered", {"reason_code": code, "reason": reason[:1000]},
             source=source,
         )
@@ -65,6 +66,7 @@ class Outbox:
     def acknowledge(self) -> None:
         """Wait until the broker has everything sent since the last call (raises KafkaError)."""
         timeout = self.settings.kafka_request_timeout_ms / 1000
+        self.tracer.send()  # the unit's events, a record per trace partition
         for future in self._futures:
             future.get(timeout=timeout)
         self._futures.clear()
@@ -73,3 +75,4 @@ class Outbox:
     def discard(self) -> None:
         """Forget the sends of a unit given up (they are sent again when it is redone)."""
         self._futures.clear()
+        self.tracer.discard()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from ingest_helpers import add_mailbox, imap_login, ingestor, message, read_raw, seed_maildir
-from pipeline_testing import read_all
+from pipeline_testing import read_events
 
 from ingest import store
 from ingest.model import AfterIngest, OwnerKind, Protocol
@@ -34,8 +34,7 @@ def _user(settings: Settings) -> tuple[str, str]:
 
 
 def _skips(settings: Settings) -> list[TraceEvent]:
-    codec = Codec.from_settings(settings)
-    events = [codec.decode_record(r.value, TraceEvent) for r in read_all(settings, "trace")]
+    events = read_events(settings)
     return [e for e in events if e.stage == "ingest" and e.event == "skipped"]
 
 

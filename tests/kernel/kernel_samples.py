@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mailroom.records import DeadLetter, Plan, RawMail, Step, TraceEvent
+from mailroom.records import DeadLetter, Plan, RawMail, Step, TraceBatch, TraceEvent
 from mailroom.records.base import AvroRecord
 
 AT = datetime(2026, 11, 27, 9, 30, 15, 123000, tzinfo=UTC)
@@ -57,6 +57,12 @@ def samples() -> list[AvroRecord]:
             source_offset=1234,
             detail={"originals": "2", "why": "forwarded as message/rfc822"},
         ),
+        TraceBatch(events=(
+            TraceEvent(key="x@example.com", stage="route", event="routed", at=AT,
+                       dedupe_key="x@example.com", detail={"rule": "track"}),
+            TraceEvent(key="y@example.com", stage="route", event="skipped", at=AT,
+                       detail={"reason": "automated"}),
+        )),
         DeadLetter(
             stage="unwrap",
             reason_code="mime_unparseable",

@@ -19,7 +19,7 @@ from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 from ops_helpers import stage_env, start_stage
 from persistbuild import email, make_plan
-from pipeline_testing import REFERENCE_SQL, produce, read_all, stop, wait_for
+from pipeline_testing import REFERENCE_SQL, produce, read_all, read_events, stop, wait_for
 
 from mailroom import kafka
 from mailroom.codec import Codec
@@ -188,7 +188,7 @@ def test_unwrap_replayed_from_earliest_consumes_again(ops_settings: Settings) ->
     produce(s, s.topic("raw"), [(r.identity.encode(), codec.encode_record(r)) for r in raws])
 
     def unwrapped_events() -> list[object]:
-        events = [codec.decode_any(r.value) for r in read_all(s, "trace")]
+        events = read_events(s)
         return [e for e in events if e.event == "unwrapped"]
 
     proc = start_stage(s, "unwrap")

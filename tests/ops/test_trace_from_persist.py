@@ -13,10 +13,11 @@ from pipeline_testing import produce
 
 from mailroom.codec import Codec
 from mailroom.console.ops.groups import stage_group
-from mailroom.console.ops.trace import Tracer, partition_of
+from mailroom.console.ops.trace import Tracer
 from mailroom.db import connect
 from mailroom.records import TraceEvent
 from mailroom.settings import Settings
+from mailroom.tracing import partition_of
 
 pytestmark = pytest.mark.integration
 AT = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -25,7 +26,7 @@ AT = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 def events(settings: Settings, key: str, *names: str) -> int:
     """Trace events ``names`` under ``key``, in order on its partition; returns the partition."""
     codec = Codec.from_settings(settings)
-    partition = partition_of(key, settings.topic_partitions)
+    partition = partition_of(key.encode(), list(range(settings.topic_partitions)))
     produce(settings, settings.topic("trace"), [
         (key.encode(), codec.encode_record(TraceEvent(key=key, stage="route", event=name, at=AT)))
         for name in names], partition=partition)
@@ -47,7 +48,8 @@ def test_the_topic_is_read_from_persists_offset(ops_settings: Settings) -> None:
             ("kept-after", f"{s.topic('trace')}/{passed}@1")]
         # Another partition persist never read: the topic from its beginning.
         other = next(f"m{n}@example.com" for n in range(2, 100)
-                     if partition_of(f"m{n}@example.com", s.topic_partitions) != passed)
+                     if partition_of(f"m{n}@example.com".encode(),
+                                     list(range(s.topic_partitions))) != passed)
         events(s, other, "first", "second")
         assert [x.event for x in tracer.story(other)] == ["first", "second"]
     finally:

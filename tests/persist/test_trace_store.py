@@ -16,8 +16,8 @@ pytestmark = pytest.mark.integration
 AT = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
 
-def events(n: int, first: int = 0) -> list[tuple[Source, TraceEvent]]:
-    return [(Source("t.trace", 0, i, b"k", b"", 0),
+def events(n: int, first: int = 0) -> list[traces.Placed]:
+    return [(Source("t.trace", 0, i, b"k", b"", 0), 0,
              TraceEvent(key=f"m{i}@x", stage="route", event="routed", at=AT,
                         message_id=f"m{i}@x", detail={"why": f"rule {i}", "quote": "it's \\ \t"}))
             for i in range(first, first + n)]
@@ -32,6 +32,18 @@ def test_copy_stores_each_event_once(db: psycopg.Connection) -> None:
     rows = db.execute("SELECT count(*), min(detail->>'quote'), max(topic_offset) "
                       "FROM message_traces").fetchone()
     assert rows == (55, "it's \\ \t", 54)
+
+
+def test_the_events_of_one_record_each_have_a_place(db: psycopg.Connection) -> None:
+    # One trace record carries a stage's batch of events: same coordinates, own positions.
+    one_record = [(source, n, event) for n, (source, _, event)
+                  in enumerate((Source("t.trace", 0, 7, b"k", b"", 0), 0, e)
+                               for _, _, e in events(4))]
+    with db.transaction():
+        assert traces.store(db, one_record) == 4
+        assert traces.store(db, one_record) == 0  # delivered again
+    assert db.execute("SELECT array_agg(topic_index ORDER BY topic_index) FROM message_traces "
+                      "WHERE topic_offset = 7").fetchone() == ([0, 1, 2, 3],)
 
 
 def test_a_rolled_back_batch_leaves_nothing(db: psycopg.Connection) -> None:

@@ -23,7 +23,14 @@ from typing import Any
 import pipeline_testing
 import psycopg
 import pytest
-from pipeline_testing import REFERENCE_SQL, own_schema, own_topics, produce, start_stage
+from pipeline_testing import (
+    REFERENCE_SQL,
+    own_schema,
+    own_topics,
+    produce,
+    read_events,
+    start_stage,
+)
 from routebuild import RULES, email
 
 from ingest import announce, credentials
@@ -33,7 +40,6 @@ from mailroom import kafka
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.mailboxes import MailboxDirectory
-from mailroom.records import TraceEvent
 from mailroom.records.action import Plan
 from mailroom.records.email import Email, Markers
 from mailroom.settings import Settings

@@ -11,10 +11,11 @@ from pipeline_testing import read_all
 from stage_toy import SPEC, raw
 
 from mailroom.codec import Codec
-from mailroom.records import DeadLetter, TraceEvent
+from mailroom.records import DeadLetter
 from mailroom.settings import Settings
 from mailroom.stage.run import build_runner
 from mailroom.stage.runner import StageRunner
+from mailroom.tracing import events_of
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,7 @@ def test_good_poison_and_unknown_schema(stage_settings: Settings, codec: Codec, 
     assert committed(s, SPEC.group_id(s))[(s.topic("in"), 0)] == 7
     assert len(read_all(s, "out")) == 3
 
-    traces = [t for t in decoded(codec, read_all(s, "trace")) if isinstance(t, TraceEvent)]
+    traces = [e for r in read_all(s, "trace") for e in events_of(codec, r.value)]
     events = [(t.event, t.source_offset) for t in traces]
     assert ("toyed", 0) in events and ("dead_lettered", 4) in events
     assert ("skipped", 1) in events  # the Rejection's own trace event

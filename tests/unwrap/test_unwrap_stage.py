@@ -19,7 +19,7 @@ from typing import Any
 import pipeline_testing
 import psycopg
 import pytest
-from pipeline_testing import own_schema, own_topics, read_all, stop, wait_for
+from pipeline_testing import own_schema, own_topics, read_all, read_events, stop, wait_for
 
 from ingest import announce, credentials, store
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol

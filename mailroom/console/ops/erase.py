@@ -83,7 +83,8 @@ class Found:
     contact_ids: list[str] = field(default_factory=list)
     attachment_shas: list[str] = field(default_factory=list)  # contents no one else uses
     blob_refs: list[str] = field(default_factory=list)
-    trace_keys: list[tuple[str, int, int]] = field(default_factory=list)  # topic, part., offset
+    # topic, partition, offset, position in the record
+    trace_keys: list[tuple[str, int, int, int]] = field(default_factory=list)
     pending: list[tuple[str, str, str]] = field(default_factory=list)  # persist_pending_plans
     identifiers: set[str] = field(default_factory=set)  # Message-IDs, dedupe keys, raw ids
     counts: dict[str, int] = field(default_factory=dict)  # dependent rows, by table
@@ -131,19 +132,19 @@ def _mentions(address: str) -> re.Pattern[str]:
 
 
 _TRACE_IDS = "SELECT topic, topic_partition, topic_offset, key, message_id, dedupe_key, " \
-             "raw_identity, detail FROM message_traces"
+             "raw_identity, detail, topic_index FROM message_traces"
 
 
 def _traces(conn: psycopg.Connection, found: Found) -> None:
     """Every trace event of the found mail; the identifiers of mail whose trace mentions the
     address join the found ones (twice: a raw identity leads to the events keyed by it)."""
-    rows: dict[tuple[str, int, int], tuple[Any, ...]] = {}
+    rows: dict[tuple[str, int, int, int], tuple[Any, ...]] = {}
     if found.selector.kind == "address":
         word = _mentions(found.selector.value)
         for row in conn.execute(_TRACE_IDS + " WHERE detail::text ILIKE %s",
                                 (f"%{found.selector.value}%",)):
             if word.search(str(row[7])):
-                rows[(row[0], row[1], row[2])] = row
+                rows[(row[0], row[1], row[2], row[8])] = row
     for _ in range(2):
         for row in rows.values():
             found.identifiers.update(i for i in row[3:7] if i)
@@ -152,7 +153,7 @@ def _traces(conn: psycopg.Connection, found: Found) -> None:
             _TRACE_IDS + " WHERE key = ANY(%(i)s) OR message_id = ANY(%(i)s) "
             "OR dedupe_key = ANY(%(i)s)", {"i": ids},
         ):
-            rows[(row[0], row[1], row[2])] = row
+            rows[(row[0], row[1], row[2], row[8])] = row
     for row in rows.values():
         found.identifiers.update(i for i in row[3:7] if i)
         claim = row[7].get("raw_claim_check") if isinstance(row[7], dict) else None
@@ -257,7 +258,7 @@ def execute(conn: psycopg.Connection, codec: Codec, selector: Selector,
         with conn.cursor() as cur:
             cur.executemany(
                 "DELETE FROM message_traces WHERE topic = %s AND topic_partition = %s "
-                "AND topic_offset = %s", found.trace_keys)
+                "AND topic_offset = %s AND topic_index = %s", found.trace_keys)
             cur.executemany(
                 "DELETE FROM persist_pending_plans WHERE dedupe_key = %s AND content_hash = %s "
                 "AND receiving_mailbox = %s", found.pending)
