@@ -31,11 +31,12 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,7 +160,8 @@ def run_pipeline(base: Settings, k: int, mails: list[mailgen.Mail], maker: mailg
         harness.lay(w, warm)
         wait_rows(w.settings, len(warm), WARMUP_TIMEOUT_S, procs)
         run.idle = _idle(procs, infra, w.base)
-        _throughput(run, w, staged, len(warm), procs, infra)
+        with _profiled(procs, args.profile, f"k{k}"):
+            _throughput(run, w, staged, len(warm), procs, infra)
         print(f"  pipeline K={k}: {run.emails_per_s:,.0f} emails/s "
               f"({run.seconds:.1f} s)", flush=True)
         if args.latency_seconds > 0:
@@ -187,6 +189,33 @@ def _idle(procs: harness.StageProcesses, infra: dict[str, list[int]],
     meter = Meter(_with_peers(procs.pids, infra, base)).start()
     time.sleep(IDLE_S)
     return {name: round(u.cpu_s * 1000 / IDLE_S, 1) for name, u in sorted(meter.stop().items())}
+
+
+@contextlib.contextmanager
+def _profiled(procs: harness.StageProcesses, folder: Path | None, label: str) -> Iterator[None]:
+    """py-spy on every stage process (its worker children included) while the block runs."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    spies = [subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
+                               "--rate", "100", "--format", "raw",
+                               "--output", str(folder / f"{label}-{stage}-{n}.txt")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for stage, pids in procs.pids().items() for n, pid in enumerate(pids, 1)]
+    time.sleep(1.0)  # py-spy attaches before the mail is delivered
+    try:
+        yield
+    finally:
+        for s in spies:
+            s.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for s in spies:
+            try:
+                s.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                s.kill()
+        print(f"  profiles: {folder}/{label}-*.txt (raw collapsed stacks)", flush=True)
 
 
 def _throughput(run: PipelineRun, w: harness.World, staged: list[harness.Staged], warm: int,
@@ -262,6 +291,9 @@ def parse_args() -> argparse.Namespace:
                    help="also run each stage alone draining a full input topic")
     p.add_argument("--keep", action="store_true",
                    help="keep the runs' schemas, topics and mail users (for a look afterwards)")
+    p.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                   help="py-spy each stage's process tree during the throughput phase: one "
+                        "file of raw collapsed stacks per stage process in DIR")
     p.add_argument("--log-dir", type=Path, default=None,
                    help="stage logs (default: <state dir>/bench)")
     args = p.parse_args()
