@@ -31,7 +31,7 @@ from mailroom.settings import Settings
 
 FORWARD = f"crm-forward@{DOMAIN}"
 #: The environment variable the master user's password travels in (never an argument).
-ADMIN_PASSWORD_ENV = "MAILROOM_DEMO_SIEVE_ADMIN_PASSWORD"
+ADMIN_PASSWORD_ENV = "DEMO_SIEVE_ADMIN_PASSWORD"  # not MAILROOM_*: no setting
 #: The message sent to Alice once her rule is deployed.
 REDIRECTED = Letter("redirected", JANE, (ALICE,), "Chairs: delivery date?", _at(200),
                     "Alice, when will the replacement chairs arrive?\nJane")
