@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/persist.py [N] [--without-outbox]
 
-``--without-outbox`` disables the change feed's outbox triggers (migration 0063) in the scratch
-schema: the difference is what the feed costs persist (``bench/feed.py`` measures both in one
-run, interleaved, and the relay; both measure through ``bench/persist_run.py``).
+``--without-outbox`` disables the change feed's outbox triggers (migrations 0063, 0072) in the
+scratch schema: the difference is what the feed costs persist (``bench/feed.py`` measures both
+in one run, interleaved, and the relay; both measure through ``bench/persist_run.py``).
 
 Real PostgreSQL of the local stack (a scratch schema, dropped afterwards), no broker: this is
 what the database side of a batch costs, which bounds one persist process. It also compares

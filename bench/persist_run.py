@@ -59,7 +59,7 @@ def build_items(codec: Codec, n: int) -> list[Item]:
 
 
 def disable_outbox(conn) -> None:  # type: ignore[no-untyped-def]
-    """Switch the change feed's outbox triggers (migration 0063) off, in this schema only."""
+    """Switch the change feed's outbox triggers (migrations 0063, 0072) off, in this schema only."""
     for table, trigger in conn.execute(
             "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
             "WHERE c.relnamespace = current_schema()::regnamespace "

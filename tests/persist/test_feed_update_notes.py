@@ -81,3 +81,11 @@ def test_a_row_moved_to_another_record_notes_both(notes_db: psycopg.Connection) 
     notes_db.execute("UPDATE email_addresses SET record_kind = 'user', record_id = 'bob' "
                      "WHERE address = 'bob@customer.example'")
     assert noted(notes_db) == [("contact", "c-ann")]
+
+
+def test_each_row_of_a_many_row_insert_is_noted(notes_db: psycopg.Connection) -> None:
+    notes_db.execute("INSERT INTO contacts (id, first_name) VALUES ('c-bob', 'Bob'), "
+                     "('c-cy', 'Cy') ON CONFLICT DO NOTHING")
+    notes_db.execute("INSERT INTO contacts (id, first_name) VALUES ('c-bob', 'Bob') "
+                     "ON CONFLICT DO NOTHING")  # inserts nothing: notes nothing
+    assert noted(notes_db) == [("contact", "c-bob"), ("contact", "c-cy")]
