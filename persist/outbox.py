@@ -1,7 +1,7 @@
 """The change feed's outbox in PostgreSQL (``record_outbox``, migration 0063): what is left to
 publish, marking it published, pruning, and the backlog doctor reports.
 
-The rows are written by statement triggers in the transaction that changes a record, so nothing
+The rows are written by triggers (0063, 0072) in the transaction that changes a record, so nothing
 here runs in persist's path; the relay (:mod:`persist.feed`) is the only reader and writer.
 
 Order: rows are read by ``seq`` among those *not yet published*, never "after the last seq
