@@ -23,7 +23,9 @@ every series labelled with ``stage``:
   having committed it;
 - ``mailroom_lag_messages{topic,partition}``: the stage's own lag as its consumer sees it
   (high watermark minus position of each assigned partition);
-- ``mailroom_paused_partitions``: partitions stopped before a record of an unknown schema.
+- ``mailroom_paused_partitions``: partitions stopped before a record of an unknown schema;
+- ``mailroom_group_rejoins_total``, ``mailroom_group_unassigned_seconds``: the group watchdog's
+  (:mod:`mailroom.groupwatch`), exported on the same registry by the stage's runner.
 """
 
 from __future__ import annotations
