@@ -165,24 +165,34 @@ def add_mailboxes(conn: psycopg.Connection, profile: Profile, boxes: list[Mailbo
 
 
 def mailboxes(conn: psycopg.Connection, *, runnable_only: bool = False,
-              ids: Iterable[int] | None = None) -> list[Mailbox]:
+              ids: Iterable[int] | None = None, owner_kind: OwnerKind | None = None,
+              via: int | None = None) -> list[Mailbox]:
     """Every mailbox; ``runnable_only``: those ingest polls — enabled, approved and direct (a
     mailbox "via forward mailbox X" is never logged in to: its mail arrives through X);
-    ``ids``: only those (a look-up by key, not a scan of every mailbox)."""
+    ``ids``: only those (a look-up by key, not a scan of every mailbox); ``owner_kind``: only
+    that kind's; ``via``: only those whose mail arrives through that forward mailbox."""
     where = ["enabled AND approved AND via_mailbox_id IS NULL"] if runnable_only else []
     params: list[object] = []
     if ids is not None:
         where.append("id = ANY(%s)")
         params.append(list(ids))
+    if owner_kind is not None:
+        where.append("owner_kind = %s")
+        params.append(owner_kind.value)
+    if via is not None:
+        where.append("via_mailbox_id = %s")
+        params.append(via)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    folder_clause = "WHERE mailbox_id = ANY(%s)" if ids is not None else ""
+    picked = ids is not None or owner_kind is not None or via is not None
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"SELECT * FROM ingest_mailboxes {clause} ORDER BY id",
                            params).fetchall()
         folders: dict[int, list[Folder]] = {}
+        # A selection reads only its own mailboxes' folders; the whole list reads them all.
+        folder_clause = "WHERE mailbox_id = ANY(%s)" if picked else ""
         for f in cur.execute(f"SELECT * FROM ingest_folders {folder_clause} "
-                             "ORDER BY mailbox_id, position", params[-1:] if ids is not None
-                             else []):
+                             "ORDER BY mailbox_id, position",
+                             [[r["id"] for r in rows]] if picked else []):
             folders.setdefault(f["mailbox_id"], []).append(
                 Folder(f["name"], Direction(f["direction"]))
             )

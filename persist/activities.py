@@ -48,6 +48,18 @@ def stored_message_ids(conn: psycopg.Connection, ids: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+def last_forward_arrivals(conn: psycopg.Connection, mailbox_id: str) -> dict[str, datetime]:
+    """{forwarder: newest arrival} of the mail stored as received through forward mailbox
+    ``mailbox_id`` (``mailroom rules status``: a forwarder whose mail stopped)."""
+    rows = conn.execute(
+        "SELECT m.forwarded_by, max(COALESCE(a.received_at, a.created_at)) "
+        "FROM activity_mailboxes m JOIN email_activities a ON a.id = m.activity_id "
+        "WHERE m.mailbox_id = %s AND m.forwarded_by <> '' GROUP BY m.forwarded_by",
+        (mailbox_id,),
+    ).fetchall()
+    return {str(r[0]): r[1] for r in rows if r[1] is not None}
+
+
 MAILBOX_COLUMNS = ("activity_id, mailbox_id, accepting_owner, copy_kind, delivery_path, "
                    "forwarded_by")
 PARTY_COLUMNS = "activity_id, role, address, record, name, outcome, detail"

@@ -71,10 +71,7 @@ def forwarders(conn: psycopg.Connection, forward: Mailbox,
                only: Sequence[str] = ()) -> list[Mailbox]:
     """The mailboxes whose mail arrives via ``forward`` (``only``: those addresses, each of
     which must be one of them)."""
-    rows = conn.execute("SELECT id FROM ingest_mailboxes WHERE via_mailbox_id = %s",
-                        (forward.id,)).fetchall()
-    boxes = sorted(store.mailboxes(conn, ids=[int(r[0]) for r in rows]),
-                   key=lambda m: m.address)
+    boxes = sorted(store.mailboxes(conn, via=forward.id), key=lambda m: m.address)
     if not only:
         return boxes
     wanted = {a.strip().lower() for a in only if a.strip()}

@@ -1,12 +1,13 @@
 """When mail last arrived through each user's forwarding rule, and whose rule looks broken.
 
-Read from the records: the newest email received in the forward mailbox that unwrap attributed
-to the user (``activity_mailboxes.forwarded_by`` is the user's id, or ``queue:<id>``). A rule
-cannot be watched directly — a server that stops forwarding says nothing — but its silence
-shows beside the others: a user whose mail stopped while the others' kept arriving has a
-broken rule (deleted by the user, deactivated by another script, a changed password on a
-server that checks it, a full quota). A forward mailbox where *nobody's* mail arrives is
-ingest's problem, not a rule's, and is reported elsewhere.
+Read from the records through persist's own query
+(:func:`persist.activities.last_forward_arrivals`): the newest email received in the forward
+mailbox that unwrap attributed to the user (``activity_mailboxes.forwarded_by`` is the user's
+id, or ``queue:<id>``). A rule cannot be watched directly — a server that stops forwarding says
+nothing — but its silence shows beside the others: a user whose mail stopped while the others'
+kept arriving has a broken rule (deleted by the user, deactivated by another script, a changed
+password on a server that checks it, a full quota). A forward mailbox where *nobody's* mail
+arrives is ingest's problem, not a rule's, and is reported elsewhere.
 
 The comparison uses arrival times only, so it needs no clock and no state of its own: a user
 is *silent* when their newest arrival (or none at all) is more than :data:`SILENT_AFTER` older
@@ -23,17 +24,10 @@ import psycopg
 from ingest import store
 from ingest.model import Mailbox, OwnerKind
 from mailroom.console.ops.rule_deploy import forwarders
+from persist.activities import last_forward_arrivals
 
 #: How far behind the others a user's mail may fall before the rule is called broken.
 SILENT_AFTER = timedelta(days=2)
-
-_LAST_ARRIVALS = """
-SELECT m.forwarded_by, max(COALESCE(a.received_at, a.created_at))
-  FROM activity_mailboxes m
-  JOIN email_activities a ON a.id = m.activity_id
- WHERE m.mailbox_id = %s AND m.forwarded_by <> ''
- GROUP BY m.forwarded_by
-"""
 
 
 @dataclass(frozen=True)
@@ -58,8 +52,7 @@ def forwarder_key(m: Mailbox) -> str:
 
 def last_arrivals(conn: psycopg.Connection, forward: Mailbox) -> dict[str, datetime]:
     """{forwarder key: newest arrival} of the mail received through ``forward``."""
-    rows = conn.execute(_LAST_ARRIVALS, (str(forward.id),)).fetchall()
-    return {str(r[0]): r[1] for r in rows if r[1] is not None}
+    return last_forward_arrivals(conn, str(forward.id))
 
 
 def last_arrival(arrivals: dict[str, datetime], m: Mailbox) -> datetime | None:
@@ -86,10 +79,9 @@ def silent(users: list[Mailbox], arrivals: dict[str, datetime],
 def silent_everywhere(conn: psycopg.Connection,
                       after: timedelta = SILENT_AFTER) -> list[tuple[str, Silence]]:
     """(forward mailbox address, silence) for every forward mailbox (for doctor)."""
-    rows = conn.execute("SELECT id FROM ingest_mailboxes WHERE owner_kind = 'forward' "
-                        "ORDER BY address").fetchall()
     out = []
-    for forward in store.mailboxes(conn, ids=[int(r[0]) for r in rows]):
+    forwards = store.mailboxes(conn, owner_kind=OwnerKind.FORWARD)
+    for forward in sorted(forwards, key=lambda m: m.address):
         users = forwarders(conn, forward)
         if len(users) > 1:
             out += [(forward.address, s)
