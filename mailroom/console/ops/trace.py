@@ -85,12 +85,38 @@ class Tracer:
     def __init__(self, settings: Settings, codec: Codec) -> None:
         self.settings = settings
         self.codec = codec
-        config = kafka.consumer_config(settings, "unused", client_id="mailroom-trace")
-        config["group_id"] = None
-        self.consumer = KafkaConsumer(**config)
+        self._consumer: KafkaConsumer | None = None
+        # kafka-python keeps metadata of the assigned topics only: once the raw topic is
+        # assigned, asking the trace topic's partitions again fetches every topic's metadata
+        # (a shared broker's thousands of partitions, a quarter of a second each time).
+        self._partitions: dict[str, list[int]] = {}
+
+    @property
+    def consumer(self) -> KafkaConsumer:
+        """Made at first use: a story persist's table tells alone connects to no broker."""
+        if self._consumer is None:
+            config = kafka.consumer_config(self.settings, "unused", client_id="mailroom-trace")
+            config["group_id"] = None
+            self._consumer = KafkaConsumer(**config)
+        return self._consumer
 
     def close(self) -> None:
-        self.consumer.close()
+        if self._consumer is not None:
+            self._consumer.close()
+
+    def partitions(self, topic: str) -> list[int]:
+        if topic not in self._partitions:
+            found = sorted(self.consumer.partitions_for_topic(topic) or [])
+            if not found:
+                return []  # not there yet: ask again next time
+            self._partitions[topic] = found
+        return self._partitions[topic]
+
+    def trace_ends(self) -> dict[TopicPartition, int]:
+        """The trace topic's end offset per partition (for :meth:`story`'s ``ends``)."""
+        topic = self.settings.topic("trace")
+        tps = [TopicPartition(topic, p) for p in self.partitions(topic)]
+        return dict(self.consumer.end_offsets(tps)) if tps else {}
 
     # --- sources ---------------------------------------------------------------------------
     def from_table(self, conn: psycopg.Connection, names: set[str]) -> dict[str, TraceEvent]:
@@ -117,15 +143,21 @@ class Tracer:
                 if tp.topic == topic}
 
     def from_topic(self, names: set[str],
-                   start: dict[TopicPartition, int] | None = None) -> dict[str, TraceEvent]:
+                   start: dict[TopicPartition, int] | None = None,
+                   ends: dict[TopicPartition, int] | None = None) -> dict[str, TraceEvent]:
         """The events under ``names`` on the trace topic, each partition read from ``start``
-        (where it has one) or from its beginning."""
+        (where it has one) or from its beginning; with ``ends`` (every trace partition's end
+        offset), a partition ``start`` has reached is not read at all."""
         topic = self.settings.topic("trace")
-        parts = sorted(self.consumer.partitions_for_topic(topic) or [])
+        parts = sorted(tp.partition for tp in ends) if ends else self.partitions(topic)
         if not parts:
             return {}
         tps = sorted({TopicPartition(topic, partition_of(n.encode("utf-8"), parts))
                       for n in names}, key=lambda tp: tp.partition)
+        if ends:  # no stored offset: from the beginning, of which there is nothing before 0
+            tps = [tp for tp in tps if (start or {}).get(tp, 0) < ends.get(tp, 1)]
+            if not tps:
+                return {}
         found: dict[str, TraceEvent] = {}
         for r in self._scan(tps, start):
             if r.value is None:
@@ -168,15 +200,22 @@ class Tracer:
         return None
 
     # --- the story -------------------------------------------------------------------------
-    def story(self, name: str) -> list[Step]:
+    def story(self, name: str, conn: psycopg.Connection | None = None,
+              ends: dict[TopicPartition, int] | None = None) -> list[Step]:
+        """``conn``: a connection to read persist's tables on (left open), else one of its
+        own. ``ends``: every trace partition's end offset as the caller read it a moment ago
+        (the dashboard, once for all its viewers): where persist has stored up to it the topic
+        is not read — events sent since that reading may be missing, as they would be a
+        moment earlier."""
         names = candidates(name)
         events: dict[str, TraceEvent] = {}
         stored: dict[TopicPartition, int] = {}
-        conn: psycopg.Connection | None = None
-        try:
-            conn = connect(self.settings)
-        except MailroomError:
-            conn = None  # no database: the topic alone
+        own = conn is None
+        if own:
+            try:
+                conn = connect(self.settings)
+            except MailroomError:
+                conn = None  # no database: the topic alone
         try:
             if conn is not None:
                 # Before the table is read: whatever is below these offsets is in it by then.
@@ -184,29 +223,34 @@ class Tracer:
             for _ in range(2):  # the name, then the identities its events link to
                 if conn is not None:
                     events.update(self.from_table(conn, names))
-                events.update(self.from_topic(names, stored))
+                events.update(self.from_topic(names, stored, ends))
                 linked = {v for e in events.values()
                           for v in (e.key, e.dedupe_key, e.raw_identity) if v}
                 if linked <= names:
                     break
                 names |= linked
         finally:
-            if conn is not None:
+            if own and conn is not None:
                 conn.close()
         steps = [Step(e.at, e.stage, e.event, e.key, dict(e.detail), where)
                  for where, e in events.items()]
         # Ingest emits its own "fetched" event; the raw record stands in only where it did not
         # (older records, or a trace event lost with a crash before it was sent).
         traced = {e.key for e in events.values() if e.stage == "ingest"}
-        steps.extend(s for s in self.fetched_steps(events.values()) if s.key not in traced)
+        steps.extend(s for s in self.fetched_steps(events.values(), traced)
+                     if s.key not in traced)
         return sorted(steps, key=lambda s: (s.at, s.where))
 
-    def fetched_steps(self, events: Any) -> list[Step]:
+    def fetched_steps(self, events: Any, traced: set[str] | None = None) -> list[Step]:
+        """The *fetched* step from the raw record an event points to — not read for a raw
+        identity in ``traced`` (ingest's own event tells it: no read of the raw topic)."""
         raw_topic = self.settings.topic("raw")
         seen: set[tuple[int, int]] = set()
         out = []
         for e in events:
             if e.source_topic != raw_topic or e.source_partition is None:
+                continue
+            if traced and (e.raw_identity or e.key) in traced:
                 continue
             at = (e.source_partition, e.source_offset)
             if at in seen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mailroom.console.web.charts import timeline
@@ -84,7 +85,7 @@ def email(app: Dashboard, request: Request) -> Response:
              ("Correlation", e.correlation_method or "new thread"), *refused,
              ("Regarding", _regarding(e.regarding)),
              ("Flags", _flags(e))]
-    steps = app.tracers.story(e.dedupe_key)
+    steps = app.tracers.story(e.dedupe_key, partial(app.db, autocommit=True))
     dl = tag("dl", join(tag("dt", k) + tag("dd", v) for k, v in facts))
     parties = table(("Role", "Address", "Record", "Outcome"), e.parties, id="parties")
     body = join([dl, tag("h2", "Parties"), parties, tag("h2", "Trace"), _trace(steps)])
@@ -113,7 +114,8 @@ def case(app: Dashboard, request: Request) -> Response:
             c.originating_activity_id else None
     if c is None:
         return Response(page("No such case", "", who=request.session), 404)
-    steps = app.tracers.story(origin.dedupe_key) if origin else ([], "")
+    steps = (app.tracers.story(origin.dedupe_key, partial(app.db, autocommit=True)) if origin
+             else ([], ""))
     facts = [("Title", c.title), ("Status", status(c.status)), ("Customer", c.customer),
              ("Queue", c.queue_id), ("Created", c.created_at), ("Reopened", c.reopened_count)]
     body = join([
