@@ -3,18 +3,22 @@
     .venv/bin/python bench/web.py [VIEWERS] [ROUNDS] [--think S]   # default 50, 10, 0 s
 
 Starts ``mailroom web`` as its own process on 127.0.0.1 over a scratch schema and topics of the
-local stack, seeded like the demo but bigger: 2,000 email activities with their cases
-(route's plans applied by persist's batch apply), 10 mailboxes, 40 dead letters, a day of stage
-samples. The server logs in to PostgreSQL as the dashboard's own role (a login user in
-``mailroom_web``, made for the run), as a deployment's does. Then VIEWERS threads — each its
-own account session and keep-alive connection — load every page ROUNDS times (the mailboxes,
-stages, stage history, arrivals, dead letters, emails, one email with its trace — each viewer
-its own —, cases, a search), all at once, each waiting ``--think`` seconds after a page before
-the next (0: none — every viewer always has a request in flight). Prints p50 / p90 / p99 per
-page and overall; everything it made is dropped afterwards. Loopback only; bounded in requests
-and time. ``--profile FILE`` records the server with py-spy during the pages; ``--baseline
-DIR`` then loads the same pages from another checkout's dashboard (a git worktree of an older
-commit) in the same run, against the same data.
+local stack, seeded like the demo but bigger: 2,000 email activities with their cases (route's
+plans applied by persist's batch apply), each with its raw record and its trace (ingest's,
+unwrap's, route's and persist's events, sent by the stages' emitter and stored by the real
+``mailroom run persist``, which is then stopped at the topic's end: persist current), 10
+mailboxes, 40 dead letters, a day of stage samples. The server logs in to PostgreSQL as the
+dashboard's own role (a login user in ``mailroom_web``, made for the run), as a deployment's
+does. Then VIEWERS threads — each its own account session and keep-alive connection — load every
+page ROUNDS times (the mailboxes, stages, stage history, arrivals, dead letters, emails, one
+email with its trace — each viewer its own —, cases, a search), all at once, each pausing after
+a page before the next — a pause drawn from S/2 to 3S/2 for ``--think S`` (also before its first
+page, so the viewers do not click in step); 0: none, every viewer always has a request in
+flight. Prints p50 / p90 / p99 per page and overall, and the server's CPU time per page;
+everything it made is dropped afterwards. Loopback only; bounded in requests and time.
+``--profile FILE`` records the server with py-spy during the pages; ``--baseline DIR`` then
+loads the same pages from another checkout's dashboard (a git worktree of an older commit) in
+the same run, against the same data.
 
 The machine is shared and its load moves the figures, so each run measures its own yardstick
 first: the same viewers loading the stylesheet (the same server, HTTP stack and threads; no
@@ -29,6 +33,7 @@ import contextlib
 import http.client
 import logging
 import os
+import random
 import re
 import signal
 import statistics
@@ -38,13 +43,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
+
+import psutil
 
 _REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(_REPO)
 sys.path.insert(1, str(_REPO / "tests"))
 
+from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from persistbuild import email, make_plan  # noqa: E402
 from pipeline_testing import REFERENCE_SQL  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
@@ -53,15 +62,19 @@ from ingest import credentials, store  # noqa: E402
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
 from mailroom.codec import Codec  # noqa: E402
+from mailroom.console.ops.groups import stage_group  # noqa: E402
 from mailroom.console.web import accounts  # noqa: E402
 from mailroom.db import connect  # noqa: E402
 from mailroom.db.migrate import migrate  # noqa: E402
 from mailroom.deadletters import DeadLetterWriter  # noqa: E402
-from mailroom.kafka import make_admin, make_producer  # noqa: E402
+from mailroom.kafka import consumer_config, make_admin, make_producer  # noqa: E402
+from mailroom.records.raw import RawMail  # noqa: E402
 from mailroom.settings import Settings, env_name  # noqa: E402
 from mailroom.stage.types import Source  # noqa: E402
 from mailroom.topics import ensure_topics, topic_specs  # noqa: E402
+from mailroom.tracing import Tracer  # noqa: E402
 from persist.batch import Item, apply_batch  # noqa: E402
+from persist.offsets import committed_offsets  # noqa: E402
 
 ACTIVITIES = 2_000
 MAILBOXES = 10
@@ -109,13 +122,103 @@ def seed(settings: Settings, codec: Codec) -> int:
     return int(activity)
 
 
+def seed_traces(settings: Settings, codec: Codec, env: dict[str, str]) -> int:
+    """Each activity's journey as a running pipeline leaves it: its raw record on the raw
+    topic; ingest's, unwrap's, route's and persist's trace events sent by the stages' own
+    emitter (a record per trace partition per unit of 100 emails, as a stage's unit sends
+    them); then the real ``mailroom run persist`` until it has stored every event
+    (``message_traces``) and its offsets reach the trace topic's end — persist current, as
+    in the demo. Returns the events sent."""
+    with connect(settings) as conn:
+        emails = conn.execute("SELECT dedupe_key, message_id FROM email_activities "
+                              "ORDER BY id").fetchall()
+        boxes = [r[0] for r in conn.execute("SELECT id::text FROM ingest_mailboxes")]
+    raw_topic, sent = settings.topic("raw"), 0
+    producer = make_producer(settings)
+    try:
+        tracers = {stage: Tracer(producer, codec, settings, stage)
+                   for stage in ("ingest", "unwrap", "route", "persist")}
+        for first in range(0, len(emails), 100):
+            unit = []
+            for n, (dedupe_key, message_id) in enumerate(emails[first:first + 100], first):
+                content = (f"Message-ID: <{message_id}>\r\nSubject: Issue {n}\r\n\r\n"
+                           + "x" * 2000).encode()
+                raw = RawMail(mailbox_id=boxes[n % len(boxes)],
+                              mailbox_address=f"box{n % len(boxes)}@acme.example",
+                              owner_kind="queue", folder="INBOX", direction="incoming",
+                              protocol="imap", fetched_at=datetime.now(UTC),
+                              size=len(content), uidvalidity=1, uid=n + 1, content=content,
+                              server_date=datetime.now(UTC))
+                unit.append((dedupe_key, message_id, raw, producer.send(
+                    raw_topic, key=raw.identity.encode(), value=codec.encode_record(raw))))
+            for dedupe_key, message_id, raw, future in unit:
+                meta = future.get(timeout=30)
+                source = Source(raw_topic, meta.partition, meta.offset, raw.identity.encode(),
+                                None, meta.timestamp)
+                tracers["ingest"].add(raw.identity, "fetched", {
+                    "mailbox": raw.mailbox_address, "folder": "INBOX",
+                    "direction": "incoming", "size": str(raw.size), "claim_check": "no"},
+                    raw_identity=raw.identity)
+                tracers["unwrap"].add(dedupe_key, "unwrapped", {
+                    "copy_kind": "original", "original": "1 of 1",
+                    "mailbox": f"{raw.mailbox_address} (queue {raw.mailbox_id})"},
+                    source=source, message_id=message_id, dedupe_key=dedupe_key,
+                    raw_identity=raw.identity)
+                tracers["route"].add(dedupe_key, "routed", {
+                    "00 autoreply": "no: no auto-reply header", "01 filters": "pass",
+                    "02 correlation": "new thread", "steps": "activity, parties, case"},
+                    message_id=message_id, dedupe_key=dedupe_key)
+                tracers["persist"].add(dedupe_key, "persisted", {"activity": "stored"},
+                                       dedupe_key=dedupe_key)
+                sent += 4
+            for tracer in tracers.values():
+                tracer.send()
+        producer.flush(30)
+    finally:
+        producer.close()
+    persist = subprocess.Popen([str(Path(sys.executable).parent / "mailroom"), "run",
+                                "persist"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        ends = end_offsets(settings, settings.topic("trace"))
+        deadline = time.monotonic() + 300
+        while True:
+            with connect(settings) as conn:
+                stored = committed_offsets(conn, stage_group(settings, "persist"))
+            if all(stored.get(tp, -1) >= end for tp, end in ends.items()):
+                break
+            if time.monotonic() > deadline or persist.poll() is not None:
+                raise SystemExit(f"persist did not store the trace: {stored} of {ends}")
+            time.sleep(0.5)
+    finally:
+        persist.send_signal(signal.SIGTERM)
+        persist.wait(60)
+    return sent
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    config = consumer_config(settings, "unused")
+    config["group_id"] = None
+    consumer = KafkaConsumer(**config)
+    try:
+        return consumer.end_offsets([TopicPartition(topic, p)
+                                     for p in range(settings.topic_partitions)])
+    finally:
+        consumer.close()
+
+
 class Viewer(threading.Thread):
     """One person: logs in, then loads every page ``rounds`` times on one connection."""
 
     def __init__(self, url: str, account: str, pages: list[str], rounds: int,
-                 deadline: float, start: threading.Barrier, think_s: float = 0.0) -> None:
+                 deadline: float, start: threading.Barrier, think_s: float = 0.0,
+                 seed: int = 0) -> None:
         super().__init__(daemon=True)
         self.think_s = think_s
+        # People neither start nor click in step: each pause is drawn from S/2 … 3S/2 (mean
+        # S) and the first page comes after a pause too, so the viewers' requests spread over
+        # time as fifty people's would, not fifty at once every S seconds.
+        self.random = random.Random(seed)
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.account, self.pages, self.rounds = account, pages, rounds
@@ -157,6 +260,8 @@ class Viewer(threading.Thread):
             return
         try:
             self.start_line.wait()
+            if self.think_s:
+                time.sleep(self.random.uniform(0, self.think_s))
             for _ in range(self.rounds):
                 for path in self.pages:
                     if time.monotonic() > self.deadline:
@@ -167,7 +272,7 @@ class Viewer(threading.Thread):
                     if status != 200:
                         self.errors.append(f"{path}: {status}")
                     if self.think_s:
-                        time.sleep(self.think_s)
+                        time.sleep(self.random.uniform(self.think_s / 2, self.think_s * 1.5))
         except Exception as exc:  # noqa: BLE001
             self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
@@ -184,22 +289,32 @@ def load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
 
 
+def cpu_s(pid: int) -> float:
+    """The server's CPU time so far (every thread of it: uvicorn's loop, the page threads,
+    the Kafka clients' network threads)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def run_viewers(url: str, pages: Callable[[int], list[str]], viewers: int, rounds: int,
-                think_s: float) -> tuple[list[tuple[str, float]], list[str], float]:
-    """Viewer ``i`` loads ``pages(i)`` ``rounds`` times."""
+                think_s: float, server_pid: int
+                ) -> tuple[list[tuple[str, float]], list[str], float, float]:
+    """Viewer ``i`` loads ``pages(i)`` ``rounds`` times; also returns the server's CPU seconds
+    meanwhile (the logins before the start excluded) — a figure the machine's load moves
+    far less than the page times."""
     deadline = time.monotonic() + DEADLINE_S
     start_line = threading.Barrier(viewers + 1)  # the clock starts when every viewer is in
-    threads = [Viewer(url, f"viewer{i % 4}", pages(i), rounds, deadline, start_line, think_s)
-               for i in range(viewers)]
+    threads = [Viewer(url, f"viewer{i % 4}", pages(i), rounds, deadline, start_line, think_s,
+                      seed=i) for i in range(viewers)]
     for t in threads:
         t.start()
     with contextlib.suppress(threading.BrokenBarrierError):  # a failed login: reported below
         start_line.wait(DEADLINE_S)
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), cpu_s(server_pid)
     for t in threads:
         t.join(DEADLINE_S + 120)
     return ([x for t in threads for x in t.times], [e for t in threads for e in t.errors],
-            time.perf_counter() - began)
+            time.perf_counter() - began, cpu_s(server_pid) - cpu_began)
 
 
 def start_server(env: dict[str, str], checkout: Path | None = None
@@ -242,6 +357,12 @@ def main(viewers: int = 50, rounds: int = 10, think_s: float = 0.0,
         activity = seed(settings, codec)
         print(f"seeded {ACTIVITIES} activities, {MAILBOXES} mailboxes, {DEAD_LETTERS} dead "
               f"letters, a day of stage samples in {time.perf_counter() - started:.0f} s")
+        started = time.perf_counter()
+        events = seed_traces(settings, codec, {**os.environ, **{
+            env_name(k): str(getattr(settings, k))
+            for k in ("database_url", "topic_prefix", "topic_partitions")}})
+        print(f"{events} trace events of the activities stored by persist in "
+              f"{time.perf_counter() - started:.0f} s")
         with connect(base, autocommit=True) as admin:  # the dashboard's role (0065)
             admin.execute(f"CREATE ROLE {login} LOGIN IN ROLE mailroom_web")
         env = {**os.environ, **{env_name(k): str(v) for k, v in {
@@ -257,7 +378,7 @@ def main(viewers: int = 50, rounds: int = 10, think_s: float = 0.0,
         print(f"{viewers} viewers, {rounds} rounds, think time {think_s:g} s")
         print(f"yardstick: the stylesheet, no database ({load()})")
         yardstick = run_viewers(url, lambda i: ["/static/mailroom.css"] * len(pages(i)),
-                                viewers, rounds, think_s)
+                                viewers, rounds, think_s, server.pid)
         report(*yardstick, viewers)
         spy = None
         if profile is not None:
@@ -266,7 +387,7 @@ def main(viewers: int = 50, rounds: int = 10, think_s: float = 0.0,
                                     str(profile), "-r", "50"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         print(f"pages ({load()})")
-        report(*run_viewers(url, pages, viewers, rounds, think_s), viewers)
+        report(*run_viewers(url, pages, viewers, rounds, think_s, server.pid), viewers)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -274,7 +395,8 @@ def main(viewers: int = 50, rounds: int = 10, think_s: float = 0.0,
             old, old_url = start_server(env, baseline)
             try:
                 print(f"pages, the dashboard of {baseline} ({load()})")
-                report(*run_viewers(old_url, pages, viewers, rounds, think_s), viewers)
+                report(*run_viewers(old_url, pages, viewers, rounds, think_s, old.pid),
+                       viewers)
             finally:
                 old.send_signal(signal.SIGTERM)
                 old.wait(60)
@@ -292,11 +414,13 @@ def main(viewers: int = 50, rounds: int = 10, think_s: float = 0.0,
             admin.execute(f"DROP ROLE IF EXISTS {login}")
 
 
-def report(times: list[tuple[str, float]], errors: list[str], took: float, viewers: int) -> None:
+def report(times: list[tuple[str, float]], errors: list[str], took: float, cpu: float,
+           viewers: int) -> None:
     if not times:
         raise SystemExit(f"no page loaded; errors: {errors[:5]}")
     print(f"{len(times)} page loads by {viewers} concurrent viewers in {took:.1f} s "
-          f"({len(times) / took:.1f} pages/s), {len(errors)} errors {errors[:3]}")
+          f"({len(times) / took:.1f} pages/s), {len(errors)} errors {errors[:3]}; "
+          f"server CPU {cpu:.1f} s, {cpu / len(times) * 1000:.1f} ms a page")
     print(f"{'page':<28} {'n':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
     by_page: dict[str, list[float]] = {}
     for path, seconds in times:
