@@ -146,6 +146,14 @@ class Settings:
     claim_check_bytes: int = _setting(
         1024 * 1024, "A record larger than this carries a blob reference instead of the bytes."
     )
+    condemned_blob_grace_hours: int = _setting(
+        168, "Claim-check blobs of mail that must not be kept (a privacy skip, an erasure) are "
+        "deleted by persist once their content was not put for this long and no stored "
+        "attachment or parked plan uses them. Longer than mail can be in flight between unwrap "
+        "and persist, so that another email carrying the same file keeps its bytes; it is also "
+        "how long a private email's claim-checked bytes may remain (docs/privacy.md). Default: "
+        "7 days, as long as the stream topics keep the parsed email anyway."
+    )
 
     schemas_dir: str = _setting(
         "", "Folder of the Avro schemas (<name>.v<N>.avsc). Empty: the schemas shipped with "

@@ -69,6 +69,7 @@ class PersistHandler:
         self.commit = commit  # its ``conn`` is the connection of now (reopened after outages)
         self.codec = codec
         self.trace_topic = settings.topic("trace")
+        self.blob_grace = privacy.blob_grace(settings)
         self.plans = 0  # applied (or dead-lettered by the database): the stage's output count
         self.traces = 0
 
@@ -112,7 +113,7 @@ class PersistHandler:
             # Erased mail (mailroom erase) is never stored again, whatever a replay brings;
             # claim-check blobs of mail that must not be kept go (persist/privacy.py).
             gone, gone_events = privacy.screen(conn, self.codec, [i.plan for i in items],
-                                               [e for _, _, e in events])
+                                               [e for _, _, e in events], self.blob_grace)
             for n in sorted(gone, reverse=True):
                 verdicts[item_at[n]] = _erased(contexts[item_at[n]].source)
                 del items[n], item_at[n]

@@ -1,6 +1,7 @@
 """Persist's privacy pass over a batch (persist/privacy.py) on a real schema: erased plans and
 trace events found in one look-up under the shared erasure lock, and the claim-check blobs of
-mail that must not be kept deleted unless a stored attachment uses them."""
+mail that must not be kept condemned unless a stored attachment uses them (when condemned blobs
+go: test_blob_grace.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from mailroom.records import TraceEvent
 from mailroom.records.email import Attachment, Markers
 from persist import privacy
 from route.plan import plan as route_plan
+
+
+def _condemned(db: psycopg.Connection, ref: str) -> bool | None:
+    """None: the blob is gone."""
+    row = db.execute("SELECT condemned_at IS NOT NULL FROM blobs WHERE sha256 = %s",
+                     (ref,)).fetchone()
+    db.commit()
+    return None if row is None else bool(row[0])
 
 
 def _list(db: psycopg.Connection, digests: dict[str, str]) -> None:
@@ -46,7 +55,7 @@ def test_erased_plans_and_events_are_found_in_one_batch(db: psycopg.Connection,
     assert held == (1,), "the erasure lock is held shared for the batch"
 
 
-def test_blobs_of_skipped_private_mail_go_unless_stored_mail_uses_them(
+def test_blobs_of_skipped_private_mail_are_condemned_unless_stored_mail_uses_them(
     db: psycopg.Connection, codec: Codec,
 ) -> None:
     store = BlobStore(db)
@@ -64,13 +73,11 @@ def test_blobs_of_skipped_private_mail_go_unless_stored_mail_uses_them(
         sorted((lonely, shared)))
     with db.transaction():
         assert privacy.screen(db, codec, [skip], []) == (set(), set())
-    assert not store.exists(lonely)
-    assert store.exists(shared), "a stored attachment still uses it"
-    assert db.execute("SELECT count(*) FROM blob_chunks WHERE sha256 = %s",
-                      (lonely,)).fetchone() == (0,)
+    assert _condemned(db, lonely) is True, "kept for the grace: mail in flight may carry it"
+    assert _condemned(db, shared) is False, "a stored attachment still uses it"
 
 
-def test_a_dropped_erased_plan_takes_its_blobs_along(db: psycopg.Connection,
+def test_a_dropped_erased_plan_condemns_its_blobs(db: psycopg.Connection,
                                                      codec: Codec) -> None:
     store = BlobStore(db)
     ref = store.put(b"erased attachment " * 30_000)
@@ -82,4 +89,4 @@ def test_a_dropped_erased_plan_takes_its_blobs_along(db: psycopg.Connection,
     _list(db, {erasure.id_digest("gone@customer.example"): "id"})
     with db.transaction():
         assert privacy.screen(db, codec, [replayed], [])[0] == {0}
-    assert not store.exists(ref)
+    assert _condemned(db, ref) is True

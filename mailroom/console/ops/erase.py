@@ -8,9 +8,14 @@ What an erasure covers, found in PostgreSQL (:func:`find`):
   failures and collision notes (``ON DELETE CASCADE``);
 - the cases those activities opened, and contacts persist created for the address;
 - attachment contents no remaining activity uses, and their blobs; the raw mail's claim-check
-  blob when unwrap's trace names one;
+  blob when unwrap's trace names one; the blobs of its parked plans;
 - every trace event of the mail — by its Message-ID, dedupe key or raw identity, and by address
   any event whose detail mentions it (then everything of that mail too) — and parked plans.
+
+Blobs go persist's way (:mod:`persist.privacy`): condemned, and deleted in the erasure's own
+transaction when their content was not put for ``condemned_blob_grace_hours`` — no mail still in
+flight can carry them — or else by persist's first batch after that time (``blobs_due_by``): an
+email with the same file between unwrap and persist keeps its bytes.
 
 Then, in the same transaction (:func:`execute`), the erasure list (:mod:`mailroom.erasure`)
 gains the digests of every identifier found (and of the address), so route and persist never
@@ -29,6 +34,7 @@ import getpass
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -39,7 +45,8 @@ from mailroom.codec import Codec
 from mailroom.errors import ConfigError, MalformedRecordError, UnknownSchemaError
 from mailroom.msgids import normalise_message_id
 from mailroom.records.action import Plan
-from persist.privacy import forget_blobs
+from mailroom.settings import Settings
+from persist.privacy import blob_grace, claimed_blobs, forget_blobs, sweep_blobs
 
 SELECTORS = ("message_id", "address")
 
@@ -89,6 +96,10 @@ class Found:
     identifiers: set[str] = field(default_factory=set)  # Message-IDs, dedupe keys, raw ids
     counts: dict[str, int] = field(default_factory=dict)  # dependent rows, by table
     kept: list[str] = field(default_factory=list)  # imported records that still name it
+    # Set by execute: the blobs deleted at once, and when persist deletes the rest at the latest
+    # (their content was put within the grace: mail in flight may carry it).
+    blobs_deleted: list[str] = field(default_factory=list)
+    blobs_due_by: datetime | None = None
 
     def digests(self) -> dict[str, str]:
         """digest → kind, for the erasure list."""
@@ -112,7 +123,9 @@ class Found:
                 "counts": self.summary(), "activity_ids": self.activity_ids,
                 "case_ids": self.case_ids, "case_titles_erased": self.cases_kept,
                 "contact_ids": self.contact_ids,
-                "blob_refs": self.blob_refs, "kept": self.kept}
+                "blob_refs": self.blob_refs, "blobs_deleted": self.blobs_deleted,
+                "blobs_due_by": self.blobs_due_by.isoformat() if self.blobs_due_by else None,
+                "kept": self.kept}
 
 
 def _activities(conn: psycopg.Connection, s: Selector) -> list[tuple[int, str, str | None]]:
@@ -168,14 +181,18 @@ def _pending(conn: psycopg.Connection, codec: Codec, found: Found) -> None:
         "SELECT dedupe_key, content_hash, receiving_mailbox, plan FROM persist_pending_plans"
     ):
         hit = key in found.identifiers
-        if not hit and found.selector.kind == "address":
-            try:
-                hit = bool(erasure.plan_digests(codec.decode_record(bytes(encoded), Plan))
-                           & digests)
-            except (MalformedRecordError, UnknownSchemaError):
-                hit = False
+        if not hit and found.selector.kind != "address":
+            continue
+        try:
+            plan: Plan | None = codec.decode_record(bytes(encoded), Plan)
+        except (MalformedRecordError, UnknownSchemaError):
+            plan = None
+        if not hit and plan is not None:
+            hit = bool(erasure.plan_digests(plan) & digests)
         if hit:
             found.pending.append((key, chash, mailbox))
+            if plan is not None:  # never stored: its attachments' blobs are known only here
+                found.blob_refs.extend(claimed_blobs(codec, plan))
 
 
 def _count(conn: psycopg.Connection, table: str, ids: list[int]) -> int:
@@ -230,9 +247,10 @@ def _delete(conn: psycopg.Connection, sql: str, params: Iterable[Any]) -> None:
 
 
 def execute(conn: psycopg.Connection, codec: Codec, selector: Selector,
-            requested_by: str = "") -> tuple[int, Found]:
+            requested_by: str = "", grace: timedelta | None = None) -> tuple[int, Found]:
     """Erase in one transaction (committed here); returns the audit record's id and what
-    was removed."""
+    was removed. ``grace``: the blobs' (None: the setting's default)."""
+    grace = blob_grace(Settings()) if grace is None else grace
     with conn.transaction():
         # Exclusive: waits for persist batches in flight; later ones see the list.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (erasure.LOCK_ID,))
@@ -247,7 +265,8 @@ def execute(conn: psycopg.Connection, codec: Codec, selector: Selector,
         _delete(conn, "DELETE FROM email_activities WHERE id = ANY(%s)", [ids])
         _delete(conn, "DELETE FROM attachment_contents WHERE sha256 = ANY(%s)",
                 [found.attachment_shas])
-        # Persist's way: a blob a remaining attachment still uses stays (content-addressed).
+        # Persist's way: a blob a remaining attachment still uses stays (content-addressed);
+        # the others are condemned, and swept below once the parked plans are gone too.
         forget_blobs(conn, found.blob_refs)
         if found.contact_ids:
             _delete(conn, "DELETE FROM email_addresses WHERE record_kind = 'contact' "
@@ -262,6 +281,7 @@ def execute(conn: psycopg.Connection, codec: Codec, selector: Selector,
             cur.executemany(
                 "DELETE FROM persist_pending_plans WHERE dedupe_key = %s AND content_hash = %s "
                 "AND receiving_mailbox = %s", found.pending)
+        _sweep(conn, found, grace)
         row = conn.execute(
             "INSERT INTO erasures (selector_kind, selector_digest, requested_by, counts, "
             "activity_ids, case_ids, contact_ids, blob_refs) VALUES (%s, %s, %s, %s, %s, %s, "
@@ -276,6 +296,16 @@ def execute(conn: psycopg.Connection, codec: Codec, selector: Selector,
                 "ON CONFLICT (digest) DO NOTHING",
                 [(d, kind, row[0]) for d, kind in sorted(found.digests().items())])
     return int(row[0]), found
+
+
+def _sweep(conn: psycopg.Connection, found: Found, grace: timedelta) -> None:
+    """Delete the condemned blobs no mail in flight can carry (any that are due, not only this
+    erasure's); note when persist deletes the rest of this erasure's at the latest."""
+    found.blobs_deleted = sorted(set(sweep_blobs(conn, grace, limit=None))
+                                 & set(found.blob_refs))
+    row = conn.execute("SELECT max(last_referenced_at) FROM blobs WHERE sha256 = ANY(%s) "
+                       "AND condemned_at IS NOT NULL", (found.blob_refs,)).fetchone()
+    found.blobs_due_by = row[0] + grace if row and row[0] is not None else None
 
 
 def history(conn: psycopg.Connection, limit: int = 20) -> list[tuple[Any, ...]]:

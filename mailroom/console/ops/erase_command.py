@@ -11,6 +11,7 @@ from mailroom.console.ops.erase import Found, Selector, execute, find, history
 from mailroom.db import connect
 from mailroom.errors import ConfigError
 from mailroom.settings import Settings
+from persist.privacy import blob_grace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +56,15 @@ def render(found: Found) -> str:
     return "\n".join(lines)
 
 
+def blobs_line(found: Found) -> str:
+    line = f"  blobs deleted now: {len(found.blobs_deleted)} of {len(found.blob_refs)}"
+    if found.blobs_due_by is not None:
+        # Put within the grace: an email with the same file may still be in flight.
+        line += (f"; persist deletes the rest by {found.blobs_due_by:%Y-%m-%d %H:%M:%S %Z} "
+                 "unless mail stored or parked since carries them")
+    return line
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
     with connect(settings) as conn:
         if args.history:
@@ -75,11 +85,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             if not args.json:
                 print("dry run: nothing changed (add --execute to erase)")
             return 0
-        erasure_id, found = execute(conn, codec, chosen, args.by)
+        erasure_id, found = execute(conn, codec, chosen, args.by, blob_grace(settings))
         if args.json:
             print(json.dumps({"erasure": erasure_id, **found.as_json()}, indent=2))
         else:
             print(render(found))
+            if found.blob_refs:
+                print(blobs_line(found))
             print(f"erased: audit record {erasure_id} (mailroom erase --history); route and "
                   "persist skip this mail from now on, also in replays")
     return 0
