@@ -4,6 +4,10 @@ stage replayed from the earliest offset: nothing erased comes back, the rest is 
 
 Privacy exclusions ride along: a mail from a domain on the receiving user's never-track list is
 skipped with its reason, and nothing of its content reaches PostgreSQL.
+
+Claim-check blobs of what is skipped or erased are condemned, and go once their content was not
+put for the grace (an hour here): the test moves their clock back, and persist's next batch
+deletes them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from mailroom.settings import Settings
 pytestmark = pytest.mark.integration
 
 CAROL = "carol@customer.example"
+GRACE = {"MAILROOM_CONDEMNED_BLOB_GRACE_HOURS": "1"}  # every process, the CLI's included
 BIG = os.urandom(300 * 1024)  # over unwrap's blob threshold: travels by claim check
 PRIVATE_SCAN = os.urandom(300 * 1024)
 
@@ -68,11 +73,12 @@ MAILS = [
     raw(6, "dave@other.example", "Medical leave", attachment=PRIVATE_SCAN,
         sensitivity="Private"),  # skipped: Sensitivity
 ]
+LATER = raw(7, "dave@other.example", "Dave's third")  # a batch after the grace
 
 
 def mailroom(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     out = subprocess.run([str(Path(sys.executable).with_name("mailroom")), *args],
-                         env=stage_env(s), capture_output=True, text=True, timeout=120)
+                         env=stage_env(s, **GRACE), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out
 
@@ -81,6 +87,12 @@ def scalar(db: psycopg.Connection, sql: str, *params: object) -> object:
     row = db.execute(sql, params).fetchone()
     db.commit()
     return row[0] if row else None
+
+
+def condemned(db: psycopg.Connection, sha256: str) -> bool:
+    """The blob is still there, condemned."""
+    return scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = %s AND condemned_at IS NOT "
+                  "NULL", sha256) == 1
 
 
 def activities(db: psycopg.Connection) -> list[str]:
@@ -98,7 +110,7 @@ def traces_mentioning(db: psycopg.Connection, *needles: str) -> int:
 
 
 def run_pipeline(s: Settings, db: psycopg.Connection, until: object) -> None:
-    procs = [start_stage(s, stage) for stage in ("unwrap", "route", "persist")]
+    procs = [start_stage(s, stage, **GRACE) for stage in ("unwrap", "route", "persist")]
     try:
         wait_for(until, timeout=120)
         with Cluster(s) as cluster:
@@ -137,7 +149,7 @@ def test_erased_mail_never_comes_back_after_replaying_every_stage(ops_settings: 
         assert "Private" in str(sensitive)
         assert traces_mentioning(db, "Medical leave") == 0  # attachment names: docs/privacy.md
         private_blob = hashlib.sha256(PRIVATE_SCAN).hexdigest()
-        assert scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = %s", private_blob) == 0
+        assert condemned(db, private_blob), "kept for the grace: mail in flight may carry it"
         blob = scalar(db, "SELECT blob_ref FROM attachment_contents WHERE blob_ref IS NOT NULL")
         assert blob and scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = %s", blob) == 1
         assert traces_mentioning(db, CAROL) > 0
@@ -152,10 +164,11 @@ def test_erased_mail_never_comes_back_after_replaying_every_stage(ops_settings: 
 
         out = mailroom(s, "erase", "--address", CAROL, "--execute", "--by", "dpo").stdout
         assert "erased: audit record" in out
+        assert "blobs deleted now: 0 of 1; persist deletes the rest by" in out
         mailroom(s, "erase", "--message-id", "<order-3@Customer.Example>", "--execute")
         assert activities(db) == ["order-4@customer.example"]
         assert traces_mentioning(db, CAROL, "order-1@", "order-2@", "order-3@") == 0
-        assert scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = %s", blob) == 0
+        assert condemned(db, blob), "unwrap put it a moment ago"
         assert scalar(db, "SELECT count(*) FROM activity_parties WHERE address = %s", CAROL) == 0
         audit = db.execute("SELECT selector_kind, requested_by, counts, activity_ids "
                            "FROM erasures ORDER BY id").fetchall()
@@ -185,7 +198,20 @@ def test_erased_mail_never_comes_back_after_replaying_every_stage(ops_settings: 
         assert traces_mentioning(db, "private.example", "Secret plan", "eve@") == 0
         assert scalar(db, "SELECT count(*) FROM activity_parties WHERE address = %s", CAROL) == 0
         assert scalar(db, "SELECT count(*) FROM attachment_contents") == 0
-        assert scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = ANY(%s)",
-                      [blob, private_blob]) == 0, "unwrap stored them again; persist removed them"
+        assert condemned(db, blob) and condemned(db, private_blob), "unwrap stored them again"
         assert scalar(db, "SELECT count(*) FROM message_traces") > before_traces, "replayed"
+
+        # The grace runs out (their clock moved back past it); persist's next batch, of any
+        # mail, deletes them with their chunks.
+        db.execute("UPDATE blobs SET last_referenced_at = last_referenced_at - interval "
+                   "'2 hours' WHERE sha256 = ANY(%s)", ([blob, private_blob],))
+        db.commit()
+        produce(s, s.topic("raw"), [(LATER.identity.encode(), codec.encode_record(LATER))])
+        later = ("SELECT count(*) FROM message_traces WHERE stage = 'persist' AND event = "
+                 "'persisted' AND key = 'order-7@customer.example'")
+        run_pipeline(s, db, lambda: scalar(db, later) == 1)
+        assert scalar(db, "SELECT count(*) FROM blobs WHERE sha256 = ANY(%s)",
+                      [blob, private_blob]) == 0, "persist removed them"
+        assert scalar(db, "SELECT count(*) FROM blob_chunks WHERE sha256 = ANY(%s)",
+                      [blob, private_blob]) == 0
     capsys.readouterr()
