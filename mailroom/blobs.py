@@ -14,6 +14,11 @@ the first's outcome), the private chunks are dropped and the existing blob is to
 Either way both callers get the same hash and no error, and a blob that is visible is complete.
 A crash mid-upload rolls the transaction back, leaving nothing behind.
 
+Every put moves ``last_referenced_at``, also when the content is already stored (``touch``):
+it is the clock of condemned blobs (``condemned_at``, set for mail that must not be kept), which
+persist deletes only once their content was not put for a grace (:mod:`persist.privacy`). A put
+that skipped it could let an email still in flight lose its bytes.
+
 Every method runs in ``conn.transaction()``: on an autocommit connection each call is its own
 transaction; inside a caller's transaction it is a savepoint that commits with the caller's.
 """
