@@ -11,6 +11,7 @@ reuses the roles.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import cast
 
@@ -34,6 +35,7 @@ from mailroom.db import connect
 from mailroom.db.migrate import migrate
 from mailroom.settings import Settings
 from persist.offsets import claim
+from persist.privacy import forget_blobs, sweep_blobs
 from route import loader, store
 from unwrap.forwarders import load_aliases
 
@@ -139,6 +141,13 @@ def test_persist_applies_plans_and_touches_nothing_else(
     persist.autocommit = True  # as the runner's attempt counter uses it
     AttemptLog(persist, "g.persist").begin([Start("t.actions", 0, 0, 9)])
     persist.autocommit = False
+    # Blobs of mail not to be kept: condemned, then swept once their grace has run out.
+    with persist.transaction():
+        ref = BlobStore(persist).put(b"a private scan")
+        persist.execute("UPDATE blobs SET last_referenced_at = now() - interval '2 hours' "
+                        "WHERE sha256 = %s", (ref,))
+        forget_blobs(persist, [ref])
+        assert sweep_blobs(persist, timedelta(hours=1)) == [ref]
     assert refused(persist, "UPDATE ingest_mailboxes SET status = 'ok'")
     assert refused(persist, "DELETE FROM users")
     assert refused(persist, "UPDATE route_settings SET token_prefix = 'X'")
