@@ -13,7 +13,7 @@ mailbox configuration from this topic (``mailroom/mailboxes.py``), so what they 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import psycopg
 
@@ -43,6 +43,38 @@ def record(mailbox: Mailbox, profile: Profile) -> MailboxRecord:
         check_auth_results=mailbox.check_auth_results, approval_at=mailbox.approval_at,
         process_from=mailbox.process_from,
     )
+
+
+#: What the other stages decide with (unwrap's forwarders, route's owners): a mailbox whose
+#: topic record differs on one of these is acted on as it was, not as it is. ``status`` and
+#: ``updated_at`` move with every poll problem and decide nothing there.
+DECIDING = ("address", "owner_kind", "owner_id", "via_mailbox_id", "enabled", "approved",
+            "check_auth_results", "approval_at", "process_from", "folders",
+            "outgoing_folders")
+
+
+def drift(conn: psycopg.Connection, published: Mapping[str, MailboxRecord]) -> list[str]:
+    """Where the mailboxes topic (``published``: id → latest record, as the mailbox directory
+    reads it) disagrees with the database on what the other stages decide with: a mailbox
+    saved while the broker was away and never published, a change not published, a mailbox
+    deleted whose record stayed. One line per mailbox; empty when they agree."""
+    profiles = {p.id: p for p in store.profiles(conn)}
+    out: list[str] = []
+    seen: set[str] = set()
+    for m in store.mailboxes(conn):
+        assert m.id is not None
+        seen.add(str(m.id))
+        now = record(m, profiles[m.profile_id])
+        was = published.get(str(m.id))
+        if was is None:
+            out.append(f"{m.address}: not on the topic")
+            continue
+        differs = [f for f in DECIDING if getattr(was, f) != getattr(now, f)]
+        if differs:
+            out.append(f"{m.address}: {', '.join(differs)} differ")
+    out += [f"{r.address} (id {mid}): on the topic, not in the database"
+            for mid, r in sorted(published.items()) if mid not in seen]
+    return out
 
 
 def key(mailbox_id: int | str) -> bytes:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from psycopg.conninfo import conninfo_to_dict
 
+from mailroom.errors import MailroomError
 from mailroom.settings import Settings
 
 Level = Literal["OK", "WARN", "FAIL"]
@@ -239,6 +240,7 @@ def check_database(settings: Settings) -> Iterator[Finding]:
         else:
             yield Finding("OK", "migrations", "current")
         yield _check_feed(conn)
+        yield from _check_directory(settings, conn)
         yield from _check_mailboxes(settings, conn)
         yield from _check_forward_rules(conn)
 
@@ -264,6 +266,34 @@ def _check_feed(conn: Any) -> Finding:
         return Finding("WARN", "feed", f"behind: {figures}",
                        "see the feed relay's log (broker reachable? the records topic created?)")
     return Finding("OK", "feed", figures)
+
+
+def _check_directory(settings: Settings, conn: Any) -> Iterator[Finding]:
+    """Unwrap and route know the mailboxes from their topic only: one saved while the broker
+    was away, or changed without being published, is acted on as the topic has it."""
+    from ingest import announce
+    from mailroom.mailboxes import MailboxDirectory
+
+    directory = MailboxDirectory(settings)
+    try:
+        published = directory.sync()
+    except MailroomError as exc:
+        yield Finding("WARN", "directory", f"cannot read the mailboxes topic: {exc}",
+                      "start Kafka, then `mailroom topics create`")
+        return
+    finally:
+        directory.close()
+    drifted = announce.drift(conn, published)
+    if not drifted:
+        yield Finding("OK", "directory", f"the mailboxes topic agrees with the database "
+                                         f"({len(published)} mailbox(es))")
+        return
+    shown = "; ".join(drifted[:5]) + (f"; and {len(drifted) - 5} more" if len(drifted) > 5
+                                      else "")
+    yield Finding("WARN", "directory",
+                  f"{len(drifted)} mailbox(es) differ between the database and the mailboxes "
+                  f"topic, which unwrap and route read: {shown}",
+                  "run `mailroom mailbox publish` (Kafka must be reachable)")
 
 
 def _check_mailboxes(settings: Settings, conn: object) -> Iterator[Finding]:
