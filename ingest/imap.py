@@ -142,6 +142,7 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
         else:
             fetched = _fetch(job, ledger, client, folder.name, uidvalidity, group)
         raws = []
+        late: list[cutoff_mod.Skip] = []
         for uid in group:
             if fetched is None:  # dead-lettered (unfetchable or too large): passed
                 progress.pass_over(uid)
@@ -150,9 +151,23 @@ def sync_folder(job: Job, client: IMAPClient, folder: Folder, batch_size: int) -
             content = data.get(b"BODY[]")
             if content is None:  # expunged meanwhile by another client: nothing to keep
                 continue
+            arrived = internaldate(data.get(b"INTERNALDATE"))
+            if uid in suspects and cutoff_mod.too_early(arrived, cutoff):
+                # A suspect's arrival was not read before (the FETCH of sizes and dates is
+                # what failed): judged now, by the date its own FETCH brought.
+                assert arrived is not None and cutoff is not None
+                late.append(cutoff_mod.Skip(imap_message(job, folder.name, uidvalidity,
+                                                         uid).identity,
+                                            folder.name, arrived, "INTERNALDATE"))
+                progress.pass_over(uid)
+                continue
             progress.send(uid)
             raws.append(job.raw(folder, bytes(content), uidvalidity=uidvalidity, uid=uid,
-                                server_date=internaldate(data.get(b"INTERNALDATE"))))
+                                server_date=arrived))
+        if late:
+            assert cutoff is not None
+            cutoff_mod.record(job.settings, job.codec, job.producer, job.mailbox.address, late,
+                              cutoff)
         for sent in publish(job.settings, job.codec, job.producer, raws, job.put_blob):
             (progress.ack if sent.ok else progress.fail)(sent.raw.uid or 0)
         faults.point(job.settings, AFTER_PUBLISH)

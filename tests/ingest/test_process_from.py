@@ -5,6 +5,7 @@ checkpoint passes a skip, so it is judged (and traced) once."""
 
 from __future__ import annotations
 
+import os
 import poplib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -158,3 +159,40 @@ def test_a_message_pop3_will_not_top_is_counted_and_dead_lettered_not_a_blocked_
     assert letter.reason_code == "unfetchable" and bad_uidl in letter.reason
     assert letter.source_key == f"{mb.id}/pop3/{bad_uidl}".encode()
     assert letter.attempts == db_settings.max_attempts
+
+
+def test_a_suspect_fetched_alone_is_judged_by_its_own_arrival(
+    db_settings: Settings, db: psycopg.Connection, topics: Settings
+) -> None:
+    """One unreadable message fails the FETCH of every message's size and date, so none has an
+    arrival: each becomes a suspect, fetched alone later. The one that arrived before the
+    cut-off is skipped then, by the date its own FETCH brings — not published."""
+    name, password = _user(db_settings)
+    seed_maildir(db_settings, name, [message(i, subject="suspect") for i in (1, 2, 3)])
+    maildir = dovecot.maildir(db_settings, name)
+    files = sorted((maildir / "new").iterdir(), key=lambda p: p.name)
+    early, unreadable, late = files
+    for path, when in ((early, CUTOFF - timedelta(hours=1)),
+                       (unreadable, CUTOFF + timedelta(hours=1)),
+                       (late, CUTOFF + timedelta(hours=2))):
+        os.utime(path, (when.timestamp(), when.timestamp()))  # Maildir: INTERNALDATE is mtime
+    os.chmod(unreadable, 0)
+    mb = add_mailbox(db, db_settings, name, password)
+    assert mb.id is not None
+    store.set_process_from(db, mb.id, CUTOFF)
+    db.commit()
+    ing = ingestor(db_settings, db)
+    ing.run_once()  # the FETCH of sizes and dates fails: a failed pass, every message suspect
+    assert store.checkpoint(db, mb.id, "INBOX").last_uid == 0  # type: ignore[union-attr]
+    # Readable again (Dovecot has moved it to cur/ meanwhile): the suspects are fetched alone.
+    [moved] = [p for p in maildir.glob("*/*") if p.name.startswith(unreadable.name)]
+    os.chmod(moved, 0o600)
+    for _ in range(8):
+        ing.next_poll.clear()
+        ing.run_once()
+        if store.checkpoint(db, mb.id, "INBOX").last_uid == 3:  # type: ignore[union-attr]
+            break
+    assert sorted(r.uid or 0 for r in read_raw(db_settings, 2)) == [2, 3]
+    skips = _skips(db_settings)
+    assert len(skips) == 1 and "before the mailbox's 'process email from'" in \
+        skips[0].detail["reason"]
