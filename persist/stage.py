@@ -111,7 +111,8 @@ class PersistHandler:
         conn = self.commit.conn
         try:
             # Erased mail (mailroom erase) is never stored again, whatever a replay brings;
-            # claim-check blobs of mail that must not be kept go (persist/privacy.py).
+            # claim-check blobs of mail that must not be kept are condemned, and those past
+            # their grace swept (persist/privacy.py).
             gone, gone_events = privacy.screen(conn, self.codec, [i.plan for i in items],
                                                [e for _, _, e in events], self.blob_grace)
             for n in sorted(gone, reverse=True):
