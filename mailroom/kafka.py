@@ -26,6 +26,7 @@ from kafka.errors import KafkaError
 
 from mailroom import groupjoin
 from mailroom.errors import ConfigError
+from mailroom.kafkaadmin import Admin
 from mailroom.settings import CHOICES, Settings
 
 log = logging.getLogger(__name__)
@@ -270,4 +271,6 @@ def make_consumer(
 
 
 def make_admin(settings: Settings, client_id: str = "mailroom-admin") -> KafkaAdminClient:
-    return KafkaAdminClient(**admin_config(settings, client_id))
+    """An admin client whose start-up operations ask another broker when one has died
+    (:mod:`mailroom.kafkaadmin`)."""
+    return Admin(**admin_config(settings, client_id))
