@@ -103,3 +103,43 @@ def test_invalidate_waits_for_the_read_in_flight_and_forgets_it() -> None:
     cache.min_interval_s = 3600  # the read in flight would count as fresh, had it been kept
     calls: list[int] = []
     assert cache.get(recorded(calls, 3)) == 3 and calls == [3]
+
+
+def test_within_stale_s_the_viewer_who_finds_it_old_does_not_wait_either() -> None:
+    cache: Refreshing[int] = Refreshing(min_interval_s=0, stale_s=3600)
+    assert cache.get(lambda: 1) == 1  # the first read: waited for, there is nothing yet
+    slow, first = SlowRead(2), []
+    trigger = in_thread(cache, slow, first)
+    trigger.join(WAIT_S)  # it began the read and went on with the value it found
+    assert not trigger.is_alive() and first == [1]
+    assert slow.started.wait(WAIT_S)
+    calls: list[int] = []
+    assert cache.get(recorded(calls, 3)) == 1 and calls == []  # one read at a time
+    slow.release.set()
+    cache.invalidate()  # waits for the read behind the page to end
+    assert cache.get(recorded(calls, 4)) == 4 and calls == [4]
+
+
+def test_past_stale_s_the_viewer_waits_for_a_fresh_read() -> None:
+    cache: Refreshing[int] = Refreshing(min_interval_s=0, stale_s=0.001)
+    assert cache.get(lambda: 1) == 1
+    threading.Event().wait(0.01)  # older than stale_s now (a bound, not a race: only older)
+    calls: list[int] = []
+    assert cache.get(recorded(calls, 2)) == 2 and calls == [2]
+
+
+def test_a_read_behind_the_page_that_fails_keeps_the_value() -> None:
+    cache: Refreshing[int] = Refreshing(min_interval_s=0, stale_s=3600)
+    assert cache.get(lambda: 1) == 1
+    done = threading.Event()
+
+    def failing() -> int:
+        done.set()
+        raise RuntimeError("the topic is away")
+
+    assert cache.get(failing) == 1  # raised to no viewer
+    assert done.wait(WAIT_S)
+    calls: list[int] = []
+    assert cache.get(recorded(calls, 5)) == 1  # the value it had, not the failure
+    cache.invalidate()  # waits for any read still behind the page to let go
+    assert cache.get(recorded(calls, 6)) == 6

@@ -43,7 +43,8 @@ class LetterCache:
     def __init__(self, settings: Settings, codec: Callable[[], Codec],
                  min_interval_s: float = 5.0) -> None:
         self.settings, self._codec = settings, codec
-        self._found: Refreshing[list[dlq.Letter]] = Refreshing(min_interval_s)
+        self._found: Refreshing[list[dlq.Letter]] = Refreshing(min_interval_s,
+                                                               stale_s=3 * min_interval_s)
 
     def read(self) -> list[dlq.Letter]:
         # After a retry there is no previous read: that page waits for the new one.

@@ -97,7 +97,8 @@ class SampleCache:
     def samples(self, since: timedelta) -> dict[str, list[Sample]]:
         """The same dict object until the next read (:class:`~.memo.Memo` keys charts on it)."""
         with self._lock:
-            found = self._ranges.setdefault(since, Refreshing(self.min_interval_s))
+            found = self._ranges.setdefault(since, Refreshing(
+                self.min_interval_s, stale_s=3 * self.min_interval_s))
         return found.get(lambda: self._read(since))
 
     def _read(self, since: timedelta) -> dict[str, list[Sample]]:

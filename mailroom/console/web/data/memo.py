@@ -10,12 +10,14 @@ it: the next viewer gets the same markup until a new snapshot is read.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Memo(Generic[T]):
@@ -52,10 +54,19 @@ class Refreshing(Generic[T]):
     viewer reads a stale value anew (a second or more under load: a new consumer, a scan), the
     others get the previous value instead of queueing behind it; only when there is none yet
     (the first viewer, or after :meth:`invalidate`) do they wait for the read. A read that
-    raises leaves the previous value in place and raises to its own viewer only."""
+    raises leaves the previous value in place and raises to its own viewer only.
 
-    def __init__(self, min_interval_s: float) -> None:
+    With ``stale_s``, a value younger than that is not read anew by a viewer at all: the viewer
+    who finds it past ``min_interval_s`` starts the read on a thread of its own and gets the
+    value it found, like everyone else — under fifty viewers the one who happened to trigger a
+    refresh waited a second for it, which was the slowest one in a hundred page loads. A value
+    older than ``stale_s`` (nobody looked for a while) is read while the viewer waits, as
+    without it, so no page shows a value older than ``stale_s`` plus a read. A read that raises
+    there is logged and leaves the previous value."""
+
+    def __init__(self, min_interval_s: float, stale_s: float = 0.0) -> None:
         self.min_interval_s = min_interval_s
+        self.stale_s = stale_s
         self._lock = threading.Lock()
         # (read at, value) in one attribute: read without the lock, never torn.
         self._entry: tuple[float, T] | None = None
@@ -64,18 +75,38 @@ class Refreshing(Generic[T]):
         """The value, read anew by ``read()`` if it is older than ``min_interval_s``; the same
         object until then (:class:`Memo` keys charts on it)."""
         entry = self._entry
-        if entry is not None and time.monotonic() - entry[0] < self.min_interval_s:
-            return entry[1]
-        if entry is None:
+        if entry is not None:
+            age = time.monotonic() - entry[0]
+            if age < self.min_interval_s:
+                return entry[1]
+            if not self._lock.acquire(blocking=False):
+                return entry[1]  # another viewer is reading it anew
+            if age < self.stale_s:
+                try:
+                    threading.Thread(target=self._read_behind, args=(read,), daemon=True,
+                                     name="web-refresh").start()
+                except BaseException:
+                    self._lock.release()
+                    raise
+                return entry[1]  # the thread releases the lock
+        else:
             self._lock.acquire()
-        elif not self._lock.acquire(blocking=False):
-            return entry[1]  # another viewer is reading it anew
         try:
             entry = self._entry  # read meanwhile, while this viewer waited?
             if entry is None or time.monotonic() - entry[0] >= self.min_interval_s:
                 value = read()
                 entry = self._entry = (time.monotonic(), value)
             return entry[1]
+        finally:
+            self._lock.release()
+
+    def _read_behind(self, read: Callable[[], T]) -> None:
+        """A read for the viewers to come (the lock is held for it by the viewer who began it)."""
+        try:
+            value = read()
+            self._entry = (time.monotonic(), value)
+        except Exception as exc:  # noqa: BLE001 - the previous value stays; nobody waits for it
+            log.warning("web: refreshing a snapshot failed: %s: %s", type(exc).__name__, exc)
         finally:
             self._lock.release()
 

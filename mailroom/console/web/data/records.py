@@ -156,6 +156,8 @@ class TracerPool:
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(size)
+        # Read by the viewer who finds it old, never behind the page: the read uses that
+        # viewer's reader, whose consumer no other thread may touch meanwhile.
         self._ends: Refreshing[dict[TopicPartition, int]] = Refreshing(ends_max_age_s)
 
     def story(self, dedupe_key: str,

@@ -38,7 +38,9 @@ class StageMonitor:
         self._previous_at = 0.0
         # While one viewer samples the cluster (a second or more under load), the others get
         # the previous sample instead of queueing behind it; only the very first one waits.
-        self._last: Refreshing[StageSnapshot] = Refreshing(min_interval_s)
+        # A snapshot up to three intervals old is read anew behind the page, not before it.
+        self._last: Refreshing[StageSnapshot] = Refreshing(min_interval_s,
+                                                           stale_s=3 * min_interval_s)
 
     def snapshot(self) -> StageSnapshot:
         return self._last.get(self._read)

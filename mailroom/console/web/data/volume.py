@@ -56,7 +56,8 @@ class VolumeMonitor:
         self.settings = settings
         # One viewer reads the changelog (a new consumer: a second or more under load); the
         # others get the previous snapshot meanwhile instead of queueing behind it.
-        self._last: Refreshing[VolumeSnapshot] = Refreshing(min_interval_s)
+        self._last: Refreshing[VolumeSnapshot] = Refreshing(min_interval_s,
+                                                             stale_s=3 * min_interval_s)
 
     @property
     def min_interval_s(self) -> float:
@@ -64,7 +65,7 @@ class VolumeMonitor:
 
     @min_interval_s.setter
     def min_interval_s(self, seconds: float) -> None:
-        self._last.min_interval_s = seconds
+        self._last.min_interval_s, self._last.stale_s = seconds, 3 * seconds
 
     def snapshot(self) -> VolumeSnapshot:
         return self._last.get(self._read)
