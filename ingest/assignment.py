@@ -61,6 +61,9 @@ class Assignment(ConsumerRebalanceListener):
         self.stop = stop or threading.Event()
         self.topic = settings.topic("mailboxes")
         self.view: dict[int, dict[str, MailboxRecord]] = {}  # partition -> mailbox id -> record
+        # The ids in the view, built again only when one comes or goes (most records are a
+        # mailbox's new status): the loop asks at every turn, ten thousand ids each time.
+        self._ids: frozenset[int] | None = None
         self.token: int | None = None
         self.token_owed = False  # assigned while PostgreSQL was away: no token taken yet
         self.connect = connect  # reopens token_conn (autocommit) after an outage; None: never
@@ -87,6 +90,7 @@ class Assignment(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: Any) -> None:
         for tp in revoked:
             self.view.pop(tp.partition, None)
+        self._ids = None
         # The token stands for one assignment; whatever is kept is claimed again under a new one.
         self.token = None
         self.token_owed = False
@@ -100,6 +104,7 @@ class Assignment(ConsumerRebalanceListener):
         tps = sorted(assigned, key=lambda tp: tp.partition)
         for tp in tps:
             self.view.setdefault(tp.partition, {})
+        self._ids = None
         if tps:
             self.consumer.seek_to_beginning(*tps)
         try:
@@ -136,15 +141,21 @@ class Assignment(ConsumerRebalanceListener):
             for r in records:
                 mailbox_id = r.key.decode()
                 if r.value is None:  # tombstone: the mailbox was deleted
-                    part.pop(mailbox_id, None)
+                    if part.pop(mailbox_id, None) is not None:
+                        self._ids = None
                 else:
+                    if mailbox_id not in part:
+                        self._ids = None
                     part[mailbox_id] = self.codec.decode_record(r.value, MailboxRecord)
         self.watchdog.check()
 
-    def mailbox_ids(self) -> set[int]:
+    def mailbox_ids(self) -> frozenset[int]:
         """Every mailbox in the assigned partitions. Whether one is runnable is the database's
-        word (the truth; a record on the topic may lag behind it), not the topic's."""
-        return {int(i) for part in self.view.values() for i in part}
+        word (the truth; a record on the topic may lag behind it), not the topic's. The same
+        object until a mailbox comes or goes (``is`` tells a change)."""
+        if self._ids is None:
+            self._ids = frozenset(int(i) for part in self.view.values() for i in part)
+        return self._ids
 
     def serves(self, mailbox_id: int, token: int, poll: bool = True) -> bool:
         """Between batches: may the pass that claimed ``mailbox_id`` with ``token`` go on?

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import psycopg
 
@@ -18,7 +19,7 @@ from ingest.model import Mailbox
 log = logging.getLogger(__name__)
 
 
-def revive(conn: psycopg.Connection, mine: set[int] | None,
+def revive(conn: psycopg.Connection, mine: AbstractSet[int] | None,
            announce: Callable[[Mailbox, str], None]) -> list[int]:
     """Probe each outage-disabled mailbox (of ``mine``; None: every one) and enable those
     whose server answers; ``announce`` publishes the change. Returns their ids."""

@@ -38,6 +38,7 @@ from imapclient import IMAPClient
 
 from ingest import announce, connect, credentials, failures, idle, imap, pop3, store
 from ingest.assignment import Assignment, Revoked
+from ingest.cadence import Cadence
 from ingest.failures import backoff_s
 from ingest.job import Job
 from ingest.metrics import IngestMetrics
@@ -54,9 +55,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BlobPutter", "Ingestor", "backoff_s", "blob_put", "main", "watch"]
 
-OBSERVE_EVERY_S = 2.0  # per-mailbox gauges are read from the database at most this often
-# The list of runnable mailboxes is read again at most this often while running (ten thousand
-# rows cost ~0.1 s; a round of passes, not every tick); at once when the assignment changes.
+# Per-mailbox gauges are read from the database at most this often.
+OBSERVE_EVERY_S = 2.0
+# The list of runnable mailboxes is read again at most this often while running (a round of
+# passes, not every tick); at once when the assignment changes. Both reads cost in proportion to
+# the mailboxes: past a few thousand they come less often (:mod:`ingest.cadence`).
 REFRESH_EVERY_S = 2.0
 REVOKE_WAIT_S = 60.0  # a rebalance waits this long at most for the passes in hand to stop
 
@@ -89,6 +92,13 @@ class Ingestor:
         self._published = 0  # by the passes of one run_once()
         self._count = threading.Lock()
         self._profiles: dict[int, Profile] = {}
+        # The loop's reads of every mailbox: each within its share of the loop's time.
+        self.list_reads = Cadence(REFRESH_EVERY_S)
+        self.gauge_reads = Cadence(OBSERVE_EVERY_S)
+        self._list_stale = False  # read the list at the next turn (mailboxes re-enabled)
+        # Each mailbox's status as last announced, since the list was read: the list's may be
+        # older than a pass or two, and a status is published once per change, not per pass.
+        self._announced: dict[int, str] = {}
         if assignment is not None:
             # A rebalance must not complete while a pass is in hand: it waits for them to stop.
             assignment.on_revoke = self._passes_stopped
@@ -137,8 +147,12 @@ class Ingestor:
         """Publish a status change to the mailboxes topic (only as a group member: the topic
         exists then). Losing one is repaired by the next change or ``mailbox publish``."""
         assert mailbox.id is not None
-        if self.assignment is None or store.status(self.conn, mailbox.id) == old_status:
+        if self.assignment is None:
             return
+        status = store.status(self.conn, mailbox.id)
+        if status == self._announced.get(mailbox.id, old_status):
+            return
+        self._announced[mailbox.id] = status
         try:
             announce.publish(self.settings, self.conn, self.producer, [mailbox.id], self.codec)
         except Exception as exc:  # noqa: BLE001 - derived data; the database has the truth
@@ -251,17 +265,22 @@ class Ingestor:
     def revive(self) -> None:
         """Re-enable mailboxes an outage disabled, once their server answers again."""
         mine = self.assignment.mailbox_ids() if self.assignment else None
-        self.scheduler.due_now(revive(self.conn, mine, self._announce))
+        revived = revive(self.conn, mine, self._announce)
+        if revived:
+            self.scheduler.due_now(revived)
+            self._list_stale = True  # they are runnable again: in the list at the next turn
 
     def refresh(self) -> None:
         """Read the runnable mailboxes this process serves, and their profiles (one query
         each: never a look-up per mailbox)."""
         mine = self.assignment.mailbox_ids() if self.assignment else None
         read_at = time.monotonic()
+        self._list_stale = False
         self._boxes = [m for m in store.mailboxes(self.conn, runnable_only=True)
                        if mine is None or m.id in mine]
         self._profiles = {p.id: p for p in store.profiles(self.conn) if p.id is not None}
         self.conn.commit()
+        self._announced = {}  # the list has every status as the database had it
         self.scheduler.listed({m.id for m in self._boxes if m.id is not None}, read_at)
 
     def _work(self, mailbox: Mailbox, profile: Profile) -> None:
@@ -309,9 +328,9 @@ class Ingestor:
 
     def run(self) -> None:
         self.idle = True
-        last_revive = last_observe = last_refresh = 0.0
+        last_revive = 0.0
         tick_ms = self.settings.ingest_idle_tick_ms
-        mine: set[int] | None = None
+        mine: frozenset[int] | None = None
         try:
             while not self.stop.is_set():
                 self.metrics.last_loop = time.monotonic()
@@ -322,14 +341,15 @@ class Ingestor:
                         self.assignment.poll(tick_ms)
                     now = time.monotonic()
                     served = self.assignment.mailbox_ids() if self.assignment else None
-                    if now - last_refresh > REFRESH_EVERY_S or served != mine:
-                        self.refresh()
-                        last_refresh, mine = now, served
+                    # A new set of ids: a mailbox came or went (mailbox_ids keeps its object
+                    # otherwise; comparing ten thousand ids at every turn cost more).
+                    if self.list_reads.due() or served is not mine or self._list_stale:
+                        self.list_reads.run(self.refresh)
+                        mine = served
                     self.scheduler.submit(self.scheduler.due(self._boxes, now), self._profiles)
                     self._raise_worker_error()
-                    if time.monotonic() - last_observe > OBSERVE_EVERY_S:
-                        self.observe()
-                        last_observe = time.monotonic()
+                    if self.gauge_reads.due():
+                        self.gauge_reads.run(self.observe)
                     if time.monotonic() - last_revive > self.settings.ingest_revive_interval_s:
                         self.revive()
                         last_revive = time.monotonic()

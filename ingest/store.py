@@ -8,6 +8,7 @@ caller's generation is the mailbox's ``owner_generation`` (see :func:`claim`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -199,7 +200,7 @@ def mailboxes(conn: psycopg.Connection, *, runnable_only: bool = False,
     return [_mailbox(r, folders.get(r["id"], [])) for r in rows]
 
 
-def runnable_ids(conn: psycopg.Connection, among: set[int] | None = None,
+def runnable_ids(conn: psycopg.Connection, among: AbstractSet[int] | None = None,
                  limit: int | None = None) -> list[int]:
     """Ids of the runnable mailboxes (of ``among``; None: all), lowest first, at most
     ``limit``."""
