@@ -2,8 +2,8 @@
 (:mod:`mailroom.groupwatch`, asked by the runner after every poll), says not ready meanwhile
 and counts the rejoin; one idle because the group has more members than partitions is left
 alone. On the real broker: a partition added to the input topic is seen by the group's leader
-only at its next metadata refresh (minutes away), so the second process sits without partitions
-until its watchdog makes the group rebalance."""
+only at its next metadata refresh (minutes away), so the idle process sits without partitions
+until its watchdog makes the group rebalance (without the watchdog, still none after 90 s)."""
 
 from __future__ import annotations
 
