@@ -95,6 +95,7 @@ class Ingestor:
         # The loop's reads of every mailbox: each within its share of the loop's time.
         self.list_reads = Cadence(REFRESH_EVERY_S)
         self.gauge_reads = Cadence(OBSERVE_EVERY_S)
+        self.looks = Cadence(settings.ingest_idle_tick_ms / 1000)  # for due mailboxes
         self._list_stale = False  # read the list at the next turn (mailboxes re-enabled)
         # Each mailbox's status as last announced, since the list was read: the list's may be
         # older than a pass or two, and a status is published once per change, not per pass.
@@ -339,14 +340,19 @@ class Ingestor:
                         # Group membership and mailbox changes; rebalances happen in here (and
                         # wait for the passes in hand: _passes_stopped).
                         self.assignment.poll(tick_ms)
-                    now = time.monotonic()
                     served = self.assignment.mailbox_ids() if self.assignment else None
                     # A new set of ids: a mailbox came or went (mailbox_ids keeps its object
                     # otherwise; comparing ten thousand ids at every turn cost more).
-                    if self.list_reads.due() or served is not mine or self._list_stale:
+                    read = self.list_reads.due() or served is not mine or self._list_stale
+                    if read:
                         self.list_reads.run(self.refresh)
                         mine = served
-                    self.scheduler.submit(self.scheduler.due(self._boxes, now), self._profiles)
+                    # The look for due mailboxes goes over every one of them: once a tick (or
+                    # after a read), not at every turn — the group's poll returns early for any
+                    # record, and in a first round every pass's status change is one.
+                    if read or self.looks.due():
+                        self.looks.run(lambda: self.scheduler.submit(
+                            self.scheduler.due(self._boxes, time.monotonic()), self._profiles))
                     self._raise_worker_error()
                     if self.gauge_reads.due():
                         self.gauge_reads.run(self.observe)

@@ -83,6 +83,8 @@ def test_the_runners_list_read_stretches_with_its_cost(
     try:
         assert ing.list_reads.every_s == REFRESH_EVERY_S
         assert ing.list_reads.share == SHARE
+        # The look for due mailboxes (over every one) comes once a tick, not at every turn.
+        assert ing.looks.every_s == db_settings.ingest_idle_tick_ms / 1000
         ing.list_reads.clock = Clock(1.5)  # as if the read took 1.5 s (a busy database)
         assert ing.list_reads.due()
         ing.list_reads.run(ing.refresh)
