@@ -12,6 +12,7 @@ partitions, and replicas move by reassignment, an operator's decision.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -216,10 +217,16 @@ def ensure_topics(
     return [reports[s.name] for s in specs]
 
 
+def live_brokers(cluster: Mapping[str, Any]) -> int:
+    """The brokers of a ``describe_cluster`` answer that can hold a replica: a broker the
+    controller fenced (dead, not yet removed) is still listed, marked ``is_fenced``."""
+    return sum(1 for b in cluster.get("brokers", []) if not b.get("is_fenced"))
+
+
 def _enough_brokers(admin: KafkaAdminClient, specs: list[TopicSpec]) -> None:
     """Refuse, naming the setting, a replication factor the cluster cannot place (the broker's
     own answer is a bare INVALID_REPLICATION_FACTOR, after some topics may have been made)."""
-    brokers = len(admin.describe_cluster().get("brokers", []))
+    brokers = live_brokers(admin.describe_cluster())
     wanted = max(s.replication_factor for s in specs)
     if wanted > brokers:
         servers = admin.config["bootstrap_servers"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mailroom.settings import Settings
-from mailroom.topics import DAY_MS, ROLES, TopicState, compare, topic_specs
+from mailroom.topics import DAY_MS, ROLES, TopicState, compare, live_brokers, topic_specs
 
 
 def by_role(settings: Settings) -> dict:
@@ -67,3 +67,12 @@ def test_which_config_changes_lose_data() -> None:
     # Lengthening retention or changing the size limit loses nothing: fixed automatically.
     assert [d.loses_data for d in shorter + size] == [False, False]
     assert all(d.fixable for d in longer + shorter + forever + policy + size)
+
+
+def test_a_fenced_broker_holds_no_replica() -> None:
+    # A killed broker stays listed, fenced, until it is removed: counting it would let a
+    # replication factor through that the broker then refuses with a bare error.
+    cluster = {"brokers": [{"node_id": 1, "is_fenced": True}, {"node_id": 2, "is_fenced": False},
+                           {"node_id": 3}]}
+    assert live_brokers(cluster) == 2
+    assert live_brokers({}) == 0
