@@ -17,6 +17,7 @@ from pathlib import Path
 from mailroom.console.stack import process
 from mailroom.console.stack.process import ServiceStatus, StackError
 from mailroom.settings import Settings
+from mailroom.topics import live_brokers
 
 NAME = "kafka"
 REPO = Path(__file__).resolve().parents[3]
@@ -193,8 +194,7 @@ def brokers_ready(ports: list[int]) -> int:
         return 0
     try:
         admin.list_topics()
-        brokers = admin.describe_cluster().get("brokers", [])
-        return sum(1 for b in brokers if not b.get("is_fenced"))
+        return live_brokers(admin.describe_cluster())
     except (KafkaError, OSError):
         return 0
     finally:
