@@ -61,6 +61,10 @@ OBSERVE_EVERY_S = 2.0
 # passes, not every tick); at once when the assignment changes. Both reads cost in proportion to
 # the mailboxes: past a few thousand they come less often (:mod:`ingest.cadence`).
 REFRESH_EVERY_S = 2.0
+# However long a read takes, the list is never older than this: a mailbox an administrator
+# disabled or changed is polled as it was for at most this long.
+REFRESH_AT_MOST_S = 60.0
+SLOW_READ_S = 1.0  # a list read longer than this is logged (with when the next one comes)
 REVOKE_WAIT_S = 60.0  # a rebalance waits this long at most for the passes in hand to stop
 
 
@@ -93,13 +97,10 @@ class Ingestor:
         self._count = threading.Lock()
         self._profiles: dict[int, Profile] = {}
         # The loop's reads of every mailbox: each within its share of the loop's time.
-        self.list_reads = Cadence(REFRESH_EVERY_S)
+        self.list_reads = Cadence(REFRESH_EVERY_S, most_s=REFRESH_AT_MOST_S)
         self.gauge_reads = Cadence(OBSERVE_EVERY_S)
         self.looks = Cadence(settings.ingest_idle_tick_ms / 1000)  # for due mailboxes
         self._list_stale = False  # read the list at the next turn (mailboxes re-enabled)
-        # Each mailbox's status as last announced, since the list was read: the list's may be
-        # older than a pass or two, and a status is published once per change, not per pass.
-        self._announced: dict[int, str] = {}
         if assignment is not None:
             # A rebalance must not complete while a pass is in hand: it waits for them to stop.
             assignment.on_revoke = self._passes_stopped
@@ -150,10 +151,8 @@ class Ingestor:
         assert mailbox.id is not None
         if self.assignment is None:
             return
-        status = store.status(self.conn, mailbox.id)
-        if status == self._announced.get(mailbox.id, old_status):
+        if store.status(self.conn, mailbox.id) == old_status:
             return
-        self._announced[mailbox.id] = status
         try:
             announce.publish(self.settings, self.conn, self.producer, [mailbox.id], self.codec)
         except Exception as exc:  # noqa: BLE001 - derived data; the database has the truth
@@ -176,6 +175,9 @@ class Ingestor:
             self.conn.commit()
             log.info("mailbox=%s owned by a newer process; skipped", mailbox.address)
             return 0
+        # The status before the pass, from the database: the list in hand may be older than the
+        # last pass (it is read again seldom when long), and a change is announced once.
+        before = store.status(self.conn, mailbox.id)
         self.conn.commit()
         job = Job(self.settings, self.conn, profile, mailbox, token, self.codec,
                   self.producer, self.put_blob, self._between_batches(mailbox.id, token))
@@ -186,7 +188,7 @@ class Ingestor:
             self.metrics.mailbox_backlog(mailbox.id, store.backlog(self.conn, mailbox.id))
             self.conn.commit()
         self.metrics.passed(profile.protocol.value, time.monotonic() - started, job.published)
-        self._announce(mailbox, mailbox.status)
+        self._announce(mailbox, before)
         return result
 
     def _refused(self, mailbox: Mailbox) -> bool:
@@ -198,9 +200,10 @@ class Ingestor:
         if (mailbox.status, mailbox.status_detail) != ("refused", gap):
             assert mailbox.id is not None
             log.error("mailbox=%s not polled: %s", mailbox.address, gap)
+            before = store.status(self.conn, mailbox.id)  # the list in hand may be older
             store.set_status(self.conn, mailbox.id, "refused", gap)
             self.conn.commit()
-            self._announce(mailbox, mailbox.status)
+            self._announce(mailbox, before)
         return True
 
     def _sole(self, mailbox_id: int) -> bool:
@@ -281,7 +284,6 @@ class Ingestor:
                        if mine is None or m.id in mine]
         self._profiles = {p.id: p for p in store.profiles(self.conn) if p.id is not None}
         self.conn.commit()
-        self._announced = {}  # the list has every status as the database had it
         self.scheduler.listed({m.id for m in self._boxes if m.id is not None}, read_at)
 
     def _work(self, mailbox: Mailbox, profile: Profile) -> None:
@@ -347,6 +349,10 @@ class Ingestor:
                     if read:
                         self.list_reads.run(self.refresh)
                         mine = served
+                        if self.list_reads.took_s > SLOW_READ_S:
+                            log.info("the list of %d mailboxes took %.1f s to read; the next "
+                                     "read in %.0f s", len(self._boxes),
+                                     self.list_reads.took_s, self.list_reads.interval_s)
                     # The look for due mailboxes goes over every one of them: once a tick (or
                     # after a read), not at every turn — the group's poll returns early for any
                     # record, and in a first round every pass's status change is one.

@@ -3,7 +3,8 @@
 Reading the runnable list every 2 s whatever its length made a round's cost grow with the square
 of the mailboxes (at ten thousand, thirty reads of ten thousand rows a round). The reads now
 stretch with their cost (:mod:`ingest.cadence`), so the list in hand may be older than a pass:
-a status change is still published once, not at every pass until the next read.
+a status change is still published once (the pass reads the status it starts from), not at
+every pass until the next read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ingest import credentials, store
 from ingest.assignment import Assignment
 from ingest.cadence import SHARE, Cadence
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls
-from ingest.runner import REFRESH_EVERY_S, Ingestor
+from ingest.runner import REFRESH_AT_MOST_S, REFRESH_EVERY_S, Ingestor
 from mailroom.kafka import make_consumer, make_producer
 from mailroom.settings import Settings
 
@@ -58,6 +59,14 @@ def test_a_slow_read_comes_no_sooner_than_its_share_allows() -> None:
     assert cadence.due(now=cadence.last_at + 30.0)
 
 
+def test_a_very_slow_read_still_comes_within_its_longest_interval() -> None:
+    cadence = Cadence(2.0, share=0.05, most_s=60.0, clock=Clock(10.0))  # each run 10 s
+    cadence.run(lambda: None)
+    assert cadence.last_at is not None
+    assert cadence.interval_s == 60.0  # not 200 s: what it reads must not grow too old
+    assert cadence.due(now=cadence.last_at + 60.0)
+
+
 def test_a_share_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ValueError, match="share"):
         Cadence(2.0, share=0.0)
@@ -83,6 +92,7 @@ def test_the_runners_list_read_stretches_with_its_cost(
     try:
         assert ing.list_reads.every_s == REFRESH_EVERY_S
         assert ing.list_reads.share == SHARE
+        assert ing.list_reads.most_s == REFRESH_AT_MOST_S
         # The look for due mailboxes (over every one) comes once a tick, not at every turn.
         assert ing.looks.every_s == db_settings.ingest_idle_tick_ms / 1000
         ing.list_reads.clock = Clock(1.5)  # as if the read took 1.5 s (a busy database)
