@@ -53,3 +53,19 @@ def test_a_rolled_back_batch_leaves_nothing(db: psycopg.Connection) -> None:
     with db.transaction():
         assert traces.store(db, events(3)) == 3
     assert db.execute("SELECT count(*) FROM message_traces").fetchone() == (3,)
+
+
+def test_a_trace_is_looked_up_by_index_whatever_it_is_named_by(db: psycopg.Connection) -> None:
+    # mailroom trace and the dashboard ask by key, Message-ID, dedupe key or raw identity, and
+    # the dead-letters page for the 'retried' events: the table outlives the topic and only
+    # grows, so none of these may read it whole.
+    db.execute("SET LOCAL enable_seqscan = off")
+    story = "\n".join(r[0] for r in db.execute(
+        "EXPLAIN SELECT topic FROM message_traces WHERE key = ANY(%(n)s) "
+        "OR message_id = ANY(%(n)s) OR dedupe_key = ANY(%(n)s) OR raw_identity = ANY(%(n)s)",
+        {"n": ["m1@x"]}))
+    assert "Seq Scan" not in story and "message_traces_raw_identity" in story
+    retried = "\n".join(r[0] for r in db.execute(
+        "EXPLAIN SELECT detail->>'dead_letter', max(at) FROM message_traces "
+        "WHERE event = 'retried' AND detail->>'dead_letter' LIKE 'x.dlq/%' GROUP BY 1"))
+    assert "Seq Scan" not in retried
