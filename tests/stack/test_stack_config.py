@@ -65,3 +65,11 @@ def test_listening_sees_a_listener_and_nothing_else() -> None:
         assert not process.listening(port)
         sock.listen()
         assert process.listening(port)
+
+
+def test_dovecot_auth_has_room_for_many_logins(tmp_path) -> None:
+    # Ten thousand mailboxes polled is ~200 logins/s: the auth process outgrew Dovecot's
+    # default 256 MB and failed logins in flight, and ingest disabled their mailboxes.
+    conf = dovecot.render_config(Settings(state_dir=str(tmp_path)), 999, 999)
+    auth = conf.split("service auth {", 1)[1].split("\n}", 1)[0]
+    assert "vsz_limit = 1G" in auth

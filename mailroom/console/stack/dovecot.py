@@ -203,6 +203,9 @@ service pop3 {{
 # (Dovecot counts the services' process limits and warns at start below that).
 service auth {{
   client_limit = 4096
+  # One passwd file per user: at ~200 logins/s (ten thousand mailboxes polled) the auth
+  # process outgrew the default 256 MB and failed logins in flight (AUTHENTICATIONFAILED).
+  vsz_limit = 1G
 }}
 {sieve.render_config(settings)}"""
 
