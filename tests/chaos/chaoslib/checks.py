@@ -39,7 +39,7 @@ NATURAL_KEYS: dict[str, str] = {
     "cases": "case_key",
     "queue_items": "queue_id, activity_id",
     "persist_created_contacts": "address",
-    "message_traces": "topic, topic_partition, topic_offset",
+    "message_traces": "topic, topic_partition, topic_offset, topic_index",
     "persist_offsets": "group_id, topic, partition",
     "blobs": "sha256",
     "ingest_checkpoints": "mailbox_id, folder",
