@@ -8,11 +8,14 @@ stays on it until the broker is fenced and the group's partition gets a new lead
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 
 import pytest
 from brokers import coordinator
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from mailroom import kafka
@@ -38,13 +41,25 @@ def _java_hash(text: str) -> int:
 
 
 def _offsets_leaders(settings: Settings) -> dict[int, int]:
-    """Partition → leading broker of the group coordinators' topic."""
-    admin = kafka.make_admin(settings)
-    try:
-        [topic] = admin.describe_topics(["__consumer_offsets"])
-    finally:
-        admin.close()
-    return {p["partition_index"]: p["leader_id"] for p in topic["partitions"]}
+    """Partition → leading broker of the group coordinators' topic. A fresh cluster has none
+    until a client first looks a coordinator up (as CI's does): one look-up creates it."""
+    deadline = time.monotonic() + 120
+    while True:
+        admin = kafka.make_admin(settings)
+        try:
+            try:
+                [topic] = admin.describe_topics(["__consumer_offsets"])
+                leaders = {p["partition_index"]: p["leader_id"] for p in topic["partitions"]}
+            except KafkaError:
+                leaders = {}
+            if leaders and all(leader >= 0 for leader in leaders.values()):
+                return leaders
+            assert time.monotonic() < deadline, f"no leaders for __consumer_offsets: {leaders}"
+            with contextlib.suppress(KafkaError):
+                admin.describe_groups(["coordinator-probe"])
+        finally:
+            admin.close()
+        time.sleep(1)
 
 
 def _group_coordinated_by(settings: Settings, broker: int, prefix: str) -> str:
