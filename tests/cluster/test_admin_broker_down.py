@@ -111,7 +111,12 @@ def test_topics_are_created_and_described_with_the_first_bootstrap_server_down(
         try:
             [report] = ensure_topics(admin, [spec])
             assert report.status == "created", report.lines()
-            state = read_state(admin, [spec.name])[spec.name]
+            # The broker that answers may not have the new topic's partitions yet (each learns
+            # them from the controller a moment later): asked until it has, then compared.
+            deadline = time.monotonic() + 60
+            while (state := read_state(admin, [spec.name])[spec.name]).partitions == 0:
+                assert time.monotonic() < deadline, f"{spec.name}: no partitions described"
+                time.sleep(0.5)
             assert (state.partitions, state.replication_factor) == (spec.partitions, 2)
         finally:
             admin.close()
