@@ -105,7 +105,12 @@ def drop_schema_and_topics(base: Settings, schema: str, topic_prefix: str) -> No
     """Remove what a run under its own schema and topic prefix left (stages made the topics)."""
     with connect(base, autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    client = kafka.make_admin(base)
+    delete_topics_under(base, topic_prefix)
+
+
+def delete_topics_under(settings: Settings, topic_prefix: str) -> None:
+    """Delete every topic named ``<topic_prefix>.…`` on the settings' brokers."""
+    client = kafka.make_admin(settings)
     try:
         ours = [t for t in client.list_topics() if t.startswith(f"{topic_prefix}.")]
         if ours:

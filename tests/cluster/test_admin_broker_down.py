@@ -17,6 +17,7 @@ from brokers import coordinator
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+from pipeline_testing import delete_topics_under
 
 from mailroom import kafka
 from mailroom.console.stack import cluster
@@ -89,13 +90,7 @@ def cleanup(kafka_cluster: Settings, base_settings: Settings, prefix: str) -> It
             cluster.up(base_settings, cluster.DEFAULT_BROKERS)
         except StackError:  # a busy machine: the broker is started, and still catching up
             cluster.up(base_settings, cluster.DEFAULT_BROKERS)
-        admin = kafka.make_admin(kafka_cluster)
-        try:
-            ours = [t for t in admin.list_topics() if t.startswith(f"{prefix}.")]
-            if ours:
-                admin.delete_topics(ours)
-        finally:
-            admin.close()
+        delete_topics_under(kafka_cluster, prefix)
 
 
 def test_topics_are_created_and_described_with_the_first_bootstrap_server_down(

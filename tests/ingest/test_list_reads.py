@@ -10,19 +10,18 @@ every pass until the next read.
 from __future__ import annotations
 
 import time
-import uuid
 
 import psycopg
 import pytest
 from ingest_helpers import add_mailbox, message, seed_maildir
-from kafka import TopicPartition
+from pipeline_testing import read_all
 
 from ingest import credentials, store
 from ingest.assignment import Assignment
 from ingest.cadence import SHARE, Cadence
 from ingest.model import Mailbox, OwnerKind, Profile, Protocol, Tls
 from ingest.runner import REFRESH_AT_MOST_S, REFRESH_EVERY_S, Ingestor
-from mailroom.kafka import make_consumer, make_producer
+from mailroom.kafka import make_producer
 from mailroom.settings import Settings
 
 
@@ -110,23 +109,8 @@ def test_the_runners_list_read_stretches_with_its_cost(
 def _records_of(settings: Settings, mailbox_id: int) -> int:
     """How many records the mailboxes topic holds for one mailbox (compaction aside: a test
     topic's segments are not compacted within a test)."""
-    consumer = make_consumer(settings, group_id=f"count-{uuid.uuid4().hex[:8]}")
-    topic = settings.topic("mailboxes")
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        n = 0
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(
-            consumer.position(tp) < ends[tp] for tp in parts
-        ):
-            for records in consumer.poll(timeout_ms=500).values():
-                n += sum(1 for r in records if r.key == str(mailbox_id).encode())
-        return n
-    finally:
-        consumer.close()
+    return sum(1 for r in read_all(settings, "mailboxes", timeout=30)
+               if r.key == str(mailbox_id).encode())
 
 
 def test_a_status_change_is_announced_once_while_the_list_is_older(

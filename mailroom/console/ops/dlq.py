@@ -155,10 +155,11 @@ def retry(settings: Settings, codec: Codec, letters: list[Letter]) -> int:
             futures.append(producer.send(d.source_topic, key=d.source_key,
                                          value=payload_bytes(settings, d), headers=headers))
             key = (d.source_key or b"").decode("utf-8", "replace")
-            tracer.emit(key, "retried", {
+            tracer.add(key, "retried", {
                 "dead_letter": f"{dlq_topic}/{item.id}", "stage": d.stage,
                 "reason_code": d.reason_code, "retries": str(d.retries + 1),
                 "to": d.source_topic})
+        tracer.send()  # the retries' events, a record per trace partition
         for future in futures:
             future.get(timeout=settings.kafka_request_timeout_ms / 1000)
         producer.flush()
