@@ -44,6 +44,10 @@ PRODUCER_BATCH_BYTES = 1024 * 1024
 METADATA_TRIES = 20
 METADATA_RETRY_S = 0.5
 UNKNOWN_TOPIC_TRIES = 6  # ~3 s for a new topic to reach every broker's metadata
+#: How long a poll that failed for a retriable reason waits before it returns (at most its own
+#: timeout), so a loop polling through an outage does not spin; and how often it says so.
+POLL_FAILED_WAIT_S = 0.5
+POLL_FAILED_LOG_S = 30.0
 
 
 def check(settings: Settings) -> None:
@@ -206,6 +210,38 @@ class Consumer(KafkaConsumer):
     def __init__(self, **configs: Any) -> None:
         super().__init__(**configs)
         groupjoin.mend(self)  # a join that finishes between two polls is applied, not lost
+        self.poll_failures = 0  # polls that raised a retriable error (see poll)
+        self._poll_failed_logged = 0.0
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None,
+             update_offsets: bool = True) -> dict[Any, list[Any]]:
+        """kafka-python's poll, which returns nothing (after a short wait) where it would raise
+        a retriable error.
+
+        With a broker just killed, kafka-python 3 may raise from ``poll`` what a request to
+        it failed with: looking up the group's coordinator, it sends the look-up to the dead
+        node, takes the refused connection (a KafkaConnectionError, an "invalid metadata"
+        error) as a cue to refresh its metadata, and raises when that refresh goes to the dead
+        node too (seen: ingest exited 3 s after a broker of three was killed). The next poll
+        asks another node (the dead one is backed off), so the caller's loop only has to poll
+        again: a stage stays alive through a broker's death instead of exiting. Anything not
+        retriable (authorisation, configuration, a fenced member) is raised as before.
+        """
+        try:
+            records: dict[Any, list[Any]] = super().poll(
+                timeout_ms=timeout_ms, max_records=max_records, update_offsets=update_offsets)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            self.poll_failures += 1
+            now = time.monotonic()
+            if now - self._poll_failed_logged >= POLL_FAILED_LOG_S:
+                self._poll_failed_logged = now
+                log.warning("consumer poll failed (%s: %s; %d so far): polling again, another "
+                            "broker", type(exc).__name__, exc, self.poll_failures)
+            time.sleep(min(POLL_FAILED_WAIT_S, max(timeout_ms, 0) / 1000))
+            return {}
+        return records
 
     def subscribe(self, topics: Iterable[str] = (), pattern: Any = None,
                   listener: Any = None) -> None:

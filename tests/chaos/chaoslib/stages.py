@@ -131,8 +131,7 @@ class Stages:
 
     def _record_exit(self, proc: _Proc) -> Exit:
         proc.log.flush()
-        tail = "\n".join(self.log_path(proc.stage).read_text(errors="replace")
-                         .splitlines()[-8:])
+        tail = _tail(self.log_path(proc.stage).read_text(errors="replace").splitlines())
         found = Exit(proc.stage, int(proc.popen.returncode or 0), self.elapsed(), tail)
         self.exits.append(found)
         return found
@@ -163,6 +162,16 @@ class Stages:
             proc.log.close()
         self._procs.clear()
         return codes
+
+
+def _tail(lines: list[str], plain: int = 8, most: int = 80) -> str:
+    """The end of a stage's log: from the first traceback among its last ``most`` lines when
+    there is one (what raised, and where from, chained exceptions included: the last lines
+    alone show only the library's innermost frames), else its last ``plain`` lines."""
+    recent = [i for i, line in enumerate(lines)
+              if line.startswith("Traceback ") and i >= len(lines) - most]
+    first = recent[0] if recent else len(lines) - plain
+    return "\n".join(lines[max(first, 0):])
 
 
 def _group_alive(pgid: int, grace_s: float = 2.0) -> bool:
