@@ -91,7 +91,6 @@ class Ingestor:
         self.database = database  # opens connections: workers', and after an outage; None: never
         self.outage = Outage("mailbox pass")
         self.scheduler = Scheduler(self._work, self.stop, pool=database is not None)
-        self.next_poll = self.scheduler.next_poll
         self._boxes: list[Mailbox] = []  # the runnable mailboxes this process serves
         self._published = 0  # by the passes of one run_once()
         self._count = threading.Lock()
@@ -284,7 +283,7 @@ class Ingestor:
                        if mine is None or m.id in mine]
         self._profiles = {p.id: p for p in store.profiles(self.conn) if p.id is not None}
         self.conn.commit()
-        self.scheduler.listed({m.id for m in self._boxes if m.id is not None}, read_at)
+        self.scheduler.listed(self._boxes, read_at)
 
     def _work(self, mailbox: Mailbox, profile: Profile) -> None:
         """One pass, in a worker (its own connection) or in the caller's thread."""
@@ -307,7 +306,7 @@ class Ingestor:
         published (counted when passes run in the caller's thread; else see the metrics)."""
         self._published = 0
         self.refresh()
-        self.scheduler.submit(self.scheduler.due(self._boxes, time.monotonic()),
+        self.scheduler.submit(self.scheduler.due(time.monotonic()),
                               self._profiles)
         self.scheduler.wait_idle()
         self._raise_worker_error()
@@ -358,7 +357,7 @@ class Ingestor:
                     # record, and in a first round every pass's status change is one.
                     if read or self.looks.due():
                         self.looks.run(lambda: self.scheduler.submit(
-                            self.scheduler.due(self._boxes, time.monotonic()), self._profiles))
+                            self.scheduler.due(time.monotonic()), self._profiles))
                     self._raise_worker_error()
                     if self.gauge_reads.due():
                         self.gauge_reads.run(self.observe)

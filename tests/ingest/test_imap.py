@@ -43,7 +43,7 @@ def test_user_mailbox_with_sent_folder(db_settings: Settings, db: psycopg.Connec
         flags = client.get_flags(client.search())
         assert all(mb.keyword.encode() in f and b"\\Seen" not in f for f in flags.values())
     # nothing new: nothing published again
-    ing.next_poll.clear()
+    ing.scheduler.all_due()
     assert ing.run_once() == 0
     cp = store.checkpoint(db, mb.id or 0, "INBOX")
     assert cp is not None and cp.last_uid == 5
@@ -83,7 +83,7 @@ def test_wrong_password_disables_without_retrying(
     m = store.mailbox(db, mb.id or 0)
     assert not m.enabled and m.status == "disabled"
     assert "authentication refused" in m.status_detail
-    ing.next_poll.clear()
+    ing.scheduler.all_due()
     ing.run_once()  # a disabled mailbox is not polled: no second login attempt
     assert store.failures(db, mb.id or 0) == 0
     del good_user
@@ -99,7 +99,7 @@ def test_uidvalidity_change_resyncs(db_settings: Settings, db: psycopg.Connectio
     # A server that lost its UID state: pretend our checkpoint is from an older UIDVALIDITY.
     db.execute("UPDATE ingest_checkpoints SET uidvalidity = uidvalidity - 1, last_uid = 99")
     db.commit()
-    ing.next_poll.clear()
+    ing.scheduler.all_due()
     assert ing.run_once() == 3  # re-synced: every message again, none skipped
     raws = read_raw(db_settings, 6)
     assert len(raws) == 6 and len({r.content for r in raws}) == 3

@@ -101,7 +101,7 @@ def test_wrong_password_is_tried_once_in_dovecots_log(
     add_mailbox(db, db_settings, user, "wrong", folders=(Folder(),))
     ing = ingestor(db_settings, db)
     for _ in range(3):
-        ing.next_poll.clear()
+        ing.scheduler.all_due()
         ing.run_once()
     log = dovecot.log_file(db_settings).read_text(errors="replace")
     failed = [line for line in log.splitlines() if user in line and "auth" in line.lower()

@@ -44,7 +44,7 @@ def test_pop3_user_mailbox_keeps_mail_and_publishes_once(
     mb = add_mailbox(db, db_settings, user, password, protocol=Protocol.POP3)
     ing = ingestor(db_settings, db)
     assert ing.run_once() == 4
-    ing.next_poll.clear()
+    ing.scheduler.all_due()
     assert ing.run_once() == 0  # the UIDL set remembers them
     raws = read_raw(db_settings, 4)
     assert sorted(r.content or b"" for r in raws) == sorted(msgs)  # byte-identical

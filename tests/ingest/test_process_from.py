@@ -147,7 +147,7 @@ def test_a_message_pop3_will_not_top_is_counted_and_dead_lettered_not_a_blocked_
     ing = ingestor(db_settings, db)
     published = 0
     for _ in range(db_settings.max_attempts + 2):
-        ing.next_poll.clear()
+        ing.scheduler.all_due()
         published += ing.run_once()
         if published == 2:
             break
@@ -188,7 +188,7 @@ def test_a_suspect_fetched_alone_is_judged_by_its_own_arrival(
     [moved] = [p for p in maildir.glob("*/*") if p.name.startswith(unreadable.name)]
     os.chmod(moved, 0o600)
     for _ in range(8):
-        ing.next_poll.clear()
+        ing.scheduler.all_due()
         ing.run_once()
         if store.checkpoint(db, mb.id, "INBOX").last_uid == 3:  # type: ignore[union-attr]
             break

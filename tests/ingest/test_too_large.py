@@ -64,7 +64,7 @@ def test_imap_message_over_the_cap_is_dead_lettered_passed_and_never_flagged(
     # later mail arrives; the big one is neither fetched nor dead-lettered again
     later = message(3)
     seed_maildir(settings, user, [later])
-    ing.next_poll.clear()
+    ing.scheduler.all_due()
     assert ing.run_once() == 1
     assert len(read_raw(settings, 3)) == 3
     assert len(_letters(settings)) == 1
@@ -94,7 +94,7 @@ def test_pop3_message_over_the_cap_is_dead_lettered_and_never_deleted(
     assert _pop3_uidls(settings, user, password) == [big_uidl]  # the rest deleted, not it
     # later mail arrives and is deleted; the big one stays, never fetched or dead-lettered again
     seed_maildir(settings, user, [message(3)])
-    ing.next_poll.clear()
+    ing.scheduler.all_due()
     assert ing.run_once() == 1
     assert len(read_raw(settings, 3)) == 3
     assert _pop3_uidls(settings, user, password) == [big_uidl]

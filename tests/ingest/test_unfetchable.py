@@ -56,7 +56,7 @@ def _maildir_files(settings: Settings, user: str) -> list[Path]:
 def _passes(ing: Ingestor, until: object, max_passes: int = 12) -> None:
     """Run passes (skipping the backoff wait) until ``until()`` holds; none may raise."""
     for _ in range(max_passes):
-        ing.next_poll.clear()
+        ing.scheduler.all_due()
         ing.run_once()
         if until():  # type: ignore[operator]
             return
@@ -102,7 +102,7 @@ def test_a_message_with_a_100kb_line_is_ingested(
     assert sorted(r.content or b"" for r in raws) == sorted(msgs)  # byte-identical
     # and the next message still arrives
     seed_maildir(db_settings, user, [message(3)])
-    ing.next_poll.clear()
+    ing.scheduler.all_due()
     assert ing.run_once() == 1
 
 
@@ -121,7 +121,7 @@ def test_a_pop3_line_over_the_connection_limit_is_dead_lettered_not_a_dead_proce
     [letter] = _letters(db_settings)
     assert letter.reason_code == "unfetchable" and "line too long" in letter.reason
     assert mb.address in letter.reason
-    ing.next_poll.clear()
+    ing.scheduler.all_due()
     ing.run_once()
     assert sorted(r.content or b"" for r in read_raw(db_settings, 2)) == sorted(
         [msgs[0], msgs[2]])
