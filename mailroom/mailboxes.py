@@ -8,17 +8,18 @@ forwarders, route's mailbox owners — and never ingest's tables: a stage's tabl
 How fresh: :meth:`MailboxDirectory.sync` reads the topic from the earliest offset on its first
 call, and on every later call what was appended since, up to the topic's end *as the broker
 answers at that call*. So a record acknowledged before ``sync`` starts is always in what it
-returns — which is what a caller needs before it refuses something for want of a mailbox: a
-mailbox added (or approved) a moment ago is on the topic before any mail that depends on it
-was written, so syncing at that moment finds it, with no waiting on a clock. A sync with nothing
-new costs one offsets request, so callers sync on their refresh cadence and again before such a
-refusal (``unwrap/forwarders.py``, ``route/stage.py``).
+returns — which is what a caller needs before it decides on mail for a mailbox: a mailbox added
+(or approved) a moment ago is on the topic before any mail that depends on it was written, so
+syncing after that mail was read finds it, with no waiting on a clock. A sync with nothing new
+costs one offsets request.
 
-No thread of its own: the stages' handlers run in worker processes and decide one record at a
-time, so the read happens in the caller's thread, when it needs the answer. A failed read
-(broker away, an unreadable record) raises :class:`~mailroom.errors.TransientError` and
-forgets what was read, so the next call starts from the beginning again rather than resume
-past a record it could not apply.
+Who reads it: the stream stages' *runner* process, before each poll batch is handled, and its
+worker processes get a copy of what it read (:mod:`mailroom.stage.mailboxcopy`: the workers
+import no Kafka client); the console's commands (doctor, the rules preview) read it directly.
+No thread of its own: the read happens in the caller's thread, when it needs the answer. A
+failed read (broker away, an unreadable record) raises :class:`DirectoryUnavailable` and forgets
+what was read, so the next call starts from the beginning again rather than resume past a record
+it could not apply.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ log = logging.getLogger(__name__)
 #: a second; longer means the broker is not answering).
 READ_TIMEOUT_S = 30.0
 _POLL_MS = 200
-#: A record's timestamp is its producer's clock, :attr:`MailboxDirectory.synced_ms` this
-#: process's: hosts' clocks may differ by this much, so "written after the last sync" allows it.
-CLOCK_SKEW_MS = 2_000
+
+
+class DirectoryUnavailable(TransientError):
+    """The directory could not be read to the topic's end now (broker away, the topic missing,
+    a record this process cannot read): nothing may be decided with it until it can."""
 
 
 class MailboxDirectory:
@@ -55,21 +58,16 @@ class MailboxDirectory:
 
     def __init__(self, settings: Settings, codec: Codec | None = None,
                  consumer: Callable[[], KafkaConsumer] | None = None,
-                 timeout_s: float = READ_TIMEOUT_S,
-                 wall: Callable[[], float] = time.time) -> None:
+                 timeout_s: float = READ_TIMEOUT_S) -> None:
         self.topic = settings.topic("mailboxes")
         self._settings = settings
         self._codec = codec or Codec.from_settings(settings)
         self._make_consumer = consumer or (lambda: _consumer(settings))
         self._timeout_s = timeout_s
-        self._wall = wall
         self._lock = threading.Lock()
         self._consumer: KafkaConsumer | None = None
         self._records: dict[str, MailboxRecord] = {}
         self._view: Mapping[str, MailboxRecord] = MappingProxyType({})
-        #: wall clock (ms since the epoch) when the last successful sync asked for the topic's
-        #: end: every record written before it is in :meth:`records`
-        self.synced_ms = 0
 
     def sync(self) -> Mapping[str, MailboxRecord]:
         """Read the topic up to its end as of now; every mailbox id → its latest record.
@@ -77,22 +75,15 @@ class MailboxDirectory:
         The same mapping object is returned while nothing changed (callers may rebuild what
         they derive from it only when it is a new one)."""
         with self._lock:
-            started_ms = int(self._wall() * 1000)
             try:
                 changed = self._read_to_end()
             except (KafkaError, MailroomError, OSError) as exc:
                 self._forget()
-                raise TransientError(f"mailbox directory: {self.topic} not read: "
-                                     f"{type(exc).__name__}: {exc}") from exc
+                raise DirectoryUnavailable(f"mailbox directory: {self.topic} not read: "
+                                           f"{type(exc).__name__}: {exc}") from exc
             if changed:
                 self._view = MappingProxyType(dict(self._records))
-            self.synced_ms = started_ms
             return self._view
-
-    def behind(self, written_ms: int) -> bool:
-        """Was the last sync before a record written at ``written_ms`` (ms since the epoch)?
-        Then what that record depends on may be on the topic but not yet read here."""
-        return self.synced_ms < written_ms + CLOCK_SKEW_MS
 
     def records(self) -> Mapping[str, MailboxRecord]:
         """What the last sync read, without asking the broker."""
@@ -146,7 +137,6 @@ class MailboxDirectory:
         self._consumer = None
         self._records.clear()
         self._view = MappingProxyType({})
-        self.synced_ms = 0
 
 
 def _consumer(settings: Settings) -> KafkaConsumer:

@@ -7,16 +7,16 @@ concurrency would only overlap I/O that does not exist, while the kernel runner 
 what the guarantees need (per-message budget, durable attempt counter, dead letters, commit
 after produce) — the same as every other stage. Measured: ``bench/route.py``.
 
-The snapshot is the edge's I/O: loaded from PostgreSQL (reference records, rules) and the
-mailbox directory (the mailboxes topic, :mod:`mailroom.mailboxes`) when the handler is made in
-its process
-(:class:`RouteHandler`, made by the spec with the runner's own Settings — in the spawned worker
-too, which never reloads them from the environment) and reloaded every
-``route_reference_refresh_s`` (the clock only decides *when* to reload, never what a plan says).
-A plan made with a slightly old snapshot is still right, because correlation, contact creation
-and case decisions are re-checked by persist against its state. One thing is read again at
-once: an email from a mailbox the snapshot does not know, written after the directory was last
-read, syncs the directory first (a mailbox added a moment ago must give its mail its owner).
+The snapshot is the edge's I/O: loaded from PostgreSQL (reference records, rules) when the
+handler is made in its process (:class:`RouteHandler`, made by the spec with the runner's own
+Settings — in the spawned worker too, which never reloads them from the environment) and
+reloaded every ``route_reference_refresh_s`` (the clock only decides *when* to reload, never
+what a plan says). A plan made with a slightly old snapshot is still right, because
+correlation, contact creation and case decisions are re-checked by persist against its state.
+The mailboxes (each one's owner: the mailboxes topic, :mod:`mailroom.mailboxes`) are not
+reloaded on a clock: the runner reads the directory before every poll batch and hands the
+handler's process the changes (:mod:`mailroom.stage.mailboxcopy`), so a mailbox added a moment
+before its mail was written gives that mail its owner — and the worker opens no Kafka client.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ import argparse
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mailroom.db import connect
 from mailroom.db.outage import LOST
 from mailroom.errors import TransientError
-from mailroom.mailboxes import MailboxDirectory
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
+from mailroom.records.mailbox import MailboxRecord
 from mailroom.settings import Settings
 from mailroom.stage.execute import StageSpec
 from mailroom.stage.types import Context, Outcome, Output, Trace
@@ -56,19 +57,30 @@ class Snapshot:
 class RouteHandler:
     """The stage's handler, one per handling process (made by the spec with the runner's
     settings): the snapshot lives here, loaded when the handler is made and reloaded every
-    ``route_reference_refresh_s``. ``settings=None`` with a snapshot: a fixed snapshot, never
-    reloaded (unit tests)."""
+    ``route_reference_refresh_s``; its mailboxes are the runner's copy of the directory,
+    replaced whenever the runner hands a new one (:meth:`use_mailboxes`). ``settings=None`` with
+    a snapshot: a fixed snapshot, never reloaded (unit tests)."""
 
     def __init__(self, settings: Settings | None, snapshot: Snapshot | None = None) -> None:
         self.settings = settings
         self.snapshot = snapshot
-        self.directory = MailboxDirectory(settings) if settings is not None else None
+        #: the mailbox directory as the runner last handed it
+        self.directory: Mapping[str, MailboxRecord] = {}
         if settings is not None and snapshot is None:
             try:
                 self.snapshot = self._load(settings)
             except AWAY as exc:  # a refused connect too: the first email retries the load
                 log.warning("route: reference snapshot not loaded at start (%s); retrying "
                             "later", exc)
+
+    def use_mailboxes(self, mailboxes: Mapping[str, MailboxRecord]) -> None:
+        """The runner's copy of the mailbox directory (:mod:`mailroom.stage.mailboxcopy`): fresh
+        for every email it hands over next, so it replaces the snapshot's mailboxes at once."""
+        self.directory = mailboxes
+        snap = self.snapshot
+        if snap is not None:
+            self.snapshot = dataclasses.replace(snap, reference=dataclasses.replace(
+                snap.reference, mailboxes=loader.mailboxes(mailboxes.values())))
 
     def current(self) -> Snapshot:
         snap, settings = self.snapshot, self.settings
@@ -92,35 +104,17 @@ class RouteHandler:
         return snap
 
     def _load(self, settings: Settings) -> Snapshot:
-        assert self.directory is not None
         return load_snapshot(settings, self.directory)
-
-    def mailboxes_for(self, snap: Snapshot, email: Email, written_ms: int) -> Snapshot:
-        """``snap``, with the mailbox directory read again when ``email`` names a mailbox it does
-        not know and was written after the last read (the mailbox may be new)."""
-        directory = self.directory
-        if (directory is None or email.delivery.mailbox_id in snap.reference.mailboxes
-                or not directory.behind(written_ms)):
-            return snap
-        try:
-            found = loader.mailboxes(directory.sync().values())
-        except TransientError as exc:
-            log.warning("route: mailbox directory not read (%s); deciding with the last", exc)
-            return snap
-        snap = dataclasses.replace(
-            snap, reference=dataclasses.replace(snap.reference, mailboxes=found))
-        self.snapshot = snap
-        return snap
 
     def __call__(self, email: Email, context: Context) -> Outcome:
         """The pure decision (plan) plus packaging; a skip is a plan too, so persist and
         ``mailroom trace`` see every email, tracked or not."""
-        snap = self.mailboxes_for(self.current(), email, context.source.timestamp)
+        snap = self.current()
         return to_outcome(plan(email, snap.reference, snap.config, context.source.value or b""))
 
 
-def load_snapshot(settings: Settings, directory: MailboxDirectory) -> Snapshot:
-    mailboxes = directory.sync()
+def load_snapshot(settings: Settings, mailboxes: Mapping[str, MailboxRecord]) -> Snapshot:
+    """``mailboxes``: the mailbox directory (mailbox id → record)."""
     with connect(settings) as conn:
         return Snapshot(loader.load(conn, mailboxes), store.load(conn), time.monotonic())
 
@@ -138,7 +132,7 @@ def to_outcome(p: Plan) -> Outcome:
 
 
 SPEC = StageSpec(name="route", input_topic="unwrapped", make_handler=RouteHandler,
-                 input_type=Email)
+                 input_type=Email, reads_mailboxes=True)
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:

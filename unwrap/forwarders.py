@@ -5,18 +5,19 @@ forward mailboxes whose operator switched the Authentication-Results check off. 
 ingest's configuration: a *user* or *queue* mailbox whose incoming method is "via forward
 mailbox X". A queue forwards like a user: its forwards become the queue's mail, routed by the
 queue's rules (queue items, cases). Unwrap reads that configuration from the compacted
-``mailroom.mailboxes`` topic through the kernel's :class:`~mailroom.mailboxes.MailboxDirectory`
-— never ingest's tables — and derives its table from the records (:func:`forward_mailboxes`,
-pure) once per :data:`REFRESH_SECONDS`, and again before it refuses or holds a forward written
-after the last read (never per message otherwise).
+``mailroom.mailboxes`` topic — never ingest's tables — as the kernel's mailbox directory: the
+stage runner reads it before every poll batch and hands the handler's process a copy fresh for
+every record of the batch (:mod:`mailroom.stage.mailboxcopy`). The table is derived from those
+records (:func:`forward_mailboxes`, pure) whenever the copy changes, never per message.
 
 Which addresses count as the forwarder's: the address of its mailbox (the one the forwarding
 rule sends from) and, when the reference records are imported, the user's or queue's own
 addresses in ``email_addresses`` (aliases; that table's unique index lets a user or queue
-address name only one owner, so an alias cannot attribute mail to two owners). Only enabled,
-approved mailboxes count: an admin who disables a user's mailbox stops attributing forwards to
-that user (such forwards are dead-lettered ``not_a_forwarder`` and can be retried after
-re-enabling).
+address name only one owner, so an alias cannot attribute mail to two owners). The aliases are
+read from PostgreSQL once per :data:`REFRESH_SECONDS` (:class:`ForwarderCache`), and again
+before a forward written after the last read is refused or held. Only enabled, approved
+mailboxes count: an admin who disables a user's mailbox stops attributing forwards to that user
+(such forwards are dead-lettered ``not_a_forwarder`` and can be retried after re-enabling).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Generic, TypeVar
 import psycopg
 
 from mailroom.errors import TransientError
-from mailroom.mailboxes import MailboxDirectory
 from mailroom.records.mailbox import MailboxRecord
 from unwrap.addresses import ascii_lower
 from unwrap.context import Forwarder, Forwarders
@@ -49,16 +49,15 @@ FORWARDED_BY_HEADER = "X-Mailroom-Forwarded-By"
 
 log = logging.getLogger(__name__)
 
-#: How old the cached table may get. A forward refused or held is judged again with a fresh
-#: table when it was written after the last read (below), so this only bounds how long a change
-#: that *removes* a forwarder takes to apply.
+#: How old the cached aliases may get. A forward refused or held is judged again with fresh
+#: aliases when it was written after the last read (below), so this only bounds how long a
+#: change that *removes* an alias takes to apply.
 REFRESH_SECONDS = 60.0
-#: Before a forward is refused or held, the table is read again if it was read before the
-#: record was written (plus this margin for clocks that differ between hosts): a read goes to
-#: the mailboxes topic's end, and a mailbox's record is published before any mail that depends
-#: on it is written — the forwards an approval releases are written after the approval's record,
-#: a forwarder added a moment ago was published when it was added — so they always meet it.
-#: Records older than the table (a backlog, a flood) cost no read.
+#: Before a forward is refused or held, the aliases are read again if they were read before the
+#: record was written (plus this margin for clocks that differ between hosts): an alias imported
+#: before its forwards were written is then met. Records older than the read (a backlog, a
+#: flood) cost no read. (The mailboxes need no such check: the runner's copy is read after the
+#: record was, :mod:`mailroom.stage.mailboxcopy`.)
 RECHECK_SKEW_MS = 2_000
 #: After a read failed (database down), a record's recheck tries again only after this long: a
 #: stream of refused forwards must not become one connection attempt each (the table kept is
@@ -143,18 +142,13 @@ def forwarders(rows: Iterable[tuple[str, str, Forwarder]]) -> Forwarders:
             for box, addrs in table.items()}
 
 
-def load_forward_mailboxes(directory: MailboxDirectory,
-                           conn: Callable[[], psycopg.Connection]) -> ForwardMailboxes:
-    """The directory read to the topic's end, with the aliases read now (both fresh)."""
-    return forward_mailboxes(directory.sync().values(), load_aliases(conn()))
-
-
 class ForwarderCache(Generic[T]):
-    """The forwarder table, re-read when older than ``refresh_s``.
+    """What the forwarder table is built from besides the mailboxes — the aliases, read from
+    PostgreSQL — re-read when older than ``refresh_s``.
 
-    If a re-read fails (broker or database restarting) the previous table is kept and the error
-    logged: a table a minute old is still right for nearly every message, and stopping the
-    stage for it would only grow lag. With no table at all yet there is nothing safe to decide
+    If a re-read fails (the database restarting) the previous read is kept and the error
+    logged: aliases a minute old are still right for nearly every message, and stopping the
+    stage for them would only grow lag. With nothing read yet there is nothing safe to decide
     with, so the failure is a :class:`~mailroom.errors.TransientError` (the runner retries the
     message).
     """
@@ -172,8 +166,9 @@ class ForwarderCache(Generic[T]):
         self._failed_at: float | None = None  # monotonic time of the last failed read
 
     def get(self, written_ms: int | None = None) -> T:
-        """The table, re-read when older than ``refresh_s`` — or, given ``written_ms`` (when a
-        record was written, ms since the epoch), when read before it (:data:`RECHECK_SKEW_MS`)."""
+        """What was read, read again when older than ``refresh_s`` — or, given ``written_ms``
+        (when a record was written, ms since the epoch), when read before it
+        (:data:`RECHECK_SKEW_MS`)."""
         now = self._clock()
         stale = written_ms is not None and self._read_ms < written_ms + RECHECK_SKEW_MS and (
             self._failed_at is None or now - self._failed_at >= RECHECK_AFTER_FAILURE_S)

@@ -16,9 +16,10 @@ starves heartbeats, a hang is killed at ``stage_budget_ms``), the durable attemp
 
 The handler is an instance of :class:`UnwrapHandler`, made in each worker by the spec's
 ``make_handler`` with the runner's settings; it opens its own PostgreSQL connection there on
-first use (blob store, the reference records' aliases) and its own reader of the mailboxes topic
-(the forwarders, :mod:`mailroom.mailboxes`). I/O at this edge is confined to those two; the
-decision itself stays the pure function.
+first use (blob store, the reference records' aliases). The mailbox directory (the forwarders)
+is read by the runner, which hands the worker a copy fresh for every record it is given
+(:mod:`mailroom.stage.mailboxcopy`): the worker opens no Kafka client. I/O at this edge is
+confined to the database; the decision itself stays the pure function.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -34,8 +36,8 @@ from mailroom.blobs import Blobs, BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.errors import TransientError
-from mailroom.mailboxes import MailboxDirectory
 from mailroom.records.email import Email
+from mailroom.records.mailbox import MailboxRecord
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from mailroom.stage.execute import StageSpec
@@ -44,9 +46,11 @@ from unwrap import claims
 from unwrap.attribution import HELD
 from unwrap.context import Forwarders, SourcePosition, UnwrapContext
 from unwrap.forwarders import (
+    Aliases,
     ForwarderCache,
     ForwardMailboxes,
-    load_forward_mailboxes,
+    forward_mailboxes,
+    load_aliases,
 )
 from unwrap.unwrap import Skipped, unwrap_all
 
@@ -66,17 +70,29 @@ class _Edges:
         self.codec = Codec.from_settings(settings)
         self.conn: psycopg.Connection | None = None
         self.blobs: Blobs | None = None
-        self.directory: MailboxDirectory | None = None
-        self.forwarders = ForwarderCache(
-            (lambda: fixed) if fixed is not None else self._load_forwarders
-        )
-        self._table: ForwardMailboxes | None = None
+        self.fixed = fixed
+        #: the mailbox directory as the runner last handed it (None: not yet)
+        self.mailboxes: Mapping[str, MailboxRecord] | None = None
+        self.aliases: ForwarderCache[Aliases] = ForwarderCache(lambda: load_aliases(self.db()))
+        #: the table and what it was built from
+        self._built: tuple[Mapping[str, MailboxRecord], Aliases, ForwardMailboxes] | None = None
         self._context: UnwrapContext | None = None
+        self._context_of: ForwardMailboxes | None = None
 
-    def _load_forwarders(self) -> ForwardMailboxes:
-        if self.directory is None:
-            self.directory = MailboxDirectory(self.settings, self.codec)
-        return load_forward_mailboxes(self.directory, self.db)
+    def table(self, written_ms: int | None = None) -> ForwardMailboxes:
+        """The forwarder table: rebuilt when the runner's copy of the directory or the aliases
+        changed (``written_ms``: see :meth:`ForwarderCache.get`)."""
+        if self.fixed is not None:
+            return self.fixed
+        mailboxes = self.mailboxes
+        if mailboxes is None:  # the runner hands the copy over before any record
+            raise RuntimeError("unwrap: no mailbox directory was handed to this process")
+        aliases = self.aliases.get(written_ms)
+        built = self._built
+        if built is None or built[0] is not mailboxes or built[1] is not aliases:
+            built = self._built = (mailboxes, aliases,
+                                   forward_mailboxes(mailboxes.values(), aliases))
+        return built[2]
 
     def db(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
@@ -90,12 +106,12 @@ class _Edges:
         return self.blobs
 
     def context(self, written_ms: int | None = None) -> UnwrapContext:
-        table = self.forwarders.get(written_ms)
-        if table is not self._table or self._context is None:
+        table = self.table(written_ms)
+        if self._context is None or table is not self._context_of:
             # Built only when the table changes: the context normalises it once.
             self._context = UnwrapContext.from_settings(self.settings, table.forwarders,
                                                         table.unchecked, table.unapproved)
-            self._table = table
+            self._context_of = table
         return self._context
 
     def reset(self) -> None:
@@ -143,6 +159,10 @@ class UnwrapHandler:
         self.fixed_forwarders = forwarders
         self.fixed_unchecked = unchecked
         self._edges: _Edges | None = None
+
+    def use_mailboxes(self, mailboxes: Mapping[str, MailboxRecord]) -> None:
+        """The runner's copy of the mailbox directory (:mod:`mailroom.stage.mailboxcopy`)."""
+        self.edges.mailboxes = mailboxes
 
     @property
     def edges(self) -> _Edges:
@@ -265,7 +285,7 @@ def spec(forwarders: Forwarders | None = None) -> StageSpec:
     """``forwarders``: a fixed table instead of ingest's configuration (tests)."""
     return StageSpec(name=STAGE, input_topic="raw",
                      make_handler=functools.partial(UnwrapHandler, forwarders=forwarders),
-                     input_type=RawMail)
+                     input_type=RawMail, reads_mailboxes=forwarders is None)
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:

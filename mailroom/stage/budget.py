@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from mailroom.codec import Codec
 from mailroom.settings import Settings
 from mailroom.stage.execute import StageSpec, execute
+from mailroom.stage.mailboxcopy import MailboxChanges, MailboxCopy
 from mailroom.stage.types import Context, Verdict
 from mailroom.stage.workers import ProcessExecutor, timeout_verdict
 
@@ -97,6 +98,12 @@ class InlineExecutor:
         self.codec = codec
         self.budget_ms = settings.stage_budget_ms
         self.handler = spec.make_handler(settings)
+        self.mailboxes = MailboxCopy(self.handler) if spec.reads_mailboxes else None
+
+    def send_mailboxes(self, changes: MailboxChanges) -> None:
+        if self.mailboxes is None:
+            raise TypeError(f"stage {self.spec.name} does not read mailboxes (reads_mailboxes)")
+        self.mailboxes.apply(changes)
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         raise BudgetExceeded

@@ -54,12 +54,17 @@ class StageSpec:
 
     ``input_type`` is the record class of the input topic (``RawMail`` for unwrap); ``None``
     hands the handler the raw ``(schema name, datum)``.
+
+    ``reads_mailboxes``: the handler decides with the mailbox directory. The runner reads it
+    (the handler's process never opens a Kafka client) and hands the handler a copy fresh for
+    every record it is given, through its ``use_mailboxes`` (:mod:`mailroom.stage.mailboxcopy`).
     """
 
     name: str
     input_topic: str  # the brief's short name: 'raw', 'unwrapped', ...
     make_handler: Callable[[Settings], Handler]
     input_type: Any = None
+    reads_mailboxes: bool = False
 
     @property
     def topics(self) -> tuple[str, ...]:

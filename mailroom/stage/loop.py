@@ -14,6 +14,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from mailroom.db.outage import LOST, Outage
+from mailroom.mailboxes import DirectoryUnavailable
 
 
 class LoopStatus(Protocol):
@@ -25,12 +26,15 @@ class LoopStatus(Protocol):
 
 
 class Dependencies:
-    """The outages a batch may hit — PostgreSQL and the broker — and what one costs: the batch
-    is redone once the dependency is back (``redo``), never a process exit."""
+    """The outages a batch may hit — PostgreSQL, the broker, the mailbox directory (a stage
+    deciding with it may not decide without it: :mod:`mailroom.stage.mailboxcopy`) — and what
+    one costs: the batch is redone once the dependency is back (``redo``), never a process exit
+    and never a record's attempt."""
 
     def __init__(self, redo: Callable[[Any, Outage, Exception], None], status: Any) -> None:
         self.database = Outage("batch")
         self.broker = Outage("batch", dependency="the Kafka broker")
+        self.directory = Outage("batch", dependency="the mailbox directory")
         self.redo = redo
         self.status = status  # has ``degraded``: why the stage cannot work now, or ''
 
@@ -45,7 +49,10 @@ class Dependencies:
         except KafkaError as exc:  # flush, a dead letter or a commit not acknowledged in time
             self.redo(batch, self.broker, exc)
             return
-        for outage in (self.database, self.broker):
+        except DirectoryUnavailable as exc:
+            self.redo(batch, self.directory, exc)
+            return
+        for outage in (self.database, self.broker, self.directory):
             if outage.away:
                 outage.over()
         self.status.degraded = ""

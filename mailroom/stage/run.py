@@ -7,7 +7,8 @@ A stage's entry point is one line::
 
 Everything is built here from the one Settings object and passed in explicitly (no globals):
 the consumer and producer from :mod:`mailroom.kafka`, the codec, an autocommit PostgreSQL
-connection for the attempt counter, the blob store for oversized dead letters, the executor.
+connection for the attempt counter, the blob store for oversized dead letters, the executor,
+and for a stage that decides with the mailbox directory, the directory's one reader.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from mailroom.blobs import BlobStore
 from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.db.outage import connected
+from mailroom.mailboxes import MailboxDirectory
 from mailroom.metrics import Batch, Health, StageMetrics, consumer_lag, serve
 from mailroom.settings import Settings
 from mailroom.stage.budget import make_executor
 from mailroom.stage.execute import StageSpec
+from mailroom.stage.mailboxcopy import MailboxFeed
 from mailroom.stage.runner import StageRunner
 from mailroom.stage.status import StageStatus
 
@@ -67,6 +70,8 @@ def build_runner(
         blobs=BlobStore(connected(database, f"start of {spec.name}")),
         status=status,
         database=database,
+        # Read in this process only: the workers get copies and never import a Kafka client.
+        mailboxes=MailboxFeed(MailboxDirectory(settings, codec)) if spec.reads_mailboxes else None,
     )
 
 

@@ -31,11 +31,14 @@ Failure paths (named, never silent)
 Liveness: a batch stops early (commits what is done, seeks back for the rest) when half of
 ``kafka_max_poll_interval_ms`` has passed, so a slow batch never gets the member evicted.
 
-PostgreSQL away or the broker failing the batch (:class:`~mailroom.stage.loop.Dependencies`):
-the batch is redone — its starts released (they are no deaths), the status ``degraded``, a
-bounded backoff (:mod:`mailroom.db.outage`), then the strategy seeks its partitions back; it
-never exits for it. SIGTERM/SIGINT: the batch in hand is finished and committed, the consumer
-closed (leaving the group, so its partitions move at once) and ``run`` returns 0.
+PostgreSQL away, the broker failing the batch, or the mailbox directory not readable for a stage
+that decides with it (:class:`~mailroom.stage.loop.Dependencies`; the directory is read here,
+before every batch, and its changes handed to the handler's processes:
+:mod:`mailroom.stage.mailboxcopy`): the batch is redone — its starts released (they are no
+deaths), the status ``degraded``, a bounded backoff (:mod:`mailroom.db.outage`), then the
+strategy seeks its partitions back; it never exits for it. SIGTERM/SIGINT: the batch in hand
+is finished and committed, the consumer closed (leaving the group, so its partitions move at
+once) and ``run`` returns 0.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from mailroom.stage.budget import Executor
 from mailroom.stage.commit import Commit, KafkaCommit
 from mailroom.stage.execute import BatchSpec, StageSpec
 from mailroom.stage.loop import Dependencies, poll_until_stopped, stop_signals
+from mailroom.stage.mailboxcopy import MailboxFeed, MailboxSender
 from mailroom.stage.outbox import Outbox
 from mailroom.stage.retry import Retries, verdict_with_retries
 from mailroom.stage.status import StageStatus
@@ -105,6 +109,7 @@ class StageRunner:
         status: StageStatus | None = None,
         on_batch: Callable[[StageStatus], None] | None = None,
         database: Callable[[], psycopg.Connection] | None = None,
+        mailboxes: MailboxFeed | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -112,6 +117,11 @@ class StageRunner:
         self.producer = producer
         self.attempts = attempts
         self.executor = executor
+        # The mailbox directory, read here for the handler's processes (mailboxcopy: before
+        # every batch); the executor hands them what changed.
+        self.mailboxes = mailboxes
+        if mailboxes is not None and not isinstance(executor, MailboxSender):
+            raise TypeError(f"{type(executor).__name__} cannot hand its handlers the mailboxes")
         self.commit = commit if commit is not None else KafkaCommit(consumer)
         # Deaths of this process that count against the record in flight. Only a handler that
         # runs in this process can kill it; with worker children the pool counts the deaths a
@@ -155,6 +165,8 @@ class StageRunner:
                 )
         finally:
             self.executor.close()
+            if self.mailboxes is not None:
+                self.mailboxes.close()
         # Leave the group now (no commit here: every unit is committed when it ends).
         self.consumer.close(autocommit=False)
         self.producer.flush()
@@ -197,6 +209,7 @@ class StageRunner:
             [Start(tp.topic, tp.partition, r[0].offset, r[-1].offset) for tp, r in parts.items()]
         )
         faults.point(self.settings, self.fault_after_begin)
+        self._mailboxes_now()
         suspects = {tp for tp, r in parts.items()
                     if standings[(tp.topic, tp.partition)].step(r[0].offset, self._crash_limit)
                     != "batch"}
@@ -208,6 +221,17 @@ class StageRunner:
         self.status.batches += 1
         if self.on_batch is not None:
             self.on_batch(self.status)
+
+    def _mailboxes_now(self) -> None:
+        """The handlers' copy of the mailbox directory made fresh for this batch: every record
+        of it was written before the poll returned, so every mailbox record it depends on is in
+        a read that starts now. Unreadable, the batch is redone (DirectoryUnavailable)."""
+        if self.mailboxes is None:
+            return
+        changes = self.mailboxes.changes()
+        if changes is not None:
+            assert isinstance(self.executor, MailboxSender)  # checked when made
+            self.executor.send_mailboxes(changes)
 
     def _begin(self, starts: list[Start]) -> dict[tuple[str, int], Standing]:
         standings = self.attempts.begin(starts)

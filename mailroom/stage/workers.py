@@ -13,11 +13,15 @@ they are used without paying a pipe round trip per message:
   and the rest of its chunk is dealt out again;
 - a child that dies (segfault, ``os._exit``, OOM) is replaced; the message it was on is tried
   again alone, and after ``max_attempts`` deaths it becomes a ``crash_loop`` verdict; the rest
-  of its chunk is dealt out again. Verdicts come back in the order of the contexts given.
+  of its chunk is dealt out again. Verdicts come back in the order of the contexts given;
+- for a stage that decides with the mailbox directory, the changes the runner read go down every
+  child's pipe ahead of the next chunk, and a child started later gets the whole copy before
+  its first chunk (:mod:`mailroom.stage.mailboxcopy`): the children never open a Kafka client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -36,6 +40,7 @@ from typing import Any
 from mailroom.gctune import tune_for_a_long_run
 from mailroom.settings import Settings
 from mailroom.stage.execute import StageSpec, execute
+from mailroom.stage.mailboxcopy import MailboxChanges, MailboxCopy, Mailboxes
 from mailroom.stage.types import CRASH_LOOP, TIMEOUT, Context, Verdict
 
 log = logging.getLogger(__name__)
@@ -96,13 +101,18 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
 
     codec = Codec.from_settings(settings)
     handler = spec.make_handler(settings)  # before "ready": no message's budget pays for it
+    mailboxes = MailboxCopy(handler) if spec.reads_mailboxes else None
     tune_for_a_long_run()
     conn.send("ready")
     while True:
         try:
-            chunk: list[Context] = conn.recv()
+            chunk: list[Context] | MailboxChanges = conn.recv()
         except (EOFError, OSError):
             return
+        if isinstance(chunk, MailboxChanges):  # no answer: the next chunk's are what is awaited
+            assert mailboxes is not None, "mailboxes sent to a stage that does not read them"
+            mailboxes.apply(chunk)
+            continue
         for context in chunk:
             conn.send_bytes(_dumps(execute(spec, handler, codec, context)))
 
@@ -159,6 +169,10 @@ class _Worker:
     def current(self) -> _Job:
         return self.chunk[self.done]
 
+    def send_mailboxes(self, changes: MailboxChanges) -> None:
+        """Ahead of the next chunk; the child answers nothing to it."""
+        self.conn.send_bytes(_dumps(changes))
+
     def give(self, chunk: list[_Job]) -> None:
         self.chunk, self.done = chunk, 0
         self.since = time.monotonic()
@@ -191,6 +205,9 @@ class ProcessExecutor:
         self.size = workers or worker_count(settings)
         self._workers: list[_Worker | None] = [None] * self.size
         self.deaths = 0  # children lost, for the status page
+        #: the mailbox directory as the runner last read it (None: not a stage that reads it, or
+        #: nothing read yet): what a child started from now on is given first
+        self._mailboxes: Mailboxes | None = None
 
     # --- the pool ------------------------------------------------------------------------------
     def _worker(self, slot: int) -> _Worker:
@@ -202,7 +219,26 @@ class ProcessExecutor:
         worker = _Worker(self.spec, self.settings, slot)
         self._workers[slot] = worker
         worker.wait_ready(self.spec.name)
+        if self._mailboxes is not None:
+            # Before its first chunk, so it never decides without the copy the others hold. (A
+            # child that dies meanwhile is found on the chunk's read, as any death.)
+            with contextlib.suppress(OSError):
+                worker.send_mailboxes(MailboxChanges.of(self._mailboxes))
         return worker
+
+    def send_mailboxes(self, changes: MailboxChanges) -> None:
+        """The runner's latest read of the directory, to every child now (they are all idle
+        between batches) and to every child started later (whole)."""
+        if not self.spec.reads_mailboxes:
+            raise TypeError(f"stage {self.spec.name} does not read mailboxes (reads_mailboxes)")
+        self._mailboxes = changes.apply(self._mailboxes or {})
+        for slot, worker in enumerate(self._workers):
+            if worker is None:
+                continue
+            try:
+                worker.send_mailboxes(changes)
+            except OSError:  # gone: its successor starts with the whole copy
+                self._replace(slot)
 
     def _replace(self, slot: int) -> None:
         worker = self._workers[slot]

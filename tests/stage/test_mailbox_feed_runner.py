@@ -1,0 +1,130 @@
+"""The runner reads the mailbox directory for its workers, on the real broker: a mailbox
+published a moment before its record is in the copy the record is decided with (and so is a
+change, and a deletion); while the directory cannot be read nothing is decided — the batch is
+redone once it can, never decided with an older copy."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from kafka_helpers import decoded, produce, wait_for
+from mailbox_toy import SPEC, mailbox, raw
+from pipeline_testing import own_topics, read_all
+
+from mailroom.codec import Codec
+from mailroom.mailboxes import MailboxDirectory
+from mailroom.records.mailbox import MailboxRecord
+from mailroom.settings import Settings
+from mailroom.stage.mailboxcopy import MailboxFeed
+from mailroom.stage.run import build_runner
+from mailroom.stage.runner import StageRunner
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(stage_settings: Settings) -> Settings:
+    return stage_settings.replace(stage_isolation="process", stage_workers=2,
+                                  stage_budget_ms=20_000)
+
+
+def publish(s: Settings, *records: MailboxRecord | tuple[str, None]) -> None:
+    codec = Codec.from_settings(s)
+    produce(s, "mailboxes", [
+        (r[0], None) if isinstance(r, tuple)  # type: ignore[misc]
+        else (r.mailbox_id, codec.encode_record(r)) for r in records])
+
+
+def send(s: Settings, uid: int, mailbox_id: str) -> None:
+    record = raw(uid, mailbox_id)
+    produce(s, "in", [(record.identity, Codec.from_settings(s).encode_record(record))])
+
+
+def owners(s: Settings) -> dict[int, str]:
+    """uid → the owner the handler's copy gave its mailbox, for every output so far."""
+    codec = Codec.from_settings(s)
+    return {int(e.detail["uid"]): e.detail["owner"] for e in decoded(codec, read_all(s, "out"))}
+
+
+class Running:
+    """The toy stage's runner (process isolation, two workers) on a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.runner: StageRunner = build_runner(SPEC, settings)
+        self.thread = threading.Thread(target=self.runner.run)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.runner.stop()
+        self.thread.join(60)
+        assert not self.thread.is_alive()
+        self.runner.producer.close()
+        self.runner.attempts.conn.close()
+
+
+@pytest.fixture
+def running(settings: Settings) -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for r in started:
+        if r.thread.is_alive():
+            r.stop()
+
+
+def test_a_mailbox_published_just_before_its_record_is_in_the_workers_copy(
+        settings: Settings, running: list[Running]) -> None:
+    s = settings
+    with own_topics(s, {"mailboxes": 1}):
+        publish(s, mailbox("1", "ann"))
+        running.append(Running(s))
+        send(s, 1, "1")
+        wait_for(lambda: 1 in owners(s), timeout=60)
+        # Each published after the runner's last read, each right before its record.
+        publish(s, mailbox("2", "bob"))
+        send(s, 2, "2")
+        wait_for(lambda: 2 in owners(s), timeout=60)
+        publish(s, mailbox("1", "cid"))
+        send(s, 3, "1")
+        wait_for(lambda: 3 in owners(s), timeout=60)
+        publish(s, ("2", None))
+        send(s, 4, "2")
+        wait_for(lambda: 4 in owners(s), timeout=60)
+        running[0].stop()
+    assert owners(s) == {1: "ann", 2: "bob", 3: "cid", 4: "unknown"}
+    assert read_all(s, "dlq") == []
+
+
+def test_while_the_directory_cannot_be_read_the_batch_waits_and_is_redone(
+        settings: Settings, running: list[Running]) -> None:
+    s = settings
+    send(s, 1, "1")  # no mailboxes topic yet: the directory cannot be read
+    running.append(Running(s))
+    runner = running[0].runner
+    wait_for(lambda: "mailbox directory" in runner.status.degraded, timeout=60)
+    assert read_all(s, "out") == [] and read_all(s, "dlq") == []  # nothing decided without it
+    with own_topics(s, {"mailboxes": 1}):
+        publish(s, mailbox("1", "ann"))
+        wait_for(lambda: read_all(s, "out"), timeout=60)
+        wait_for(lambda: not runner.status.degraded)  # cleared once the batch is done
+        running[0].stop()
+    assert owners(s) == {1: "ann"}
+    assert read_all(s, "dlq") == []
+
+
+def test_the_feed_hands_over_the_whole_directory_once_then_what_changed(
+        settings: Settings) -> None:
+    s = settings
+    with own_topics(s, {"mailboxes": 1}):
+        publish(s, mailbox("1", "ann"))
+        feed = MailboxFeed(MailboxDirectory(s))
+        try:
+            first = feed.changes()
+            assert first is not None and first.whole and set(first.changed) == {"1"}
+            assert feed.changes() is None  # nothing appended: nothing to send
+            publish(s, mailbox("2", "bob"))
+            later = feed.changes()
+            assert later is not None and not later.whole and set(later.changed) == {"2"}
+        finally:
+            feed.close()
