@@ -70,26 +70,23 @@ def _trace_events(conn, n: int = 20_000) -> None:  # type: ignore[no-untyped-def
     the row-by-row executemany it replaced, each into an empty table, batches of 500."""
     from datetime import UTC, datetime
 
-    from psycopg.types.json import Jsonb
-
     from mailroom.records import TraceEvent
     from mailroom.stage.types import Source
     from persist import traces
 
     at = datetime(2026, 11, 2, tzinfo=UTC)
-    events = [(Source("t.trace", 0, i, b"k", b"", 0),
-               TraceEvent(key=f"m{i}@x", stage="route", event="routed", at=at,
-                          message_id=f"m{i}@x", detail={"01 filter": "accepted: all mail"}))
+    events = [traces.row_of(Source("t.trace", 0, i, b"k", b"", 0), 0,
+                            TraceEvent(key=f"m{i}@x", stage="route", event="routed", at=at,
+                                       message_id=f"m{i}@x",
+                                       detail={"01 filter": "accepted: all mail"}))
               for i in range(n)]
 
     def many(batch):  # type: ignore[no-untyped-def]
         with conn.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO message_traces ({traces.COLUMNS}) VALUES "
-                f"({', '.join(['%s'] * 14)}) ON CONFLICT DO NOTHING",
-                [(s.topic, s.partition, s.offset, t.key, t.stage, t.event, t.at, t.message_id,
-                  t.dedupe_key, t.raw_identity, t.source_topic, t.source_partition,
-                  t.source_offset, Jsonb(dict(t.detail))) for s, t in batch])
+                f"({', '.join(['%s'] * len(traces.TraceRow._fields))}) ON CONFLICT DO NOTHING",
+                batch)
 
     for label, write in (("COPY (persist/traces.py)", lambda b: traces.store(conn, b)),
                          ("executemany", many)):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from typing import Protocol
 
 import psycopg
 
@@ -33,7 +34,6 @@ from mailroom.errors import ConfigError, MalformedRecordError, UnknownSchemaErro
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
 from mailroom.records.steps import Skip
-from mailroom.records.trace import TraceEvent
 from mailroom.settings import Settings
 
 #: Condemned blobs one sweep looks at, at most: a batch's extra work stays bounded.
@@ -48,16 +48,33 @@ def blob_grace(settings: Settings) -> timedelta:
     return timedelta(hours=hours)
 
 
+class Named(Protocol):
+    """What a trace event is erased by (a TraceEvent, or persist's row of one)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def dedupe_key(self) -> str | None: ...
+
+
 def screen(conn: psycopg.Connection, codec: Codec, plans: Sequence[Plan],
-           events: Sequence[TraceEvent], grace: timedelta | None = None,
+           events: Sequence[Named], grace: timedelta | None = None,
            ) -> tuple[set[int], set[int]]:
     """(positions of the erased plans, positions of the erased trace events); condemns the
     blobs of what must not be kept and sweeps those whose ``grace`` (None: the setting's
     default) has run out."""
     erasure.hold(conn)
     plan_digests = [erasure.plan_digests(p) for p in plans]
-    event_digests = [erasure.trace_digests(e) for e in events]
-    hit = erasure.listed(conn, set().union(*plan_digests, *event_digests))
+    # An event is erased by its key, Message-ID and dedupe key (erasure.trace_digests): a
+    # message's events share them (four events an email), so each is hashed once a batch and
+    # the events are looked at one by one only when one of them is listed.
+    names = {n for e in events for n in (e.key, e.message_id, e.dedupe_key) if n}
+    by_digest: dict[str, set[str]] = {}
+    for n in names:
+        by_digest.setdefault(erasure.id_digest(n), set()).add(n)
+    hit = erasure.listed(conn, set().union(by_digest, *plan_digests))
     gone = {i for i, d in enumerate(plan_digests) if d & hit}
     blobs = {ref for i, p in enumerate(plans) if i not in gone
              for skip in p.steps_of(Skip) for ref in skip.blobs}
@@ -65,7 +82,9 @@ def screen(conn: psycopg.Connection, codec: Codec, plans: Sequence[Plan],
         blobs |= claimed_blobs(codec, plans[i])
     forget_blobs(conn, blobs)
     sweep_blobs(conn, blob_grace(Settings()) if grace is None else grace)
-    return gone, {i for i, d in enumerate(event_digests) if d & hit}
+    erased = set().union(*(by_digest[d] for d in hit if d in by_digest))
+    return gone, {i for i, e in enumerate(events) if erased
+                  and (e.key in erased or e.message_id in erased or e.dedupe_key in erased)}
 
 
 def claimed_blobs(codec: Codec, plan: Plan) -> set[str]:

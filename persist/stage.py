@@ -47,11 +47,10 @@ from mailroom.stage.run import watch
 from mailroom.stage.runner import StageRunner
 from mailroom.stage.status import StageStatus
 from mailroom.stage.types import UNDECODABLE, Context, Source, Trace, Verdict
-from mailroom.tracing import events_of
 from persist import privacy, traces
 from persist.batch import RETRY_BATCH, Item, Result, apply_batch
 from persist.offsets import PostgresCommit
-from persist.traces import Placed
+from persist.traces import TraceRow
 
 STAGE = "persist"
 SPEC = BatchSpec(name=STAGE, input_topic="actions", also_reads=("trace",))
@@ -86,7 +85,7 @@ class PersistHandler:
         verdicts: list[Verdict | None] = [None] * len(contexts)
         items: list[Item] = []
         item_at: list[int] = []
-        events: list[Placed] = []
+        events: list[TraceRow] = []
         paused: set[tuple[str, int]] = set()
         for i, context in enumerate(contexts):
             source = context.source
@@ -96,8 +95,7 @@ class PersistHandler:
                 if source.value is None:
                     raise MalformedRecordError("the record has no value (a tombstone)")
                 if source.topic == self.trace_topic:
-                    events += [(source, n, e)
-                               for n, e in enumerate(events_of(self.codec, source.value))]
+                    events += traces.rows_of(self.codec, source)
                     verdicts[i] = STORED
                 else:
                     plan = self.codec.decode_record(source.value, Plan)
@@ -114,11 +112,12 @@ class PersistHandler:
             # claim-check blobs of mail that must not be kept are condemned, and those past
             # their grace swept (persist/privacy.py).
             gone, gone_events = privacy.screen(conn, self.codec, [i.plan for i in items],
-                                               [e for _, _, e in events], self.blob_grace)
+                                               events, self.blob_grace)
             for n in sorted(gone, reverse=True):
                 verdicts[item_at[n]] = _erased(contexts[item_at[n]].source)
                 del items[n], item_at[n]
-            events = [e for n, e in enumerate(events) if n not in gone_events]
+            if gone_events:
+                events = [e for n, e in enumerate(events) if n not in gone_events]
             results = apply_batch(conn, self.codec, items) if items else []
             traces.store(conn, events)  # COPY: the high-volume table (persist/traces.py)
         except psycopg.Error as exc:

@@ -14,11 +14,11 @@ from mailroom.records.deadletter import DeadLetter
 from mailroom.records.email import Email
 from mailroom.records.mailbox import MailboxRecord
 from mailroom.records.raw import RawMail, raw_identity
-from mailroom.records.trace import TraceBatch, TraceEvent
+from mailroom.records.trace import TraceBatch, TraceColumns, TraceEvent
 
 RECORD_TYPES: dict[str, type[AvroRecord]] = {
-    cls.SCHEMA: cls for cls in (RawMail, Email, Plan, TraceEvent, TraceBatch, DeadLetter,
-                              MailboxRecord, RecordChange)
+    cls.SCHEMA: cls for cls in (RawMail, Email, Plan, TraceEvent, TraceBatch, TraceColumns,
+                              DeadLetter, MailboxRecord, RecordChange)
 }
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "RecordChange",
     "Step",
     "TraceBatch",
+    "TraceColumns",
     "TraceEvent",
     "raw_identity",
     "utc_millis",

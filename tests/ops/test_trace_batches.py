@@ -12,7 +12,7 @@ from mailroom import kafka
 from mailroom.codec import Codec
 from mailroom.console.ops.trace import Tracer as StoryTeller
 from mailroom.db import connect
-from mailroom.records import TraceBatch
+from mailroom.records import TraceColumns
 from mailroom.settings import Settings
 from mailroom.stage.types import Source
 from mailroom.tracing import Tracer, events_of, partition_of
@@ -46,7 +46,7 @@ def test_one_record_per_partition_each_event_in_its_keys_partition(ops_settings:
     assert sorted(r.partition for r in records) == partitions
     seen = []
     for r in records:
-        assert isinstance(codec.decode_any(r.value), TraceBatch)
+        assert isinstance(codec.decode_any(r.value), TraceColumns)
         for event in events_of(codec, r.value):
             assert partition_of(event.key.encode(), partitions) == r.partition
             seen.append((event.key, event.event))
@@ -70,8 +70,7 @@ def test_trace_and_persist_read_each_event_of_a_batch(ops_settings: Settings) ->
         # Into the table as persist stores them, then from the table alone.
         placed = []
         for r in read_all(s, "trace"):
-            source = Source.of(r)
-            placed += [(source, n, e) for n, e in enumerate(events_of(codec, r.value))]
+            placed += traces.rows_of(codec, Source.of(r))
         with connect(s) as conn:
             assert traces.store(conn, placed) == len(KEYS) + 1
             assert traces.store(conn, placed) == 0  # a redelivered batch adds nothing

@@ -22,7 +22,6 @@ from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from mailroom.stage.types import Source
 from mailroom.tracing import Tracer as Emitter
-from mailroom.tracing import events_of
 from persist import traces
 
 pytestmark = pytest.mark.integration
@@ -60,7 +59,7 @@ def store_as_persist(s: Settings, codec: Codec, conn: object) -> dict[TopicParti
     placed, ends = [], {TopicPartition(s.topic("trace"), p): 0
                         for p in range(s.topic_partitions)}
     for r in read_all(s, "trace"):
-        placed += [(Source.of(r), n, e) for n, e in enumerate(events_of(codec, r.value))]
+        placed += traces.rows_of(codec, Source.of(r))
         tp = TopicPartition(r.topic, r.partition)
         ends[tp] = max(ends[tp], r.offset + 1)
     traces.store(conn, placed)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from mailroom.db import connect
 from mailroom.kafka import make_producer
 from mailroom.settings import Settings
 from mailroom.stage.types import Source
-from mailroom.tracing import Tracer, events_of
+from mailroom.tracing import Tracer
 from persist import traces
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def test_the_email_page_shows_stored_steps_and_those_persist_has_not_reached(
         # Persist has stored both, and its offsets are past them, in one transaction.
         placed, ends = [], {}
         for r in read_all(s, "trace"):
-            placed += [(Source.of(r), n, e) for n, e in enumerate(events_of(codec, r.value))]
+            placed += traces.rows_of(codec, Source.of(r))
             ends[TopicPartition(r.topic, r.partition)] = r.offset + 1
         traces.store(db, placed)
         for tp, end in ends.items():
