@@ -1,7 +1,7 @@
 """The dashboard's connection pool on the real PostgreSQL: connections are reused, committed or
 rolled back like ``with connect(...)``, a dead one is never lent again, at most ``size`` are
-lent at once, and a thread that holds one and asks again is not made to wait for itself. The
-chart memo draws once per snapshot."""
+lent at once, a thread that holds one and asks again is not made to wait for itself, and a
+request borrows once for all its blocks. The chart memo draws once per snapshot."""
 
 from __future__ import annotations
 
@@ -76,6 +76,39 @@ def test_at_most_size_lent_and_no_thread_waits_for_itself(settings: Settings) ->
         a.join(60)
         b.join(60)
         assert got.is_set()
+    finally:
+        pool.close()
+
+
+def test_a_request_borrows_once_for_all_its_blocks(settings: Settings) -> None:
+    pool = ConnectionPool(settings, size=1)
+    try:
+        with pool.request():
+            with pool.connection(autocommit=True) as conn:  # the session check
+                first = pid(conn)
+            # Between its blocks the request keeps its slot: no other thread can borrow.
+            assert not pool._slots.acquire(blocking=False)
+            with pool.connection() as conn:  # the page: the same connection, its own commit
+                assert pid(conn) == first
+                conn.execute("INSERT INTO web_audit (actor, action) VALUES ('t', 'kept')")
+            with pytest.raises(RuntimeError), pool.connection() as conn:
+                assert pid(conn) == first
+                conn.execute("INSERT INTO web_audit (actor, action) VALUES ('t', 'undone')")
+                raise RuntimeError("the page failed")
+            with pool.connection(autocommit=True) as outer, pool.connection() as inner:
+                assert pid(outer) == first
+                assert pid(inner) != first  # nested: another, as outside a request
+            with pool.connection(autocommit=True) as conn:  # PostgreSQL ends it mid-request
+                with connect(settings, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+                with pytest.raises(psycopg.OperationalError):
+                    conn.execute("SELECT 1")
+            with pool.connection(autocommit=True) as conn:  # the next block gets a new one
+                second = pid(conn)
+                assert second != first
+                assert conn.execute("SELECT action FROM web_audit").fetchall() == [("kept",)]
+        with pool.connection(autocommit=True) as conn:  # returned at the request's end
+            assert pid(conn) == second
     finally:
         pool.close()
 

@@ -135,7 +135,13 @@ class Dashboard:
         self.sampler.start()
 
     def handle(self, request: Request, route: Page) -> Response:
-        """The gate, then the page; runs on a worker thread."""
+        """The gate, then the page; runs on a worker thread. The session check and the page
+        share one pooled connection (:meth:`ConnectionPool.request`): a request waits for the
+        pool once, not once for each."""
+        with self.pool.request():
+            return self._handle(request, route)
+
+    def _handle(self, request: Request, route: Page) -> Response:
         try:
             if route.role is not None:
                 with self.db(autocommit=True) as conn:
