@@ -67,6 +67,17 @@ _PER_EVENT = ("keys", "events", "at", "message_ids", "dedupe_keys", "raw_identit
 _REFUSED = re.compile("[\x00\ud800-\udfff]")
 
 
+def named(param: str, *, raw_identity: bool = True) -> str:
+    """The SQL condition of the rows an identifier in the array parameter ``param`` names — by
+    key, Message-ID, dedupe key (and raw identity) — each arm with an index: the Message-ID,
+    dedupe key and raw identity indexes hold only rows where that value is not the key
+    (migration 0076; where it is, the key's index finds the row)."""
+    others = ("message_id", "dedupe_key") + (("raw_identity",) if raw_identity else ())
+    arms = [f"key = ANY(%({param})s)"]
+    arms += [f"({c} = ANY(%({param})s) AND {c} <> key)" for c in others]
+    return "(" + " OR ".join(arms) + ")"
+
+
 def stored_detail(text: str) -> str:
     """A detail's JSON text as ``jsonb`` takes it: checked (an object of strings, else the
     record is poison) and, only when it holds what ``jsonb`` refuses, rewritten with U+FFFD in

@@ -46,6 +46,7 @@ from mailroom.errors import ConfigError, MalformedRecordError, UnknownSchemaErro
 from mailroom.msgids import normalise_message_id
 from mailroom.records.action import Plan
 from mailroom.settings import Settings
+from persist import traces
 from persist.privacy import blob_grace, claimed_blobs, forget_blobs, sweep_blobs
 
 SELECTORS = ("message_id", "address")
@@ -163,8 +164,7 @@ def _traces(conn: psycopg.Connection, found: Found) -> None:
             found.identifiers.update(i for i in row[3:7] if i)
         ids = sorted(found.identifiers)
         for row in conn.execute(
-            _TRACE_IDS + " WHERE key = ANY(%(i)s) OR message_id = ANY(%(i)s) "
-            "OR dedupe_key = ANY(%(i)s)", {"i": ids},
+            _TRACE_IDS + " WHERE " + traces.named("i", raw_identity=False), {"i": ids},
         ):
             rows[(row[0], row[1], row[2], row[8])] = row
     for row in rows.values():

@@ -44,6 +44,7 @@ from mailroom.records import TraceEvent
 from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 from mailroom.tracing import events_of, partition_of
+from persist import traces
 from persist.offsets import committed_offsets
 
 SCAN_TIMEOUT_S = 20.0
@@ -124,8 +125,7 @@ class Tracer:
             "SELECT topic, topic_partition, topic_offset, key, stage, event, at, message_id, "
             "dedupe_key, raw_identity, source_topic, source_partition, source_offset, detail, "
             "topic_index "
-            "FROM message_traces WHERE key = ANY(%(n)s) OR message_id = ANY(%(n)s) "
-            "OR dedupe_key = ANY(%(n)s) OR raw_identity = ANY(%(n)s)", {"n": list(names)},
+            "FROM message_traces WHERE " + traces.named("n"), {"n": list(names)},
         ).fetchall()
         out = {}
         for r in rows:

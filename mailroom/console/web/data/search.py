@@ -26,6 +26,7 @@ from mailroom.console.ops import dlq
 from mailroom.console.ops.trace import candidates
 from mailroom.console.web.data.deadletters import LetterView
 from mailroom.console.web.data.records import _EMAIL_SQL, EmailView, _email  # one reading of a row
+from persist import traces
 
 LIMIT = 50
 
@@ -80,8 +81,8 @@ def verdicts(conn: psycopg.Connection, query: str) -> list[Verdict]:
     names = sorted(candidates(query))
     rows = conn.execute(
         "SELECT coalesce(dedupe_key, key), message_id, stage, event, at, detail "
-        "FROM message_traces WHERE key = ANY(%(n)s) OR message_id = ANY(%(n)s) "
-        "OR dedupe_key = ANY(%(n)s) ORDER BY at, topic_offset LIMIT 500", {"n": names},
+        "FROM message_traces WHERE " + traces.named("n", raw_identity=False) +
+        " ORDER BY at, topic_offset LIMIT 500", {"n": names},
     ).fetchall()
     by_key: dict[str, Verdict] = {}
     for key, message_id, stage, event, at, detail in rows:
