@@ -188,6 +188,7 @@ class Dashboard:
     def close(self) -> None:
         self.sampler.stop()
         self.tracers.close()
+        self.letters.close()
         self.stages.close()
         self.pool.close()
 
