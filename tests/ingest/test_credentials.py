@@ -68,6 +68,18 @@ def test_previous_keys_decrypt_and_rotation_moves_to_the_current_key(tmp_path: P
     assert credentials.decrypt(after, credentials.rotate(away, weak_token)) == "kept"
 
 
+def test_the_keys_are_derived_once_per_set_of_keys(tmp_path: Path) -> None:
+    # Every pass decrypts its mailbox's credential: the derivation is kept, per set of keys.
+    one = Settings(state_dir=str(tmp_path), secret_key=NEW_KEY)
+    assert credentials.fernet(one) is credentials.fernet(
+        Settings(state_dir=str(tmp_path / "other"), secret_key=NEW_KEY))
+    during = Settings(state_dir=str(tmp_path), secret_key=NEW_KEY, secret_key_previous=OLD_KEY)
+    assert credentials.fernet(during) is not credentials.fernet(one)  # a key added: new
+    generated = Settings(state_dir=str(tmp_path / "gen"))
+    first = credentials.fernet(generated)
+    assert credentials.fernet(generated) is first
+
+
 @pytest.mark.integration
 def test_set_password_reads_stdin_and_the_mailbox_logs_in_with_it(
     db_settings: Settings, db: psycopg.Connection, mail_user: tuple[str, str]
