@@ -30,6 +30,8 @@ class Job:
     # Messages the broker acknowledged in this pass so far (for metrics: counted even when
     # the pass stops early on a revocation).
     published: int = 0
+    # The pass ended well and wrote the status ``ok`` (then the status need not be read back).
+    ended_ok: bool = False
 
     @property
     def mailbox_id(self) -> int:

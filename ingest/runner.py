@@ -64,6 +64,7 @@ REFRESH_EVERY_S = 2.0
 # However long a read takes, the list is never older than this: a mailbox an administrator
 # disabled or changed is polled as it was for at most this long.
 REFRESH_AT_MOST_S = 60.0
+OK_STATUS = "ok"  # what a pass that ended well writes
 SLOW_READ_S = 1.0  # a list read longer than this is logged (with when the next one comes)
 REVOKE_WAIT_S = 60.0  # a rebalance waits this long at most for the passes in hand to stop
 
@@ -144,13 +145,14 @@ class Ingestor:
             log.warning("passes still running %.0f s after a revocation: their checkpoint "
                         "writes are fenced", REVOKE_WAIT_S)
 
-    def _announce(self, mailbox: Mailbox, old_status: str) -> None:
+    def _announce(self, mailbox: Mailbox, old_status: str, ended_ok: bool = False) -> None:
         """Publish a status change to the mailboxes topic (only as a group member: the topic
-        exists then). Losing one is repaired by the next change or ``mailbox publish``."""
+        exists then). Losing one is repaired by the next change or ``mailbox publish``.
+        ``ended_ok``: the pass just wrote the status ``ok`` (no need to read it back)."""
         assert mailbox.id is not None
         if self.assignment is None:
             return
-        if store.status(self.conn, mailbox.id) == old_status:
+        if (OK_STATUS if ended_ok else store.status(self.conn, mailbox.id)) == old_status:
             return
         try:
             announce.publish(self.settings, self.conn, self.producer, [mailbox.id], self.codec)
@@ -170,14 +172,14 @@ class Ingestor:
         if self.assignment is not None and not self._serves(mailbox.id, token):
             return 0  # a rebalance since the list was made: maybe not ours any more
         profile = profile or store.profile(self.conn, mailbox.profile_id)
-        if not store.claim(self.conn, mailbox.id, token):
-            self.conn.commit()
+        # The status before the pass, from the database (read with the claim): the list in
+        # hand may be older than the last pass (it is read again seldom when long), and a
+        # change is announced once.
+        before = store.claim_status(self.conn, mailbox.id, token)
+        self.conn.commit()
+        if before is None:
             log.info("mailbox=%s owned by a newer process; skipped", mailbox.address)
             return 0
-        # The status before the pass, from the database: the list in hand may be older than the
-        # last pass (it is read again seldom when long), and a change is announced once.
-        before = store.status(self.conn, mailbox.id)
-        self.conn.commit()
         job = Job(self.settings, self.conn, profile, mailbox, token, self.codec,
                   self.producer, self.put_blob, self._between_batches(mailbox.id, token))
         batch = self.settings.ingest_batch_size
@@ -187,7 +189,7 @@ class Ingestor:
             self.metrics.mailbox_backlog(mailbox.id, store.backlog(self.conn, mailbox.id))
             self.conn.commit()
         self.metrics.passed(profile.protocol.value, time.monotonic() - started, job.published)
-        self._announce(mailbox, before)
+        self._announce(mailbox, before, job.ended_ok)
         return result
 
     def _refused(self, mailbox: Mailbox) -> bool:
@@ -258,8 +260,9 @@ class Ingestor:
                                     profile.host, profile.port)
             self.scheduler.defer(mailbox.id, delay)
             return 0
-        store.set_status(self.conn, mailbox.id, "ok", f"{n} new message(s) in the last pass")
+        store.set_status(self.conn, mailbox.id, OK_STATUS, f"{n} new message(s) in the last pass")
         store.relaxed_commit(self.conn)  # every pass writes it again
+        job.ended_ok = True
         self.conn.commit()
         if n:
             log.info("mailbox=%s published=%d token=%d", mailbox.address, n, job.generation)

@@ -349,16 +349,22 @@ def claim(conn: psycopg.Connection, mailbox_id: int, generation: int) -> bool:
     """Take the mailbox for ``generation``; False when a newer generation holds it already.
     Held already by ``generation`` (every pass after the first of an assignment): a read, no
     write to wait for."""
-    row = conn.execute("SELECT owner_generation FROM ingest_mailboxes WHERE id = %s",
+    return claim_status(conn, mailbox_id, generation) is not None
+
+
+def claim_status(conn: psycopg.Connection, mailbox_id: int, generation: int) -> str | None:
+    """:func:`claim`, answering the mailbox's status as of the claim (None: not claimed) —
+    what a pass reads before it starts, in the same round trip."""
+    row = conn.execute("SELECT owner_generation, status FROM ingest_mailboxes WHERE id = %s",
                        (mailbox_id,)).fetchone()
     if row is not None and int(row[0]) == generation:
-        return True
-    cur = conn.execute(
+        return str(row[1])
+    claimed = conn.execute(
         "UPDATE ingest_mailboxes SET owner_generation = %s "
-        "WHERE id = %s AND owner_generation <= %s",
+        "WHERE id = %s AND owner_generation <= %s RETURNING status",
         (generation, mailbox_id, generation),
-    )
-    return cur.rowcount == 1
+    ).fetchone()
+    return None if claimed is None else str(claimed[0])
 
 
 def fence(conn: psycopg.Connection, mailbox_id: int, generation: int) -> None:

@@ -30,6 +30,18 @@ def test_mailbox_round_trip_keeps_secret_encrypted(db: psycopg.Connection,
     assert credentials.decrypt(db_settings, m.secret) == "s3cret"
 
 
+def test_a_claim_answers_the_status_it_found(db: psycopg.Connection,
+                                             db_settings: Settings) -> None:
+    mid = _mailbox(db, db_settings)
+    old, new = store.new_generation(db), store.new_generation(db)
+    assert store.claim_status(db, mid, old) == "new"  # taken: the status as of the claim
+    store.set_status(db, mid, "retrying", "server away")
+    assert store.claim_status(db, mid, old) == "retrying"  # held already: a read
+    assert store.claim_status(db, mid, new) == "retrying"
+    assert store.claim_status(db, mid, old) is None  # a newer process holds it
+    db.commit()
+
+
 def test_a_fenced_process_cannot_move_the_checkpoint(db: psycopg.Connection,
                                                      db_settings: Settings) -> None:
     mid = _mailbox(db, db_settings)
