@@ -3,7 +3,11 @@
 Why subprocesses at all is written down in :mod:`mailroom.stage.budget`. This module is how
 they are used without paying a pipe round trip per message:
 
-- ``stage_workers`` children (default: one per core), each a fresh *spawned* interpreter;
+- ``stage_workers`` children (default: one per core), each a fresh interpreter started with
+  ``subprocess`` (never a fork of the runner, whose Kafka threads may hold locks) and joined to
+  it by a socket pair; not through ``multiprocessing``'s *spawn*, which starts a resource
+  tracker process beside them (~13 MB for semaphores and shared memory this pool never uses)
+  and runs the runner's main script again in every child;
 - the runner hands :meth:`ProcessExecutor.run_batch` a whole slice of its poll batch; the pool
   deals it out in chunks, one pickled list per pipe write, so the children parse in parallel
   while the consumer process waits on the pipes (``select``: the GIL is free for heartbeats);
@@ -29,13 +33,14 @@ import pickle
 import resource
 import select
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from multiprocessing.connection import Connection
-from typing import Any
 
 from mailroom.gctune import tune_for_a_long_run
 from mailroom.settings import Settings
@@ -79,6 +84,19 @@ def _readable(conns: list[Connection], timeout: float) -> set[int]:
 
 def worker_count(settings: Settings) -> int:
     return settings.stage_workers or os.cpu_count() or 1
+
+
+#: What a child runs: ``python -c CHILD NAME FD`` (the name shows in ``ps``).
+CHILD = "import sys; from mailroom.stage.workers import child; child(int(sys.argv[2]))"
+
+
+def child(fd: int) -> None:
+    """A worker child's start: the parent's module path first (the spec's handler is pickled by
+    reference: it may live in a module found only there), then the spec and settings."""
+    conn = Connection(fd)
+    sys.path[:] = pickle.loads(conn.recv_bytes())
+    spec, settings = pickle.loads(conn.recv_bytes())
+    _worker_main(conn, spec, settings)
 
 
 def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
@@ -142,15 +160,19 @@ class _Worker:
     """One child and the chunk it is working through."""
 
     def __init__(self, spec: StageSpec, settings: Settings, number: int) -> None:
-        mp = get_context("spawn")
-        parent_end, child_end = mp.Pipe(duplex=True)
-        self.proc: Any = mp.Process(
-            target=_worker_main, args=(child_end, spec, settings),
-            name=f"mailroom-{spec.name}-worker-{number}", daemon=True,
-        )
-        self.proc.start()
-        child_end.close()
-        self.conn = parent_end
+        parent_end, child_end = socket.socketpair()
+        with child_end:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", CHILD, f"mailroom-{spec.name}-worker-{number}",
+                 str(child_end.fileno())],
+                pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL,
+            )
+        self.conn = Connection(parent_end.detach())
+        try:
+            self.conn.send_bytes(_dumps(list(sys.path)))
+            self.conn.send_bytes(_dumps((spec, settings)))
+        except OSError:  # died at once: wait_ready says so
+            pass
         self.chunk: list[_Job] = []
         self.done = 0  # answers received for the current chunk
         self.since = 0.0  # when the message it is on started (monotonic)
@@ -181,15 +203,22 @@ class _Worker:
     def unanswered(self) -> list[_Job]:
         return self.chunk[self.done:]
 
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def exit_code(self) -> str:
-        self.proc.join(timeout=5)
-        return str(self.proc.exitcode)
+        """As ``multiprocessing`` says it: the exit status, or minus the signal that ended it."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        return str(self.proc.returncode)
 
     def stop(self) -> None:
         self.conn.close()
-        if self.proc.is_alive():
+        if self.alive:
             self.proc.kill()
-        self.proc.join(timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
 
 
 class ProcessExecutor:
@@ -212,7 +241,7 @@ class ProcessExecutor:
     # --- the pool ------------------------------------------------------------------------------
     def _worker(self, slot: int) -> _Worker:
         worker = self._workers[slot]
-        if worker is not None and worker.proc.is_alive():
+        if worker is not None and worker.alive:
             return worker
         if worker is not None:
             worker.stop()
