@@ -155,7 +155,9 @@ class Dashboard:
                                                                request.form.get("csrf")):
                     return plain(403, "403 Forbidden: missing or wrong CSRF token")
             return route.handler(self, request)
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+            # Also a connection PostgreSQL ended while it was lent (a restart): it is not lent
+            # again, and the next request gets a fresh one.
             log.warning("web: %s %s: %s", request.method, request.path, exc)
             return plain(503, "503: PostgreSQL is unavailable; try again shortly")
         except Exception:  # a page that fails must not take the server down: log, answer 500
