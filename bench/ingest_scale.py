@@ -116,8 +116,9 @@ def _seed(maildir: Path, vmail: pwd.struct_passwd, messages: int) -> None:
 def remove(scale: Scale) -> None:
     base = scale.world.base
     harness.remove(scale.world)
-    for user in scale.users():
-        dovecot.user_file(base, user).unlink(missing_ok=True)
+    users = list(scale.users())
+    dovecot.remove_users(base, users)  # and Dovecot's auth lets go of their files
+    for user in users:
         shutil.rmtree(dovecot.mail_root(base) / user, ignore_errors=True)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import poplib
 import ssl
+import time
 import uuid
 
+import psutil
 import pytest
 from imapclient import IMAPClient
 
@@ -139,3 +142,45 @@ def test_add_user_refuses_names_that_break_the_file(tmp_path, bad: str) -> None:
     settings = Settings(state_dir=str(tmp_path))
     with pytest.raises(ValueError):
         dovecot.add_user(settings, bad, "pw")
+
+
+def _auth_holds(stack: Settings, path: str) -> bool:
+    """Does one of the stack's Dovecot auth processes hold ``path`` open?"""
+    master = psutil.Process(dovecot._pid(stack))  # noqa: SLF001 - the instance's master
+    for proc in master.children():
+        with contextlib.suppress(psutil.Error):
+            if " ".join(proc.cmdline()).rstrip().endswith("/auth") and any(
+                    f.path == path for f in proc.open_files()):
+                return True
+    return False
+
+
+def test_removed_users_files_are_let_go_by_dovecots_auth(
+    stack: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Auth keeps each passwd-file it read open for its life; tens of thousands of users
+    # added and removed by benches ran it out of descriptors and every login failed.
+    name = "r" + uuid.uuid4().hex[:10]
+    dovecot.add_user(stack, name, "pw")
+    with IMAPClient("127.0.0.1", port=stack.imap_port, ssl=False, timeout=10) as imap:
+        imap.login(name, "pw")
+    path = str(dovecot.user_file(stack, name))
+    assert _auth_holds(stack, path)
+    monkeypatch.setattr(dovecot, "RELOAD_AFTER_REMOVED", 1)
+    assert dovecot.remove_users(stack, [name, name + "-never-added"]) == 1
+    deadline = time.monotonic() + 30
+    while _auth_holds(stack, path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _auth_holds(stack, path)
+    other = "r" + uuid.uuid4().hex[:10]  # and Dovecot serves logins as before
+    dovecot.add_user(stack, other, "pw")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with IMAPClient("127.0.0.1", port=stack.imap_port, ssl=False, timeout=10) as imap:
+                imap.login(other, "pw")
+            break
+        except (imaplib.IMAP4.error, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)  # the master restarting its children

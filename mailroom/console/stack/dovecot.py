@@ -15,6 +15,7 @@ import pwd
 import shutil
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from mailroom.console.stack import process, sieve, tls
@@ -263,6 +264,33 @@ def add_user(settings: Settings, name: str, password: str) -> None:
     tmp.rename(path)  # atomic: Dovecot never reads a half-written file
     if old is not None:
         time.sleep(max(0.0, stamp + 1.05 - time.time()))
+
+
+def remove_users(settings: Settings, names: Iterable[str]) -> int:
+    """Remove mail users (their passwd-files; their mail stays), and let Dovecot's auth
+    process close the files it held for them. Returns how many were removed.
+
+    The auth process keeps every per-user passwd-file it has read open for its life (its cache
+    of passwd-files is never pruned, removed files included): after a few tens of thousands of
+    users had logged in once, it ran out of file descriptors and every login failed with a
+    temporary error. A reload (SIGHUP) restarts it with nothing open; sessions in progress
+    go on. Only after many removals: a login racing the restart may fail once.
+    """
+    removed = 0
+    for name in names:
+        path = user_file(settings, name)
+        if path.exists():
+            path.unlink()
+            removed += 1
+    pid = _pid(settings)
+    if removed >= RELOAD_AFTER_REMOVED and process.alive(pid, _marker(settings)):
+        assert pid is not None
+        os.kill(pid, signal.SIGHUP)
+    return removed
+
+
+#: Removals after which :func:`remove_users` reloads Dovecot (auth's open passwd-files).
+RELOAD_AFTER_REMOVED = 1000
 
 
 def _import_legacy_users(settings: Settings) -> None:
