@@ -10,6 +10,11 @@ logs a warning, counts it (``mailroom_group_rejoins_total``) and joins again (un
 subscribe: a rebalance in which the leader assigns afresh). A member that is idle because the
 group has more members than partitions is left alone.
 
+A member may also stay *joining* for good (a join the client lost in a way the mend does not
+see; seen once with brokers killed): no rebalance lasts longer than the group's rebalance
+timeout (the max poll interval) plus a session timeout, so a member still not in a stable
+group after that joins again the same way.
+
 :func:`shares` (each member's partition count, as the broker has it) serves the watchdog and
 ``mailroom doctor``.
 """
@@ -90,6 +95,11 @@ class Watchdog:
         # of its partitions is its own, like ingest's, passes that).
         self.held = held or consumer.assignment
         self.since: float | None = None  # without partitions since (monotonic)
+        self.joining_since: float | None = None  # not in a stable group since (monotonic)
+        # Longer than any rebalance may last (the broker's rebalance timeout is the members'
+        # max poll interval; a member that died meanwhile is dropped after its session).
+        self.stuck_after_s = (settings.kafka_max_poll_interval_ms
+                              + settings.kafka_session_timeout_ms) / 1000 if self.after_s else 0.0
         self.rejoins = 0
         self._rejoins: Any = None
         self._unassigned: Any = None
@@ -110,7 +120,17 @@ class Watchdog:
         now = time.monotonic() if now is None else now
         if not self._stable():
             self.since = None  # a rebalance under way is not "left without": it may assign
+            if self.joining_since is None:
+                self.joining_since = now
+            elif self.stuck_after_s and now - self.joining_since >= self.stuck_after_s:
+                log.warning("group %s: this member has been joining for %.0f s, longer than a "
+                            "rebalance may last: joining the group again",
+                            self.consumer.config["group_id"], now - self.joining_since)
+                self.joining_since = now
+                self._rejoin()
+                return True
             return False
+        self.joining_since = None
         if self.held():
             self.since = None
             if self._unassigned is not None:
@@ -135,12 +155,15 @@ class Watchdog:
         log.warning("group %s: this member has held no partitions for %.0f s although the "
                     "group has %d partition(s) for %d member(s): joining the group again",
                     group, self.after_s, partitions, members)
+        self._rejoin()
+        return True
+
+    def _rejoin(self) -> None:
         self.rejoins += 1
         if self._rejoins is not None:
             self._rejoins.inc()
         self.consumer.unsubscribe()
         self.consumer.subscribe(self.topics, listener=self.listener)
-        return True
 
     def _stable(self) -> bool:
         """In the group and not rebalancing (kafka-python's member state)."""
