@@ -313,8 +313,9 @@ class Settings:
     # --- route stage --------------------------------------------------------------------------
     route_reference_refresh_s: int = _setting(
         60, "Route: seconds between reloads of the reference snapshot (users, queues, contacts, "
-        "mailboxes, rules) from PostgreSQL. A plan made with an older snapshot is still right: "
-        "what depends on fresh state is re-checked by persist."
+        "rules) from PostgreSQL; its mailboxes follow the mailbox directory at every batch. A "
+        "plan made with an older snapshot is still right: what depends on fresh state is "
+        "re-checked by persist."
     )
 
     # --- stats (mailroom.stats: windowed mail volume on faust-streaming) --------------------
