@@ -9,7 +9,7 @@ after produce) — the same as every other stage. Measured: ``bench/route.py``.
 
 The snapshot is the edge's I/O: loaded from PostgreSQL (reference records, rules) when the
 handler is made in its process (:class:`RouteHandler`, made by the spec with the runner's own
-Settings — in the spawned worker too, which never reloads them from the environment) and
+Settings — in the worker process too, which never reloads them from the environment) and
 reloaded every ``route_reference_refresh_s`` (the clock only decides *when* to reload, never
 what a plan says). A plan made with a slightly old snapshot is still right, because
 correlation, contact creation and case decisions are re-checked by persist against its state.

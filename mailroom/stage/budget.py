@@ -8,8 +8,8 @@ starve it; a long call into C that holds the GIL does — a catastrophic ``re`` 
 crafted header, a huge ``bytes`` operation — and then the broker evicts the member after
 ``kafka_session_timeout_ms`` and every other partition of the process stalls with it. A thread
 watchdog cannot help either: Python cannot interrupt a thread, and the watchdog itself needs
-the GIL. So the handler runs in a child process (``multiprocessing`` *spawn*: a fresh
-interpreter, never a fork of a process whose Kafka threads may hold locks). The consumer
+the GIL. So the handler runs in a child process (a fresh interpreter started with
+``subprocess``, never a fork of a process whose Kafka threads may hold locks). The consumer
 process only waits on a pipe (``select``, GIL released), so heartbeats always flow, and when
 the budget ``stage_budget_ms`` runs out the runner SIGKILLs the child, dead-letters the message
 ``timeout`` and starts a new child. A child that dies on a message (segfault, ``os._exit``, OOM)

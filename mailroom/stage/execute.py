@@ -43,7 +43,7 @@ class StageSpec:
     """What a stream stage is: its name, what it reads, and how its handler is made.
 
     ``make_handler(settings)`` is called once, with the runner's Settings, in the process that
-    runs the handler — each spawned worker, or the consumer's own process inline — before the
+    runs the handler — each worker child, or the consumer's own process inline — before the
     first message; what it returns handles every message of that process. Whatever the handler
     needs (its settings, a reference snapshot, a database connection) lives in what it returns:
     no globals, and nothing loaded again from the environment (a worker is a fresh interpreter,
