@@ -1,15 +1,19 @@
 """The dashboard's connection pool on the real PostgreSQL: connections are reused, committed or
 rolled back like ``with connect(...)``, a dead one is never lent again, at most ``size`` are
 lent at once, a thread that holds one and asks again is not made to wait for itself, and a
-request borrows once for all its blocks. The chart memo draws once per snapshot."""
+request borrows once for all its blocks. The chart memo draws once per snapshot; the stage
+history is drawn with each read of its samples, behind the page."""
 
 from __future__ import annotations
 
 import threading
+import time
+from datetime import timedelta
 
 import psycopg
 import pytest
 
+from mailroom.console.web.data.history import SampleCache
 from mailroom.console.web.data.memo import Memo
 from mailroom.console.web.pool import ConnectionPool
 from mailroom.db import connect
@@ -127,3 +131,26 @@ def test_memo_computes_once_per_source() -> None:
     assert memo.get("hour", first, lambda: draw("c")) == "C"  # another chart
     assert memo.get("day", second, lambda: draw("d")) == "D"  # a new snapshot: drawn again
     assert calls == ["a", "c", "d"]
+
+
+def test_the_stage_history_is_drawn_behind_the_page(settings: Settings) -> None:
+    pool = ConnectionPool(settings)
+    drawn_on: list[str] = []
+
+    def draw(found: dict) -> str:
+        drawn_on.append(threading.current_thread().name)
+        return f"charts {len(drawn_on)}"
+
+    # Every read is past min_interval_s, none past stale_s: read anew behind the page.
+    cache = SampleCache(pool, min_interval_s=0.0, stale_s=3600.0)
+    try:
+        viewer = threading.current_thread().name
+        assert cache.drawn(timedelta(hours=1), draw) == "charts 1"
+        assert drawn_on == [viewer]  # nothing drawn yet: the first viewer waits for it
+        assert cache.drawn(timedelta(hours=1), draw) == "charts 1"  # not drawn for this one
+        deadline = time.monotonic() + 60
+        while len(drawn_on) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert drawn_on[1] != viewer  # drawn with the read, on the refreshing thread
+    finally:
+        pool.close()

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
 
 import psycopg
 
@@ -24,6 +26,7 @@ from mailroom.db import connect
 from mailroom.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KEEP = timedelta(days=2)
 INTERVAL_S = 60.0
@@ -85,21 +88,28 @@ def throughput(points: list[Sample]) -> list[tuple[datetime, float | None]]:
 
 
 class SampleCache:
-    """The samples of each range read at most every ``min_interval_s`` for all viewers: they
-    change once a minute, and a day of them is thousands of rows to read per page load."""
+    """The samples of each range read at most every ``min_interval_s`` for all viewers, and
+    drawn with each read: they change once a minute, a day of them is thousands of rows to read
+    per page load, and drawing a day's charts costs ~30 ms of CPU (more under load). The drawing
+    is part of the read, so it runs where the read does — behind the page, on the thread that
+    refreshes the snapshot — and no viewer waits for it (before, the first viewer after each
+    read drew the charts while the page waited: the slowest history pages)."""
 
-    def __init__(self, pool: ConnectionPool, min_interval_s: float = 20.0) -> None:
+    def __init__(self, pool: ConnectionPool, min_interval_s: float = 20.0,
+                 stale_s: float | None = None) -> None:
         self.pool, self.min_interval_s = pool, min_interval_s
+        self.stale_s = 3 * min_interval_s if stale_s is None else stale_s
         self._lock = threading.Lock()
         # One per range (the page's few fixed ones): a day's read does not hold up an hour's.
-        self._ranges: dict[timedelta, Refreshing[dict[str, list[Sample]]]] = {}
+        self._ranges: dict[timedelta, Refreshing[Any]] = {}
 
-    def samples(self, since: timedelta) -> dict[str, list[Sample]]:
-        """The same dict object until the next read (:class:`~.memo.Memo` keys charts on it)."""
+    def drawn(self, since: timedelta, draw: Callable[[dict[str, list[Sample]]], T]) -> T:
+        """``draw`` of the samples since ``since``, as of the last read; one ``draw`` per range
+        (the page's, always the same for a range)."""
         with self._lock:
-            found = self._ranges.setdefault(since, Refreshing(
-                self.min_interval_s, stale_s=3 * self.min_interval_s))
-        return found.get(lambda: self._read(since))
+            found = self._ranges.setdefault(since, Refreshing(self.min_interval_s,
+                                                              stale_s=self.stale_s))
+        return cast(T, found.get(lambda: draw(self._read(since))))
 
     def _read(self, since: timedelta) -> dict[str, list[Sample]]:
         with self.pool.connection(autocommit=True) as conn:

@@ -43,6 +43,10 @@ def charts(found: dict[str, list[data.Sample]], span: timedelta, now: datetime,
     ]), cls="charts")
 
 
+def _charts_now(found: dict[str, list[data.Sample]], span: timedelta, name: str) -> Html:
+    return charts(found, span, datetime.now(UTC), name)
+
+
 def show(app: Dashboard, request: Request) -> Response:
     from mailroom.console.web.app import Response
 
@@ -50,10 +54,9 @@ def show(app: Dashboard, request: Request) -> Response:
         "One sample per stage per minute while the dashboard runs; throughput is committed "
         "offsets per second between samples. ", link("/stages", "Live stages")]), cls="muted")]
     for name, span in RANGES:
-        found = app.history.samples(span)
-        # Drawn once per read of the samples (every 20 s at most), for every viewer.
-        drawn = app.drawn.get(("history", name), found,
-                              partial(charts, found, span, datetime.now(UTC), name))
+        # Drawn with each read of the samples (every 20 s at most), behind the page, for every
+        # viewer.
+        drawn = app.history.drawn(span, partial(_charts_now, span=span, name=name))
         parts += [tag("h2", f"Last {name}"), drawn]
     return Response(page("Stage history", join(parts), current="/stages", who=request.session,
                          refresh_s=REFRESH_S))
