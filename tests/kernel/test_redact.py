@@ -103,7 +103,7 @@ def test_cli_errors_are_masked(monkeypatch: pytest.MonkeyPatch,
         raise ConfigError("the secret web-secret-value is wrong")
 
     parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda command=None: parser)
     monkeypatch.setattr(parser, "parse_args", lambda argv: argparse.Namespace(func=fail))
     assert cli.main(["config"]) == 2
     assert "web-secret-value" not in capsys.readouterr().err
