@@ -18,7 +18,7 @@ from imapclient import DELETED, IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from ingest import cutoff as cutoff_mod
-from ingest import store
+from ingest import fetching, store
 from ingest.errors import FolderMissing
 from ingest.job import Job
 from ingest.model import AfterIngest, Folder
@@ -222,7 +222,7 @@ def _fetch(job: Job, ledger: Ledger, client: IMAPClient, folder: str, uidvalidit
     else:
         ledger.begin(messages)
     try:
-        fetched = client.fetch(group, FETCH_ITEMS)
+        fetched = fetching.fetch(client, group, FETCH_ITEMS)
     except Exception as exc:
         raise unfetched(job, ledger, messages, exc) from exc
     faults.point(job.settings, AFTER_FETCH)
@@ -236,7 +236,7 @@ def _sizes(job: Job, ledger: Ledger, client: IMAPClient, folder: str, uidvalidit
     if not uids:
         return {}, {}
     try:
-        fetched = client.fetch(uids, [b"RFC822.SIZE", b"INTERNALDATE"])
+        fetched = fetching.fetch(client, uids, [b"RFC822.SIZE", b"INTERNALDATE"])
     except Exception as exc:
         # Dovecot reads a message to size it and drops the session (BYE) when it cannot: one
         # bad message fails the whole FETCH. Every one becomes suspect, fetched alone next time.
@@ -253,7 +253,7 @@ def _arrival(client: IMAPClient, uids: list[int]) -> datetime | None:
     """Server arrival date of the lowest UID (the oldest not yet ingested), or None."""
     if not uids:
         return None
-    first = client.fetch([min(uids)], [b"INTERNALDATE"]).get(min(uids), {})
+    first = fetching.fetch(client, [min(uids)], [b"INTERNALDATE"]).get(min(uids), {})
     return internaldate(first.get(b"INTERNALDATE"))
 
 
