@@ -103,7 +103,9 @@ def test_other_shapes_are_left_to_imapclient(data: list[Any]) -> None:
 
 
 @pytest.mark.integration
-def test_fetch_through_dovecot_gives_what_imapclient_gives(base_settings: Settings) -> None:
+def test_fetch_through_dovecot_gives_what_imapclient_gives(
+    base_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     name = "fp" + uuid.uuid4().hex[:10]
     stack = base_settings
     dovecot.add_user(stack, name, "pw")
@@ -114,16 +116,21 @@ def test_fetch_through_dovecot_gives_what_imapclient_gives(base_settings: Settin
                 client.append("INBOX", b"Subject: %d\r\n\r\n)\"{5}\r\n" % n)
             client.select_folder("INBOX")
             uids = client.search(["ALL"])
-            for items in ([b"RFC822.SIZE", b"INTERNALDATE"],
-                          [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"],
-                          [b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]):
+            for items, quick in (([b"RFC822.SIZE", b"INTERNALDATE"], True),
+                                 ([b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"], True),
+                                 ([b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"], False)):
                 theirs = client.fetch(uids, items)
                 for values in theirs.values():
                     when = values.get(b"INTERNALDATE")
                     if isinstance(when, datetime):
                         values[b"INTERNALDATE"] = when.astimezone(UTC)
+                used: list[bool] = []
+                monkeypatch.setattr(fetching, "parse_fetch_response",
+                                    lambda *a, used=used: (used.append(True),
+                                                           parse_fetch_response(*a))[1])
                 ours = fetching.fetch(client, uids, items)
                 assert same(ours, theirs), items
+                assert used == ([] if quick else [True]), "the quick parse takes Dovecot's"
                 assert len(ours) == 3
     finally:
         dovecot.remove_users(stack, [name])
