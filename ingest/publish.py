@@ -41,16 +41,20 @@ class Sent:
     error: str = ""
 
 
-def claim_check(settings: Settings, codec: Codec, raw: RawMail, put: BlobPut) -> RawMail:
-    """``raw`` itself, or the same record carrying a blob reference instead of the bytes."""
+def claim_check(settings: Settings, codec: Codec, raw: RawMail,
+                put: BlobPut) -> tuple[RawMail, bytes]:
+    """``raw`` itself, or the same record carrying a blob reference instead of the bytes; with
+    its encoded value (a message that fits is encoded once: the value measured is the one
+    sent)."""
     assert raw.content is not None
     # The record is bigger than its content, so a large content needs no trial encoding.
-    if len(raw.content) <= settings.claim_check_bytes and (
-        len(codec.encode_record(raw)) <= settings.claim_check_bytes
-    ):
-        return raw
+    if len(raw.content) <= settings.claim_check_bytes:
+        value = codec.encode_record(raw)
+        if len(value) <= settings.claim_check_bytes:
+            return raw, value
     ref = put(raw.content)
-    return RawMail(**{**raw.to_avro(), "content": None, "blob_ref": ref})
+    record = RawMail(**{**raw.to_avro(), "content": None, "blob_ref": ref})
+    return record, codec.encode_record(record)
 
 
 def publish(
@@ -62,8 +66,7 @@ def publish(
     tracer = Tracer(producer, codec, settings, STAGE)
     pending = []
     for raw in raws:
-        record = claim_check(settings, codec, raw, put)
-        value = codec.encode_record(record)
+        record, value = claim_check(settings, codec, raw, put)
         pending.append((record, producer.send(raw_topic, key=raw.identity.encode(), value=value)))
     producer.flush(timeout=timeout_s)
     results: list[Sent] = []

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import psycopg
 import pytest
 from ingest_helpers import add_mailbox, append, message, read_raw
 
+from ingest.publish import claim_check
 from ingest.runner import Ingestor, blob_put
 from mailroom.blobs import BlobStore
+from mailroom.codec import Codec
 from mailroom.db import connect
 from mailroom.kafka import make_producer
+from mailroom.records.raw import RawMail
 from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -48,3 +52,32 @@ def test_30mb_message_and_forty_attachments_go_by_claim_check(
             assert raw.content is None and raw.blob_ref and raw.size == len(sent)
             assert store.get(raw.blob_ref) == sent  # the bytes exactly as received
         assert raws[2].content == small and raws[2].blob_ref is None
+
+
+@pytest.mark.parametrize("size, by_claim_check", [(1_000, False), (3_000, True)])
+def test_a_message_is_encoded_once_when_it_fits_and_the_value_is_what_is_sent(
+    size: int, by_claim_check: bool,
+) -> None:
+    settings = Settings(claim_check_bytes=2_000)
+    codec = Codec.from_settings(settings)
+    encoded: list[object] = []
+    plain = codec.encode_record
+
+    def counting(record: object) -> bytes:
+        encoded.append(record)
+        return plain(record)  # type: ignore[arg-type]
+
+    codec.encode_record = counting  # type: ignore[method-assign]
+    raw = RawMail(mailbox_id="1", mailbox_address="a@example.com", owner_kind="user",
+                  folder="INBOX", direction="incoming", protocol="imap",
+                  fetched_at=datetime(2026, 12, 3, tzinfo=UTC), size=size,
+                  uidvalidity=1, uid=7, content=b"x" * size)
+    put: list[bytes] = []
+    record, value = claim_check(settings, codec, raw, lambda data: put.append(data) or "ab" * 32)
+    assert codec.decode_record(value, RawMail) == record
+    if by_claim_check:
+        assert record.blob_ref == "ab" * 32 and record.content is None and put == [raw.content]
+        assert encoded == [record]  # too big to try: only the reference is encoded
+    else:
+        assert record is raw and put == []
+        assert encoded == [raw]  # measured and sent: one encoding
