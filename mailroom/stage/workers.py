@@ -11,6 +11,7 @@ they are used without paying a pipe round trip per message:
 - the runner hands :meth:`ProcessExecutor.run_batch` a whole slice of its poll batch; the pool
   deals it out in chunks, one pickled list per pipe write, so the children parse in parallel
   while the consumer process waits on the pipes (``select``: the GIL is free for heartbeats);
+  records and verdicts cross as tuples of their fields (:mod:`mailroom.stage.wire`);
 - a child answers each message as soon as it is done, so the parent knows which message a child
   is on and since when: the per-message budget ``stage_budget_ms`` holds exactly as with one
   message in flight — a child over it is SIGKILLed, that message becomes a ``timeout`` verdict
@@ -47,6 +48,7 @@ from mailroom.settings import Settings
 from mailroom.stage.execute import StageSpec, execute
 from mailroom.stage.mailboxcopy import MailboxChanges, MailboxCopy, Mailboxes
 from mailroom.stage.types import CRASH_LOOP, TIMEOUT, Context, Verdict
+from mailroom.stage.wire import contexts_of, dump_chunk, dump_verdict, is_chunk, load_verdict
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +126,16 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
     conn.send("ready")
     while True:
         try:
-            chunk: list[Context] | MailboxChanges = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             return
-        if isinstance(chunk, MailboxChanges):  # no answer: the next chunk's are what is awaited
+        if not is_chunk(message):  # mailbox changes: no answer, the next chunk's are awaited
+            assert isinstance(message, MailboxChanges), type(message)
             assert mailboxes is not None, "mailboxes sent to a stage that does not read them"
-            mailboxes.apply(chunk)
+            mailboxes.apply(message)
             continue
-        for context in chunk:
-            conn.send_bytes(_dumps(execute(spec, handler, codec, context)))
+        for context in contexts_of(message):
+            conn.send_bytes(dump_verdict(execute(spec, handler, codec, context)))
 
 
 def limit_memory(megabytes: int) -> None:
@@ -168,6 +171,10 @@ class _Worker:
                 pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL,
             )
         self.conn = Connection(parent_end.detach())
+        # Registered once: asked after every answer whether another is waiting (a poll object
+        # made per question cost more than reading the answer).
+        self._poller = select.poll()
+        self._poller.register(self.conn.fileno(), select.POLLIN)
         try:
             self.conn.send_bytes(_dumps(list(sys.path)))
             self.conn.send_bytes(_dumps((spec, settings)))
@@ -182,6 +189,10 @@ class _Worker:
         if not self.conn.poll(STARTUP_S) or self.conn.recv() != "ready":
             self.stop()
             raise RuntimeError(f"the {spec_name} worker did not start in {STARTUP_S} s")
+
+    def has_answer(self) -> bool:
+        """Something to read now (or the pipe closed: a dead child)."""
+        return bool(self._poller.poll(0))
 
     @property
     def busy(self) -> bool:
@@ -198,7 +209,7 @@ class _Worker:
     def give(self, chunk: list[_Job]) -> None:
         self.chunk, self.done = chunk, 0
         self.since = time.monotonic()
-        self.conn.send_bytes(_dumps([job.context for job in chunk]))
+        self.conn.send_bytes(dump_chunk([job.context for job in chunk]))
 
     def unanswered(self) -> list[_Job]:
         return self.chunk[self.done:]
@@ -332,9 +343,9 @@ class ProcessExecutor:
 
     def _collect(self, slot: int, worker: _Worker, answers: list[Verdict | None],
                  todo: deque[_Job]) -> None:
-        while worker.busy and _readable([worker.conn], 0):
+        while worker.busy and worker.has_answer():
             try:
-                verdict = worker.conn.recv()
+                verdict = load_verdict(worker.conn.recv_bytes())
             except (EOFError, OSError):
                 self._died(slot, worker, answers, todo)
                 return
