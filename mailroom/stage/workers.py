@@ -166,7 +166,10 @@ class _Worker:
         parent_end, child_end = socket.socketpair()
         with child_end:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", CHILD, f"mailroom-{spec.name}-worker-{number}",
+                # -P: the working directory is not put first on the child's path (its start
+                # would import mailroom from whatever checkout the process was started in);
+                # it takes the parent's path right after.
+                [sys.executable, "-P", "-c", CHILD, f"mailroom-{spec.name}-worker-{number}",
                  str(child_end.fileno())],
                 pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL,
             )

@@ -3,6 +3,8 @@ before any message — also a spawned worker, which must not reload them from th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import setup_toy
 from stage_toy import raw
@@ -42,3 +44,19 @@ def test_inline_the_handler_is_made_in_the_consumers_process(codec: Codec) -> No
     executor = InlineExecutor(setup_toy.SPEC, codec, Settings(topic_prefix=PREFIX))
     assert executor.run(_context(codec, 1)).traces[0].detail == {"prefixes": PREFIX}
     setup_toy._made.clear()
+
+
+def test_a_worker_does_not_import_the_kernel_from_the_working_directory(
+    codec: Codec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A process started in another checkout (a bench's copy of an older commit) must run its
+    # workers on the code its own path names, not on what the working directory holds.
+    shadow = tmp_path / "mailroom"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the working directory was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    executor = ProcessExecutor(setup_toy.SPEC, Settings(topic_prefix=PREFIX, stage_budget_ms=5000))
+    try:
+        assert executor.run(_context(codec, 1)).kind == "ok"
+    finally:
+        executor.close()
