@@ -77,7 +77,7 @@ def parse(data: Sequence[Any]) -> Fetched | None:
         values = _message(item, literal)
         if values is None:
             return None
-        out[values.pop(b"UID")] = values
+        out.setdefault(values.pop(b"UID"), {}).update(values)  # two for one UID: merged
     return out
 
 

@@ -97,6 +97,13 @@ OTHER_SHAPES = [
 ]
 
 
+def test_two_responses_for_one_uid_are_merged_as_imapclient_merges_them() -> None:
+    data = [b'1 (UID 5 RFC822.SIZE 3)', b'1 (UID 5 INTERNALDATE "03-Dec-2026 10:00:00 +0000")']
+    quick = fetching.parse(data)
+    assert quick is not None and same(quick, imapclient_says(data))
+    assert set(quick[5]) == {b"SEQ", b"RFC822.SIZE", b"INTERNALDATE"}
+
+
 @pytest.mark.parametrize("data", OTHER_SHAPES)
 def test_other_shapes_are_left_to_imapclient(data: list[Any]) -> None:
     assert fetching.parse(data) is None
