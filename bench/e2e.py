@@ -2,7 +2,8 @@
 same run, on the local stack.
 
     .venv/bin/python bench/e2e.py [--mails 3000] [--mix realistic|forwards] [--size 27000]
-                                  [--processes 1[,2]] [--latency-seconds S] [--stages-alone]
+                                  [--processes 1[,2]] [--ways split,fused]
+                                  [--latency-seconds S] [--stages-alone]
 
 1. Lays N messages (by default a realistic mix: forwards, direct mail, replies, a few with a
    1–2 MB attachment) into two copies of the same Dovecot mailboxes: one for the monolith,
@@ -12,7 +13,8 @@ same run, on the local stack.
    load that drifts during the run weighs on both sides alike.
 3. Pipeline: K ``mailroom run STAGE`` processes per stage, warmed up on a few messages; then
    every message is delivered at once (renames into ``Maildir/new``) and the clock runs until
-   each one is an email activity row. Emails/s and the ratio pipeline/baseline.
+   each one is an email activity row. Emails/s and the ratio pipeline/baseline. ``--ways
+   split,fused`` runs it a second time with unwrap and route in one process.
 4. Latency: messages delivered at half the measured rate for a while; arrival (the delivery's
    rename) → row (``email_activities.created_at``, persist's transaction start: a lower bound)
    and → visible (when a poll every 0.2 s first saw the row: an upper bound).
@@ -62,6 +64,7 @@ PEERS_EVERY_S = 5.0  # connections are long-lived; looking at every socket is co
 @dataclass
 class PipelineRun:
     processes: int
+    way: str = "split"  # "fused": unwrap and route in one process (mailroom run unwrap+route)
     seconds: float = 0.0
     emails_per_s: float = 0.0
     steady_emails_per_s: float = 0.0  # first row to last: without the time to the first row
@@ -145,31 +148,32 @@ def run_monolith(w: harness.World, infra: dict[str, list[int]]) -> tuple[dict, d
 
 
 # --- the pipeline ------------------------------------------------------------------------------
-def run_pipeline(base: Settings, k: int, mails: list[mailgen.Mail], maker: mailgen.MailMaker,
-                 args: argparse.Namespace, infra: dict[str, list[int]],
+def run_pipeline(base: Settings, k: int, way: str, mails: list[mailgen.Mail],
+                 maker: mailgen.MailMaker, args: argparse.Namespace, infra: dict[str, list[int]],
                  log_dir: Path) -> PipelineRun:
-    run = PipelineRun(k)
-    w = harness.world(base, f"k{k}")
+    run = PipelineRun(k, way)
+    label = f"k{k}" + ("f" if way == "fused" else "")
+    w = harness.world(base, label)
     harness.create(w)
     procs = harness.StageProcesses(w, log_dir / w.name)
     try:
         staged = harness.stage_mail(w, mails)  # written now; invisible until delivered
-        procs.start_all(k)
+        procs.start_all(k, harness.FUSED_STAGES if way == "fused" else harness.STAGES)
         warm = mailgen.warmup(w.name)
         run.expected = len(warm) + len(mails)  # the latency phase adds its own
         harness.lay(w, warm)
         wait_rows(w.settings, len(warm), WARMUP_TIMEOUT_S, procs)
         run.idle = _idle(procs, infra, w.base)
-        with _profiled(procs, args.profile, f"k{k}"):
+        with _profiled(procs, args.profile, label):
             _throughput(run, w, staged, len(warm), procs, infra)
-        print(f"  pipeline K={k}: {run.emails_per_s:,.0f} emails/s "
+        print(f"  pipeline K={k} {way}: {run.emails_per_s:,.0f} emails/s "
               f"({run.seconds:.1f} s)", flush=True)
         if args.latency_seconds > 0:
             run.latency = _latency(w, maker, len(mails), run, args.latency_seconds, procs)
         run.rows = harness.count_rows(w.settings)
     except Exception as exc:  # noqa: BLE001 - a failed run is a figure too: report it
         run.error = f"{type(exc).__name__}: {exc}"
-        print(f"  pipeline K={k} failed: {run.error}", flush=True)
+        print(f"  pipeline K={k} {way} failed: {run.error}", flush=True)
         with contextlib.suppress(Exception):
             run.rows = harness.count_rows(w.settings)
     finally:
@@ -284,6 +288,9 @@ def parse_args() -> argparse.Namespace:
                    help="bytes of a typical message (default %(default)s)")
     p.add_argument("--processes", default="1",
                    help="processes per stage; a comma list runs the pipeline once per value")
+    p.add_argument("--ways", default="split", metavar="split,fused",
+                   help="how the pipeline runs: 'split' (a process per stage), 'fused' (unwrap "
+                   "and route in one: mailroom run unwrap+route), or both, one run each")
     p.add_argument("--latency-seconds", type=float, default=None,
                    help="length of the latency phase (default: 25 s, shorter for small N; "
                         "0: skip it)")
@@ -298,6 +305,9 @@ def parse_args() -> argparse.Namespace:
                    help="stage logs (default: <state dir>/bench)")
     args = p.parse_args()
     args.ks = [int(k) for k in str(args.processes).split(",")]
+    args.ways = args.ways.split(",")
+    if not args.ways or set(args.ways) - {"split", "fused"}:
+        raise SystemExit("--ways: split, fused or both (split,fused)")
     if args.latency_seconds is None:
         args.latency_seconds = min(25.0, max(5.0, args.mails / 100))
     return args
@@ -322,11 +332,13 @@ def main() -> int:
         harness.lay(mono, mails)
         baseline.append(_monolith(mono, infra))
         for k in args.ks:
-            # The latency phase continues the same sequence of mail: a maker per run.
-            runs.append(run_pipeline(base, k, mails, mailgen.MailMaker(
-                args.mix, args.size, run_id), args, infra, log_dir))
-            # A monolith run after each pipeline run: each is compared with the two around it.
-            baseline.append(_monolith(mono, infra))
+            for way in args.ways:
+                # The latency phase continues the same sequence of mail: a maker per run.
+                runs.append(run_pipeline(base, k, way, mails, mailgen.MailMaker(
+                    args.mix, args.size, run_id), args, infra, log_dir))
+                # A monolith run after each pipeline run: each is compared with the two
+                # around it.
+                baseline.append(_monolith(mono, infra))
         if args.stages_alone:
             stages_alone = alone.run_all(base, mails, log_dir, keep=args.keep)
     finally:

@@ -38,6 +38,8 @@ from mailroom.settings import Settings
 
 PASSWORD_ENV = "MAILROOM_BENCH_MAILBOX_PASSWORD"
 STAGES = ("ingest", "unwrap", "route", "persist")
+#: The same pipeline with unwrap and route in one process (``mailroom run unwrap+route``).
+FUSED_STAGES = ("ingest", "unwrap+route", "persist")
 RULES_TOML = """
 # Every email of every mailbox is tracked: the bench measures the whole path of each one.
 [track]
@@ -268,8 +270,8 @@ class StageProcesses:
     def start(self, stage: str, k: int = 1) -> list[Child]:
         return [self.children.start(f"{stage}-{i}", ["run", stage]) for i in range(1, k + 1)]
 
-    def start_all(self, k: int) -> None:
-        for stage in reversed(STAGES):  # consumers first: nothing waits for a group to form
+    def start_all(self, k: int, stages: tuple[str, ...] = STAGES) -> None:
+        for stage in reversed(stages):  # consumers first: nothing waits for a group to form
             self.start(stage, k)
 
     def pids(self) -> dict[str, list[int]]:

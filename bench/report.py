@@ -11,7 +11,7 @@ from bench.mailgen import Mail
 from bench.meter import Usage
 
 MB = 1024 * 1024
-STAGES = ("ingest", "unwrap", "route", "persist")
+STAGES = ("ingest", "unwrap", "route", "unwrap+route", "persist")
 SHARED = ("kafka", "postgres", "dovecot")  # services of the stack: other work runs there too
 
 
@@ -69,7 +69,7 @@ def figures(args: argparse.Namespace, mails: list[Mail], baseline: list[dict[str
         clean_exit = all(code == 0 for code in run.exits.values())
         ok = ok and rows_ok and clean_exit
         out["pipeline"].append({
-            "processes": run.processes, "emails_per_s": round(run.emails_per_s, 1),
+            "processes": run.processes, "way": run.way, "emails_per_s": round(run.emails_per_s, 1),
             "seconds": round(run.seconds, 2),
             "steady_emails_per_s": round(run.steady_emails_per_s, 1),
             "baseline_emails_per_s": round(around, 1),
@@ -120,7 +120,9 @@ def table(f: dict[str, Any]) -> str:
 def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
     lines = [
         "",
-        f"pipeline, {p['processes']} process(es) per stage: {p['emails_per_s']:,.1f} emails/s "
+        f"pipeline, {p['processes']} process(es) per stage"
+        + (" (unwrap and route in one)" if p.get("way") == "fused" else "")
+        + f": {p['emails_per_s']:,.1f} emails/s "
         f"({p['seconds']:.1f} s; {p['steady_emails_per_s']:,.1f}/s from the first row)",
         f"  RATIO pipeline/baseline {p['ratio']:.3f}× (monolith runs around it: "
         f"{p['baseline_emails_per_s']:,.0f} emails/s); the stages spend "
@@ -129,7 +131,7 @@ def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
     ]
     cpu, rss = p["cpu_ms_per_email"], p["peak_rss_mb"]
     idle = p["idle_cpu_ms_per_s"]
-    for name in STAGES:
+    for name in (s for s in STAGES if s in cpu):
         lines.append(f"  {name:<22}{cpu.get(name, 0):>9.2f}{cpu.get('postgres:' + name, 0):>9.2f}"
                      f"{rss.get(name, 0):>13.0f}"
                      f"   idle: {idle.get(name, 0):.0f} ms CPU/s")

@@ -104,7 +104,9 @@ class Tracer:
         self.codec = codec
         self.stage = stage
         self.topic = settings.topic("trace")
-        self._pending: list[_Row] = []
+        #: gathered events by the stage that decided them (the tracer's own, or another one's
+        #: run in the same process: ``mailroom run unwrap+route``)
+        self._pending: dict[str, list[_Row]] = {}
 
     def add(
         self,
@@ -116,9 +118,14 @@ class Tracer:
         message_id: str | None = None,
         dedupe_key: str | None = None,
         raw_identity: str | None = None,
+        stage: str | None = None,
     ) -> None:
-        """Gather one event for the next :meth:`send`."""
-        self._pending.append((
+        """Gather one event for the next :meth:`send`; ``stage``: the stage that decided it,
+        when not this tracer's."""
+        pending = self._pending.get(stage or self.stage)
+        if pending is None:
+            pending = self._pending[stage or self.stage] = []
+        pending.append((
             key, event, time.time_ns() // 1_000_000, message_id, dedupe_key, raw_identity,
             *((source.topic, source.partition, source.offset) if source else (None, None, None)),
             detail_json(detail),
@@ -142,7 +149,14 @@ class Tracer:
     def records(self, partitions: list[int]) -> list[tuple[int, bytes, bytes]]:
         """The gathered events as trace records (partition, key, value), given the trace
         topic's partitions; they are no longer gathered."""
-        events, self._pending = self._pending, []
+        gathered, self._pending = self._pending, {}
+        out = []
+        for stage, events in gathered.items():
+            out += self._records(stage, events, partitions)
+        return out
+
+    def _records(self, stage: str, events: list[_Row],
+                 partitions: list[int]) -> list[tuple[int, bytes, bytes]]:
         by_partition: dict[int, list[_Row]] = {}
         for e in events:
             by_partition.setdefault(partition_of(e[0].encode("utf-8"), partitions),
@@ -155,7 +169,7 @@ class Tracer:
                 # stays in milliseconds, which the schema's timestamp-millis takes as they are.
                 datum: dict[str, Any] = dict(zip(_COLUMNS, map(list, zip(*chunk, strict=True)),
                                                  strict=True))
-                datum["stage"] = self.stage
+                datum["stage"] = stage
                 out.append((partition, chunk[0][0].encode("utf-8"),
                             self.codec.encode(TraceColumns.SCHEMA, datum)))
         return out

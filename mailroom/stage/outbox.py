@@ -42,7 +42,7 @@ class Outbox:
                 trace.key, trace.event, trace.detail,
                 source=source if trace.from_source else None,
                 message_id=trace.message_id, dedupe_key=trace.dedupe_key,
-                raw_identity=trace.raw_identity,
+                raw_identity=trace.raw_identity, stage=trace.stage,
             )
         if verdict.kind == "ok":
             # Arrival time travels downstream, so every stage can measure end-to-end latency.

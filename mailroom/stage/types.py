@@ -96,6 +96,9 @@ class Trace:
     # False: the event is about another message than the record handled (persist re-evaluating
     # a parked plan when this one landed), so it carries no source coordinates.
     from_source: bool = True
+    # The stage that decided it, when not the runner's own: a process that runs two stages'
+    # handlers in one step (``mailroom run unwrap+route``) says which one each event is from.
+    stage: str | None = None
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def dump_verdict(verdict: Verdict) -> bytes:
         verdict.kind,
         tuple((o.topic, o.key, o.value) for o in verdict.outputs),
         tuple((t.key, t.event, t.detail, t.message_id, t.dedupe_key, t.raw_identity,
-               t.from_source) for t in verdict.traces),
+               t.from_source, t.stage) for t in verdict.traces),
         verdict.reason_code,
         verdict.reason,
     ), PROTOCOL)
@@ -78,5 +78,5 @@ def load_verdict(data: bytes) -> Verdict:
 
 
 def _trace(key: str, event: str, detail: Any, message_id: str | None, dedupe_key: str | None,
-           raw_identity: str | None, from_source: bool) -> Trace:
-    return Trace(key, event, detail, message_id, dedupe_key, raw_identity, from_source)
+           raw_identity: str | None, from_source: bool, stage: str | None) -> Trace:
+    return Trace(key, event, detail, message_id, dedupe_key, raw_identity, from_source, stage)

@@ -1,4 +1,5 @@
-"""The end-to-end acceptance: mailbox → records, every stage its own process.
+"""The end-to-end acceptance: mailbox → records, every stage its own process — and again with
+unwrap and route in one (``mailroom run unwrap+route``), which must give the same records.
 
 Real Dovecot, Kafka and PostgreSQL; this module's own topic prefix, consumer groups, database
 schema and mail users. The demo scenario's mail goes in (phase 2 — the parent of a parked
@@ -21,7 +22,7 @@ from pipeline_testing import drop_schema_and_topics
 from mailroom.codec import Codec
 from mailroom.console.demo import seed
 from mailroom.console.demo.commands import play
-from mailroom.console.demo.pipeline import Children
+from mailroom.console.demo.pipeline import FUSED_STAGES, STAGES, Children
 from mailroom.console.demo.progress import caught_up, raw_count, wait_for
 from mailroom.console.demo.scenario import AUTHSERV_ID
 from mailroom.console.ops.groups import Cluster
@@ -159,8 +160,9 @@ class Run:
         self.settings, self.children, self.copies = settings, children, copies
 
 
-@pytest.fixture(scope="module")
-def run(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+@pytest.fixture(scope="module", params=["split", "fused"])
+def run(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest) -> Iterator[Run]:
     name = "e2e" + uuid.uuid4().hex[:8]
     schema = f"test_{name}"
     # The secure setup: forwards are believed only on Acme's receiving server's
@@ -174,7 +176,7 @@ def run(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         seed.reset(settings)
         token = seed.seed_company(settings, say=lambda _: None)
-        children.start_stages()
+        children.start_stages(FUSED_STAGES if request.param == "fused" else STAGES)
         play(settings, children, token, timeout_s=150)
         with Cluster(settings) as cluster:
             copies = raw_count(cluster, settings)

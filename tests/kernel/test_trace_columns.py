@@ -71,6 +71,21 @@ def test_a_stages_events_read_back_as_the_events_it_gathered(codec: Codec) -> No
     assert fetched.raw_identity == "1/INBOX/7/9" and fetched.at >= before
 
 
+def test_events_of_another_stage_are_written_under_its_name(codec: Codec) -> None:
+    """A process running two stages' handlers (unwrap+route) traces each event as the stage
+    that decided it, in records of its own."""
+    tracer = Tracer(None, codec, Settings(), "unwrap")
+    tracer.add("m1@example.com", "unwrapped")
+    tracer.add("m1@example.com", "routed", stage="route")
+    tracer.add("m2@example.com", "unwrapped", stage=None)
+    records = tracer.records(PARTITIONS)
+    stages = {(e.key, e.event): e.stage for _, _, v in records for e in events_of(codec, v)}
+    assert stages == {("m1@example.com", "unwrapped"): "unwrap",
+                      ("m1@example.com", "routed"): "route",
+                      ("m2@example.com", "unwrapped"): "unwrap"}
+    assert all(len({e.stage for e in events_of(codec, v)}) == 1 for _, _, v in records)
+
+
 def test_records_hold_at_most_the_limit_of_events(codec: Codec) -> None:
     tracer = Tracer(None, codec, Settings(), "route")
     for _ in range(MAX_EVENTS_PER_RECORD + 3):
