@@ -14,7 +14,7 @@ same run, on the local stack.
 3. Pipeline: K ``mailroom run STAGE`` processes per stage, warmed up on a few messages; then
    every message is delivered at once (renames into ``Maildir/new``) and the clock runs until
    each one is an email activity row. Emails/s and the ratio pipeline/baseline. ``--ways
-   split,fused`` runs it a second time with unwrap and route in one process.
+   split,fused`` runs it a second time with route inside unwrap's processes (``route_in_unwrap``).
 4. Latency: messages delivered at half the measured rate for a while; arrival (the delivery's
    rename) → row (``email_activities.created_at``, persist's transaction start: a lower bound)
    and → visible (when a poll every 0.2 s first saw the row: an upper bound).
@@ -153,12 +153,12 @@ def run_pipeline(base: Settings, k: int, way: str, mails: list[mailgen.Mail],
                  log_dir: Path) -> PipelineRun:
     run = PipelineRun(k, way)
     label = f"k{k}" + ("f" if way == "fused" else "")
-    w = harness.world(base, label)
+    w = harness.world(base.replace(route_in_unwrap=way == "fused"), label)
     harness.create(w)
     procs = harness.StageProcesses(w, log_dir / w.name)
     try:
         staged = harness.stage_mail(w, mails)  # written now; invisible until delivered
-        procs.start_all(k, harness.FUSED_STAGES if way == "fused" else harness.STAGES)
+        procs.start_all(k)
         warm = mailgen.warmup(w.name)
         run.expected = len(warm) + len(mails)  # the latency phase adds its own
         harness.lay(w, warm)
@@ -289,8 +289,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--processes", default="1",
                    help="processes per stage; a comma list runs the pipeline once per value")
     p.add_argument("--ways", default="split", metavar="split,fused",
-                   help="how the pipeline runs: 'split' (a process per stage), 'fused' (unwrap "
-                   "and route in one: mailroom run unwrap+route), or both, one run each")
+                   help="how the pipeline runs: 'split' (a process per stage), 'fused' (route "
+                   "inside unwrap's processes: route_in_unwrap), or both, one run each")
     p.add_argument("--latency-seconds", type=float, default=None,
                    help="length of the latency phase (default: 25 s, shorter for small N; "
                         "0: skip it)")

@@ -38,8 +38,6 @@ from mailroom.settings import Settings
 
 PASSWORD_ENV = "MAILROOM_BENCH_MAILBOX_PASSWORD"
 STAGES = ("ingest", "unwrap", "route", "persist")
-#: The same pipeline with unwrap and route in one process (``mailroom run unwrap+route``).
-FUSED_STAGES = ("ingest", "unwrap+route", "persist")
 RULES_TOML = """
 # Every email of every mailbox is tracked: the bench measures the whole path of each one.
 [track]
@@ -266,12 +264,15 @@ class StageProcesses:
 
     def __init__(self, w: World, log_dir: Path) -> None:
         self.children = Children(w.settings, log_dir)
+        #: route decides inside unwrap's processes (route_in_unwrap): no route process
+        self.stages = tuple(s for s in STAGES
+                            if not (s == "route" and w.settings.route_in_unwrap))
 
     def start(self, stage: str, k: int = 1) -> list[Child]:
         return [self.children.start(f"{stage}-{i}", ["run", stage]) for i in range(1, k + 1)]
 
-    def start_all(self, k: int, stages: tuple[str, ...] = STAGES) -> None:
-        for stage in reversed(stages):  # consumers first: nothing waits for a group to form
+    def start_all(self, k: int) -> None:
+        for stage in reversed(self.stages):  # consumers first: nothing waits for a group to form
             self.start(stage, k)
 
     def pids(self) -> dict[str, list[int]]:

@@ -11,7 +11,7 @@ from bench.mailgen import Mail
 from bench.meter import Usage
 
 MB = 1024 * 1024
-STAGES = ("ingest", "unwrap", "route", "unwrap+route", "persist")
+STAGES = ("ingest", "unwrap", "route", "persist")
 SHARED = ("kafka", "postgres", "dovecot")  # services of the stack: other work runs there too
 
 
@@ -121,7 +121,7 @@ def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"pipeline, {p['processes']} process(es) per stage"
-        + (" (unwrap and route in one)" if p.get("way") == "fused" else "")
+        + (", route inside unwrap" if p.get("way") == "fused" else "")
         + f": {p['emails_per_s']:,.1f} emails/s "
         f"({p['seconds']:.1f} s; {p['steady_emails_per_s']:,.1f}/s from the first row)",
         f"  RATIO pipeline/baseline {p['ratio']:.3f}× (monolith runs around it: "

@@ -311,6 +311,12 @@ class Settings:
     )
 
     # --- route stage --------------------------------------------------------------------------
+    route_in_unwrap: bool = _setting(
+        False, "Route decides in unwrap's processes, on each Email unwrap makes, and unwrap "
+        "writes the plans to actions itself: one hop fewer (less CPU per email on a small "
+        "host), at the cost of scaling the two apart. Unwrap still writes unwrapped (stats, "
+        "audit). Run no route process then: it refuses to start. Same value for every process."
+    )
     route_reference_refresh_s: int = _setting(
         60, "Route: seconds between reloads of the reference snapshot (users, queues, contacts, "
         "rules) from PostgreSQL; its mailboxes follow the mailbox directory at every batch. A "

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from mailroom.db import connect
 from mailroom.db.outage import LOST
-from mailroom.errors import TransientError
+from mailroom.errors import ConfigError, TransientError
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
 from mailroom.records.mailbox import MailboxRecord
@@ -137,5 +137,11 @@ SPEC = StageSpec(name="route", input_topic="unwrapped", make_handler=RouteHandle
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
     from mailroom.stage.run import run_stage
+
+    if settings.route_in_unwrap:
+        raise ConfigError(
+            "route decides inside unwrap's processes here (route_in_unwrap = true): this "
+            "process is not needed. Stop it, or set route_in_unwrap = false for every process "
+            "and restart unwrap")
 
     return run_stage(SPEC, settings)

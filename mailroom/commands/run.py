@@ -20,9 +20,6 @@ STAGES: dict[str, str] = {
     "ingest": "ingest.runner:main",
     "unwrap": "unwrap.stage:main",
     "route": "route.stage:main",
-    # Unwrap and route in one step on unwrap's group (route/fused.py): one hop fewer on a
-    # small host; not part of ``all``, which runs every stage apart.
-    "unwrap+route": "route.fused:main",
     "persist": "persist.stage:main",
     # The change feed's relay: the outbox persist's transactions fill → mailroom.records.
     "feed": "persist.feed:main",
@@ -31,12 +28,16 @@ STAGES: dict[str, str] = {
 }
 
 
-#: Stages that run others' handlers together: an alternative to running those apart.
-FUSED = frozenset({"unwrap+route"})
+#: ``mailroom run unwrap`` with ``route_in_unwrap``: route's handler after unwrap's, in one process.
+ROUTE_IN_UNWRAP = "mailroom.commands.route_in_unwrap:main"
 
 
-def resolve(stage: str) -> Callable[[Settings, argparse.Namespace], int]:
-    module, _, function = STAGES[stage].partition(":")
+def resolve(stage: str, settings: Settings | None = None
+            ) -> Callable[[Settings, argparse.Namespace], int]:
+    entry = STAGES[stage]
+    if stage == "unwrap" and settings is not None and settings.route_in_unwrap:
+        entry = ROUTE_IN_UNWRAP
+    module, _, function = entry.partition(":")
     return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
 
 
@@ -52,7 +53,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     # One process per stage, so a crash or a CPU-heavy stage cannot stall the others.
     procs = [
         multiprocessing.Process(target=_run_one, args=(name, settings, args), name=name)
-        for name in STAGES if name not in FUSED
+        for name in STAGES if not (name == "route" and settings.route_in_unwrap)
     ]
     if not procs:
         raise ConfigError("no stages registered")
@@ -64,6 +65,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run_one(stage: str, settings: Settings, args: argparse.Namespace) -> int:
-    main = resolve(stage)  # imports the stage: what is alive after this is never garbage
+    main = resolve(stage, settings)  # imports the stage: what is alive after this is never garbage
     tune_for_a_long_run()
     return int(main(settings, args) or 0)

@@ -147,14 +147,14 @@ def check_groups(settings: Settings) -> Iterator[Finding]:
     """A stage's group member left without partitions while the group has one for it."""
     from ingest.assignment import group_id as ingest_group
     from mailroom import kafka
-    from mailroom.console.ops.groups import STREAM_STAGES, stage_group
+    from mailroom.console.ops.groups import running_stages, stage_group
     from mailroom.groupwatch import starved
 
     if not any(_tcp_open(server) for server in settings.bootstrap_servers):
         return  # check_kafka says so
     groups = {ingest_group(settings): [settings.topic("mailboxes")]}
     groups.update({stage_group(settings, stage): [settings.topic(t) for t in topics]
-                   for stage, topics in STREAM_STAGES.items()})
+                   for stage, topics in running_stages(settings).items()})
     admin = kafka.make_admin(settings)
     try:
         existing = set(admin.list_topics())

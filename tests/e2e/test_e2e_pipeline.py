@@ -1,5 +1,5 @@
 """The end-to-end acceptance: mailbox → records, every stage its own process — and again with
-unwrap and route in one (``mailroom run unwrap+route``), which must give the same records.
+route deciding inside unwrap's processes (``route_in_unwrap``), which must give the same records.
 
 Real Dovecot, Kafka and PostgreSQL; this module's own topic prefix, consumer groups, database
 schema and mail users. The demo scenario's mail goes in (phase 2 — the parent of a parked
@@ -22,7 +22,7 @@ from pipeline_testing import drop_schema_and_topics
 from mailroom.codec import Codec
 from mailroom.console.demo import seed
 from mailroom.console.demo.commands import play
-from mailroom.console.demo.pipeline import FUSED_STAGES, STAGES, Children
+from mailroom.console.demo.pipeline import Children
 from mailroom.console.demo.progress import caught_up, raw_count, wait_for
 from mailroom.console.demo.scenario import AUTHSERV_ID
 from mailroom.console.ops.groups import Cluster
@@ -171,12 +171,13 @@ def run(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory,
         topic_prefix=f"test.{name}",
         database_url=f"{base_settings.dsn} options='-c search_path={schema}'",
         unwrap_authserv_id=AUTHSERV_ID,
+        route_in_unwrap=request.param == "fused",
     )
     children = Children(settings, Path(tmp_path_factory.mktemp("e2e-logs")))
     try:
         seed.reset(settings)
         token = seed.seed_company(settings, say=lambda _: None)
-        children.start_stages(FUSED_STAGES if request.param == "fused" else STAGES)
+        children.start_stages()
         play(settings, children, token, timeout_s=150)
         with Cluster(settings) as cluster:
             copies = raw_count(cluster, settings)

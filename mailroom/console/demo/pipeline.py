@@ -25,8 +25,6 @@ from mailroom.settings import Settings, env_name
 log = logging.getLogger(__name__)
 
 STAGES = ("persist", "route", "unwrap", "ingest")  # consumers first: nothing waits on a join
-#: The same with unwrap and route in one process (``mailroom run unwrap+route``).
-FUSED_STAGES = ("persist", "unwrap+route", "ingest")
 STOP_TIMEOUT_S = 30.0
 
 
@@ -85,8 +83,10 @@ class Children:
         self.children.append(child)
         return child
 
-    def start_stages(self, stages: tuple[str, ...] = STAGES) -> None:
-        for stage in stages:
+    def start_stages(self) -> None:
+        for stage in STAGES:
+            if stage == "route" and self.settings.route_in_unwrap:
+                continue  # route decides inside unwrap's processes
             self.start(stage, ["run", stage])
 
     def dead(self) -> list[Child]:

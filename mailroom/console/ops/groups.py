@@ -48,12 +48,23 @@ MOVED = (NotCoordinatorError, CoordinatorNotAvailableError, KafkaConnectionError
 T = TypeVar("T")
 
 
-def check_stage(stage: str) -> str:
+def running_stages(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The stream stages with processes of their own in this deployment: with
+    ``route_in_unwrap`` route decides inside unwrap, and its group reads nothing."""
+    return {stage: topics for stage, topics in STREAM_STAGES.items()
+            if not (stage == "route" and settings.route_in_unwrap)}
+
+
+def check_stage(stage: str, settings: Settings | None = None) -> str:
     if stage not in STREAM_STAGES:
         raise ConfigError(
             f"unknown stream stage {stage!r}: one of {', '.join(STREAM_STAGES)} "
             "(ingest has no consumer group; its backlog is on the mail servers)"
         )
+    if settings is not None and stage not in running_stages(settings):
+        raise ConfigError(
+            f"{stage} decides inside unwrap's processes here (route_in_unwrap = true): "
+            "replay unwrap instead")
     return stage
 
 

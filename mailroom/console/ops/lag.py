@@ -32,8 +32,8 @@ from kafka import TopicPartition
 
 from mailroom.console.ops.groups import (
     DB_OFFSETS,
-    STREAM_STAGES,
     Cluster,
+    running_stages,
     stage_group,
 )
 from mailroom.console.ops.ingest_backlog import MailboxBacklog, mailbox_backlog
@@ -201,7 +201,8 @@ def evaluate(group: GroupLag, before: GroupLag | None) -> None:
 
 
 def sample(cluster: Cluster, settings: Settings, scan_limit: int = SCAN_LIMIT) -> list[GroupLag]:
-    return [sample_group(cluster, settings, stage, scan_limit) for stage in STREAM_STAGES]
+    return [sample_group(cluster, settings, stage, scan_limit)
+            for stage in running_stages(settings)]
 
 
 def report(

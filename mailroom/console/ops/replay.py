@@ -82,7 +82,7 @@ def current_offsets(cluster: Cluster, settings: Settings, stage: str) -> dict[To
 def plan(cluster: Cluster, settings: Settings, stage: str, target: Target,
          partition: int | None = None) -> list[Move]:
     """The moves a reset would make (nothing is written)."""
-    check_stage(stage)
+    check_stage(stage, settings)
     target.check()
     tps = [tp for tp in cluster.partitions(stage) if partition in (None, tp.partition)]
     if not tps:

@@ -1,20 +1,22 @@
-"""Unwrap and route in one step: ``mailroom run unwrap+route`` reads ``raw`` and writes ``actions``.
+"""What ``mailroom run unwrap`` runs with ``route_in_unwrap = true``: each Email unwrap makes goes
+straight to route's handler in the same worker, and unwrap writes the plans to ``actions`` itself.
+Here, in the command line's layer, because stages never import one another: only the command
+that starts a process may put two stages' handlers in it.
 
-Why: on a small host every hop between two stages costs what the work does. An unwrapped Email
-is encoded, produced, stored by the broker, fetched, decoded and built again before route spends
-~0.3 ms deciding about it, and route's process pays its own poll, pipe and trace records around
-that. Here the unwrap handler's Email goes straight to route's handler, in the same worker, with
-the bytes unwrap already encoded (route's plan carries them, as it carries what it reads from the
-topic). Measured side by side: ``bench/e2e.py --fused``.
+Why: on a small host every hop between two stages costs what the work does. Route spends
+~0.3 ms deciding about an Email, but its process pays a poll, the Email's decode and rebuild,
+the pipe to its worker, its own trace records and a produce around that. Here route's handler
+gets the Email object unwrap just made and the bytes unwrap already encoded (route's plan
+carries them, as it carries what it reads from the topic). Measured side by side:
+``bench/e2e.py --ways split,fused``.
 
-What stays the same: the consumer group is unwrap's, so a deployment can switch between the two
-ways at any time (the offsets of ``raw`` carry over; ``unwrapped`` simply stops growing while
-this runs, and route's group has nothing new to read). Both stages' trace events are written,
-each under its own stage name, so ``mailroom trace`` shows the same steps (route's event points
-at the raw record it came from, not at an ``unwrapped`` one). Every guarantee is the runner's:
-budget, crash isolation, retries, dead letters, attempts. What is given up: scaling unwrap and
-route apart, and replaying route alone from ``unwrapped`` for what this process handled (replay
-``raw`` through this stage instead: ``mailroom replay unwrap``).
+What stays the same: unwrap still writes each Email to ``unwrapped`` (the stats stage counts
+them; it is the record of what unwrap made), and its consumer group is unwrap's, so a deployment
+switches ways by restarting unwrap with the setting and stopping route (whose group then has
+nothing new to read). Both stages' trace events are written, each under its own stage name, so
+``mailroom trace`` shows the same steps (route's event points at the raw record it came from).
+Every guarantee is the runner's: budget, crash isolation, retries, dead letters, attempts. What
+is given up: scaling unwrap and route apart, and replaying route alone (replay unwrap instead).
 
 A record is handled whole or not at all: a route failure (its reference data away: a retry; a
 bug: a dead letter) is the raw record's, so nothing is half done.
@@ -40,7 +42,8 @@ ROUTE = "route"
 
 
 class UnwrapRouteHandler:
-    """Unwrap's handler, then route's on each Email it makes; one per handling process."""
+    """Unwrap's handler, then route's on each Email it makes (both kept: the Email for
+    ``unwrapped``, its plan for ``actions``); one per handling process."""
 
     def __init__(self, settings: Settings) -> None:
         self.unwrap = UnwrapHandler(settings)
@@ -57,8 +60,8 @@ class UnwrapRouteHandler:
         outputs: list[Output] = []
         traces: list[Trace] = list(answer.traces)
         for out in answer.outputs:
+            outputs.append(out)
             if out.topic != "unwrapped":
-                outputs.append(out)
                 continue
             encoded = out.encoded if out.encoded is not None else (
                 self.unwrap.edges.codec.encode_record(out.record))
@@ -83,12 +86,14 @@ def _as_route(trace: Trace) -> Trace:
     return trace if trace.stage else dataclasses.replace(trace, stage=ROUTE)
 
 
-SPEC = StageSpec(name=UNWRAP, input_topic="raw", make_handler=UnwrapRouteHandler,
-                 input_type=RawMail, reads_mailboxes=True)
-
-
 def main(settings: Settings, args: argparse.Namespace) -> int:
-    """Entry of ``mailroom run unwrap+route``."""
+    """Entry of ``mailroom run unwrap`` when route decides inside it."""
     from mailroom.stage.run import run_stage
 
-    return run_stage(SPEC, settings)
+    return run_stage(spec(), settings)
+
+
+def spec() -> StageSpec:
+    """Unwrap's stage with route's handler after its own (unwrap's name, group and input)."""
+    return StageSpec(name=UNWRAP, input_topic="raw", make_handler=UnwrapRouteHandler,
+                     input_type=RawMail, reads_mailboxes=True)
