@@ -8,6 +8,7 @@ subprocess imports the handler by reference.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from datetime import UTC, datetime
 
@@ -39,6 +40,11 @@ def toy(record: RawMail, context: Context) -> Outcome | Rejection:
     if b"TRANSIENT" in content:
         raise TransientError("the toy's server is busy")
     if b"HANG" in content:
+        time.sleep(3600)
+    if b"NAP" in content:  # a slow message well inside any budget the tests give
+        time.sleep(0.12)
+    if b"STUCK" in content:  # stuck where no SIGALRM reaches (as a call in C would be)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         time.sleep(3600)
     if b"DIE" in content:
         os._exit(3)
