@@ -34,10 +34,12 @@ from psycopg import sql  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
 
 BATCH = 200
+# The bodies compressed as the pipeline's are (lz4, migration 0077): the same storage, so the
+# comparison is of the programs, not of a setting either could have.
 TABLE = """CREATE TABLE IF NOT EXISTS monolith_emails (
     mailbox text NOT NULL, uid bigint NOT NULL, forwarded_by text NOT NULL,
     message_id text, sender text, subject text, sent_at timestamptz,
-    text_body text, html_body text, attachments int NOT NULL,
+    text_body text COMPRESSION lz4, html_body text COMPRESSION lz4, attachments int NOT NULL,
     created_at timestamptz NOT NULL DEFAULT clock_timestamp())"""
 COLUMNS = ("mailbox", "uid", "forwarded_by", "message_id", "sender", "subject", "sent_at",
            "text_body", "html_body", "attachments")
