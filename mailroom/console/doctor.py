@@ -144,11 +144,12 @@ def check_kafka(settings: Settings) -> Iterator[Finding]:
 
 
 def check_groups(settings: Settings) -> Iterator[Finding]:
-    """A stage's group member left without partitions while the group has one for it."""
+    """A stage's group member left without partitions while the group has one for it; route
+    processes still running while route decides inside unwrap."""
     from ingest.assignment import group_id as ingest_group
     from mailroom import kafka
     from mailroom.console.ops.groups import running_stages, stage_group
-    from mailroom.groupwatch import starved
+    from mailroom.groupwatch import shares, starved
 
     if not any(_tcp_open(server) for server in settings.bootstrap_servers):
         return  # check_kafka says so
@@ -167,8 +168,23 @@ def check_groups(settings: Settings) -> Iterator[Finding]:
                               "has one for each member",
                               "it joins again by itself after kafka_unassigned_rejoin_s; "
                               "else restart that process")
+        if settings.route_in_unwrap:
+            yield from _routers_left(settings, shares(admin, stage_group(settings, "route")))
     finally:
         admin.close()
+
+
+def _routers_left(settings: Settings, members: list[Any]) -> Iterator[Finding]:
+    """Route processes started before the switch to route_in_unwrap: they route every Email
+    unwrap writes a second time (persist keeps one plan of each; the work and trace are twice)."""
+    if members:
+        clients = ", ".join(sorted({m.client_id for m in members}))
+        yield Finding("WARN", "groups",
+                      f"{len(members)} route process(es) still running ({clients}) although "
+                      "route decides inside unwrap's processes (route_in_unwrap): each email "
+                      "is routed twice",
+                      "stop them: unwrap writes the plans itself (docs/deploy.md, "
+                      "'Route inside unwrap')")
 
 
 def _durability(settings: Settings, brokers: int, states: dict[str, Any]) -> Finding:

@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
+from pipeline_testing import own_topics
 from routebuild import config, reference
 
+from mailroom import kafka
 from mailroom.codec import Codec
 from mailroom.commands.route_in_unwrap import UnwrapRouteHandler
-from mailroom.console.ops.groups import check_stage, running_stages
+from mailroom.console.doctor import check_groups
+from mailroom.console.ops.groups import check_stage, running_stages, stage_group
 from mailroom.errors import ConfigError
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
@@ -90,3 +93,29 @@ def test_route_has_no_processes_of_its_own() -> None:
         check_stage("route", fused)
     with pytest.raises(ConfigError, match="route_in_unwrap"):
         route_stage.main(fused, argparse.Namespace())
+
+
+@pytest.mark.integration
+def test_doctor_warns_of_route_processes_left_running(isolated_settings: Settings) -> None:
+    """A route process started before the switch still reads unwrapped: each email would be
+    routed twice. Doctor names it; with none left, nothing to say."""
+    fused = isolated_settings.replace(route_in_unwrap=True)
+    with own_topics(fused):
+
+        def warned() -> list[str]:
+            return [f.detail for f in check_groups(fused) if f.level == "WARN"]
+
+        assert warned() == []
+        router = kafka.make_consumer(fused, stage_group(fused, "route"),
+                                     [fused.topic("unwrapped")], client_id="old-router")
+        try:
+            deadline = time.monotonic() + 30
+            while not router.assignment() and time.monotonic() < deadline:
+                router.poll(200)
+            assert router.assignment(), "the route consumer joined its group"
+            (detail,) = warned()
+            assert "1 route process(es) still running (old-router)" in detail
+            # The same group is no concern with the stages apart.
+            assert [f for f in check_groups(isolated_settings) if f.level == "WARN"] == []
+        finally:
+            router.close()
