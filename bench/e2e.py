@@ -64,7 +64,7 @@ PEERS_EVERY_S = 5.0  # connections are long-lived; looking at every socket is co
 @dataclass
 class PipelineRun:
     processes: int
-    way: str = "split"  # "fused": unwrap and route in one process (mailroom run unwrap+route)
+    way: str = "split"  # "fused": route inside unwrap's processes (route_in_unwrap)
     seconds: float = 0.0
     emails_per_s: float = 0.0
     steady_emails_per_s: float = 0.0  # first row to last: without the time to the first row

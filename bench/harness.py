@@ -28,6 +28,7 @@ from psycopg import sql
 
 from bench.mailgen import AUTHSERV_ID, DIRECT, DOMAIN, FORWARD_LOCAL, FORWARDERS, Mail
 from mailroom import kafka
+from mailroom.commands.run import has_processes
 from mailroom.console.demo.pipeline import Child, Children
 from mailroom.console.demo.seed import command
 from mailroom.console.stack import dovecot
@@ -264,9 +265,7 @@ class StageProcesses:
 
     def __init__(self, w: World, log_dir: Path) -> None:
         self.children = Children(w.settings, log_dir)
-        #: route decides inside unwrap's processes (route_in_unwrap): no route process
-        self.stages = tuple(s for s in STAGES
-                            if not (s == "route" and w.settings.route_in_unwrap))
+        self.stages = tuple(s for s in STAGES if has_processes(s, w.settings))
 
     def start(self, stage: str, k: int = 1) -> list[Child]:
         return [self.children.start(f"{stage}-{i}", ["run", stage]) for i in range(1, k + 1)]

@@ -105,7 +105,7 @@ class Tracer:
         self.stage = stage
         self.topic = settings.topic("trace")
         #: gathered events by the stage that decided them (the tracer's own, or another one's
-        #: run in the same process: ``mailroom run unwrap+route``)
+        #: run in the same process: unwrap's with ``route_in_unwrap``)
         self._pending: dict[str, list[_Row]] = {}
 
     def add(

@@ -28,6 +28,12 @@ STAGES: dict[str, str] = {
 }
 
 
+def has_processes(stage: str, settings: Settings) -> bool:
+    """Whether ``stage`` runs processes of its own: route does not when it decides inside
+    unwrap's (``route_in_unwrap``). What starts stages and what watches their groups ask this."""
+    return not (stage == "route" and settings.route_in_unwrap)
+
+
 #: ``mailroom run unwrap`` with ``route_in_unwrap``: route's handler after unwrap's, in one process.
 ROUTE_IN_UNWRAP = "mailroom.commands.route_in_unwrap:main"
 
@@ -53,7 +59,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     # One process per stage, so a crash or a CPU-heavy stage cannot stall the others.
     procs = [
         multiprocessing.Process(target=_run_one, args=(name, settings, args), name=name)
-        for name in STAGES if not (name == "route" and settings.route_in_unwrap)
+        for name in STAGES if has_processes(name, settings)
     ]
     if not procs:
         raise ConfigError("no stages registered")

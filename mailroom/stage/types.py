@@ -97,7 +97,7 @@ class Trace:
     # a parked plan when this one landed), so it carries no source coordinates.
     from_source: bool = True
     # The stage that decided it, when not the runner's own: a process that runs two stages'
-    # handlers in one step (``mailroom run unwrap+route``) says which one each event is from.
+    # handlers in one step (unwrap's with ``route_in_unwrap``) says which one each event is from.
     stage: str | None = None
 
 

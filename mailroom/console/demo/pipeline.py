@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from mailroom.commands.run import has_processes
 from mailroom.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,8 @@ class Children:
 
     def start_stages(self) -> None:
         for stage in STAGES:
-            if stage == "route" and self.settings.route_in_unwrap:
-                continue  # route decides inside unwrap's processes
-            self.start(stage, ["run", stage])
+            if has_processes(stage, self.settings):
+                self.start(stage, ["run", stage])
 
     def dead(self) -> list[Child]:
         return [c for c in self.children if c.process.poll() is not None]

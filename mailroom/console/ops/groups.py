@@ -29,6 +29,7 @@ from kafka.errors import (
 from kafka.protocol.consumer.offsets import IsolationLevel
 
 from mailroom import kafka
+from mailroom.commands.run import has_processes
 from mailroom.errors import ConfigError
 from mailroom.settings import Settings
 from mailroom.stage.execute import group_id
@@ -52,7 +53,7 @@ def running_stages(settings: Settings) -> dict[str, tuple[str, ...]]:
     """The stream stages with processes of their own in this deployment: with
     ``route_in_unwrap`` route decides inside unwrap, and its group reads nothing."""
     return {stage: topics for stage, topics in STREAM_STAGES.items()
-            if not (stage == "route" and settings.route_in_unwrap)}
+            if has_processes(stage, settings)}
 
 
 def check_stage(stage: str, settings: Settings | None = None) -> str:
