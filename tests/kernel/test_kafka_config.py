@@ -102,3 +102,14 @@ def test_kafka_python_checksums_records_in_c() -> None:
 
     assert util.calc_crc32c.__defaults__ is not None
     assert util.calc_crc32c.__defaults__[0] is not _crc32c.crc
+
+
+@pytest.mark.parametrize("settings", [
+    Settings(), EXTERNAL, Settings(max_record_bytes=2 * 1024 * 1024),
+], ids=["local", "external", "small-records"])
+def test_a_producer_batch_fits_every_topic(settings: Settings) -> None:
+    # Every topic's max.message.bytes is max_record_bytes (mailroom.topics): a batch larger than
+    # that would be refused by the broker whole, records that each fit included.
+    batch = kafka.producer_config(settings)["batch_size"]
+    assert batch == min(kafka.PRODUCER_BATCH_BYTES, settings.max_record_bytes)
+    assert batch > 1024 * 1024 or settings.max_record_bytes <= 1024 * 1024
