@@ -9,7 +9,7 @@ import random
 import pytest
 
 from unwrap.mime import parse
-from unwrap.transfer import base64_body
+from unwrap.transfer import _CLEAN, base64_body, well_formed
 
 
 def leaf(body: bytes, cte: str = "base64") -> bytes:
@@ -66,3 +66,19 @@ def test_a_big_body_is_decoded_without_a_line_list() -> None:
     raw = random.Random(1).randbytes(3 * 1024 * 1024)
     part = parse(leaf(base64.encodebytes(raw).replace(b"\n", b"\r\n")))
     assert base64_body(copy.copy(part)) == raw == part.get_payload(decode=True)
+
+
+def _by_definition(text: str) -> bool:
+    return bool(_CLEAN.fullmatch(text)) and (
+        len(text) - text.count("\r") - text.count("\n")) % 4 == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 1 << 20])
+def test_well_formed_is_the_definition_in_any_slices(chunk: int) -> None:
+    # The bodies above, and padding runs longer than the window looked at for the tail.
+    texts = [b.decode("latin-1") for b in variants()] + [
+        "", "=", "==", "===", "\r\n" * 100, "QUJD" + "\r\n" * 100, "QQ=" + "\r\n" * 70 + "=",
+        "QQ=" + "\n" * 70 + "==", "QUJD" * 40 + "=\n=", "QUJD" * 40 + "=\n=\n=" + "\n" * 80]
+    texts = [t for t in texts if t.isascii()]
+    assert {_by_definition(t) for t in texts} == {True, False}
+    assert [well_formed(t, chunk) for t in texts] == [_by_definition(t) for t in texts]
