@@ -63,6 +63,9 @@ def last_forward_arrivals(conn: psycopg.Connection, mailbox_id: str) -> dict[str
 MAILBOX_COLUMNS = ("activity_id, mailbox_id, accepting_owner, copy_kind, delivery_path, "
                    "forwarded_by")
 PARTY_COLUMNS = "activity_id, role, address, record, name, outcome, detail"
+CONTENT_COLUMNS = "sha256, size, content, blob_ref"
+ATTACHMENT_COLUMNS = ("activity_id, position, sha256, name, content_type, size, content_id, "
+                      "inline, omitted")
 
 _CONTENT = ("message_id, direction, subject, text_body, html_body, sent_at, copy_kind, "
             "copy_rank, delivery_path, sender, thread_root, subject_hash, participants, "
@@ -144,7 +147,7 @@ def upsert(
             )
         stored = Stored(activity_id, True, collision, True)
     if stored.content_from_this_copy:
-        _attachments(conn, stored.id, email, replace=not stored.new)
+        _attachments(conn, stored.id, email, replace=not stored.new, known=known)
     d = email.delivery
     mailbox = (stored.id, params.receiving_mailbox or plan.receiving_mailbox,
                params.accepting_owner or plan.accepting_owner, d.copy_kind,
@@ -160,31 +163,40 @@ def upsert(
 
 
 def _attachments(
-    conn: psycopg.Connection, activity_id: int, email: Email, replace: bool
+    conn: psycopg.Connection, activity_id: int, email: Email, replace: bool,
+    known: BatchRows | None = None,
 ) -> None:
-    """The content copy's attachments (replacing a poorer copy's); content stored once."""
+    """The content copy's attachments (replacing a poorer copy's); content stored once.
+    With ``known``, the rows are kept behind and written with the batch's (no statement per
+    email: nothing in the pass reads them back)."""
     if replace:
         conn.execute("DELETE FROM activity_attachments WHERE activity_id = %s", (activity_id,))
+        if known is not None:
+            known.drop_attachments(activity_id)
     if not email.attachments:
         return
     contents = [
         (a.sha256, a.size, a.content, None if a.content is not None else a.blob_ref)
         for a in email.attachments if a.sha256 and (a.content is not None or a.blob_ref)
     ]
+    stored = {c[0] for c in contents}
+    rows = [(activity_id, i, a.sha256 if a.sha256 in stored else None, a.name,
+             a.content_type, a.size, a.content_id, a.inline, a.omitted)
+            for i, a in enumerate(email.attachments)]
+    if known is not None:
+        for content in contents:
+            known.contents.setdefault(str(content[0]), content)
+        known.attachments.extend(rows)
+        return
     with conn.cursor() as cur:
         if contents:
             cur.executemany(
-                "INSERT INTO attachment_contents (sha256, size, content, blob_ref) "
+                f"INSERT INTO attachment_contents ({CONTENT_COLUMNS}) "
                 "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", contents,
             )
-        stored = {c[0] for c in contents}
         cur.executemany(
-            "INSERT INTO activity_attachments (activity_id, position, sha256, name, "
-            "content_type, size, content_id, inline, omitted) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [(activity_id, i, a.sha256 if a.sha256 in stored else None, a.name,
-              a.content_type, a.size, a.content_id, a.inline, a.omitted)
-             for i, a in enumerate(email.attachments)],
+            f"INSERT INTO activity_attachments ({ATTACHMENT_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows,
         )
 
 

@@ -6,9 +6,10 @@ plans are pending (parked or watching): a plan's upsert then needs no read of it
 with nothing pending no delete. Reading and inserting plan by plan cost two round trips per plan,
 a quarter of persist's time.
 
-Behind: rows no plan of the pass reads back — the receiving mailboxes and parties of its
-activities — collected and written with one set-based statement each at the end of the pass
-(``unnest`` of one array per column), instead of a statement per row.
+Behind: rows no plan of the pass reads back — the receiving mailboxes, parties and attachments
+of its activities, and the attachments' contents — collected and written with one set-based
+statement each at the end of the pass (``unnest`` of one array per column), instead of a
+statement per row (and a firing of the change feed's trigger per statement).
 
 Kept up to date with the pass's own inserts, content changes and watches, so a second copy of an
 email later in the batch meets the first. Only for a pass that is all or nothing (the optimistic
@@ -39,6 +40,10 @@ class BatchRows:
     pending: set[Ident] = field(default_factory=set)  # of the dedupe keys in ``rows``
     mailboxes: list[tuple[object, ...]] = field(default_factory=list)
     parties: list[tuple[object, ...]] = field(default_factory=list)
+    #: sha256 -> (sha256, size, content, blob_ref): the first of a sha256 is kept, as
+    #: ``ON CONFLICT DO NOTHING`` statement by statement kept it
+    contents: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    attachments: list[tuple[object, ...]] = field(default_factory=list)
 
     @classmethod
     def read(cls, conn: psycopg.Connection, keys: Iterable[str], wanted: int) -> BatchRows:
@@ -81,9 +86,18 @@ class BatchRows:
             self._ids.reverse()  # handed out in ascending order: ids follow the batch's order
         return self._ids.pop()
 
+    def drop_attachments(self, activity_id: int) -> None:
+        """An activity's attachments kept behind, given up (a richer copy replaces them)."""
+        self.attachments = [a for a in self.attachments if a[0] != activity_id]
+
     def flush(self, conn: psycopg.Connection) -> None:
         """Write what was kept behind (inside the pass's transaction)."""
-        from persist.activities import MAILBOX_COLUMNS, PARTY_COLUMNS
+        from persist.activities import (
+            ATTACHMENT_COLUMNS,
+            CONTENT_COLUMNS,
+            MAILBOX_COLUMNS,
+            PARTY_COLUMNS,
+        )
 
         if self.mailboxes:
             _insert_all(conn, "activity_mailboxes", MAILBOX_COLUMNS,
@@ -91,12 +105,22 @@ class BatchRows:
         if self.parties:
             _insert_all(conn, "activity_parties", PARTY_COLUMNS,
                         ("bigint", "text", "text", "text", "text", "text", "text"), self.parties)
-        self.mailboxes, self.parties = [], []
+        if self.contents:  # before the attachments that refer to them
+            _insert_all(conn, "attachment_contents", CONTENT_COLUMNS,
+                        ("text", "bigint", "bytea", "text"), list(self.contents.values()))
+        if self.attachments:
+            _insert_all(conn, "activity_attachments", ATTACHMENT_COLUMNS,
+                        ("bigint", "integer", "text", "text", "text", "bigint", "text",
+                         "boolean", "text"), self.attachments, on_conflict=False)
+        self.mailboxes, self.parties, self.contents, self.attachments = [], [], {}, []
 
 
 def _insert_all(conn: psycopg.Connection, table: str, columns: str, types: tuple[str, ...],
-                rows: list[tuple[object, ...]]) -> None:
+                rows: list[tuple[object, ...]], *, on_conflict: bool = True) -> None:
+    """``on_conflict``: a row already there is left as it is (else the conflict is an error,
+    as the statement per row made it)."""
     arrays = [list(column) for column in zip(*rows, strict=True)]
-    unnest = ", ".join(f"%s::{t}[]" for t in types)
-    conn.execute(f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({unnest}) "
-                 "ON CONFLICT DO NOTHING", arrays)
+    # Binary for bytes: in text, every byte of an attachment would travel as two hex digits.
+    unnest = ", ".join(f"%b::{t}[]" if t == "bytea" else f"%s::{t}[]" for t in types)
+    conn.execute(f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({unnest})"
+                 + (" ON CONFLICT DO NOTHING" if on_conflict else ""), arrays)

@@ -3,6 +3,7 @@ what it saves (reads that wait on PostgreSQL, counted on a real connection)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
@@ -10,6 +11,7 @@ import pytest
 from persistbuild import apply, config, email, make_plan, rows
 
 from mailroom.codec import Codec
+from mailroom.records.email import Attachment, Email
 
 pytestmark = pytest.mark.integration  # needs the local stack's PostgreSQL
 
@@ -139,3 +141,60 @@ def test_a_failed_plan_sends_the_batch_plan_by_plan_with_the_same_end(
     assert [r.failure is not None for r in results] == [False, True, False, False, False]
     assert rows(db, "SELECT dedupe_key FROM email_activities ORDER BY id") == [
         ("g0@customer.example",), ("g1@customer.example",), ("g2@customer.example",)]
+
+
+def _with_attachments(i: int) -> Email:
+    """A new email carrying its own file and the logo every email of the batch carries."""
+    return email(message_id=f"a{i}@customer.example", subject=f"Invoice {i}", attachments=(
+        Attachment(f"invoice-{i}.pdf", "application/pdf", 9, f"{i:064x}",
+                   content=b"%PDF-" + bytes([i % 256]) * 4),
+        Attachment("logo.png", "image/png", 4, "ab" * 32, content=b"\x89PNG",
+                   content_id="logo", inline=True),
+    ))
+
+
+def test_attachments_are_written_once_per_batch(db: psycopg.Connection, codec: Codec) -> None:
+    everyone = config(track={"default": "all"}, queues={})
+
+    def statements(first: int, n: int) -> int:
+        plans = [make_plan(codec, _with_attachments(first + i), everyone) for i in range(n)]
+        db.cursor_factory = CountingCursor
+        CountingCursor.statements = 0
+        try:
+            results = apply(db, codec, *plans)
+        finally:
+            db.cursor_factory = psycopg.Cursor
+        assert all(r.applied and r.applied.event == "persisted" for r in results)
+        return CountingCursor.statements
+
+    few, many = statements(100, 3), statements(200, 30)
+    # A statement per email for its file's content and one per attachment row were three
+    # more per email (and a firing of the change feed's trigger for each).
+    assert (many - few) / 27 <= 2, (few, many)
+    assert rows(db, "SELECT count(*), count(DISTINCT sha256) FROM activity_attachments") == [
+        (66, 34)]
+    assert rows(db, "SELECT count(*) FROM attachment_contents") == [(34,)]
+    assert rows(db, "SELECT a.name, a.position, a.inline, c.content FROM activity_attachments a "
+                    "JOIN attachment_contents c USING (sha256) JOIN email_activities e "
+                    "ON e.id = a.activity_id WHERE e.dedupe_key = 'a201@customer.example' "
+                    "ORDER BY a.position") == [
+        ("invoice-201.pdf", 0, False, b"%PDF-" + bytes([201]) * 4),
+        ("logo.png", 1, True, b"\x89PNG")]
+
+
+def test_richer_copy_in_the_same_batch_replaces_the_attachments(
+    db: psycopg.Connection, codec: Codec, caplog: pytest.LogCaptureFixture
+) -> None:
+    poor = email(copy_kind="msg", attachments=(
+        Attachment("scan.pdf", "application/pdf", 3, "11" * 32, content=b"old"),
+        Attachment("note.txt", "text/plain", 2, "22" * 32, content=b"hi"),
+    ))
+    rich = email(mailbox="13", attachments=(
+        Attachment("scan-full.pdf", "application/pdf", 4, "33" * 32, content=b"full"),
+    ))
+    with caplog.at_level(logging.INFO, logger="persist.batch"):
+        results = apply(db, codec, make_plan(codec, poor), make_plan(codec, rich))
+    assert all(r.failure is None for r in results)
+    assert "plan by plan" not in caplog.text  # the batch's one pass held
+    assert rows(db, "SELECT position, name, sha256 FROM activity_attachments") == [
+        (0, "scan-full.pdf", "33" * 32)]
