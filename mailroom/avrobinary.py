@@ -100,6 +100,8 @@ def read_long(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift > 70:
             raise ValueError("an Avro long of more than ten bytes")
+    if z >> 64:  # ten bytes can carry 70 bits; a long has 64 (fastavro wraps them silently)
+        raise ValueError("an Avro long out of range")
     return (z >> 1) ^ -(z & 1), pos
 
 

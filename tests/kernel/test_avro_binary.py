@@ -173,3 +173,14 @@ def test_a_schema_not_compiled_stays_with_fastavro(tmp_path: Path) -> None:
     assert "odd" not in codec._writers
     for datum in ({"colour": "BLUE", "either": 7}, {"colour": "RED", "either": "x"}):
         assert codec.decode(codec.encode("odd", datum)) == ("odd", datum)
+
+
+def test_a_long_beyond_64_bits_is_malformed() -> None:
+    codec = Codec.load(SCHEMAS)
+    datum = Datums(2, codec.newest("raw_mail").source).of(codec.newest("raw_mail").source)
+    good = codec.encode("raw_mail", {**datum, "uid": -(2**63)})
+    assert b"\xff" * 9 + b"\x01" in good  # the zigzag varint of the lowest long
+    # The same ten bytes with bits past the 64th set: no long, whatever fastavro makes of it.
+    spoilt = good.replace(b"\xff" * 9 + b"\x01", b"\xff" * 9 + b"\x7f", 1)
+    with pytest.raises(MalformedRecordError, match="out of range"):
+        codec.decode(spoilt)
