@@ -243,13 +243,9 @@ class _Compiler:
                         f"{ind}        _ws(out, {key})",
                         *self._write(avro["values"], item, ind + "        "),
                         f"{ind}out.append(0)"]
-            if kind == "long" and avro.get("logicalType") == "timestamp-millis":
+            if _is_millis(avro):
                 return [f"{ind}_wl(out, _ms({v}))"]
-            if kind in _PRIMITIVE_TYPES and set(avro) <= {"type", "logicalType"}:
-                if "logicalType" in avro:
-                    raise Unsupported(f"logical type {avro['logicalType']!r}")
-                return self._write(kind, v, ind)
-            raise Unsupported(f"type {kind!r}")
+            return self._write(_primitive(avro), v, ind)
         if avro == "null":
             return [f"{ind}if {v} is not None:",
                     f"{ind}    raise ValueError('null field with a value')"]
@@ -334,13 +330,9 @@ class _Compiler:
                         (f"{ind}        {v}[{key}] = {item}" if is_map
                          else f"{ind}        {v}.append({item})"),
                         *[f"    {line}" for line in count]]
-            if kind == "long" and avro.get("logicalType") == "timestamp-millis":
+            if _is_millis(avro):
                 return [*self._long(v, ind), f"{ind}{v} = _fms({v})"]
-            if kind in _PRIMITIVE_TYPES and set(avro) <= {"type", "logicalType"}:
-                if "logicalType" in avro:
-                    raise Unsupported(f"logical type {avro['logicalType']!r}")
-                return self._read(kind, v, ind)
-            raise Unsupported(f"type {kind!r}")
+            return self._read(_primitive(avro), v, ind)
         if avro == "null":
             return [f"{ind}{v} = None"]
         if avro == "boolean":
@@ -360,3 +352,18 @@ class _Compiler:
 
 _PRIMITIVE_TYPES = frozenset({"null", "boolean", "int", "long", "float", "double", "string",
                               "bytes"})
+
+
+def _is_millis(avro: Mapping[str, Any]) -> bool:
+    return avro.get("type") == "long" and avro.get("logicalType") == "timestamp-millis"
+
+
+def _primitive(avro: Mapping[str, Any]) -> str:
+    """A primitive written as an object (``{"type": "string"}``); anything else with ``type``
+    and more (a logical type other than timestamp-millis, an enum, fixed) is not compiled."""
+    kind = avro.get("type")
+    if kind in _PRIMITIVE_TYPES and set(avro) == {"type"}:
+        return str(kind)
+    if "logicalType" in avro:
+        raise Unsupported(f"logical type {avro['logicalType']!r}")
+    raise Unsupported(f"type {kind!r}")
