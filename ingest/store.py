@@ -440,12 +440,12 @@ def advance(
         (last_uid, mailbox_id, folder, uidvalidity),
     )
     if action is not None:
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO ingest_pending_actions (mailbox_id, folder, uidvalidity, uid, action)"
-                " VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                [(mailbox_id, folder, uidvalidity, uid, action.value) for uid in owed],
-            )
+        # One statement for the batch (a row each was ~20 µs of PostgreSQL per message).
+        conn.execute(
+            "INSERT INTO ingest_pending_actions (mailbox_id, folder, uidvalidity, uid, action) "
+            "SELECT %s, %s, %s, u, %s FROM unnest(%s::bigint[]) AS u ON CONFLICT DO NOTHING",
+            (mailbox_id, folder, uidvalidity, action.value, list(owed)),
+        )
 
 
 def owed(conn: psycopg.Connection, mailbox_id: int, folder: str, uidvalidity: int) -> list[int]:

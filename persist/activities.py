@@ -70,6 +70,8 @@ ATTACHMENT_COLUMNS = ("activity_id, position, sha256, name, content_type, size, 
 _CONTENT = ("message_id, direction, subject, text_body, html_body, sent_at, copy_kind, "
             "copy_rank, delivery_path, sender, thread_root, subject_hash, participants, "
             "customer, automated, case_rule")
+#: What correlation decided, written with a new row (see :func:`upsert`).
+_LINKED = "parent_id, correlation_method, correlation_rank, correlation_refused"
 
 
 def _content(plan: Plan, email: Email, p: UpsertEmailActivity) -> tuple[object, ...]:
@@ -85,8 +87,13 @@ def _content(plan: Plan, email: Email, p: UpsertEmailActivity) -> tuple[object, 
 
 def upsert(
     conn: psycopg.Connection, plan: Plan, email: Email, params: UpsertEmailActivity,
-    received_ms: int, known: BatchRows | None = None,
+    received_ms: int, known: BatchRows | None = None, *,
+    parent: tuple[int | None, str, int] | None = None, refused: str = "",
 ) -> Stored:
+    """``parent`` (parent id, method, rank) and ``refused`` (the candidates the customer guard
+    refused): written with the row when it is new, saving an UPDATE of the row just inserted
+    (a non-HOT update: the refused column is indexed) — a stored row is left to
+    :func:`set_correlation` and :func:`set_refused`."""
     received = datetime.fromtimestamp(received_ms / 1000, UTC) if received_ms >= 0 else None
     if known is not None:
         rows = known.of(conn, plan.dedupe_key)
@@ -122,20 +129,22 @@ def upsert(
     else:
         real = next((r[0] for r in rows if not r[3]), None)
         collision = bool(rows)
-        columns = (f"dedupe_key, content_hash, collision, received_at, {_CONTENT}",
-                   ", ".join(["%s"] * 20))
+        linked = (*(parent or (None, "", None)), refused)
+        columns = (f"dedupe_key, content_hash, collision, received_at, {_CONTENT}, "
+                   f"{_LINKED}", ", ".join(["%s"] * 24))
         if known is not None:
             # The id is known ahead: the insert is sent without waiting for an answer.
             activity_id = known.next_id(conn)
             conn.execute(
                 f"INSERT INTO email_activities (id, {columns[0]}) VALUES (%s, {columns[1]})",
-                (activity_id, plan.dedupe_key, plan.content_hash, collision, received, *content),
+                (activity_id, plan.dedupe_key, plan.content_hash, collision, received, *content,
+                 *linked),
             )
             rows.append([activity_id, plan.content_hash, content[7], collision])
         else:
             row = conn.execute(
                 f"INSERT INTO email_activities ({columns[0]}) VALUES ({columns[1]}) RETURNING id",
-                (plan.dedupe_key, plan.content_hash, collision, received, *content),
+                (plan.dedupe_key, plan.content_hash, collision, received, *content, *linked),
             ).fetchone()
             assert row is not None
             activity_id = row[0]

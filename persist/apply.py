@@ -192,19 +192,22 @@ def apply_plan(
         return Applied("skipped", {**detail, "reason": upsert.condition.otherwise})
 
     email = codec.decode_record(plan.email, Email)
-    stored = activities.upsert(conn, plan, email, upsert, received_ms, known)
+    refused = "; ".join(corr.refused)
+    stored = activities.upsert(
+        conn, plan, email, upsert, received_ms, known, refused=refused,
+        parent=(corr.parent_id, corr.method, corr.rank or 0) if corr.found else None)
     detail["activity"] = str(stored.id)
     if stored.collision:
         detail["collision"] = "same dedupe key, different content hash: kept apart"
     if stored.content_from_this_copy and not stored.new:
         detail["content"] = f"richer copy ({email.delivery.copy_kind}) supplies the content"
-    if corr.found:
+    if corr.found and not stored.new:
         activities.set_correlation(conn, stored.id, corr.parent_id, corr.method, corr.rank or 0)
     if corr.refused:
-        detail["refused"] = "; ".join(corr.refused)
-    if corr.refused or not stored.new:
+        detail["refused"] = refused
+    if not stored.new:
         # Kept current on every evaluation of a stored email (its parent landed since).
-        activities.set_refused(conn, stored.id, "; ".join(corr.refused))
+        activities.set_refused(conn, stored.id, refused)
     claimed = (correlate.claim_tokens(conn, plan, upsert.sent_at)
                if email.direction == "outgoing" and not stored.collision else [])
 

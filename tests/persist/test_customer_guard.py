@@ -15,6 +15,7 @@ from persistbuild import apply, config, email, reference, rows
 from mailroom.codec import Codec
 from mailroom.records.action import Plan
 from mailroom.records.email import Email, Report
+from persist.batch import Item, apply_batch
 from route.config import RouteConfig
 from route.plan import plan
 from route.reference import AddressMatch, RecordRef, ReferenceData
@@ -182,3 +183,37 @@ def test_a_bounce_joins_the_email_we_sent_not_a_customers(
     assert activity(db, "b1@mx.example")[0] == "m0@acme.example"
     parent, _, _, refused = activity(db, "b2@mx.example")
     assert parent is None and refused.startswith("in_reply_to m1@customer.example")
+
+
+
+@pytest.mark.parametrize("sender", [BEN, "ann@customer.example"])
+def test_a_new_emails_correlation_is_written_with_its_row_not_updated_after(
+    db: psycopg.Connection, codec: Codec, sender: str
+) -> None:
+    """Refused (customer B) or linked (the customer's own reply): the row is inserted with its
+    parent and its refused candidates, not updated with them after (an UPDATE of the refused
+    column is a new row version in every index of the table, and a second change-feed note)."""
+    headers = thread_of_a(db, codec, "in_reply_to")
+    reply = make(codec, email(sender=sender, message_id="m9@reply.example", minutes=5,
+                              **headers))
+    sent: list[str] = []
+
+    class Recording(psycopg.Cursor[Any]):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            sent.append(str(query))
+            return super().execute(query, params, **kwargs)
+
+    db.cursor_factory = Recording
+    try:
+        with db.transaction():
+            apply_batch(db, codec, [Item(reply, codec.encode_record(reply), 1_000)])
+    finally:
+        db.cursor_factory = psycopg.Cursor
+    assert any(q.startswith("INSERT INTO email_activities") for q in sent)
+    assert not [q for q in sent if q.startswith("UPDATE email_activities") and (
+        "parent_id" in q or "correlation_refused" in q)]
+    parent, how, _, refused = activity(db, "m9@reply.example")
+    if sender == BEN:
+        assert (parent, how) == (None, "") and refused.startswith("in_reply_to ")
+    else:
+        assert (parent, how, refused) == ("m1@customer.example", "in_reply_to", "")
