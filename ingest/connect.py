@@ -37,8 +37,9 @@ def quiet_protocol_trace(client: IMAPClient) -> IMAPClient:
     imapclient sets imaplib's debug level to 5 and hands its messages to a logger, so imaplib
     formats the ``repr`` of every line and literal it reads, and of a whole FETCH response
     before it returns it, only for the logger to drop it: over a third of ingest's CPU on
-    27 KB messages (profiled with py-spy). An operator who switches the
-    ``imapclient.imaplib`` logger to DEBUG still gets the trace, for connections opened after.
+    27 KB messages (profiled with py-spy). Whoever sets the ``imapclient.imaplib`` logger to
+    DEBUG (in code: ``log_level`` leaves it at WARNING, the trace holds whole messages) gets the
+    trace on connections opened after.
     """
     if not IMAPLIB_LOGGER.isEnabledFor(logging.DEBUG):
         client._imap.debug = 0  # noqa: SLF001

@@ -65,3 +65,21 @@ def test_the_trace_is_there_when_its_logger_is_on_for_debug(
     assert any("body line" in text for text in formatted), formatted[:5]
     assert any("body line" in r.getMessage() for r in caplog.records
                if r.name == IMAPLIB_LOGGER.name)
+
+
+def test_log_level_debug_keeps_whole_messages_out_of_the_logs(
+    base_settings: Settings, user: str,
+) -> None:
+    """``log_level = DEBUG`` is for the product's own lines: the protocol trace would write
+    every message fetched into the log (and cost ingest the formatting)."""
+    from mailroom import log
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, IMAPLIB_LOGGER.level
+    try:
+        log.configure("DEBUG")
+        assert traced_fetch(base_settings, user) == []
+    finally:
+        root.handlers[:], _, _ = saved
+        root.setLevel(saved[1])
+        IMAPLIB_LOGGER.setLevel(saved[2])
