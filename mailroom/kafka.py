@@ -27,6 +27,7 @@ from kafka.errors import KafkaError
 from mailroom import groupjoin
 from mailroom.errors import ConfigError
 from mailroom.kafkaadmin import Admin
+from mailroom.partitioning import Murmur2Partitioner
 from mailroom.settings import CHOICES, Settings
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,9 @@ def producer_config(settings: Settings, client_id: str = "mailroom") -> dict[str
         # the default 16 KB batch each went alone).
         "linger_ms": PRODUCER_LINGER_MS,
         "batch_size": min(PRODUCER_BATCH_BYTES, settings.max_record_bytes),
+        # The default partitioner's partitions, with a murmur2 twice as fast (a few records an
+        # email, each partitioned in Python).
+        "partitioner": Murmur2Partitioner(),
     }
 
 

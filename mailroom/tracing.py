@@ -19,13 +19,13 @@ a ``TraceBatch`` of event records, or one ``TraceEvent`` record per event).
 from __future__ import annotations
 
 import json
-import struct
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from mailroom.codec import Codec
 from mailroom.errors import MalformedRecordError
+from mailroom.partitioning import partition_of
 from mailroom.records import TraceBatch, TraceColumns, TraceEvent
 from mailroom.settings import Settings
 from mailroom.stage.types import Source
@@ -33,39 +33,6 @@ from mailroom.stage.types import Source
 #: Events per record at most: ~300 bytes each (a dead letter's reason up to ~1.3 KB), well
 #: under the broker's record size limit.
 MAX_EVENTS_PER_RECORD = 256
-
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (the Java client's ``Utils.murmur2``, kafka-python's
-    ``partitioner.murmur2``), the same value: whole 4-byte words unpacked at once, so about a
-    third of kafka-python's per-byte loop — it ran once per trace event, ~10 µs each."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    words = length >> 2
-    for k in struct.unpack_from(f"<{words}I", data):
-        k = (k * _M) & _MASK
-        k = ((k ^ (k >> 24)) * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
-    tail = length & 3
-    if tail:
-        end = words << 2
-        if tail == 3:
-            h ^= data[end + 2] << 16
-        if tail >= 2:
-            h ^= data[end + 1] << 8
-        h = ((h ^ data[end]) * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    return h ^ (h >> 15)
-
-
-def partition_of(key: bytes, partitions: list[int]) -> int:
-    """The partition kafka-python's default partitioner (the Java client's) gives ``key``."""
-    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-
 
 def events_of(codec: Codec, value: bytes) -> list[TraceEvent]:
     """The events of one trace-topic value, whichever kind of record it is."""

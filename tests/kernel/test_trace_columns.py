@@ -12,11 +12,12 @@ from kafka.partitioner import murmur2 as kafka_murmur2
 
 from mailroom.codec import Codec
 from mailroom.errors import MalformedRecordError
+from mailroom.partitioning import murmur2, partition_of
 from mailroom.records import TraceBatch, TraceColumns
 from mailroom.schemas import shipped_schemas_dir
 from mailroom.settings import Settings
 from mailroom.stage.types import Source
-from mailroom.tracing import MAX_EVENTS_PER_RECORD, Tracer, events_of, murmur2, partition_of
+from mailroom.tracing import MAX_EVENTS_PER_RECORD, Tracer, events_of
 
 PARTITIONS = [0, 1, 2, 3, 4, 5]
 
