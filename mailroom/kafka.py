@@ -260,10 +260,14 @@ class Consumer(KafkaConsumer):
         servers = self.config["bootstrap_servers"]
         if isinstance(servers, str):
             servers = servers.split(",")
+        # Subscribed first: from then on every metadata refresh asks for these topics. Learnt
+        # before that, the partitions could be wiped by a refresh of the client's (still empty)
+        # topic list answered just after — kafka-python asks for one whenever a connection
+        # fails, which a dead broker makes happen all the time.
+        super().subscribe(topics, pattern=pattern, listener=listener)
         if topics and any(_reachable(s.strip()) for s in servers):
             for topic in topics:
                 self._learn_partitions(topic)
-        super().subscribe(topics, pattern=pattern, listener=listener)
 
     def _learn_partitions(self, topic: str) -> None:
         # With one broker of several down, kafka-python may send the metadata request to that
