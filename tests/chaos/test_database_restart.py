@@ -25,7 +25,7 @@ from mailroom.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-MAILS = 600
+MAILS = 1500  # at ~500 mails/s the first restart must still find mail on its way
 RESTARTS = 2
 LANDING_TIMEOUT_S = 180.0  # the first activities, then more after each restart
 DRAIN_TIMEOUT_S = 240.0

@@ -256,7 +256,7 @@ def wait_for(what: str, ready: Callable[[], bool], stages: Stages, timeout_s: fl
     while not ready():
         assert not stages.reap(), f"a stage exited while waiting for {what}: {stages.exits}"
         assert time.monotonic() < deadline, f"no {what} after {timeout_s:.0f} s"
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def restart_postgres(w: World) -> float:
