@@ -112,6 +112,8 @@ def main() -> None:
     encoded = [codec.encode_record(e) for e in emails]
     ref = reference()
     cfg = from_document({"track": {"default": "all"}})
+    activities = sum(1 for e, b in zip(emails, encoded, strict=True)
+                     if plan(e, ref, cfg, b).steps_of(UpsertEmailActivity))
 
     raw_bytes = [codec.encode_record(r) for r in raws]
     unwrap_us = best_cpu_us(args.rounds, len(raws), lambda: [unwrap(r, ctx) for r in raws])
@@ -129,8 +131,6 @@ def main() -> None:
     print(f"  unwrap, decode RawMail + it + encode: {unwrap_codec_us:6.0f}")
     print(f"  route,  pure function:               {route_us:6.0f} µs CPU an email")
     print(f"  route,  decode Email + it + encode:   {route_codec_us:6.0f}")
-    activities = sum(1 for e, b in zip(emails, encoded, strict=True)
-                     if plan(e, ref, cfg, b).steps_of(UpsertEmailActivity))
     print(json.dumps({"bench": "pure", "mails": len(raws), "emails": len(emails),
                       "activities": activities, "mix": args.mix, "size": args.size,
                       "unwrap_us": round(unwrap_us), "unwrap_with_codec_us": round(unwrap_codec_us),

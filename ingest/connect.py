@@ -31,7 +31,7 @@ TIMEOUT_S = 30.0
 IMAPLIB_LOGGER = logging.getLogger("imapclient.imaplib")
 
 
-def quiet_protocol_trace(client: IMAPClient) -> IMAPClient:
+def quiet_protocol_trace(client: IMAPClient) -> None:
     """imaplib's protocol trace off unless its logger is on for DEBUG.
 
     imapclient sets imaplib's debug level to 5 and hands its messages to a logger, so imaplib
@@ -43,7 +43,6 @@ def quiet_protocol_trace(client: IMAPClient) -> IMAPClient:
     """
     if not IMAPLIB_LOGGER.isEnabledFor(logging.DEBUG):
         client._imap.debug = 0  # noqa: SLF001
-    return client
 
 
 def tls_context(profile: Profile) -> ssl.SSLContext:

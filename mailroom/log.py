@@ -36,12 +36,11 @@ def configure(level: str = "INFO", stage: str = "",
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The Kafka clients are chatty at INFO; their warnings still show.
-    for noisy in ("kafka", "aiokafka", "faust", "mode"):
+    # The Kafka clients are chatty at INFO; their warnings still show. imaplib's protocol trace
+    # (imapclient routes it to its own logger) holds whole messages: not in the logs even at
+    # DEBUG, and ingest does not format it at all then (ingest.connect).
+    for noisy in ("kafka", "aiokafka", "faust", "mode", "imapclient.imaplib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    # imaplib's protocol trace (imapclient routes it here) holds whole messages: not in the
-    # logs even at DEBUG, and ingest does not format it at all then (ingest.connect).
-    logging.getLogger("imapclient.imaplib").setLevel(max(logging.WARNING, root.level))
     # kafka-python 3 warns whenever one of its I/O tasks takes over 0.1 s, which a busy
     # 2-core machine does all the time; its real errors still show.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
