@@ -121,7 +121,15 @@ def producer_config(settings: Settings, client_id: str = "mailroom") -> dict[str
         # The default partitioner's partitions, with a murmur2 twice as fast (a few records an
         # email, each partitioned in Python).
         "partitioner": Murmur2Partitioner(),
+        **compression(settings),
     }
+
+
+def compression(settings: Settings) -> dict[str, Any]:
+    """kafka-python's compression_type for the setting (absent: none)."""
+    if settings.kafka_compression == "none":
+        return {}
+    return {"compression_type": settings.kafka_compression}
 
 
 def consumer_config(
@@ -191,6 +199,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": settings.kafka_heartbeat_interval_ms / 1000,
         "broker_max_poll_interval": settings.kafka_max_poll_interval_ms / 1000,
         "producer_acks": -1,  # "all"
+        "producer_compression_type": compression(settings).get("compression_type"),
         "producer_max_request_size": settings.max_record_bytes,
         "producer_request_timeout": settings.kafka_request_timeout_ms / 1000,
         "consumer_max_fetch_size": partition_fetch_bytes(settings),

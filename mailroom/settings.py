@@ -47,6 +47,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kafka_security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
     # Empty: none, which only a protocol without SASL accepts (mailroom.kafka.check).
     "kafka_sasl_mechanism": ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    # What both clients compress with out of the box: kafka-python with the lz4 package,
+    # faust's aiokafka with cramjam (both dependencies).
+    "kafka_compression": ("none", "lz4", "gzip"),
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "stage_isolation": ("process", "inline"),
     "unwrap_over_limit": ("omit", "reject"),
@@ -140,6 +143,11 @@ class Settings:
     raw_retention_days: int = _setting(30, "Retention of the raw topic: the replay source.")
     stream_retention_days: int = _setting(7, "Retention of unwrapped, actions and trace topics.")
     dlq_retention_days: int = _setting(180, "Retention of dead letters.")
+    kafka_compression: str = _setting(
+        "lz4", "How producers compress record batches ('none', 'lz4', 'gzip'); consumers read "
+        "any. lz4: mail is text, and a compressed batch costs each hop less CPU than the bytes "
+        "it saves (docs/performance.md)."
+    )
     max_record_bytes: int = _setting(
         8 * 1024 * 1024, "Largest record a topic accepts; producers and consumers match it."
     )
