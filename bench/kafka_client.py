@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/kafka_client.py [--records 3000] [--size 27000] [--rounds 3]
                                            [--batch-bytes 1048576,4194304]
+                                           [--values mail|synthetic] [--compression none,lz4]
 
 On the local broker, in a topic of its own (one partition, removed afterwards): the product's
 producer (``mailroom.kafka.producer_config``: acks=all, idempotence, its linger and batch size)
@@ -9,7 +10,8 @@ sends records of the pipeline's typical size in slices of a stage's batch and fl
 each, as a stage does; then the product's consumer (``consumer_config``) reads them all back.
 For each, the user and system CPU of every thread of this process per record (the caller's
 thread and kafka-python's own IO threads), best of the rounds — CPU, not wall, because the
-machine is shared. ``--batch-bytes`` runs the producer once per producer batch size given.
+machine is shared. ``--batch-bytes`` runs the producer once per producer batch size given;
+``--compression`` the whole hop once per codec (``kafka_compression``), each in its own topic.
 """
 
 from __future__ import annotations
@@ -124,6 +126,25 @@ def show(label: str, usage: dict[str, tuple[float, float]]) -> None:
     print(f"  {label:<28} {total:6.0f} µs CPU a record (user+system: {parts})", flush=True)
 
 
+def mail_values(n: int, size: int) -> list[bytes]:
+    """The bytes of ``bench/e2e.py``'s mail (same mix and seed), those a stage would send as a
+    record (the few over the claim-check size travel as a reference instead)."""
+    from bench import mailgen
+
+    mails = mailgen.MailMaker("realistic", size, "kafka-client").batch(0, n)
+    small = [m.data for m in mails if len(m.data) < 1024 * 1024]
+    return [small[i % len(small)] for i in range(n)]
+
+
+def hop(settings: Settings, topic: str, values: list[bytes], sizes: list[int], rounds: int,
+        records: int) -> None:
+    codec = settings.kafka_compression
+    for size in sizes:
+        show(f"{codec}: produce, batches of {size // 1024:,} KB",
+             best(rounds, lambda size=size: produce(settings, topic, values, size)))
+    show(f"{codec}: consume", best(rounds, lambda: consume(settings, topic, records)))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--records", type=int, default=3000)
@@ -131,28 +152,35 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-bytes", default="",
                    help="producer batch sizes to compare (default: the product's)")
+    p.add_argument("--values", choices=("mail", "synthetic"), default="mail",
+                   help="the bench's mail (default), or half random, half repeated bytes")
+    p.add_argument("--compression", default="",
+                   help="codecs to compare, e.g. none,lz4 (default: the product's setting)")
     args = p.parse_args()
     settings = settings_module.load()
     product = kafka.producer_config(settings)["batch_size"]
     sizes = [int(b) for b in args.batch_bytes.split(",") if b] or [product]
-    # Half random, half repeated: what a mail's bytes look like to the codecs and the wire.
-    values = [os.urandom(args.size // 2) + b"y" * (args.size - args.size // 2)
-              for _ in range(min(args.records, 50))]
-    values = [values[i % len(values)] for i in range(args.records)]
-    topic = settings.topic(f"bench-kafka-client-{uuid.uuid4().hex[:6]}")
+    codecs = [c for c in args.compression.split(",") if c] or [settings.kafka_compression]
+    if args.values == "mail":
+        values = mail_values(args.records, args.size)
+    else:
+        values = [os.urandom(args.size // 2) + b"y" * (args.size - args.size // 2)
+                  for _ in range(min(args.records, 50))]
+        values = [values[i % len(values)] for i in range(args.records)]
+    mean = sum(map(len, values)) // len(values)
+    print(f"kafka-python, {args.records} records ({args.values}, {mean:,} bytes on average), one "
+          f"partition, best of {args.rounds}; the product's batch size is {product:,} bytes")
     admin = kafka.make_admin(settings)
-    admin.create_topics([NewTopic(topic, 1, 1, topic_configs={
-        "max.message.bytes": str(settings.max_record_bytes)})])
-    print(f"kafka-python, {args.records} records of {args.size:,} bytes, one partition, "
-          f"best of {args.rounds}; the product's batch size is {product:,} bytes")
-    try:
-        for size in sizes:
-            show(f"produce, batches of {size // 1024:,} KB",
-                 best(args.rounds, lambda size=size: produce(settings, topic, values, size)))
-        show("consume", best(args.rounds, lambda: consume(settings, topic, args.records)))
-    finally:
-        admin.delete_topics([topic])
-        admin.close()
+    for codec in codecs:
+        coded = settings.replace(kafka_compression=codec)
+        topic = settings.topic(f"bench-kafka-client-{uuid.uuid4().hex[:6]}")
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={
+            "max.message.bytes": str(settings.max_record_bytes)})])
+        try:
+            hop(coded, topic, values, sizes, args.rounds, args.records)
+        finally:
+            admin.delete_topics([topic])
+    admin.close()
     return 0
 
 
