@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from mailroom.db import statements
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
 from mailroom.records.steps import UpsertEmailActivity
@@ -120,7 +121,8 @@ def upsert(
             ).fetchone() is not None
             if richer:
                 same[2] = copy_rank(str(content[6]))
-        conn.execute(
+        statements.run(
+            conn,
             "UPDATE email_activities SET received_at = LEAST(received_at, %s) "
             "WHERE id = %s AND received_at IS DISTINCT FROM LEAST(received_at, %s)",
             (received, activity_id, received),
@@ -135,14 +137,16 @@ def upsert(
         if known is not None:
             # The id is known ahead: the insert is sent without waiting for an answer.
             activity_id = known.next_id(conn)
-            conn.execute(
+            statements.run(
+                conn,
                 f"INSERT INTO email_activities (id, {columns[0]}) VALUES (%s, {columns[1]})",
                 (activity_id, plan.dedupe_key, plan.content_hash, collision, received, *content,
                  *linked),
             )
             rows.append([activity_id, plan.content_hash, content[7], collision])
         else:
-            row = conn.execute(
+            row = statements.run(
+                conn,
                 f"INSERT INTO email_activities ({columns[0]}) VALUES ({columns[1]}) RETURNING id",
                 (plan.dedupe_key, plan.content_hash, collision, received, *content, *linked),
             ).fetchone()

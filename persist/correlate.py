@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from mailroom.db import statements
 from mailroom.records.action import Plan
 from mailroom.records.candidates import (
     AnyCandidate,
@@ -60,7 +61,8 @@ def activity_by_message_id(
     conn: psycopg.Connection, message_id: str
 ) -> tuple[int, str] | None:
     """(id, regarding) of the real (non-collision) activity with that Message-ID."""
-    row = conn.execute(
+    row = statements.run(
+        conn,
         "SELECT id, regarding FROM email_activities WHERE message_id = %s AND NOT collision "
         "ORDER BY id LIMIT 1", (message_id,),
     ).fetchone()

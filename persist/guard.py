@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from mailroom.db import statements
+
 
 @dataclass(frozen=True)
 class Sender:
@@ -57,7 +59,8 @@ def internal_record(conn: psycopg.Connection, sender: Sender) -> str:
     be refused (the rare case), so ordinary mail costs no extra read."""
     if not sender.address:
         return ""
-    row = conn.execute(
+    row = statements.run(
+        conn,
         "SELECT record_kind || ':' || record_id FROM email_addresses WHERE address = %s "
         "AND record_kind IN ('user', 'queue') LIMIT 1", (sender.address,),
     ).fetchone()
@@ -80,7 +83,8 @@ def thread_of(conn: psycopg.Connection, parent_id: int | None, regarding: str) -
     """The thread a candidate resolved to: its parent activity, else (a token whose email is
     not stored) the record the token regards."""
     if parent_id is not None:
-        row = conn.execute(
+        row = statements.run(
+            conn,
             "SELECT customer, participants, sender, regarding, direction = 'outgoing' "
             "FROM email_activities WHERE id = %s", (parent_id,),
         ).fetchone()
