@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from mailroom.codec import Codec
+from mailroom.db import statements
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
 from mailroom.records.steps import (
@@ -49,7 +50,8 @@ def contact_id(address: str) -> str:
 
 
 def _record_of(conn: psycopg.Connection, address: str) -> str:
-    row = conn.execute(
+    row = statements.run(
+        conn,
         "SELECT record_kind || ':' || record_id FROM email_addresses WHERE address = %s "
         "ORDER BY record_kind = 'contact' DESC, record_kind, record_id LIMIT 1", (address,),
     ).fetchone()
@@ -143,7 +145,8 @@ def _case(at: Applying, step: CreateOrUpdateCase) -> None:
 
 
 def _queue_item(at: Applying, step: CreateQueueItem) -> None:
-    at.conn.execute(
+    statements.run(
+        at.conn,
         "INSERT INTO queue_items (queue_id, activity_id, rule_item) VALUES (%s, %s, %s) "
         "ON CONFLICT DO NOTHING", (step.queue, at.stored.id, step.rule_item),
     )

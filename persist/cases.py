@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from mailroom.db import statements
 from mailroom.records.steps import CaseRules, CreateOrUpdateCase
 from persist.correlate import Correlation
 
@@ -31,7 +32,8 @@ def _thread_case(
     kind, _, ident = corr.regarding.partition(":")
     if kind != "case" or not ident.isdigit():
         return None
-    row = conn.execute(
+    row = statements.run(
+        conn,
         "SELECT id, status, resolved_at, deleted_at FROM cases WHERE id = %s FOR UPDATE",
         (int(ident),),
     ).fetchone()
@@ -57,7 +59,8 @@ def _rate_limited(
     if limit <= 0 or t is None:
         return ""
     window = rules.rate_limit_window_seconds
-    row = conn.execute(
+    row = statements.run(
+        conn,
         "SELECT count(*) FROM email_activities WHERE sender = %s AND case_rule <> '' "
         "AND sent_at >= %s AND sent_at < %s AND dedupe_key <> %s AND NOT collision",
         (rules.sender, t - timedelta(seconds=window), t, own_key),
@@ -76,7 +79,8 @@ def apply(
     """Evaluate ``case_rules`` and apply the outcome; returns what happened and why."""
     rules = step.condition
     t = rules.sent_at
-    own = conn.execute(
+    own = statements.run(
+        conn,
         "SELECT id, deleted_at, provisional, user_edited_at FROM cases WHERE case_key = %s "
         "FOR UPDATE", (step.key,),
     ).fetchone()
@@ -95,7 +99,8 @@ def apply(
     limited = _rate_limited(conn, rules, t, dedupe_key)
     if limited:
         return CaseOutcome(False, "rate_limited", reason=limited)
-    row = conn.execute(
+    row = statements.run(
+        conn,
         "INSERT INTO cases (case_key, title, customer, queue_id, rule_item, "
         "originating_activity_id, provisional) VALUES (%s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (case_key) DO NOTHING RETURNING id",
@@ -125,7 +130,8 @@ def _own(
 
 
 def _regard(conn: psycopg.Connection, activity_id: int, case_id: int | None) -> None:
-    conn.execute(
+    statements.run(
+        conn,
         "UPDATE email_activities SET regarding = %s WHERE id = %s AND regarding <> %s",
         (f"case:{case_id}", activity_id, f"case:{case_id}"),
     )
