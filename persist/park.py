@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import psycopg
 
+from mailroom.db import statements
 from mailroom.records.action import Plan
 from persist.batchrows import BatchRows
 
@@ -38,14 +39,16 @@ def remember(
     ident = _ident(plan)
     if known is not None:
         known.pending.add(ident)
-    conn.execute(
+    statements.run(
+        conn,
         "INSERT INTO persist_pending_plans (dedupe_key, content_hash, receiving_mailbox, plan, "
         "received_ms, parked) VALUES (%s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (dedupe_key, content_hash, receiving_mailbox) DO UPDATE "
         "SET plan = excluded.plan, received_ms = excluded.received_ms, parked = excluded.parked",
         (*ident, encoded, received_ms, parked),
     )
-    conn.execute(
+    statements.run(
+        conn,
         "DELETE FROM persist_watches WHERE dedupe_key = %s AND content_hash = %s "
         "AND receiving_mailbox = %s AND NOT (message_id = ANY(%s))", (*ident, awaited),
     )
@@ -64,7 +67,8 @@ def forget(conn: psycopg.Connection, plan: Plan, known: BatchRows | None = None)
         if not known.may_be_pending(_ident(plan)):
             return
         known.pending.discard(_ident(plan))
-    conn.execute(
+    statements.run(
+        conn,
         "DELETE FROM persist_pending_plans WHERE dedupe_key = %s AND content_hash = %s "
         "AND receiving_mailbox = %s", _ident(plan),
     )
@@ -72,7 +76,8 @@ def forget(conn: psycopg.Connection, plan: Plan, known: BatchRows | None = None)
 
 def watchers(conn: psycopg.Connection, message_id: str) -> list[tuple[bytes, int]]:
     """(plan encoding, broker timestamp) of every plan waiting on ``message_id``, oldest first."""
-    rows = conn.execute(
+    rows = statements.run(
+        conn,
         "SELECT p.plan, p.received_ms FROM persist_watches w JOIN persist_pending_plans p "
         "USING (dedupe_key, content_hash, receiving_mailbox) WHERE w.message_id = %s "
         "ORDER BY p.since, p.dedupe_key, p.receiving_mailbox", (message_id,),
