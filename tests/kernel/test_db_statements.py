@@ -59,7 +59,7 @@ def test_statement_texts_built_on_the_fly_do_not_pile_up(
 ) -> None:
     for n in range(statements.MAX_KEPT * 3):
         assert statements.run(db_conn, f"SELECT {n}").fetchone() == (n,)
-    assert len(statements._KEPT[db_conn]) <= statements.MAX_KEPT
+    assert len(statements.kept(db_conn)) <= statements.MAX_KEPT
 
 
 def test_a_new_cursor_factory_is_used(db_conn: psycopg.Connection[Any]) -> None:
@@ -76,3 +76,19 @@ def test_a_new_cursor_factory_is_used(db_conn: psycopg.Connection[Any]) -> None:
         assert isinstance(cursor, Recording) and cursor.fetchone() == (2,)
     finally:
         db_conn.cursor_factory = psycopg.Cursor
+
+
+def test_a_closed_connection_is_not_kept_alive(base_settings: Any, db_schema: str) -> None:
+    """The kept cursors refer to their connection: kept anywhere but on it, they would keep
+    every connection persist ever opened (one per database outage) alive."""
+    import gc
+    import weakref
+
+    from mailroom.db import connect
+
+    with connect(base_settings, schema=db_schema) as conn:
+        assert statements.run(conn, READ, (1,)).fetchone() == (2,)
+        gone = weakref.ref(conn)
+    del conn
+    gc.collect()
+    assert gone() is None
