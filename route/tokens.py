@@ -8,6 +8,7 @@ parser accepts the current prefix and every former one and returns the bare numb
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ class TokenFormat:
     def format(self, number: int) -> str:
         return f"{self.prefix}{self.separator}{number:0{self.digits}d}"
 
+    @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
+        """Built once per format (route asks for it twice an email: find and strip)."""
         prefixes = sorted({self.prefix, *self.former_prefixes}, key=len, reverse=True)
         alternatives = "|".join(re.escape(p) for p in prefixes)
         # At least 4 digits: "CRM:12" in prose is not one of ours. The boundary before the
@@ -41,7 +44,7 @@ class TokenFormat:
     def find(self, subject: str) -> list[str]:
         """The token numbers in a subject, normalised (no leading zeros), first seen first."""
         seen: list[str] = []
-        for match in self.pattern().finditer(subject or ""):
+        for match in self.pattern.finditer(subject or ""):
             number = str(int(match.group(1)))
             if number not in seen:
                 seen.append(number)
@@ -49,7 +52,7 @@ class TokenFormat:
 
     def strip(self, subject: str) -> str:
         """The subject without its tokens (for the smart-match subject hash)."""
-        return self.pattern().sub(" ", subject or "")
+        return self.pattern.sub(" ", subject or "")
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any], where: str) -> TokenFormat:

@@ -106,3 +106,17 @@ def test_smart_match_only_where_a_human_sees_a_reply_or_forward():
     assert smart("Printer broken", "Still broken.\n\n> It does not print.")
     assert smart("Printer broken", "Still.\n-----Original Message-----\nFrom: x")
     assert smart("Printer broken", "Still.\n\nAm 2. Nov. 2026 schrieb Ann <ann@x>:\nIt does")
+
+
+def test_a_token_format_compiles_its_pattern_once():
+    # Route asks for it twice an email (finding tokens, stripping them for the subject hash):
+    # built per call, it was a tenth of route's pure function.
+    from route.tokens import TokenFormat
+
+    fmt = TokenFormat(prefix="ACME", former_prefixes=("CRM",))
+    assert fmt.pattern is fmt.pattern
+    assert fmt.find("Re: CRM:0000042 and ACME:0000043") == ["42", "43"]
+    assert fmt.strip("Re: ACME:0000043 x") == "Re:   x"  # noqa: B005 - our strip, not str.strip
+    # the compiled pattern kept on it changes neither equality nor hash (fields alone)
+    assert fmt == TokenFormat(prefix="ACME", former_prefixes=("CRM",))
+    assert hash(fmt) == hash(TokenFormat(prefix="ACME", former_prefixes=("CRM",)))
