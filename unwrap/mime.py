@@ -19,9 +19,10 @@ always the stdlib's.
 from __future__ import annotations
 
 import email.parser
+import email.utils
 import re
 from email import policy
-from email.message import Message
+from email.message import Message, _parseparam  # type: ignore[attr-defined]
 
 _STDLIB = email.parser.BytesParser(policy=policy.compat32)
 
@@ -86,8 +87,8 @@ def _part(text: str, start: int, end: int, in_digest: bool, depth: int,
     msg = Message()
     if in_digest:
         msg.set_default_type("message/rfc822")
-    body = _read_headers(msg, text, start, end)
-    ctype = msg.get_content_type()
+    body, raw_ctype = _read_headers(msg, text, start, end)
+    ctype = _content_type(msg, raw_ctype)
     if ctype == "message/delivery-status":
         return _delivery_status(msg, text, body, end)
     maintype = ctype.split("/")[0]
@@ -96,15 +97,17 @@ def _part(text: str, start: int, end: int, in_digest: bool, depth: int,
         msg._payload = [inner]  # noqa: SLF001 - as Message.attach would set it
         return msg, last
     if maintype == "multipart":
-        _multipart(msg, ctype, text, body, end, depth)
+        _multipart(msg, ctype, raw_ctype, text, body, end, depth)
         return msg, msg
     # as set_payload(str) sets it
     msg._payload = text[body:_eol_start(text, body, end) if trim else end]  # noqa: SLF001
     return msg, None if trim else msg
 
 
-def _read_headers(msg: Message, text: str, pos: int, end: int) -> int:
-    """Read the header block at ``pos`` into ``msg``; where its body starts."""
+def _read_headers(msg: Message, text: str, pos: int, end: int) -> tuple[int, str | None]:
+    """Read the header block at ``pos`` into ``msg``; where its body starts, and the value of
+    its first Content-Type header (what ``msg.get("content-type")`` reads), None if it has
+    none."""
     if text.startswith("From ", pos, end):  # an mbox envelope line, only as the first line
         nl = text.find("\n", pos, end)
         line_end = end if nl < 0 else nl
@@ -112,24 +115,58 @@ def _read_headers(msg: Message, text: str, pos: int, end: int) -> int:
         msg.set_unixfrom(line[:-1] if line.endswith("\r") else line)
         pos = end if nl < 0 else nl + 1
     headers: list[tuple[str, str]] = []
+    ctype: str | None = None
     match = _HEADER.match
     while (found := match(text, pos, end)) is not None:
         # compat32's header_source_parse: the value keeps its folding, loses trailing CR/LF
-        headers.append((found[1], found[2].rstrip("\r\n")))
+        name, value = found[1], found[2].rstrip("\r\n")
+        headers.append((name, value))
+        if ctype is None and len(name) == 12 and name.lower() == "content-type":
+            ctype = value
         pos = found.end()
     msg._headers = headers  # noqa: SLF001 - the list set_raw appends to
     if pos == end:  # the part ends with its headers: no body
-        return end
+        return end, ctype
     if text[pos] == "\n":
-        return pos + 1
+        return pos + 1, ctype
     if text.startswith("\r\n", pos):
-        return pos + 2
+        return pos + 2, ctype
     # Not a header, not a blank line: a defect (or an envelope line out of place) to FeedParser.
     raise _Unusual
 
 
-def _multipart(msg: Message, ctype: str, text: str, body: int, end: int, depth: int) -> None:
-    boundary = msg.get_boundary()
+def _content_type(msg: Message, raw: str | None) -> str:
+    """``msg.get_content_type()`` from the header value ``_read_headers`` kept, without looking
+    the header up again (twice or more per part, each a scan of every header name)."""
+    if raw is None:
+        return msg.get_default_type()
+    if not raw.isascii():  # compat32 hands out 8-bit values as a Header object: its own way
+        return msg.get_content_type()
+    ctype = raw.partition(";")[0].strip().lower()  # as email.message._splitparam
+    return ctype if ctype.count("/") == 1 else "text/plain"
+
+
+def _boundary(msg: Message, raw: str | None) -> str | None:
+    """``msg.get_boundary()`` from the kept header value, step for step as the stdlib takes it
+    (``get_param`` → ``_get_params_preserve`` → ``decode_params`` → ``collapse_rfc2231_value``)
+    for a value with no RFC 2231 parameter (no ``*``): a fifth of the parse's time went to the
+    stdlib's general path. Anything else is the stdlib's."""
+    if raw is None or "*" in raw or not raw.isascii():
+        return msg.get_boundary()
+    for i, param in enumerate(_parseparam(raw)):
+        name, sep, value = param.partition("=")
+        name, value = (name.strip(), value.strip()) if sep else (param.strip(), "")
+        if name.lower() != "boundary":
+            continue
+        if i:  # decode_params re-quotes every parameter but the first
+            value = f'"{email.utils.quote(email.utils.unquote(value))}"'
+        return email.utils.unquote(email.utils.unquote(value)).rstrip()
+    return None
+
+
+def _multipart(msg: Message, ctype: str, raw_ctype: str | None, text: str, body: int, end: int,
+               depth: int) -> None:
+    boundary = _boundary(msg, raw_ctype)
     if boundary is None or "\n" in boundary or "\r" in boundary:
         raise _Unusual
     if str(msg.get("content-transfer-encoding", "8bit")).lower() not in _MULTIPART_ENCODINGS:
@@ -211,7 +248,7 @@ def _delivery_status(msg: Message, text: str, pos: int,
     blocks: list[Message] = []
     while True:
         block = Message()
-        pos = _read_headers(block, text, pos, end)
+        pos = _read_headers(block, text, pos, end)[0]
         if block.get_content_maintype() in ("message", "multipart"):
             raise _Unusual
         block._payload = ""  # noqa: SLF001

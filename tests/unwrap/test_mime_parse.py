@@ -219,3 +219,48 @@ def test_a_bytearray_is_taken_over_and_emptied() -> None:
         tree = mime.parse(handed)
         assert handed == b""
         assert tree_difference(tree, STDLIB.parsebytes(data)) is None
+
+
+#: Content-Type values whose type and boundary the fast path reads itself (no ``*``, ASCII),
+#: and some it leaves to the stdlib.
+CONTENT_TYPES = [
+    'multipart/mixed; boundary="abc"', "multipart/mixed; boundary=abc",
+    "Multipart/Mixed; BOUNDARY=x",
+    'multipart/mixed;\n\tboundary="==_folded_=="', "multipart/mixed;boundary=a;boundary=b",
+    'multipart/mixed; charset=x; boundary="q\\"uo\\\\ted"', 'multipart/mixed; boundary="  sp  "',
+    "multipart/mixed; boundary=<angled>", 'multipart/mixed; boundary="<angled>"',
+    'multipart/mixed; boundary=""quoted twice""', "boundary=first; x=y",
+    "multipart/mixed; boundary",
+    'multipart/mixed; boundary= "a;b" ', "multipart/mixed; boundary=trailing   ",
+    'multipart/mixed; name="a;boundary=b"', "multipart/mixed", "", " ; ", "text/plain/x",
+    "multipart/mixed; bound ary=x", 'multipart/alternative; boundary="a=b=c"',
+    "multipart/mixed; boundary*=utf-8''x", "multipart/mixed; boundary*0=a; boundary*1=b",
+    "multipart/mixed; boundary=caf\udcc3\udca9",
+]
+
+
+@pytest.mark.parametrize("value", CONTENT_TYPES)
+def test_type_and_boundary_read_from_the_kept_header_as_the_stdlib_reads_them(value: str) -> None:
+    from email.message import Message
+
+    msg = Message()
+    msg._headers = [("Subject", "x"), ("Content-Type", value), ("content-type", "text/html")]
+    assert mime._content_type(msg, value) == msg.get_content_type()
+    assert mime._boundary(msg, value) == msg.get_boundary()
+    bare = Message()
+    assert mime._content_type(bare, None) == bare.get_content_type()
+    assert mime._boundary(bare, None) is None
+
+
+def test_random_content_types_read_as_the_stdlib_reads_them() -> None:
+    from email.message import Message
+
+    rng = random.Random(7)
+    alphabet = ['"', "\\", ";", "=", " ", "\t", "\n", "<", ">", "/", "a", "B", "boundary",
+                "multipart/mixed", "charset", "*"]
+    for _ in range(5_000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        msg = Message()
+        msg._headers = [("Content-Type", value)]
+        assert mime._content_type(msg, value) == msg.get_content_type(), value
+        assert mime._boundary(msg, value) == msg.get_boundary(), value
