@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections import Counter
 from typing import Any
 
@@ -60,6 +61,10 @@ def figures(args: argparse.Namespace, mails: list[Mail], baseline: list[dict[str
         "pipeline": [], "stages_alone": stages_alone,
     }
     ok = base_ok
+    base_shared = out["baseline"]["cpu_ms_per_email"]
+    base_machine = base_cpu_ms + sum(base_shared.get(s, 0.0) for s in SHARED)
+    out["baseline"]["machine_cpu_ms_per_email"] = round(base_machine, 3)
+    cores = os.cpu_count() or 1
     for i, run in enumerate(runs):
         # The monolith runs just before and just after this pipeline run.
         around = sum(rates[i:i + 2]) / len(rates[i:i + 2])
@@ -77,6 +82,7 @@ def figures(args: argparse.Namespace, mails: list[Mail], baseline: list[dict[str
             "cpu_ms_per_email": cpu, "stages_cpu_ms_per_email": round(stages_cpu, 2),
             # CPU time is less disturbed by a busy machine than wall time: a second view.
             "stages_cpu_vs_monolith": round(stages_cpu / base_cpu_ms, 1) if base_cpu_ms else 0.0,
+            **_machine(cpu, stages_cpu, base_machine, cores, run.emails_per_s, around),
             "peak_rss_mb": _rss(run.usage, STAGES),
             "latency": {k: round(v, 3) for k, v in run.latency.items()},
             "rows": run.rows, "expected": run.expected, "rows_ok": rows_ok,
@@ -85,6 +91,26 @@ def figures(args: argparse.Namespace, mails: list[Mail], baseline: list[dict[str
         })
     out["ok"] = ok
     return out
+
+
+def _machine(cpu: dict[str, float], stages_cpu: float, base_machine: float, cores: int,
+             rate: float, base_rate: float) -> dict[str, Any]:
+    """The whole machine's CPU an email (the stages and the stack's services) and what it
+    allows: the rate if every core were busy with it, that rate against the monolith's, and
+    how much of the cores the run kept busy. The pipeline cannot beat that bound by tuning
+    processes; only by spending less an email (or with more cores)."""
+    machine = stages_cpu + sum(cpu.get(s, 0.0) for s in SHARED)
+    if machine <= 0:
+        return {}
+    cores_allow = cores * 1000 / machine
+    return {
+        "machine_cpu_ms_per_email": round(machine, 3),
+        "machine_cpu_vs_monolith": round(machine / base_machine, 2) if base_machine else 0.0,
+        "cores": cores,
+        "cores_allow_emails_per_s": round(cores_allow, 1),
+        "ratio_bound": round(cores_allow / base_rate, 3) if base_rate else 0.0,
+        "cores_busy": round(rate / cores_allow, 2),
+    }
 
 
 def table(f: dict[str, Any]) -> str:
@@ -143,6 +169,12 @@ def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
     for name in SHARED:
         lines.append(f"  {name + ', all (shared)':<22}{cpu.get(name, 0):>9.2f}"
                      f"   (during the monolith's run: {m.get(name, 0):.2f})")
+    if "machine_cpu_ms_per_email" in p:
+        lines.append(
+            f"  whole machine: {p['machine_cpu_ms_per_email']:.2f} ms CPU/email (the monolith's "
+            f"{b.get('machine_cpu_ms_per_email', 0):.2f}: {p['machine_cpu_vs_monolith']:.1f}×); "
+            f"{p['cores']} cores allow {p['cores_allow_emails_per_s']:,.0f} emails/s, "
+            f"{p['ratio_bound']:.2f}× — this run kept {p['cores_busy']:.0%} of them busy")
     lat = p["latency"]
     if lat:
         lines.append(
