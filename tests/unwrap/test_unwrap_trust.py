@@ -183,3 +183,13 @@ def test_address_list_is_relaxed_about_names_but_never_guesses_addresses() -> No
     assert found == [Address("", "a@x.example"), Address("Bob Q. Public", "bob@y.example"),
                      Address("alice@corp.example", "eve@evil.example")]
     assert len(problems) == 1 and "broken@@x" in problems[0]
+
+
+def test_an_atom_run_is_what_the_character_rule_accepts_for_every_code_point() -> None:
+    # The tokenizer reads runs of atext with one regular expression: it must accept exactly
+    # the characters the per-character rule does (ASCII letters, digits, the extras, non-ASCII).
+    from unwrap.addresses import _ATEXT_RUN, _is_atext
+
+    differ = [c for c in range(0x110000) if bool(_ATEXT_RUN.fullmatch(chr(c))) != _is_atext(chr(c))]
+    assert differ == []
+    assert _ATEXT_RUN.match("jane.doe", 0)[0] == "jane"  # a run stops at a special
