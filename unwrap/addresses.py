@@ -44,8 +44,8 @@ class AddressError(ValueError):
 
 
 class _Tok(NamedTuple):
-    """A token (a tuple: made several times an address, a frozen dataclass's ``__init__`` cost
-    more than reading the address did)."""
+    """A token. A tuple: a few are made for every address, and a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__``."""
 
     kind: str  # 'atom', 'qs' (quoted string), 'lit' (domain literal), or the special char
     text: str
