@@ -14,6 +14,11 @@ from bench.meter import Usage
 MB = 1024 * 1024
 STAGES = ("ingest", "unwrap", "route", "persist")
 SHARED = ("kafka", "postgres", "dovecot")  # services of the stack: other work runs there too
+#: A pipeline run shorter than this spends a noticeable part of it filling and draining the
+#: stages (the first batch crossing them all, persist alone on the last): cores idle that a
+#: sustained stream of mail keeps busy. Measured: ~6 s runs kept 76–92% of two cores busy,
+#: ~17 s runs 90–95%.
+SHORT_RUN_S = 12.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -113,6 +118,11 @@ def _machine(cpu: dict[str, float], stages_cpu: float, base_machine: float, core
     }
 
 
+def _mails_for(p: dict[str, Any], seconds: float) -> int:
+    """Messages that would keep this pipeline busy for ``seconds``, rounded up to 1,000s."""
+    return max(1000, -(-int(p["emails_per_s"] * seconds) // 1000) * 1000)
+
+
 def table(f: dict[str, Any]) -> str:
     b = f["baseline"]
     lines = [
@@ -175,6 +185,11 @@ def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
             f"{b.get('machine_cpu_ms_per_email', 0):.2f}: {p['machine_cpu_vs_monolith']:.1f}×); "
             f"{p['cores']} cores allow {p['cores_allow_emails_per_s']:,.0f} emails/s, "
             f"{p['ratio_bound']:.2f}× — this run kept {p['cores_busy']:.0%} of them busy")
+    if 0 < p["seconds"] < SHORT_RUN_S:
+        lines.append(
+            f"  a short run ({p['seconds']:.1f} s): its start and end left cores idle, so the "
+            f"ratio understates sustained mail; --mails {_mails_for(p, SHORT_RUN_S * 1.5):,} "
+            "or more for that")
     lat = p["latency"]
     if lat:
         lines.append(

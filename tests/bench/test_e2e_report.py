@@ -39,3 +39,22 @@ def test_the_whole_machine_bounds_the_ratio(monkeypatch) -> None:
     assert p["ratio_bound"] == round(2 * 1000 / 3.5 / 500, 3)  # against the monolith's 500/s
     assert p["cores_busy"] == round(400 / (2 * 1000 / 3.5), 2)
     assert "2 cores allow 571 emails/s, 1.14×" in report.table(f)
+
+
+def test_a_short_run_says_so_and_how_many_mails_would_not_be(monkeypatch) -> None:
+    monkeypatch.setattr(report.os, "cpu_count", lambda: 2)
+    mails = [Mail("u", f"m{i}@x", "forward", b"x") for i in range(3000)]
+    usage = {"monolith": Usage(4.2), "kafka": Usage(0.0), "postgres": Usage(0.3),
+             "dovecot": Usage(0.4)}
+    baseline = [{"emails": 3000, "seconds": 5.0, "cpu_s": 4.2, "usage": usage}] * 2
+    args = argparse.Namespace(mix="realistic", size=1)
+
+    def run(seconds: float) -> PipelineRun:
+        return PipelineRun(processes=1, seconds=seconds, emails_per_s=3000 / seconds,
+                           rows=3000, expected=3000, usage={"unwrap": Usage(6.0)})
+
+    short = report.table(report.figures(args, mails, baseline, [run(6.0)], {}))
+    assert "a short run (6.0 s)" in short
+    assert "--mails 9,000 or more" in short  # 500/s kept busy for 18 s
+    sustained = report.table(report.figures(args, mails, baseline, [run(20.0)], {}))
+    assert "a short run" not in sustained
