@@ -12,7 +12,8 @@ same run, on the local stack.
    after each pipeline run; a pipeline run is compared with the mean of the two around it, so
    load that drifts during the run weighs on both sides alike.
 3. Pipeline: K ``mailroom run STAGE`` processes per stage, warmed up on a few messages; then
-   every message is delivered at once (renames into ``Maildir/new``) and the clock runs until
+   every message is delivered at once (renames into ``Maildir/new``, named as Dovecot's own
+   delivery names files: ``harness.maildir_name``) and the clock runs until
    each one is an email activity row. Emails/s and the ratio pipeline/baseline. ``--ways
    split,fused`` runs it a second time with route inside unwrap's processes (``route_in_unwrap``).
 4. Latency: messages delivered at half the measured rate for a while; arrival (the delivery's
