@@ -11,6 +11,7 @@ the pipeline needs to process them.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pwd
 import shutil
@@ -39,6 +40,7 @@ from mailroom.settings import Settings
 
 PASSWORD_ENV = "MAILROOM_BENCH_MAILBOX_PASSWORD"
 HOST = "mx.bench.example"  # the delivering host, in Maildir file names
+_DELIVERIES = itertools.count()  # a name's Q<n>: unique in this process, across calls too
 STAGES = ("ingest", "unwrap", "route", "persist")
 RULES_TOML = """
 # Every email of every mailbox is tracked: the bench measures the whole path of each one.
@@ -235,10 +237,10 @@ def stage_mail(w: World, mails: Iterable[Mail]) -> list[Staged]:
     vmail = pwd.getpwnam(dovecot.MAIL_USER)
     out = []
     stamp = time.time()
-    for n, m in enumerate(mails):
+    for m in mails:
         maildir = w.maildir(m.mailbox)
         data = m.data.replace(b"\r\n", b"\n")  # Maildir files have LF lines
-        name = maildir_name(stamp, n, data)
+        name = maildir_name(stamp, next(_DELIVERIES), data)
         tmp = maildir / "tmp" / name
         tmp.write_bytes(data)
         os.chown(tmp, vmail.pw_uid, vmail.pw_gid)
