@@ -260,7 +260,9 @@ def maildir_name(stamp: float, n: int, data: bytes) -> str:
     folder on both sides of the bench. Real deliveries' names do not collide like that."""
     seconds = int(stamp)
     micros = int((stamp - seconds) * 1_000_000)
-    vsize = len(data) + data.count(b"\n")  # the size IMAP reports: CRLF line ends
+    # The size IMAP reports: Dovecot counts a byte more for each LF without a CR before it
+    # (``\r\r\n`` in the mail is still ``\r\n`` once CRLFs became LFs).
+    vsize = len(data) + data.count(b"\n") - data.count(b"\r\n")
     return f"{seconds}.M{micros}P{os.getpid()}Q{n}.{HOST},S={len(data)},W={vsize}"
 
 

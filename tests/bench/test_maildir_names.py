@@ -36,3 +36,9 @@ def test_a_name_carries_the_file_size_and_the_size_imap_reports() -> None:
     size, vsize = name.rsplit(",S=", 1)[1].split(",W=")
     assert int(size) == len(data)
     assert int(vsize) == len(data.replace(b"\n", b"\r\n"))
+
+
+def test_a_line_that_still_ends_in_cr_lf_is_not_counted_twice() -> None:
+    data = b"Subject: hi\n\nodd line\r\nnext\n"  # a CR CR LF in the mail, after CRLF -> LF
+    vsize = maildir_name(1796441625.5, 8, data).rsplit(",W=", 1)[1]
+    assert int(vsize) == len(data) + 3  # three bare LFs; the CR LF is two bytes already
