@@ -137,7 +137,7 @@ class Watched:
                  for key in correlate.landing_keys(i.plan, upsert)}
         rows = conn.execute(
             "SELECT DISTINCT message_id FROM persist_watches WHERE message_id = ANY(%s)",
-            (sorted(known),),
+            (sorted(known),), prepare=False,  # planned for each batch (persist.batchrows)
         ).fetchall() if known else []
         return cls(known, {r[0] for r in rows})
 

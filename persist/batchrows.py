@@ -56,14 +56,19 @@ class BatchRows:
             self.rows.setdefault(key, [])
         if not keys:
             return
+        # Both planned for each batch, never prepared: psycopg prepares a statement on its
+        # fifth run, and PostgreSQL's generic plan is then the one costed on the table as it
+        # was — on a new deployment's nearly empty table a sequential scan, kept while the
+        # table grows (until an ANALYZE happens to invalidate it): 2–8 ms a batch at a few
+        # thousand rows, and growing with them. A plan a batch costs ~0.1 ms.
         for key, *row in conn.execute(
             "SELECT dedupe_key, id, content_hash, copy_rank, collision FROM email_activities "
-            "WHERE dedupe_key = ANY(%s) ORDER BY id FOR UPDATE", (keys,),
+            "WHERE dedupe_key = ANY(%s) ORDER BY id FOR UPDATE", (keys,), prepare=False,
         ).fetchall():
             self.rows[key].append(row)
         self.pending.update(conn.execute(
             "SELECT dedupe_key, content_hash, receiving_mailbox FROM persist_pending_plans "
-            "WHERE dedupe_key = ANY(%s)", (keys,),
+            "WHERE dedupe_key = ANY(%s)", (keys,), prepare=False,
         ).fetchall())
 
     def of(self, conn: psycopg.Connection, key: str) -> list[list[object]]:

@@ -198,3 +198,16 @@ def test_richer_copy_in_the_same_batch_replaces_the_attachments(
     assert "plan by plan" not in caplog.text  # the batch's one pass held
     assert rows(db, "SELECT position, name, sha256 FROM activity_attachments") == [
         (0, "scan-full.pdf", "33" * 32)]
+
+
+def test_the_batch_read_of_its_rows_is_planned_for_each_batch(db: psycopg.Connection,
+                                                               codec: Codec) -> None:
+    # A prepared statement's generic plan is costed on the table as it was when psycopg
+    # prepared it (its fifth run): on a new deployment's nearly empty table, a sequential scan
+    # of email_activities, then kept for every batch while the table grows.
+    for batch in range(8):
+        counted(db, codec, 2, first=1000 + 10 * batch)
+    prepared = [r[0] for r in rows(db, "SELECT statement FROM pg_prepared_statements")]
+    assert any("INSERT INTO email_activities" in s for s in prepared), prepared  # it does prepare
+    # The batch's reads of its activity rows, its pending plans and its watched Message-IDs.
+    assert not [s for s in prepared if " = ANY(" in s], prepared
