@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from mailroom.console.stack import dovecot, kafka, process
+from mailroom.console.stack import cluster, dovecot, kafka, process
 from mailroom.settings import Settings
 
 
@@ -22,6 +22,21 @@ def test_kafka_properties_follow_the_settings(tmp_path) -> None:
     assert int(props["message.max.bytes"]) > 1000
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["log.dirs"].startswith(str(tmp_path))
+
+
+def test_the_local_brokers_run_with_the_first_jit_tier_only(tmp_path) -> None:
+    # C2 compiling spent more of a fresh broker's CPU than its requests (docs/local-stack.md).
+    settings = Settings(state_dir=str(tmp_path))
+    single = kafka._java(settings, "kafka.Kafka", "server.properties")
+    node = cluster.nodes(settings, 3)[0]
+    in_cluster = cluster._java(settings, node, "kafka.Kafka", "server.properties")
+    for line in (single, in_cluster):
+        assert "-XX:TieredStopAtLevel=1" in line
+        assert line.index("-XX:TieredStopAtLevel=1") < line.index("kafka.Kafka")
+    # The JVM the stack runs accepts it as the broker's line gives it.
+    flags = [a for a in single[1:single.index("-cp")] if a.startswith("-X")]
+    done = subprocess.run(["java", *flags, "-version"], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_dovecot_config_listens_on_loopback_ports(tmp_path) -> None:
