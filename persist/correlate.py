@@ -93,6 +93,11 @@ class Answer:
     # The answer may still change when an email with the candidate's watch key is stored (not
     # resolved yet, or a token whose original email is not stored yet): the plan watches it.
     waits: bool = False
+    # Read with the parent by the same query (the Message-ID methods), so that resolving needs
+    # no further read of it: what the customer guard checks, and the parent's Message-ID when its
+    # own plan still waits ('' when it does not; None: not read, :func:`resolve` reads it).
+    checked: guard.Parent | None = None
+    unsettled: str | None = None
 
 
 def watch_key(c: AnyCandidate) -> str:
@@ -101,6 +106,10 @@ def watch_key(c: AnyCandidate) -> str:
     if isinstance(c, InReplyTo | References):
         return c.value
     return f"{c.method} {c.value}"
+
+
+#: The guard's columns of the parent, qualified for a query that names it ``a``.
+_PARENT_COLUMNS = ", ".join(f"a.{c.strip()}" for c in guard.PARENT_COLUMNS.split(","))
 
 
 @dataclass(frozen=True)
@@ -112,10 +121,22 @@ class Method:
 
 
 def _message_id(at: Lookup, c: InReplyTo | References) -> Answer:
-    hit = activity_by_message_id(at.conn, c.value)
-    if hit is None:  # not stored yet: it may still land
+    # The row activity_by_message_id finds, with what resolve() reads of it next (the guard's
+    # columns, whether its own plan still waits): one round trip, not three — in a batch's
+    # pipeline each read waits for PostgreSQL. Nothing is written between those reads, so one
+    # read sees what the three did.
+    row = statements.run(
+        at.conn,
+        f"SELECT a.id, a.regarding, {_PARENT_COLUMNS}, EXISTS (SELECT 1 FROM persist_watches w "
+        "WHERE w.dedupe_key = a.dedupe_key AND w.content_hash = a.content_hash) "
+        "FROM email_activities a WHERE a.message_id = %s AND NOT a.collision "
+        "ORDER BY a.id LIMIT 1", (c.value,),
+    ).fetchone()
+    if row is None:  # not stored yet: it may still land
         return Answer(waits=True)
-    return Answer(hit[0], hit[1], resolved=True)
+    parent_id, regarding, *checked, waiting = row
+    return Answer(parent_id, regarding, resolved=True, checked=guard.Parent(*checked),
+                  unsettled=c.value if waiting else "")
 
 
 def _token(at: Lookup, c: Token) -> Answer:
@@ -208,7 +229,7 @@ def resolve(
         if answer.resolved and sender is not None:
             # A stored thread of another customer: skipped (it is stored, so nothing to wait
             # for); a later candidate may still win, else the email starts its own thread.
-            why = guard.check(conn, sender, answer.parent, answer.regarding)
+            why = guard.check(conn, sender, answer.parent, answer.regarding, answer.checked)
             if why:
                 where = (f"activity {answer.parent}" if answer.parent is not None
                          else answer.regarding)
@@ -220,7 +241,8 @@ def resolve(
             # Only the earlier, preferred candidates can still change the answer — and so can
             # the parent's own answer while it still waits: what this email inherits from it
             # (regarding, case) is settled only when the parent is.
-            unsettled = _unsettled_message_id(conn, answer.parent)
+            unsettled = answer.unsettled if answer.unsettled is not None \
+                else _unsettled_message_id(conn, answer.parent)
             if unsettled:
                 waiting.add(unsettled)
             return Correlation(answer.parent, c.method, rank, answer.regarding,

@@ -79,29 +79,47 @@ def _customer_of_record(conn: psycopg.Connection, record: str) -> str:
     return record if kind in ("account", "lead") else ""
 
 
-def thread_of(conn: psycopg.Connection, parent_id: int | None, regarding: str) -> Thread:
-    """The thread a candidate resolved to: its parent activity, else (a token whose email is
-    not stored) the record the token regards."""
+@dataclass(frozen=True)
+class Parent:
+    """The parent activity's columns the check reads (:data:`PARENT_COLUMNS`, in order)."""
+
+    customer: str | None
+    participants: list[str] | None
+    sender: str | None
+    regarding: str | None
+    outgoing: bool | None
+
+
+#: What :class:`Parent` holds, as a select list of ``email_activities``: a caller that reads the
+#: parent anyway (persist.correlate) reads these with it and saves the check its own read.
+PARENT_COLUMNS = "customer, participants, sender, regarding, direction = 'outgoing'"
+
+
+def thread_of(conn: psycopg.Connection, parent_id: int | None, regarding: str,
+              parent: Parent | None = None) -> Thread:
+    """The thread a candidate resolved to: its parent activity (``parent``: its columns, read
+    already), else (a token whose email is not stored) the record the token regards."""
     if parent_id is not None:
-        row = statements.run(
-            conn,
-            "SELECT customer, participants, sender, regarding, direction = 'outgoing' "
-            "FROM email_activities WHERE id = %s", (parent_id,),
-        ).fetchone()
-        if row is not None:
-            customer, participants, sender, parent_regarding, outgoing = row
-            customer = customer or _customer_of_record(conn, parent_regarding or "")
-            return Thread(customer, tuple(participants or ()) + ((sender,) if sender else ()),
-                          bool(outgoing))
+        if parent is None:
+            row = statements.run(
+                conn, f"SELECT {PARENT_COLUMNS} FROM email_activities WHERE id = %s",
+                (parent_id,),
+            ).fetchone()
+            parent = Parent(*row) if row is not None else None
+        if parent is not None:
+            customer = parent.customer or _customer_of_record(conn, parent.regarding or "")
+            return Thread(customer, tuple(parent.participants or ())
+                          + ((parent.sender,) if parent.sender else ()), bool(parent.outgoing))
     return Thread(_customer_of_record(conn, regarding), ())
 
 
 def check(conn: psycopg.Connection, sender: Sender, parent_id: int | None,
-          regarding: str) -> str:
-    """Why the sender may not continue the thread a candidate resolved to, or '' if it may."""
+          regarding: str, parent: Parent | None = None) -> str:
+    """Why the sender may not continue the thread a candidate resolved to, or '' if it may
+    (``parent``: the parent's columns, when the caller read them with it)."""
     if sender.internal:
         return ""
-    why = refusal(sender, thread_of(conn, parent_id, regarding))
+    why = refusal(sender, thread_of(conn, parent_id, regarding, parent))
     if why and internal_record(conn, sender):
         return ""
     return why

@@ -211,3 +211,33 @@ def test_the_batch_read_of_its_rows_is_planned_for_each_batch(db: psycopg.Connec
     assert any("INSERT INTO email_activities" in s for s in prepared), prepared  # it does prepare
     # The batch's reads of its activity rows, its pending plans and its watched Message-IDs.
     assert not [s for s in prepared if " = ANY(" in s], prepared
+
+
+def test_a_reply_to_a_stored_email_costs_one_read(db: psycopg.Connection, codec: Codec) -> None:
+    # Resolving In-Reply-To read the parent, then the customer guard read it again, then
+    # whether its own plan still waits: three waits on PostgreSQL in the batch's pipeline.
+    everyone = config(track={"default": "all"}, queues={})
+    apply(db, codec, *[make_plan(codec, email(message_id=f"p{i}@customer.example",
+                                              subject=f"Question {i}"), everyone)
+                       for i in range(10)])
+
+    def reads_for(plans: list[Any]) -> int:
+        db.cursor_factory = CountingCursor
+        CountingCursor.reads = 0
+        try:
+            results = apply(db, codec, *plans)
+        finally:
+            db.cursor_factory = psycopg.Cursor
+        assert all(r.applied and r.applied.event == "persisted" for r in results)
+        return CountingCursor.reads
+
+    replies = reads_for([make_plan(codec, email(
+        message_id=f"r{i}@customer.example", subject=f"Re: Question {i}",
+        in_reply_to=f"p{i}@customer.example", minutes=5), everyone) for i in range(10)])
+    new = reads_for([make_plan(codec, email(message_id=f"n{i}@customer.example",
+                                            subject=f"Other {i}"), everyone)
+                     for i in range(10)])
+    assert replies - new <= 10, (replies, new)
+    linked = rows(db, "SELECT count(*) FROM email_activities WHERE parent_id IS NOT NULL "
+                      "AND correlation_method = 'in_reply_to'")
+    assert linked == [(10,)]
