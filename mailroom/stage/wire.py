@@ -1,7 +1,8 @@
 """What crosses the pipe between the stage runner and a worker child: plain tuples, pickled.
 
-The runner's records go down as a chunk of :class:`~mailroom.stage.types.Context` and each
-:class:`~mailroom.stage.types.Verdict` comes back. Pickled as they are, every one of those frozen
+The runner's records go down as a chunk of :class:`~mailroom.stage.types.Context` and the
+:class:`~mailroom.stage.types.Verdict` of each comes back, several in one message
+(:mod:`mailroom.stage.workers` says when). Pickled as they are, every one of those frozen
 dataclasses (a Context, its Source; a Verdict, each EncodedOutput and Trace) is written as a
 class reference and a ``__dict__`` and read back through ``copyreg``: measured on the bench's
 realistic mail (``bench/stage_pipe.py``), that was most of what the pipe cost a record beside
@@ -29,45 +30,69 @@ Row = tuple[str, str, int, int, bytes | None, bytes | None, int,
             tuple[tuple[str, bytes], ...], int]
 
 
-def dump_chunk(contexts: list[Context]) -> bytes:
-    """The pickled chunk for a child."""
+def dump_chunk(contexts: list[Context], number: int = 0) -> bytes:
+    """The pickled chunk for a child; ``number`` tells it from the chunks before (the child
+    reports which message of which chunk it is on)."""
     rows = [
         (c.stage, c.source.topic, c.source.partition, c.source.offset, c.source.key, c.source.value,
          c.source.timestamp, c.source.headers, c.attempt)
         for c in contexts
     ]
-    return pickle.dumps(("chunk", rows), PROTOCOL)
+    return pickle.dumps(("chunk", number, rows), PROTOCOL)
 
 
 def is_chunk(message: object) -> bool:
     """A chunk of records (not the mailbox changes that also come down the pipe)."""
-    return type(message) is tuple and len(message) == 2 and message[0] == "chunk"
+    return type(message) is tuple and len(message) == 3 and message[0] == "chunk"
 
 
-def contexts_of(message: tuple[str, list[Row]]) -> list[Context]:
+def chunk_number(message: tuple[str, int, list[Row]]) -> int:
+    return message[1]
+
+
+def contexts_of(message: tuple[str, int, list[Row]]) -> list[Context]:
     """The Contexts of an unpickled chunk (:func:`dump_chunk`), in its order."""
     return [
         Context(stage, Source(topic, partition, offset, key, value, timestamp, headers), attempt)
         for stage, topic, partition, offset, key, value, timestamp, headers, attempt
-        in message[1]
+        in message[2]
     ]
 
 
-def dump_verdict(verdict: Verdict) -> bytes:
-    """One message's verdict, pickled for the runner."""
-    return pickle.dumps((
+def verdict_fields(verdict: Verdict) -> tuple[Any, ...]:
+    """A verdict as the tuple of its fields that crosses the pipe."""
+    return (
         verdict.kind,
         tuple((o.topic, o.key, o.value) for o in verdict.outputs),
         tuple((t.key, t.event, t.detail, t.message_id, t.dedupe_key, t.raw_identity,
                t.from_source, t.stage) for t in verdict.traces),
         verdict.reason_code,
         verdict.reason,
-    ), PROTOCOL)
+    )
+
+
+def dump_verdict(verdict: Verdict) -> bytes:
+    """One message's verdict, pickled for the runner."""
+    return pickle.dumps(verdict_fields(verdict), PROTOCOL)
+
+
+def dump_verdicts(fields: list[tuple[Any, ...]]) -> bytes:
+    """The verdicts of consecutive messages (each :func:`verdict_fields`), in one message."""
+    return pickle.dumps(fields, PROTOCOL)
 
 
 def load_verdict(data: bytes) -> Verdict:
     """The Verdict :func:`dump_verdict` wrote."""
-    kind, outputs, traces, reason_code, reason = pickle.loads(data)
+    return _verdict_of(pickle.loads(data))
+
+
+def load_verdicts(data: bytes) -> list[Verdict]:
+    """The Verdicts :func:`dump_verdicts` wrote, in order."""
+    return [_verdict_of(fields) for fields in pickle.loads(data)]
+
+
+def _verdict_of(fields: tuple[Any, ...]) -> Verdict:
+    kind, outputs, traces, reason_code, reason = fields
     return Verdict(
         kind,
         outputs=tuple(EncodedOutput(topic, key, value) for topic, key, value in outputs),

@@ -12,10 +12,12 @@ they are used without paying a pipe round trip per message:
   deals it out in chunks, one pickled list per pipe write, so the children parse in parallel
   while the consumer process waits on the pipes (``select``: the GIL is free for heartbeats);
   records and verdicts cross as tuples of their fields (:mod:`mailroom.stage.wire`);
-- a child answers each message as soon as it is done, so the parent knows which message a child
-  is on and since when: the per-message budget ``stage_budget_ms`` holds exactly as with one
-  message in flight — a child over it is SIGKILLed, that message becomes a ``timeout`` verdict
-  and the rest of its chunk is dealt out again;
+- a child reports each message it starts on a progress pipe of its own and sends its verdicts
+  several at a time (:mod:`mailroom.stage.progress`), so the parent knows which message a child
+  is on and since when without waking for each answer: the per-message budget
+  ``stage_budget_ms`` holds exactly as with one message in flight — a child over it is
+  SIGKILLed, that message becomes a ``timeout`` verdict and the rest of its chunk (the messages
+  it finished but had not answered yet included) is dealt out again;
 - a child that dies (segfault, ``os._exit``, OOM) is replaced; the message it was on is tried
   again alone, and after ``max_attempts`` deaths it becomes a ``crash_loop`` verdict; the rest
   of its chunk is dealt out again. Verdicts come back in the order of the contexts given;
@@ -47,8 +49,17 @@ from mailroom.gctune import tune_for_a_long_run
 from mailroom.settings import Settings
 from mailroom.stage.execute import StageSpec, execute
 from mailroom.stage.mailboxcopy import MailboxChanges, MailboxCopy, Mailboxes
+from mailroom.stage.progress import FLUSH_AFTER_S, Answers, ProgressReader, ProgressWriter
 from mailroom.stage.types import CRASH_LOOP, TIMEOUT, Context, Verdict
-from mailroom.stage.wire import contexts_of, dump_chunk, dump_verdict, is_chunk, load_verdict
+from mailroom.stage.wire import (
+    chunk_number,
+    contexts_of,
+    dump_chunk,
+    dump_verdicts,
+    is_chunk,
+    load_verdicts,
+    verdict_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,34 +99,41 @@ def worker_count(settings: Settings) -> int:
     return settings.stage_workers or os.cpu_count() or 1
 
 
-#: What a child runs: ``python -c CHILD NAME FD`` (the name shows in ``ps``).
-CHILD = "import sys; from mailroom.stage.workers import child; child(int(sys.argv[2]))"
+#: What a child runs: ``python -c CHILD NAME FD PROGRESS_FD`` (the name shows in ``ps``).
+CHILD = ("import sys; from mailroom.stage.workers import child; "
+         "child(int(sys.argv[2]), int(sys.argv[3]))")
 
 
-def child(fd: int) -> None:
+def child(fd: int, progress_fd: int) -> None:
     """A worker child's start: the parent's module path first (the spec's handler is pickled by
     reference: it may live in a module found only there), then the spec and settings."""
     conn = Connection(fd)
     sys.path[:] = pickle.loads(conn.recv_bytes())
     spec, settings = pickle.loads(conn.recv_bytes())
-    _worker_main(conn, spec, settings)
+    _worker_main(conn, ProgressWriter(progress_fd), spec, settings)
 
 
-def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
+def _worker_main(conn: Connection, progress: ProgressWriter, spec: StageSpec,
+                 settings: Settings) -> None:
     """The child: read chunks of Contexts, answer one Verdict per message, until the pipe closes."""
     # The parent owns shutdown: SIGTERM/SIGINT to the process group must not kill the child in
     # the middle of the batch the parent is finishing.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
+    answers = Answers(lambda verdicts: conn.send_bytes(dump_verdicts(verdicts)), progress)
 
-    def orphan_watch() -> None:  # a child stuck in a hang must not outlive a killed parent
+    def watch() -> None:
         while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
+            time.sleep(FLUSH_AFTER_S)
+            if os.getppid() != parent:  # a child stuck in a hang must not outlive its parent
                 os._exit(1)
+            try:
+                answers.flush_if_held()  # answers done must not wait behind a slow message
+            except OSError:  # the parent is gone: the main thread finds out on its next read
+                return
 
-    threading.Thread(target=orphan_watch, daemon=True, name="orphan-watch").start()
+    threading.Thread(target=watch, daemon=True, name="answers-watch").start()
     limit_memory(settings.stage_worker_memory_mb)
     from mailroom.codec import Codec  # imported here: the child is a fresh interpreter
 
@@ -134,8 +152,12 @@ def _worker_main(conn: Connection, spec: StageSpec, settings: Settings) -> None:
             assert mailboxes is not None, "mailboxes sent to a stage that does not read them"
             mailboxes.apply(message)
             continue
-        for context in contexts_of(message):
-            conn.send_bytes(dump_verdict(execute(spec, handler, codec, context)))
+        number = chunk_number(message)
+        for index, context in enumerate(contexts_of(message)):
+            answers.starting(number, index)
+            verdict = execute(spec, handler, codec, context)
+            answers.add(verdict_fields(verdict), sum(len(o.value) for o in verdict.outputs))
+        answers.flush()
 
 
 def limit_memory(megabytes: int) -> None:
@@ -164,15 +186,20 @@ class _Worker:
 
     def __init__(self, spec: StageSpec, settings: Settings, number: int) -> None:
         parent_end, child_end = socket.socketpair()
-        with child_end:
+        progress_r, progress_w = os.pipe()
+        try:
             self.proc = subprocess.Popen(
                 # -P: the working directory is not put first on the child's path (its start
                 # would import mailroom from whatever checkout the process was started in);
                 # it takes the parent's path right after.
                 [sys.executable, "-P", "-c", CHILD, f"mailroom-{spec.name}-worker-{number}",
-                 str(child_end.fileno())],
-                pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL,
+                 str(child_end.fileno()), str(progress_w)],
+                pass_fds=[child_end.fileno(), progress_w], stdin=subprocess.DEVNULL,
             )
+        finally:
+            child_end.close()
+            os.close(progress_w)
+        self.progress = ProgressReader(progress_r)
         self.conn = Connection(parent_end.detach())
         # Registered once: asked after every answer whether another is waiting (a poll object
         # made per question cost more than reading the answer).
@@ -184,8 +211,9 @@ class _Worker:
         except OSError:  # died at once: wait_ready says so
             pass
         self.chunk: list[_Job] = []
+        self.number = 0  # of the current chunk: the child's progress records name it
         self.done = 0  # answers received for the current chunk
-        self.since = 0.0  # when the message it is on started (monotonic)
+        self.since = 0.0  # when the message it is on started (monotonic), as last known
 
     def wait_ready(self, spec_name: str) -> None:
         # So a message's budget never pays for the start-up.
@@ -211,8 +239,19 @@ class _Worker:
 
     def give(self, chunk: list[_Job]) -> None:
         self.chunk, self.done = chunk, 0
+        self.number += 1
         self.since = time.monotonic()
-        self.conn.send_bytes(dump_chunk([job.context for job in chunk]))
+        self.conn.send_bytes(dump_chunk([job.context for job in chunk], self.number))
+
+    def position(self) -> int:
+        """The place in the chunk of the message the child is on, as its progress records say,
+        and ``since`` set to when it started: at least the first unanswered one (whose start is
+        then not reported yet, and ``since`` stays the time of the last answer or the chunk)."""
+        latest = self.progress.read()
+        if latest is not None and latest[0] == self.number and latest[1] >= self.done:
+            self.since = latest[2]
+            return latest[1]
+        return self.done
 
     def unanswered(self) -> list[_Job]:
         return self.chunk[self.done:]
@@ -229,6 +268,8 @@ class _Worker:
 
     def stop(self) -> None:
         self.conn.close()
+        with contextlib.suppress(OSError):
+            self.progress.close()
         if self.alive:
             self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -308,7 +349,9 @@ class ProcessExecutor:
         while todo or busy:
             now = time.monotonic()
             if deadline is not None and now > deadline:
-                for slot in busy:
+                for slot, worker in busy.items():
+                    if worker.has_answer():  # answers sent before the deadline still count
+                        self._collect(slot, worker, answers, todo)
                     self._replace(slot)
                 break
             self._deal(todo, busy)
@@ -320,7 +363,10 @@ class ProcessExecutor:
                 if worker.conn.fileno() in ready:
                     self._collect(slot, worker, answers, todo)
                 elif time.monotonic() - worker.since > budget_s:
-                    self._overran(slot, worker, answers, todo)
+                    # As last known: the child may have moved on since (its progress says).
+                    at = worker.position()
+                    if time.monotonic() - worker.since > budget_s:
+                        self._overran(slot, worker, at, answers, todo)
                 if not worker.busy or self._workers[slot] is not worker:
                     busy.pop(slot)
         return answers
@@ -348,18 +394,25 @@ class ProcessExecutor:
                  todo: deque[_Job]) -> None:
         while worker.busy and worker.has_answer():
             try:
-                verdict = load_verdict(worker.conn.recv_bytes())
+                verdicts = load_verdicts(worker.conn.recv_bytes())
             except (EOFError, OSError):
                 self._died(slot, worker, answers, todo)
                 return
-            answers[worker.current.index] = verdict
-            worker.done += 1
+            for verdict in verdicts:
+                answers[worker.current.index] = verdict
+                worker.done += 1
             worker.since = time.monotonic()
+        if worker.busy:
+            worker.position()  # when the message it is on now started
 
     def _died(self, slot: int, worker: _Worker, answers: list[Verdict | None],
               todo: deque[_Job]) -> None:
         code = worker.exit_code()
-        job, rest = worker.current, worker.unanswered()[1:]
+        # The message it was on, by its progress records (read after its end: all of them);
+        # those before it were done without fault, their answers unsent: dealt out again.
+        at = worker.position()
+        job = worker.chunk[at]
+        rest = worker.chunk[worker.done:at] + worker.chunk[at + 1:]
         self.deaths += 1
         job.deaths.append(code)
         log.error("worker died (exit code %s) on %s, death %d", code,
@@ -376,11 +429,12 @@ class ProcessExecutor:
         else:
             todo.appendleft(job)
 
-    def _overran(self, slot: int, worker: _Worker, answers: list[Verdict | None],
+    def _overran(self, slot: int, worker: _Worker, at: int, answers: list[Verdict | None],
                  todo: deque[_Job]) -> None:
         # A hang: kill it; the message is dead-lettered, not retried (a retry would burn
-        # another whole budget of partition time).
-        job, rest = worker.current, worker.unanswered()[1:]
+        # another whole budget of partition time). ``at``: the message it is on (its progress).
+        job = worker.chunk[at]
+        rest = worker.chunk[worker.done:at] + worker.chunk[at + 1:]
         log.error("handler overran %d ms on %s: killing worker pid %s", self.budget_ms,
                   job.context.source.coordinates(), worker.proc.pid)
         self._replace(slot)
