@@ -9,6 +9,7 @@ lands where faust, other clients and a replay put it.
 
 from __future__ import annotations
 
+import functools
 import random
 import struct
 from typing import Any
@@ -43,9 +44,16 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+@functools.lru_cache(maxsize=8192)
+def _positive_hash(key: bytes) -> int:
+    # One email's records share a key (its Email, its plan, its trace events), each hop sends
+    # several: the hash of a key is kept for the next record with it.
+    return murmur2(key) & 0x7FFFFFFF
+
+
 def partition_of(key: bytes, partitions: list[int]) -> int:
     """The partition kafka-python's default partitioner (the Java client's) gives ``key``."""
-    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+    return partitions[_positive_hash(key) % len(partitions)]
 
 
 class Murmur2Partitioner(Partitioner):

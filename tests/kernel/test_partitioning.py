@@ -37,6 +37,7 @@ def test_every_key_goes_where_kafka_pythons_default_partitioner_sends_it(count: 
     ours, theirs = Murmur2Partitioner(), DefaultPartitioner()
     keys = [rng.randbytes(rng.randrange(0, 90)) for _ in range(3000)]
     keys += [b"1/INBOX/1796404024/17", "dédoublonné ✉".encode(), b"\xff" * 7]
+    keys += keys[:500]  # a key met again: its hash is kept (mailroom.partitioning)
     assert [ours.partition("t", None, k, None, None, cluster) for k in keys] == \
            [theirs.partition("t", None, k, None, None, cluster) for k in keys]
 
