@@ -37,6 +37,7 @@ import resource
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -160,6 +161,20 @@ def _worker_main(conn: Connection, progress: ProgressWriter, spec: StageSpec,
         answers.flush()
 
 
+#: The buffer a worker's messages are read into is kept up to this size between them.
+KEEP_BUFFER_BYTES = 8 << 20
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    data = os.read(fd, size)
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise EOFError("the worker closed its pipe")
+        data += more
+    return data
+
+
 def limit_memory(megabytes: int) -> None:
     """Cap this process's address space (0: leave it). Only ever called in a worker child:
     see :mod:`mailroom.stage.budget` for why."""
@@ -210,6 +225,7 @@ class _Worker:
             self.conn.send_bytes(_dumps((spec, settings)))
         except OSError:  # died at once: wait_ready says so
             pass
+        self._buffer = bytearray(0)
         self.chunk: list[_Job] = []
         self.number = 0  # of the current chunk: the child's progress records name it
         self.done = 0  # answers received for the current chunk
@@ -224,6 +240,27 @@ class _Worker:
     def has_answer(self) -> bool:
         """Something to read now (or the pipe closed: a dead child)."""
         return bool(self._poller.poll(0))
+
+    def receive(self) -> memoryview:
+        """The next message the child sent (as ``Connection.send_bytes`` frames it), read into a
+        buffer kept for the next one: valid until then. ``Connection.recv_bytes`` read a
+        message of a chunk's verdicts (~1.5 MB with route inside unwrap) in ~200 KB pieces,
+        each into a new bytes object sized for all that was left, then copied them into a
+        BytesIO: a tenth of the runner's CPU. EOFError: the child is gone."""
+        fd = self.conn.fileno()
+        (size,) = struct.unpack("!i", _read_exactly(fd, 4))
+        if size == -1:
+            (size,) = struct.unpack("!Q", _read_exactly(fd, 8))
+        if len(self._buffer) < size or len(self._buffer) > max(size, KEEP_BUFFER_BYTES):
+            self._buffer = bytearray(size)  # grown for a long message, or let go after one
+        view = memoryview(self._buffer)[:size]
+        got = 0
+        while got < size:
+            n = os.readv(fd, [view[got:]])
+            if n == 0:
+                raise EOFError("the worker closed its pipe in the middle of a message")
+            got += n
+        return view
 
     @property
     def busy(self) -> bool:
@@ -394,7 +431,11 @@ class ProcessExecutor:
                  todo: deque[_Job]) -> None:
         while worker.busy and worker.has_answer():
             try:
-                verdicts = load_verdicts(worker.conn.recv_bytes())
+                data = worker.receive()
+                try:
+                    verdicts = load_verdicts(data)
+                finally:
+                    data.release()
             except (EOFError, OSError):
                 self._died(slot, worker, answers, todo)
                 return

@@ -75,3 +75,23 @@ def test_a_hang_after_unsent_answers_times_out_alone(codec: Codec) -> None:
         executor.close()
     assert [(v.kind, v.reason_code) for v in verdicts if v is not None] == [
         ("ok", ""), ("ok", ""), ("dead", TIMEOUT), ("ok", "")]
+
+
+def test_a_huge_answer_is_read_whole_and_its_buffer_let_go(codec: Codec) -> None:
+    # A 12 MB message's answer arrives in many pieces; the runner's buffer grows for it and is
+    # let go after it (a worker's pipe must not hold a huge message's size for its whole life).
+    huge = b"x" * (12 << 20)
+    executor = ProcessExecutor(SPEC, Settings(), workers=1)
+    try:
+        verdicts = executor.run_batch([context(codec, huge, 1), context(codec, b"small", 2)])
+        worker = executor._workers[0]
+        assert worker is not None
+        kept = len(worker._buffer)
+        again = executor.run_batch([context(codec, b"tiny", 3)])
+        after = len(worker._buffer)
+    finally:
+        executor.close()
+    [out] = verdicts[0].outputs
+    assert codec.decode(out.value)[1]["detail"]["content"] == "X" * (12 << 20)
+    assert again[0] is not None and again[0].kind == "ok"
+    assert kept < 1 << 20 and after < 1 << 20, (kept, after)
