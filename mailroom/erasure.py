@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 import psycopg
 
+from mailroom.db.arrays import text_array
 from mailroom.records.action import Plan
 from mailroom.records.email import Email
 from mailroom.records.steps import CreateContact, LinkParty, UpsertEmailActivity
@@ -91,6 +92,7 @@ def listed(conn: psycopg.Connection, digests: Iterable[str]) -> set[str]:
     wanted = sorted(set(digests))
     if not wanted:
         return set()
-    rows = conn.execute("SELECT digest FROM erasure_list WHERE digest = ANY(%s)",
-                        (wanted,)).fetchall()
+    # An array literal: a batch names hundreds of digests (mailroom.db.arrays).
+    rows = conn.execute("SELECT digest FROM erasure_list WHERE digest = ANY(%s::text[])",
+                        (text_array(wanted),)).fetchall()
     return {r[0] for r in rows}

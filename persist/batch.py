@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from mailroom.codec import Codec
+from mailroom.db.arrays import int_array, text_array
 from mailroom.errors import MalformedRecordError
 from mailroom.records.action import Plan
 from mailroom.records.steps import MarkDeliveryFailed, UpsertEmailActivity
@@ -79,7 +80,7 @@ def lock_threads(conn: psycopg.Connection, plans: Sequence[Plan]) -> int:
     # four: its Message-ID, conversation, subject and the threads it names).
     if ids:
         conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k",
-                     (ids,))
+                     (int_array(ids),))
     return len(ids)
 
 
@@ -136,8 +137,8 @@ class Watched:
         known = {key for i in items for upsert in i.plan.steps_of(UpsertEmailActivity)
                  for key in correlate.landing_keys(i.plan, upsert)}
         rows = conn.execute(
-            "SELECT DISTINCT message_id FROM persist_watches WHERE message_id = ANY(%s)",
-            (sorted(known),), prepare=False,  # planned for each batch (persist.batchrows)
+            "SELECT DISTINCT message_id FROM persist_watches WHERE message_id = ANY(%s::text[])",
+            (text_array(sorted(known)),), prepare=False,  # planned each batch (persist.batchrows)
         ).fetchall() if known else []
         return cls(known, {r[0] for r in rows})
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from mailroom.db.arrays import LITERAL
+from mailroom.db.arrays import LITERAL, text_array
 
 #: Ids taken from the sequence at once when a pass runs out (gaps are harmless: a serial).
 _ID_CHUNK = 64
@@ -65,12 +65,13 @@ class BatchRows:
         # thousand rows, and growing with them. A plan a batch costs ~0.1 ms.
         for key, *row in conn.execute(
             "SELECT dedupe_key, id, content_hash, copy_rank, collision FROM email_activities "
-            "WHERE dedupe_key = ANY(%s) ORDER BY id FOR UPDATE", (keys,), prepare=False,
+            "WHERE dedupe_key = ANY(%s::text[]) ORDER BY id FOR UPDATE", (text_array(keys),),
+            prepare=False,
         ).fetchall():
             self.rows[key].append(row)
         self.pending.update(conn.execute(
             "SELECT dedupe_key, content_hash, receiving_mailbox FROM persist_pending_plans "
-            "WHERE dedupe_key = ANY(%s)", (keys,), prepare=False,
+            "WHERE dedupe_key = ANY(%s::text[])", (text_array(keys),), prepare=False,
         ).fetchall())
 
     def of(self, conn: psycopg.Connection, key: str) -> list[list[object]]:
