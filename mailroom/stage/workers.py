@@ -275,6 +275,9 @@ class _Worker:
         self.conn.send_bytes(_dumps(changes))
 
     def give(self, chunk: list[_Job]) -> None:
+        # The progress records of the chunks before, read (and dropped): a pipe holds ~2,700
+        # of them, and a child whose pipe is full waits — on a message it has not started.
+        self.progress.read()
         self.chunk, self.done = chunk, 0
         self.number += 1
         self.since = time.monotonic()

@@ -95,3 +95,19 @@ def test_a_huge_answer_is_read_whole_and_its_buffer_let_go(codec: Codec) -> None
     assert codec.decode(out.value)[1]["detail"]["content"] == "X" * (12 << 20)
     assert again[0] is not None and again[0].kind == "ok"
     assert kept < 1 << 20 and after < 1 << 20, (kept, after)
+
+
+def test_a_child_never_waits_on_its_progress_pipe(codec: Codec) -> None:
+    # More messages than the progress pipe holds records (~2,700): the runner reads them as it
+    # goes, so the child never waits to write one — it would wait before a message it has not
+    # started, and the runner would see the message before it overrun its budget.
+    executor = ProcessExecutor(SPEC, Settings(stage_budget_ms=2000), workers=1)
+    try:
+        answered = []
+        for start in range(0, 3200, 128):
+            answered += executor.run_batch([context(codec, b"m%d" % i, i)
+                                            for i in range(start, start + 128)])
+    finally:
+        executor.close()
+    assert [v.kind for v in answered if v is not None] == ["ok"] * 3200
+    assert executor.deaths == 0
