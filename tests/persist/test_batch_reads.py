@@ -48,9 +48,14 @@ def reads_to_apply(db: psycopg.Connection, codec: Codec, n: int, first: int) -> 
 def counted(db: psycopg.Connection, codec: Codec, n: int, first: int) -> tuple[int, int]:
     """(reads, statements) to apply ``n`` new emails as one batch."""
     everyone = config(track={"default": "all"}, queues={})  # no case rules: activities only
-    plans = [make_plan(codec, email(message_id=f"m{first + i}@customer.example",
-                                    subject=f"Question {first + i}"), everyone)
-             for i in range(n)]
+    return count_applying(db, codec, [
+        make_plan(codec, email(message_id=f"m{first + i}@customer.example",
+                               subject=f"Question {first + i}"), everyone)
+        for i in range(n)])
+
+
+def count_applying(db: psycopg.Connection, codec: Codec, plans: list[Any]) -> tuple[int, int]:
+    """(reads, statements) to apply ``plans`` as one batch, each of them stored."""
     db.cursor_factory = CountingCursor
     CountingCursor.reads = CountingCursor.statements = 0
     try:
@@ -157,15 +162,8 @@ def test_attachments_are_written_once_per_batch(db: psycopg.Connection, codec: C
     everyone = config(track={"default": "all"}, queues={})
 
     def statements(first: int, n: int) -> int:
-        plans = [make_plan(codec, _with_attachments(first + i), everyone) for i in range(n)]
-        db.cursor_factory = CountingCursor
-        CountingCursor.statements = 0
-        try:
-            results = apply(db, codec, *plans)
-        finally:
-            db.cursor_factory = psycopg.Cursor
-        assert all(r.applied and r.applied.event == "persisted" for r in results)
-        return CountingCursor.statements
+        return count_applying(db, codec, [make_plan(codec, _with_attachments(first + i),
+                                                    everyone) for i in range(n)])[1]
 
     few, many = statements(100, 3), statements(200, 30)
     # A statement per email for its file's content and one per attachment row were three
@@ -222,14 +220,7 @@ def test_a_reply_to_a_stored_email_costs_one_read(db: psycopg.Connection, codec:
                        for i in range(10)])
 
     def reads_for(plans: list[Any]) -> int:
-        db.cursor_factory = CountingCursor
-        CountingCursor.reads = 0
-        try:
-            results = apply(db, codec, *plans)
-        finally:
-            db.cursor_factory = psycopg.Cursor
-        assert all(r.applied and r.applied.event == "persisted" for r in results)
-        return CountingCursor.reads
+        return count_applying(db, codec, plans)[0]
 
     replies = reads_for([make_plan(codec, email(
         message_id=f"r{i}@customer.example", subject=f"Re: Question {i}",
