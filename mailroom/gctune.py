@@ -27,7 +27,6 @@ huge message) is still mapped on its own and returned when freed.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import logging
 
@@ -54,9 +53,10 @@ def tune_for_a_long_run() -> None:
 def keep_heap_pages() -> bool:
     """Fix glibc's malloc thresholds (see the module's docstring). False where the C library
     has no ``mallopt`` (not glibc): the defaults then stay, nothing else changes."""
-    name = ctypes.util.find_library("c")
+    # The symbols the process has loaded already (libc's among them): ``ctypes.util.find_library``
+    # would run ``ldconfig`` in a subprocess at every stage process's and worker's start.
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         mallopt = None
     if mallopt is None:

@@ -71,19 +71,9 @@ def verdict_fields(verdict: Verdict) -> tuple[Any, ...]:
     )
 
 
-def dump_verdict(verdict: Verdict) -> bytes:
-    """One message's verdict, pickled for the runner."""
-    return pickle.dumps(verdict_fields(verdict), PROTOCOL)
-
-
 def dump_verdicts(fields: list[tuple[Any, ...]]) -> bytes:
     """The verdicts of consecutive messages (each :func:`verdict_fields`), in one message."""
     return pickle.dumps(fields, PROTOCOL)
-
-
-def load_verdict(data: bytes) -> Verdict:
-    """The Verdict :func:`dump_verdict` wrote."""
-    return _verdict_of(pickle.loads(data))
 
 
 def load_verdicts(data: bytes) -> list[Verdict]:

@@ -293,9 +293,6 @@ class _Worker:
             return latest[1]
         return self.done
 
-    def unanswered(self) -> list[_Job]:
-        return self.chunk[self.done:]
-
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -390,8 +387,7 @@ class ProcessExecutor:
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 for slot, worker in busy.items():
-                    if worker.has_answer():  # answers sent before the deadline still count
-                        self._collect(slot, worker, answers, todo)
+                    self._collect(slot, worker, answers, todo)  # answers sent before it count
                     self._replace(slot)
                 break
             self._deal(todo, busy)

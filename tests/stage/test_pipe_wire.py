@@ -7,7 +7,14 @@ import pickle
 import pickletools
 
 from mailroom.stage.types import Context, EncodedOutput, Source, Trace, Verdict
-from mailroom.stage.wire import contexts_of, dump_chunk, dump_verdict, is_chunk, load_verdict
+from mailroom.stage.wire import (
+    contexts_of,
+    dump_chunk,
+    dump_verdicts,
+    is_chunk,
+    load_verdicts,
+    verdict_fields,
+)
 
 CONTEXTS = [
     Context("unwrap", Source("p.raw", 3, 41, b"key-1", b"\xc3\x01" + b"x" * 5000,
@@ -39,8 +46,9 @@ def test_a_chunk_gives_the_child_the_same_contexts() -> None:
 
 
 def test_a_verdict_comes_back_whole() -> None:
+    assert load_verdicts(dump_verdicts([verdict_fields(v) for v in VERDICTS])) == VERDICTS
     for verdict in VERDICTS:
-        back = load_verdict(dump_verdict(verdict))
+        [back] = load_verdicts(dump_verdicts([verdict_fields(verdict)]))
         assert back == verdict
         assert all(type(o) is EncodedOutput for o in back.outputs)
         assert all(type(t) is Trace for t in back.traces)
@@ -63,5 +71,4 @@ def test_no_class_crosses_the_pipe() -> None:
     ``__dict__`` each way per object: the wire carries their fields only."""
     assert _globals(pickle.dumps(CONTEXTS, pickle.HIGHEST_PROTOCOL))  # what it replaces
     assert _globals(dump_chunk(CONTEXTS)) == []
-    for verdict in VERDICTS:
-        assert _globals(dump_verdict(verdict)) == []
+    assert _globals(dump_verdicts([verdict_fields(v) for v in VERDICTS])) == []
