@@ -205,7 +205,7 @@ def _profiled(procs: harness.StageProcesses, folder: Path | None, label: str) ->
     folder.mkdir(parents=True, exist_ok=True)
     spy = str(Path(sys.executable).parent / "py-spy")
     spies = [subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
-                               "--rate", "100", "--format", "raw",
+                               "--rate", "100", "--gil", "--format", "raw",
                                "--output", str(folder / f"{label}-{stage}-{n}.txt")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for stage, pids in procs.pids().items() for n, pid in enumerate(pids, 1)]
@@ -301,7 +301,8 @@ def parse_args() -> argparse.Namespace:
                    help="keep the runs' schemas, topics and mail users (for a look afterwards)")
     p.add_argument("--profile", type=Path, default=None, metavar="DIR",
                    help="py-spy each stage's process tree during the throughput phase: one "
-                        "file of raw collapsed stacks per stage process in DIR")
+                        "file of raw collapsed stacks per stage process in DIR (samples of "
+                        "the thread holding the GIL: Python's CPU, not its waits)")
     p.add_argument("--log-dir", type=Path, default=None,
                    help="stage logs (default: <state dir>/bench)")
     args = p.parse_args()
