@@ -116,7 +116,10 @@ def wait_rows(settings: Settings, expected: int, timeout_s: float, procs: harnes
             if time.monotonic() > min(deadline, moved + STALL_S):
                 raise TimeoutError(f"{n} of {expected} email activities; none new for "
                                    f"{time.monotonic() - moved:.0f} s")
-            time.sleep(POLL_S)
+            # The run ends when the last row is seen: near the end, look ten times as often (a
+            # look every 0.2 s added 0.1 s on average to a run of ~13 s, the monolith's own
+            # clock stops when it is done).
+            time.sleep(POLL_S if n < expected * 0.95 else POLL_S / 10)
     finally:
         db.close()
 
