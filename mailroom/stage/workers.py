@@ -73,10 +73,10 @@ MAX_CHUNK = 32
 
 def chunk_size(waiting: int, workers: int) -> int:
     """How many of the ``waiting`` messages to deal to a child now: a share that shrinks with
-    what is left (half of an even share, as guided self-scheduling does), so that
-    near the batch's end every child gets a few and they finish together. Split in halves of
-    up to 32, the last chunks were a whole 32 for one child while the other waited for it
-    (the runner cannot start the next batch before every verdict is in): unwrap alone drained
+    what is left (half of an even share, as guided self-scheduling does), so that near the
+    end of what ``run_batch`` was given every child gets a few and they finish together. Split
+    in halves of up to 32, the last chunks were a whole 32 for one child while the other had
+    nothing (the runner acts on a slice only once all of it is answered): unwrap alone drained
     5-10% faster with the smaller last chunks."""
     return max(1, min(MAX_CHUNK, math.ceil(waiting / (2 * workers))))
 
