@@ -45,6 +45,14 @@ def test_a_batch_of_500_over_two_children_ends_in_small_chunks() -> None:
     assert len(sizes) < 60  # not a message a write
 
 
+def test_a_lone_child_gets_whole_chunks() -> None:
+    sizes, left = [], 128
+    while left:
+        sizes.append(chunk_size(left, 1))
+        left -= sizes[-1]
+    assert sizes == [MAX_CHUNK] * 4
+
+
 def test_never_more_than_what_waits_nor_less_than_one() -> None:
     for workers in (1, 2, 8):
         for waiting in range(1, 300):
