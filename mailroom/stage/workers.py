@@ -79,9 +79,8 @@ def chunk_size(waiting: int, workers: int) -> int:
     nothing (the runner acts on a slice only once all of it is answered): unwrap alone drained
     5-10% faster with the smaller last chunks. A lone child has no one to wait for: its
     chunks stay whole (each chunk is a pipe write and an answer)."""
-    if workers <= 1:
-        return max(1, min(MAX_CHUNK, waiting))
-    return max(1, min(MAX_CHUNK, math.ceil(waiting / (2 * workers))))
+    share = waiting if workers <= 1 else math.ceil(waiting / (2 * workers))
+    return max(1, min(MAX_CHUNK, share))
 
 
 def timeout_verdict(budget_ms: int) -> Verdict:
