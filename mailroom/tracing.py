@@ -104,14 +104,15 @@ class Tracer:
         self.add(key, event, detail, **fields)
         self.send()
 
-    def send(self) -> None:
+    def send(self) -> list[Any]:
         """Send the gathered events: one record per trace partition (and per
-        :data:`MAX_EVENTS_PER_RECORD`). The caller flushes the producer."""
+        :data:`MAX_EVENTS_PER_RECORD`); returns the sends' futures. The caller flushes the
+        producer."""
         if not self._pending:
-            return
+            return []
         partitions = sorted(self.producer.partitions_for(self.topic))
-        for partition, key, value in self.records(partitions):
-            self.producer.send(self.topic, key=key, value=value, partition=partition)
+        return [self.producer.send(self.topic, key=key, value=value, partition=partition)
+                for partition, key, value in self.records(partitions)]
 
     def records(self, partitions: list[int]) -> list[tuple[int, bytes, bytes]]:
         """The gathered events as trace records (partition, key, value), given the trace

@@ -123,5 +123,18 @@ class KafkaCommit:
             # group without partitions until the broker evicted this member.
             log.warning("offset commit refused (%s): the batch will be redelivered", exc)
 
+    def commit_later(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """:meth:`commit` without waiting for the coordinator's answer: a unit with the next one
+        right behind it (:mod:`mailroom.stage.behind`). Commits go in order on the one
+        coordinator connection; one refused is logged like :meth:`commit`'s, and the batch is
+        redelivered to whoever owns the partitions next."""
+        if offsets:
+            self.consumer.commit_async(as_kafka(offsets), callback=_refused_later)
+
     def rewind(self, batch: Batch, paused: Collection[tuple[str, int]]) -> None:
         seek_to_first(self.consumer, batch, paused)
+
+
+def _refused_later(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("offset commit refused (%s): the batch will be redelivered", response)

@@ -80,20 +80,30 @@ def poll_until_stopped(
     consumer: Any, status: LoopStatus, max_records: int,
     process: Callable[[dict[TopicPartition, list[Any]]], None],
     after_poll: Callable[[], Any] | None = None,
+    behind: Any = None,
+    catch_up: Callable[[], None] | None = None,
 ) -> None:
     """Poll and hand every non-empty batch to ``process`` until ``status.stopping``; not ready
     any more when it returns (or raises). ``after_poll`` is called after every poll, empty or
     not: the group watchdog (:class:`mailroom.groupwatch.Watchdog`), which must look most of
     all when a member gets nothing. Ready means holding partitions, so a member left without
-    them says not ready until its watchdog's rejoin brings some."""
+    them says not ready until its watchdog's rejoin brings some.
+
+    ``behind`` is true while a unit waits for the next one's work to be acknowledged and
+    committed (:mod:`mailroom.stage.behind`): the poll then takes what the consumer already has
+    without waiting, and when that is nothing, ``catch_up`` finishes the unit first — its
+    outputs leave at once and its commit is not held back by an idle input."""
     try:
         while not status.stopping:
             status.last_loop = time.monotonic()
-            batch = consumer.poll(timeout_ms=500, max_records=max_records)
+            kept = bool(behind)
+            batch = consumer.poll(timeout_ms=0 if kept else 500, max_records=max_records)
             if after_poll is not None:
                 after_poll()
             status.ready = bool(consumer.assignment())
             if batch:
                 process(batch)
+            elif kept and catch_up is not None:
+                catch_up()
     finally:
         status.ready = False

@@ -1,10 +1,13 @@
 """What a unit of the runner sends to the broker — outputs, trace events, dead letters — and the
 wait for the broker's acknowledgement (acks=all) that must come before the unit commits.
 
-A dead letter's future is kept and waited on: the offset past a record must never be committed
-(in Kafka, or in persist's PostgreSQL transaction) before its dead letter is on the broker.
-Outputs and trace events are covered by the flush; the unit's trace events are gathered and
-sent together just before it (:mod:`mailroom.tracing`).
+Every send's future is kept and checked (outputs, trace events, dead letters): the offset past a
+record must never be committed (in Kafka, or in persist's PostgreSQL transaction) before what
+it produced is on the broker, and a flush alone waits for the producer's batches without saying
+whether they failed. The unit's trace events are gathered and sent together at its end
+(:mod:`mailroom.tracing`). A unit is acknowledged at once (:meth:`Outbox.acknowledge`) or handed
+over to be acknowledged behind the next unit's work (:meth:`Outbox.hand_over`,
+:mod:`mailroom.stage.behind`).
 """
 
 from __future__ import annotations
@@ -47,9 +50,10 @@ class Outbox:
         if verdict.kind == "ok":
             # Arrival time travels downstream, so every stage can measure end-to-end latency.
             headers = [(ARRIVED_HEADER, str(arrived_ms).encode())]
+            send, sent = self.producer.send, self._futures.append
             for out in verdict.outputs:
-                self.producer.send(self.settings.topic(out.topic), key=out.key, value=out.value,
-                                   headers=headers)
+                sent(send(self.settings.topic(out.topic), key=out.key, value=out.value,
+                          headers=headers))
             self.status.records_out += len(verdict.outputs)
         else:  # dead
             self.dead_letter(source, verdict.reason_code, verdict.reason, attempts)
@@ -65,12 +69,26 @@ class Outbox:
 
     def acknowledge(self) -> None:
         """Wait until the broker has everything sent since the last call (raises KafkaError)."""
+        sent = self.hand_over()
+        self.flush()
+        self.wait(sent)
+
+    def hand_over(self) -> list[Any]:
+        """Send the unit's trace events (a record per trace partition); returns the futures of
+        everything the unit sent, no longer the outbox's."""
+        self._futures += self.tracer.send()
+        sent, self._futures = self._futures, []
+        return sent
+
+    def flush(self) -> None:
+        """Have the producer send what it holds now and wait for it (raises KafkaError)."""
+        self.producer.flush(timeout=self.settings.kafka_request_timeout_ms / 1000)
+
+    def wait(self, sent: list[Any]) -> None:
+        """Wait for the broker's acknowledgement of each send (raises what one failed with)."""
         timeout = self.settings.kafka_request_timeout_ms / 1000
-        self.tracer.send()  # the unit's events, a record per trace partition
-        for future in self._futures:
+        for future in sent:
             future.get(timeout=timeout)
-        self._futures.clear()
-        self.producer.flush(timeout=timeout)
 
     def discard(self) -> None:
         """Forget the sends of a unit given up (they are sent again when it is redone)."""

@@ -9,7 +9,10 @@ one at a time, each its own *unit*; the rest of every partition is one unit. A u
 commit strategy's transaction (:mod:`mailroom.stage.commit`) the handler over its records (in
 budget, :mod:`mailroom.stage.budget`), their outputs, trace events and dead letters sent
 (acks=all) and acknowledged (:mod:`mailroom.stage.outbox`), the strategy's ``store``; then its
-``commit``. :class:`~mailroom.stage.commit.KafkaCommit` (unwrap, route) is at least once: a
+``commit``. For a whole batch handled by a pool of workers with offsets in Kafka, the
+acknowledgement and the commit are taken behind the next batch's work
+(:mod:`mailroom.stage.behind`: the children do not wait for the flush and the commit).
+:class:`~mailroom.stage.commit.KafkaCommit` (unwrap, route) is at least once: a
 crash before the commit redelivers, outputs may be written twice but never lost, the next
 stages dedupe by natural keys. Persist stores its offsets in its PostgreSQL transaction: its
 effects are exactly once (``persist/offsets.py``).
@@ -51,6 +54,7 @@ from typing import Any
 
 import psycopg
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 
 from mailroom import faults
 from mailroom.attempts import AttemptLog, Standing, Start
@@ -62,6 +66,7 @@ from mailroom.errors import Fenced, TransientError
 from mailroom.groupwatch import Watchdog
 from mailroom.metrics import arrived_ms
 from mailroom.settings import Settings
+from mailroom.stage.behind import Behind, FinishOnRevoke
 from mailroom.stage.budget import Executor
 from mailroom.stage.commit import Commit, KafkaCommit
 from mailroom.stage.execute import BatchSpec, StageSpec
@@ -137,10 +142,19 @@ class StageRunner:
         faults.register(self.fault_after_produce, "outputs flushed, offsets not yet committed")
         self.database = database  # reopens the blob store's connection after an outage
         self.dependencies = Dependencies(self._redo, self.status)
+        # A whole batch's acknowledgement and commit taken behind the next batch's work
+        # (mailroom.stage.behind): where the effects are records on topics, and no record can
+        # kill this process (the attempt counter must see each unit committed otherwise).
+        self.behind: Behind | None = None
+        self.listener = self.commit.listener
+        if isinstance(self.commit, KafkaCommit) and executor.isolates_crashes:
+            self.behind = Behind(self.outbox, self.commit.commit, self.commit.commit_later,
+                                 lambda: faults.point(self.settings, self.fault_after_produce))
+            self.listener = FinishOnRevoke(self.behind, self.listener)
         # Left without partitions while the group has one for it (a join lost, a leader slow to
         # see new partitions): warn, count, join again (mailroom.groupwatch).
         self.watchdog = Watchdog(settings, consumer, [settings.topic(t) for t in spec.topics],
-                                 listener=self.commit.listener)
+                                 listener=self.listener)
         self._begun: dict[TopicPartition, int] = {}  # first offset of each partition's begin
 
     @property
@@ -156,13 +170,14 @@ class StageRunner:
         topics = [self.settings.topic(t) for t in self.spec.topics]
         try:
             with stop_signals(self.stop):
-                self.consumer.subscribe(topics, listener=self.commit.listener)
+                self.consumer.subscribe(topics, listener=self.listener)
                 log.info("stage %s consuming %s as group %s", self.spec.name,
                          ", ".join(topics), self.spec.group_id(self.settings))
                 poll_until_stopped(
                     self.consumer, self.status, self.settings.stage_max_poll_records,
-                    self.process, self.watchdog.check,
+                    self.process, self.watchdog.check, self.behind, self.catch_up,
                 )
+                self.catch_up()  # the unit kept, before leaving
         finally:
             self.executor.close()
             if self.mailboxes is not None:
@@ -177,6 +192,11 @@ class StageRunner:
     def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         self.dependencies.run(lambda: self._process(batch), batch)
 
+    def catch_up(self) -> None:
+        """Acknowledge and commit the unit kept behind (nothing more came, or leaving)."""
+        if self.behind:
+            self.dependencies.run(self.behind.finish, {})
+
     def _redo(self, batch: dict[TopicPartition, list[Any]], outage: Outage,
               exc: Exception) -> None:
         """Redo the batch once the dependency is back: release its starts (an outage is no
@@ -188,13 +208,32 @@ class StageRunner:
         starts |= {(tp.topic, tp.partition, off) for tp, off in self._begun.items()}
         for topic, partition, offset in sorted(starts):
             self.attempts.release(topic, partition, offset)
+        back = self._settle_behind(exc)
         time.sleep(wait_s)
         self.commit.rewind(batch, self.status.paused)
+        assigned = self.consumer.assignment()
+        for tp, offset in back.items():  # after the batch's own: these start earlier
+            if tp in assigned and (tp.topic, tp.partition) not in self.status.paused:
+                self.consumer.seek(tp, offset)
         blobs = self.dead.blobs
         if self.database is not None and isinstance(blobs, BlobStore):
             # Still away: the next batch meets it and waits again.
             with contextlib.suppress(*LOST):
                 blobs.conn = renewed(blobs.conn, self.database)
+
+    def _settle_behind(self, exc: Exception) -> dict[TopicPartition, int]:
+        """The unit kept behind, when a batch must be redone: finished if the broker did not
+        fail (another dependency did), else given back; returns where its partitions start
+        again (empty: nothing to redo)."""
+        if not self.behind:
+            return {}
+        if not isinstance(exc, KafkaError):
+            try:
+                self.behind.finish()
+                return {}
+            except KafkaError as failed:
+                log.warning("the unit kept behind failed too: %s", failed)
+        return self.behind.give_back()
 
     def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         self._begun = {}
@@ -296,7 +335,7 @@ class StageRunner:
         """The happy path: every partition's records as one unit."""
         try:
             self._unit({tp: r[0].offset for tp, r in parts.items()},
-                       lambda: self._handle_all(parts, attempts, deadline))
+                       lambda: self._handle_all(parts, attempts, deadline), behind=True)
             return
         except _Exhausted as exc:
             reason = exc.args[0]
@@ -318,21 +357,30 @@ class StageRunner:
                 stopped.add(tp)
 
     # --- units ---------------------------------------------------------------------------------
-    def _unit(self, first: Mapping[TopicPartition, int], work: Work) -> Offsets | None:
+    def _unit(self, first: Mapping[TopicPartition, int], work: Work,
+              behind: bool = False) -> Offsets | None:
         """``work`` and the commit of the offsets it returns, as one unit of the commit strategy.
         A TransientError out of it rolls it back and it is tried again with backoff; past the
-        deadline :class:`_Exhausted` is raised. Returns the committed offsets; None when it was
-        given up (fenced, or a stop asked for while retrying): its partitions are then sought
-        back to ``first`` and their starts released — neither is a death."""
+        deadline :class:`_Exhausted` is raised. Returns the committed offsets (``behind``, a
+        whole batch, where the runner keeps one: to be committed behind the next unit's work);
+        None when it was given up (fenced, or a stop asked for while retrying): its partitions
+        are then sought back to ``first`` and their starts released — neither is a death."""
+        keep = behind and self.behind is not None
+        if self.behind and not keep:
+            self.behind.finish()  # commits in order: the unit kept first
         retries: Retries | None = None
         while True:
             try:
                 with self.commit.transaction():
                     offsets, handled = work()
-                    self.outbox.acknowledge()
-                    faults.point(self.settings, self.fault_after_produce)
+                    if not keep:
+                        self.outbox.acknowledge()
+                        faults.point(self.settings, self.fault_after_produce)
                     self.commit.store(offsets, handled)
-                self.commit.commit(offsets)
+                if self.behind is not None and keep:
+                    self.behind.defer(first, offsets)
+                else:
+                    self.commit.commit(offsets)
                 return offsets
             except Fenced as exc:
                 log.warning("%s: the records are left to their new owner", exc)
