@@ -4,7 +4,7 @@ A stage whose effects are records on topics (:class:`~mailroom.stage.commit.Kafk
 unwrap, route) used to end every poll batch waiting: the producer flushed the last slice's
 outputs (compressed, sent, written by the broker with acks=all), then the offsets' commit went
 to the group coordinator and back, then the next poll. Its worker children had nothing to do
-all that time, 30–60 ms a batch of 500 — and unwrap is the stage the rest of the pipeline waits
+all that time, 20–60 ms a batch of 500 — and unwrap is the stage the rest of the pipeline waits
 for. Here the whole-batch unit ends once everything it produced is *sent*: the runner polls and
 hands the children the next batch at once, and the unit is finished after that next unit's
 work, when the producer has long had the broker's acknowledgement (its batches go after
