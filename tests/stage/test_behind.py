@@ -4,7 +4,6 @@ idle, a batch whose sends failed done again."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -12,13 +11,13 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 from kafka_helpers import committed, decoded, produce, wait_for
 from pipeline_testing import read_all
+from runner_thread import RunnerThread
 from stage_toy import SPEC, raw
 
 from mailroom.codec import Codec
 from mailroom.settings import Settings
 from mailroom.stage.behind import Behind
 from mailroom.stage.run import build_runner
-from mailroom.stage.runner import StageRunner
 
 TP = TopicPartition("in", 0)
 
@@ -93,22 +92,6 @@ def test_a_unit_whose_send_failed_is_given_back_uncommitted() -> None:
 pooled = pytest.mark.integration
 
 
-class _Running:
-    def __init__(self, runner: StageRunner) -> None:
-        self.runner = runner
-        self.exit: list[int] = []
-        self.thread = threading.Thread(target=lambda: self.exit.append(runner.run()))
-        self.thread.start()
-
-    def stop(self) -> int:
-        self.runner.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        self.runner.producer.close()
-        self.runner.attempts.conn.close()
-        return self.exit[0]
-
-
 def _settings(stage_settings: Settings) -> Settings:
     return stage_settings.replace(stage_isolation="process", stage_workers=1,
                                   stage_max_poll_records=5)
@@ -134,7 +117,7 @@ def test_batches_kept_behind_are_all_committed_while_the_stage_runs(
     later: list[Any] = []
     commit_later = runner.commit.commit_later  # type: ignore[attr-defined]
     runner.behind._commit_later = lambda o: (later.append(dict(o)), commit_later(o))
-    running = _Running(runner)
+    running = RunnerThread(runner)
     try:
         outs = wait_for(lambda: (r := read_all(s, "out")) and len(r) >= 23 and r, timeout=60)
         # Not stopped: the last batch is committed because nothing more came.
@@ -167,7 +150,7 @@ def test_a_batch_the_broker_never_acknowledged_is_done_again(stage_settings: Set
         return send(topic, *args, **kwargs)
 
     runner.producer.send = send_losing_one  # type: ignore[method-assign]
-    running = _Running(runner)
+    running = RunnerThread(runner)
     try:
         outs = wait_for(lambda: (r := read_all(s, "out")) and len(
             {o.key for o in r}) >= 12 and r, timeout=60)

@@ -5,7 +5,6 @@ redone once it can, never decided with an older copy."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +12,7 @@ from kafka import TopicPartition
 from kafka_helpers import decoded, produce, wait_for
 from mailbox_toy import SPEC, mailbox, raw
 from pipeline_testing import own_topics, read_all
+from runner_thread import RunnerThread
 
 from mailroom import kafka
 from mailroom.codec import Codec
@@ -21,7 +21,6 @@ from mailroom.records.mailbox import MailboxRecord
 from mailroom.settings import Settings
 from mailroom.stage.mailboxcopy import MailboxFeed
 from mailroom.stage.run import build_runner
-from mailroom.stage.runner import StageRunner
 
 pytestmark = pytest.mark.integration
 
@@ -50,25 +49,9 @@ def owners(s: Settings) -> dict[int, str]:
     return {int(e.detail["uid"]): e.detail["owner"] for e in decoded(codec, read_all(s, "out"))}
 
 
-class Running:
-    """The toy stage's runner (process isolation, two workers) on a background thread."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.runner: StageRunner = build_runner(SPEC, settings)
-        self.thread = threading.Thread(target=self.runner.run)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.runner.stop()
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        self.runner.producer.close()
-        self.runner.attempts.conn.close()
-
-
 @pytest.fixture
-def running(settings: Settings) -> Iterator[list[Running]]:
-    started: list[Running] = []
+def running(settings: Settings) -> Iterator[list[RunnerThread]]:
+    started: list[RunnerThread] = []
     yield started
     for r in started:
         if r.thread.is_alive():
@@ -76,11 +59,11 @@ def running(settings: Settings) -> Iterator[list[Running]]:
 
 
 def test_a_mailbox_published_just_before_its_record_is_in_the_workers_copy(
-        settings: Settings, running: list[Running]) -> None:
+        settings: Settings, running: list[RunnerThread]) -> None:
     s = settings
     with own_topics(s, {"mailboxes": 1}):
         publish(s, mailbox("1", "ann"))
-        running.append(Running(s))
+        running.append(RunnerThread(build_runner(SPEC, s)))
         send(s, 1, "1")
         wait_for(lambda: 1 in owners(s), timeout=60)
         # Each published after the runner's last read, each right before its record.
@@ -99,7 +82,7 @@ def test_a_mailbox_published_just_before_its_record_is_in_the_workers_copy(
 
 
 def test_while_the_directory_cannot_be_read_the_batch_waits_and_is_redone(
-        settings: Settings, running: list[Running]) -> None:
+        settings: Settings, running: list[RunnerThread]) -> None:
     s = settings
     with own_topics(s, {"mailboxes": 1}):
         # A record this process cannot read ahead of Ann's mailbox: the directory cannot be
@@ -107,7 +90,7 @@ def test_while_the_directory_cannot_be_read_the_batch_waits_and_is_redone(
         produce(s, "mailboxes", [("0", b"this is not avro")])
         publish(s, mailbox("1", "ann"))
         send(s, 1, "1")
-        running.append(Running(s))
+        running.append(RunnerThread(build_runner(SPEC, s)))
         runner = running[0].runner
         wait_for(lambda: "mailbox directory" in runner.status.degraded, timeout=60)
         # Not decided without it (nor with what was read before the unreadable record).

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 from kafka_helpers import committed, decoded, produce, wait_for
 from pipeline_testing import read_all
+from runner_thread import RunnerThread
 from stage_toy import SPEC, raw
 
 from mailroom.codec import Codec
 from mailroom.records import DeadLetter
 from mailroom.settings import Settings
-from mailroom.stage.run import build_runner
-from mailroom.stage.runner import StageRunner
 from mailroom.tracing import events_of
 
 pytestmark = pytest.mark.integration
@@ -25,30 +23,12 @@ def codec(stage_settings: Settings) -> Codec:
     return Codec.from_settings(stage_settings)
 
 
-class Running:
-    """A runner on a background thread, stopped (finish batch, commit, leave) at the end."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.runner: StageRunner = build_runner(SPEC, settings)
-        self.exit: list[int] = []
-        self.thread = threading.Thread(target=lambda: self.exit.append(self.runner.run()))
-        self.thread.start()
-
-    def stop(self) -> int:
-        self.runner.stop()
-        self.thread.join(20)
-        assert not self.thread.is_alive()
-        self.runner.producer.close()
-        self.runner.attempts.conn.close()
-        return self.exit[0]
-
-
 @pytest.fixture
 def start(stage_settings: Settings) -> Iterator:
-    started: list[Running] = []
+    started: list[RunnerThread] = []
 
-    def _start(settings: Settings = stage_settings) -> Running:
-        started.append(Running(settings))
+    def _start(settings: Settings = stage_settings) -> RunnerThread:
+        started.append(RunnerThread.of(settings))
         return started[-1]
 
     yield _start
