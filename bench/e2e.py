@@ -50,7 +50,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 from bench import alone, harness, mailgen, report  # noqa: E402
-from bench.meter import Every, Meter, Usage, server_peers  # noqa: E402
+from bench.meter import Every, Meter, Usage, host_ticks, server_peers, steal_share  # noqa: E402
 from mailroom import settings as settings_module  # noqa: E402
 from mailroom.console.stack import dovecot, kafka, postgres  # noqa: E402
 from mailroom.settings import Settings  # noqa: E402
@@ -77,6 +77,7 @@ class PipelineRun:
     idle: dict[str, float] = field(default_factory=dict)  # CPU ms/s with nothing to do
     exits: dict[str, int | None] = field(default_factory=dict)
     error: str = ""
+    steal: float = 0.0  # share of the machine's time the hypervisor took during the run
 
 
 # --- the local stack -------------------------------------------------------------------------
@@ -144,11 +145,13 @@ def run_monolith(w: harness.World, infra: dict[str, list[int]]) -> tuple[dict, d
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=_HERE.parent)
     # Looked for every second: the monolith connects once it has started, and may be quick.
     meter = Meter(_with_peers(lambda: {"monolith": [proc.pid]}, infra, w.base, 1.0)).start()
+    ticks = host_ticks()
     out, _ = proc.communicate()
+    steal = steal_share(ticks, host_ticks())
     usage = meter.stop()
     if proc.returncode != 0:
         raise RuntimeError(f"the monolith failed ({proc.returncode})")
-    return json.loads(out.strip().splitlines()[-1]), usage
+    return {**json.loads(out.strip().splitlines()[-1]), "steal": steal}, usage
 
 
 # --- the pipeline ------------------------------------------------------------------------------
@@ -230,12 +233,14 @@ def _throughput(run: PipelineRun, w: harness.World, staged: list[harness.Staged]
                 procs: harness.StageProcesses, infra: dict[str, list[int]]) -> None:
     meter = Meter(_with_peers(procs.pids, infra, w.base)).start()
     first: list[float] = []
+    ticks = host_ticks()
     started = time.perf_counter()
     for s in staged:
         harness.deliver(s)
     wait_rows(w.settings, warm + len(staged), 600 + len(staged) / 5, procs,
               on_first=lambda: first.append(time.perf_counter()))
     ended = time.perf_counter()
+    run.steal = steal_share(ticks, host_ticks())
     run.usage = meter.stop()
     run.seconds = ended - started
     run.emails_per_s = len(staged) / run.seconds

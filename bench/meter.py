@@ -29,6 +29,24 @@ class Usage:
     peak_rss: int = 0  # bytes, the largest single tree of the group
 
 
+def host_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far in clock ticks, all of it and the part the hypervisor gave
+    to other guests while this one had work (``steal``, /proc/stat); (0, 0) where unreadable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal guest guest_nice: guest time is in user's
+    return sum(fields[:8]), (fields[7] if len(fields) > 7 else 0)
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's time the host took between two :func:`host_ticks`."""
+    total = after[0] - before[0]
+    return (after[1] - before[1]) / total if total > 0 else 0.0
+
+
 def children_map() -> dict[int, list[int]]:
     """Parent pid -> child pids, from one scan of the process table."""
     out: dict[int, list[int]] = {}

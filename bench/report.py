@@ -62,6 +62,8 @@ def figures(args: argparse.Namespace, mails: list[Mail], baseline: list[dict[str
             "cpu_ms_per_email": {**_per_email(baseline[0]["usage"], n),
                                  "monolith": round(base_cpu_ms, 3)},
             "peak_rss_mb": _rss(baseline[0]["usage"], ("monolith",)),
+            # The hypervisor's share of the machine's time while the monolith ran (steal).
+            "host_steal": round(sum(b.get("steal", 0.0) for b in baseline) / len(baseline), 4),
         },
         "pipeline": [], "stages_alone": stages_alone,
     }
@@ -93,6 +95,7 @@ def figures(args: argparse.Namespace, mails: list[Mail], baseline: list[dict[str
             "rows": run.rows, "expected": run.expected, "rows_ok": rows_ok,
             "dead_letters": run.dead_letters, "idle_cpu_ms_per_s": run.idle,
             "exits": run.exits, "clean_exit": clean_exit, "error": run.error,
+            "host_steal": round(run.steal, 4),
         })
     out["ok"] = ok
     return out
@@ -185,6 +188,12 @@ def _pipeline_lines(p: dict[str, Any], b: dict[str, Any]) -> list[str]:
             f"{b.get('machine_cpu_ms_per_email', 0):.2f}: {p['machine_cpu_vs_monolith']:.1f}×); "
             f"{p['cores']} cores allow {p['cores_allow_emails_per_s']:,.0f} emails/s, "
             f"{p['ratio_bound']:.2f}× — this run kept {p['cores_busy']:.0%} of them busy")
+    if p.get("host_steal") or b.get("host_steal"):
+        # A virtual machine's host may run other guests on these cores when both are busy:
+        # time neither the pipeline nor the monolith had, counted in no process.
+        lines.append(
+            f"  the host took {p.get('host_steal', 0):.1%} of the machine's time during the run "
+            f"(steal), {b.get('host_steal', 0):.1%} during the monolith's")
     if 0 < p["seconds"] < SHORT_RUN_S:
         lines.append(
             f"  a short run ({p['seconds']:.1f} s): its start and end left cores idle, so the "

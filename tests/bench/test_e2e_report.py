@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
+from bench import meter, report  # noqa: E402
 from bench.e2e import PipelineRun  # noqa: E402
 from bench.mailgen import Mail  # noqa: E402
 from bench.meter import Usage  # noqa: E402
@@ -58,3 +58,24 @@ def test_a_short_run_says_so_and_how_many_mails_would_not_be(monkeypatch) -> Non
     assert "--mails 9,000 or more" in short  # 500/s kept busy for 18 s
     sustained = report.table(report.figures(args, mails, baseline, [run(20.0)], {}))
     assert "a short run" not in sustained
+
+
+def test_the_hosts_share_of_the_machine_is_reported(monkeypatch) -> None:
+    monkeypatch.setattr(report.os, "cpu_count", lambda: 2)
+    mails = [Mail("u", f"m{i}@x", "forward", b"x") for i in range(1000)]
+    usage = {"monolith": Usage(1.4), "postgres": Usage(0.1)}
+    baseline = [{"emails": 1000, "seconds": 2.0, "cpu_s": 1.4, "usage": usage, "steal": s}
+                for s in (0.0, 0.002)]
+    run = PipelineRun(processes=1, seconds=2.5, emails_per_s=400.0, rows=1000, expected=1000,
+                      usage={"unwrap": Usage(2.0)}, steal=0.031)
+    f = report.figures(argparse.Namespace(mix="realistic", size=1), mails, baseline, [run], {})
+    assert f["pipeline"][0]["host_steal"] == 0.031 and f["baseline"]["host_steal"] == 0.001
+    assert "the host took 3.1% of the machine's time during the run (steal), 0.1% during" in (
+        report.table(f))
+
+
+def test_steal_is_the_hosts_share_of_the_ticks_between_two_readings() -> None:
+    assert meter.steal_share((1000, 10), (1400, 30)) == 0.05
+    assert meter.steal_share((5, 1), (5, 1)) == 0.0  # no time passed (or /proc/stat unread)
+    total, steal = meter.host_ticks()
+    assert total > 0 and 0 <= steal <= total
