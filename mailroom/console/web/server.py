@@ -22,7 +22,6 @@ import asyncio
 import socket
 from pathlib import Path
 
-import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -69,20 +68,6 @@ class _Protocol(H11Protocol):
         self._head_timer = None
         if self._between_requests() and not self.transport.is_closing():
             self.transport.close()
-
-    def send_400_response(self, msg: str) -> None:
-        # A head that arrives whole reaches the app, which answers 431 past MAX_HEAD_BYTES; one
-        # that arrives in pieces is refused by h11 while still incomplete, and uvicorn answers
-        # every protocol error 400. The same head gets the same answer either way.
-        if not self._between_requests() or len(self.conn.trailing_data[0]) <= MAX_HEAD_BYTES:
-            super().send_400_response(msg)
-            return
-        for event in (h11.Response(status_code=431, reason=b"Request Header Fields Too Large",
-                                   headers=[(b"content-type", b"text/plain; charset=utf-8"),
-                                            (b"connection", b"close")]),
-                      h11.Data(data=b"431: request head too large"), h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event))
-        self.transport.close()
 
 
 class DashboardServer:
