@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
+from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -37,9 +39,23 @@ class _Protocol(H11Protocol):
     head_timeout_s = HEAD_TIMEOUT_S
     _head_timer: asyncio.TimerHandle | None = None
 
+    _refusal = 400  # the status h11 hinted for the protocol error it last raised
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
+        # uvicorn answers every protocol error h11 raises 400; h11 says which status it means
+        # (431 for a head still incomplete past MAX_HEAD_BYTES). Kept for send_400_response.
+        next_event = self.conn.next_event
+
+        def remembered() -> Any:
+            try:
+                return next_event()
+            except h11.RemoteProtocolError as exc:
+                self._refusal = exc.error_status_hint
+                raise
+
+        self.conn.next_event = remembered  # type: ignore[method-assign]
 
     def data_received(self, data: bytes) -> None:
         if self._head_timer is None and self._between_requests():
@@ -68,6 +84,19 @@ class _Protocol(H11Protocol):
         self._head_timer = None
         if self._between_requests() and not self.transport.is_closing():
             self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        # A head that arrives whole reaches the app, which answers 431 past MAX_HEAD_BYTES; one
+        # arriving in pieces is refused by h11 while incomplete: the same answer either way.
+        if self._refusal != 431:
+            super().send_400_response(msg)
+            return
+        for event in (h11.Response(status_code=431, reason=b"Request Header Fields Too Large",
+                                   headers=[(b"content-type", b"text/plain; charset=utf-8"),
+                                            (b"connection", b"close")]),
+                      h11.Data(data=b"431: request head too large"), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 class DashboardServer:
