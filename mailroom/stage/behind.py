@@ -67,23 +67,22 @@ class Behind:
         this one. Raises KafkaError when the one before failed (it is then given back by
         :meth:`give_back`; this one's sends are forgotten, and the redo sends them again)."""
         sent = self.outbox.hand_over()
-        if self.pending is not None:  # raises with it still kept: the earlier start wins
-            self._finish(self.pending, self._commit_later)
+        self._finish(self._commit_later)  # raises with it still kept: the earlier start wins
         self.pending = Pending(dict(first), dict(offsets), sent)
 
     def finish(self) -> None:
         """Flush, wait for the acknowledgement of the unit kept, commit it (synchronously)."""
+        if self.pending is not None:
+            self.outbox.flush()
+            self._finish(self._commit)
+
+    def _finish(self, commit: Callable[[Offsets], None]) -> None:
         pending = self.pending
         if pending is None:
             return
-        self.outbox.flush()
-        self._finish(pending, self._commit)
-
-    def _finish(self, pending: Pending, commit: Callable[[Offsets], None]) -> None:
         self.outbox.wait(pending.sent)  # raises: the unit stays kept, to be given back
         self._fault()
-        if self.pending is pending:
-            self.pending = None
+        self.pending = None
         commit(pending.offsets)
 
     def give_back(self) -> dict[TopicPartition, int]:

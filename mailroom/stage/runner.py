@@ -365,20 +365,20 @@ class StageRunner:
         whole batch, where the runner keeps one: to be committed behind the next unit's work);
         None when it was given up (fenced, or a stop asked for while retrying): its partitions
         are then sought back to ``first`` and their starts released — neither is a death."""
-        keep = behind and self.behind is not None
-        if self.behind and not keep:
+        keeper = self.behind if behind else None
+        if keeper is None and self.behind:
             self.behind.finish()  # commits in order: the unit kept first
         retries: Retries | None = None
         while True:
             try:
                 with self.commit.transaction():
                     offsets, handled = work()
-                    if not keep:
+                    if keeper is None:
                         self.outbox.acknowledge()
                         faults.point(self.settings, self.fault_after_produce)
                     self.commit.store(offsets, handled)
-                if self.behind is not None and keep:
-                    self.behind.defer(first, offsets)
+                if keeper is not None:
+                    keeper.defer(first, offsets)
                 else:
                     self.commit.commit(offsets)
                 return offsets

@@ -89,7 +89,6 @@ def test_a_unit_whose_send_failed_is_given_back_uncommitted() -> None:
 
 
 # --- the runner, on the real broker ---------------------------------------------------------
-pooled = pytest.mark.integration
 
 
 def _settings(stage_settings: Settings) -> Settings:
@@ -106,7 +105,7 @@ def _committed_total(s: Settings) -> int:
     return sum(max(offset or 0, 0) for offset in committed(s, SPEC.group_id(s)).values())
 
 
-@pooled
+@pytest.mark.integration
 def test_batches_kept_behind_are_all_committed_while_the_stage_runs(
         stage_settings: Settings) -> None:
     s = _settings(stage_settings)
@@ -132,7 +131,7 @@ def test_batches_kept_behind_are_all_committed_while_the_stage_runs(
     assert later
 
 
-@pooled
+@pytest.mark.integration
 def test_a_batch_the_broker_never_acknowledged_is_done_again(stage_settings: Settings) -> None:
     s = _settings(stage_settings)
     codec = Codec.from_settings(s)

@@ -58,6 +58,11 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
+#: The answer to a request head over MAX_HEAD_BYTES, from the app (a head that arrived whole)
+#: or from the server's protocol (one h11 refused while it was still arriving).
+HEAD_TOO_LARGE_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"),
+                          (b"connection", b"close"), *SECURITY_HEADERS]
+HEAD_TOO_LARGE_BODY = b"431: request head too large"
 HSTS = (b"strict-transport-security", b"max-age=31536000")
 MAX_FORM_BYTES = 64 * 1024
 MAX_HEAD_BYTES = 16 * 1024
@@ -288,9 +293,8 @@ class SecurityHeaders:
             scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         if size > self.max_head_bytes:
             await send({"type": "http.response.start", "status": 431,
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                    (b"connection", b"close"), *SECURITY_HEADERS]})
-            await send({"type": "http.response.body", "body": b"431: request head too large"})
+                        "headers": HEAD_TOO_LARGE_HEADERS})
+            await send({"type": "http.response.body", "body": HEAD_TOO_LARGE_BODY})
             return
 
         async def send_with_headers(message: Message) -> None:

@@ -27,7 +27,13 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from mailroom.console.web.app import MAX_HEAD_BYTES, Dashboard, build
+from mailroom.console.web.app import (
+    HEAD_TOO_LARGE_BODY,
+    HEAD_TOO_LARGE_HEADERS,
+    MAX_HEAD_BYTES,
+    Dashboard,
+    build,
+)
 
 HEAD_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 256
@@ -92,9 +98,8 @@ class _Protocol(H11Protocol):
             super().send_400_response(msg)
             return
         for event in (h11.Response(status_code=431, reason=b"Request Header Fields Too Large",
-                                   headers=[(b"content-type", b"text/plain; charset=utf-8"),
-                                            (b"connection", b"close")]),
-                      h11.Data(data=b"431: request head too large"), h11.EndOfMessage()):
+                                   headers=HEAD_TOO_LARGE_HEADERS),
+                      h11.Data(data=HEAD_TOO_LARGE_BODY), h11.EndOfMessage()):
             self.transport.write(self.conn.send(event))
         self.transport.close()
 
